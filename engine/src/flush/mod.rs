@@ -1,0 +1,70 @@
+//! The flush strategy axis: when a put is acknowledged, and who makes the
+//! commit log durable.
+//!
+//! | strategy | ack after | durability by |
+//! |---|---|---|
+//! | `sync` | its own fdatasync | the putting thread, one fdatasync per message |
+//! | `group` | a shared fdatasync covering it | the group-commit service thread |
+//! | `async` | the write | the flusher thread, periodically |
+//! | `pool` | the copy into a memory buffer | committer thread then flusher thread |
+//!
+//! Invariant kept by every strategy: `flushed <= committed <= written`; sync
+//! and group also keep `acked <= flushed` at every instant.
+
+use std::fmt;
+
+/// Which strategy acknowledges puts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushKind {
+    /// fdatasync per message before the ack (SYNC_FLUSH without batching).
+    Sync,
+    /// RocketMQ's GroupCommitService: one fdatasync acks every waiting put.
+    Group,
+    /// Ack after the write; periodic flusher (ASYNC_FLUSH).
+    Async,
+    /// Transient store pool: ack after a copy into memory; committer and
+    /// async flusher make it reach the file and the disk.
+    Pool,
+}
+
+impl FlushKind {
+    /// All strategies, in the order results list them.
+    pub const ALL: [FlushKind; 4] = [FlushKind::Sync, FlushKind::Group, FlushKind::Async, FlushKind::Pool];
+
+    /// Name used in results and chart legends.
+    pub fn name(self) -> &'static str {
+        match self {
+            FlushKind::Sync => "sync",
+            FlushKind::Group => "group",
+            FlushKind::Async => "async",
+            FlushKind::Pool => "pool",
+        }
+    }
+
+    /// True when an acknowledged put is already durable.
+    pub fn acks_durable(self) -> bool {
+        matches!(self, FlushKind::Sync | FlushKind::Group)
+    }
+}
+
+impl fmt::Display for FlushKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for FlushKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sync" => Ok(FlushKind::Sync),
+            "group" => Ok(FlushKind::Group),
+            "async" => Ok(FlushKind::Async),
+            "pool" => Ok(FlushKind::Pool),
+            other => Err(format!(
+                "unknown flush strategy {other:?}: expected sync, group, async or pool"
+            )),
+        }
+    }
+}

@@ -1,0 +1,562 @@
+//! `sim` backend: an in-memory disk that keeps written and durable bytes
+//! apart, crashes on demand and injects faults from a seed.
+//!
+//! This is how mqlab proves its loss window: a workload runs against a
+//! [`SimEnv`], [`SimEnv::crash`] freezes the disk at a random instant and
+//! hands back a new disk holding only what had been made durable (optionally
+//! plus a seeded, torn prefix of the writes in flight, as a real disk may
+//! persist some of them), and recovery runs on that.
+//!
+//! Model, per file: `data` is what a reader of the page cache sees;
+//! `durable` is what survives power loss; `pending` is the ordered list of
+//! writes (and length changes) since the last `sync_data`. File creation and
+//! removal are durable at once (the store syncs directories after either, so
+//! this only hides bugs in directory syncs, which are out of scope).
+//!
+//! Faults (a [`FaultPlan`]) are counted per disk: the Nth write or the Nth
+//! sync fails with EIO, writes fail with ENOSPC once a byte budget is spent,
+//! and reads flip one bit with a seeded probability. Everything random draws
+//! from one ChaCha8 stream seeded by the plan, so a single-threaded run
+//! replays exactly from its seed.
+//!
+//! [`SimEnv::overlay`] builds a disk that reads through to a real directory
+//! and keeps every write in memory: `mqlab verify` and `inspect` recover a
+//! store this way without modifying it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{Env, File, OpenOptions};
+
+/// Name in results and charts.
+pub const NAME: &str = "sim";
+
+/// Which faults to inject, all drawn from `seed`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultPlan {
+    /// Seed of every random choice the disk makes.
+    pub seed: u64,
+    /// The Nth `write_at` on this disk (1-based) fails with EIO, and so does
+    /// every later one: a disk that failed a write is not trusted again.
+    pub write_eio_at: Option<u64>,
+    /// The Nth `sync_data` (1-based) fails with EIO; later syncs also fail.
+    pub sync_eio_at: Option<u64>,
+    /// Total bytes `write_at` may write before every write fails with ENOSPC.
+    pub capacity_bytes: Option<u64>,
+    /// Probability, in parts per million, that a `read_at` returns its
+    /// buffer with one bit flipped.
+    pub read_bitflip_ppm: u32,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Write(u64, Vec<u8>),
+    SetLen(u64),
+}
+
+#[derive(Debug, Default)]
+struct FileState {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+    pending: Vec<Pending>,
+}
+
+impl FileState {
+    fn apply(buf: &mut Vec<u8>, op: &Pending, limit: Option<usize>) {
+        match op {
+            Pending::Write(off, bytes) => {
+                let n = limit.unwrap_or(bytes.len()).min(bytes.len());
+                let off = *off as usize;
+                if buf.len() < off + n {
+                    buf.resize(off + n, 0);
+                }
+                buf[off..off + n].copy_from_slice(&bytes[..n]);
+            }
+            Pending::SetLen(len) => buf.resize(*len as usize, 0),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Disk {
+    /// Ops take it shared; a crash takes it exclusive, so a crash is atomic
+    /// with respect to every write and sync.
+    gate: RwLock<()>,
+    files: Mutex<BTreeMap<PathBuf, Arc<Mutex<FileState>>>>,
+    dirs: Mutex<BTreeSet<PathBuf>>,
+    /// Paths removed from an overlay: never read through again.
+    tombstones: Mutex<BTreeSet<PathBuf>>,
+    overlay: Option<PathBuf>,
+    plan: FaultPlan,
+    rng: Mutex<ChaCha8Rng>,
+    writes: AtomicU64,
+    syncs: AtomicU64,
+    bytes_written: AtomicU64,
+    failed_write: AtomicBool,
+    failed_sync: AtomicBool,
+}
+
+/// An in-memory, crashable, fault-injecting disk.
+#[derive(Debug, Clone)]
+pub struct SimEnv {
+    disk: Arc<Disk>,
+    /// Cleared when this handle's "machine" crashed: every later op fails.
+    alive: Arc<AtomicBool>,
+}
+
+/// Counters of what a disk has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// `write_at` calls.
+    pub writes: u64,
+    /// `sync_data` calls.
+    pub syncs: u64,
+    /// Bytes passed to `write_at`.
+    pub bytes_written: u64,
+}
+
+fn dead() -> io::Error {
+    io::Error::other("simulated machine crashed: the disk is gone")
+}
+
+fn eio(what: &str) -> io::Error {
+    io::Error::from_raw_os_error(libc::EIO).with_context_msg(what)
+}
+
+trait WithContext {
+    fn with_context_msg(self, what: &str) -> io::Error;
+}
+
+impl WithContext for io::Error {
+    fn with_context_msg(self, what: &str) -> io::Error {
+        io::Error::new(self.kind(), format!("{what}: {self}"))
+    }
+}
+
+impl SimEnv {
+    /// An empty disk without faults.
+    pub fn new(seed: u64) -> Self {
+        Self::with_faults(FaultPlan {
+            seed,
+            ..FaultPlan::default()
+        })
+    }
+
+    /// An empty disk with the given faults.
+    pub fn with_faults(plan: FaultPlan) -> Self {
+        Self::build(BTreeMap::new(), BTreeSet::new(), None, plan)
+    }
+
+    /// A disk that reads through to the real directory `base` and keeps all
+    /// writes in memory; the real directory is never modified.
+    pub fn overlay(base: &Path) -> Self {
+        Self::build(
+            BTreeMap::new(),
+            BTreeSet::new(),
+            Some(base.to_path_buf()),
+            FaultPlan::default(),
+        )
+    }
+
+    fn build(
+        files: BTreeMap<PathBuf, Arc<Mutex<FileState>>>,
+        dirs: BTreeSet<PathBuf>,
+        overlay: Option<PathBuf>,
+        plan: FaultPlan,
+    ) -> Self {
+        SimEnv {
+            disk: Arc::new(Disk {
+                gate: RwLock::new(()),
+                files: Mutex::new(files),
+                dirs: Mutex::new(dirs),
+                tombstones: Mutex::new(BTreeSet::new()),
+                overlay,
+                rng: Mutex::new(ChaCha8Rng::seed_from_u64(plan.seed)),
+                plan,
+                writes: AtomicU64::new(0),
+                syncs: AtomicU64::new(0),
+                bytes_written: AtomicU64::new(0),
+                failed_write: AtomicBool::new(false),
+                failed_sync: AtomicBool::new(false),
+            }),
+            alive: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// Power loss. Atomically stops this disk (every later operation through
+    /// this env or its open files fails) and returns a fresh disk holding
+    /// each file's durable bytes. With `torn`, a seeded prefix of each file's
+    /// pending writes also survives, the last of them cut at a random byte.
+    /// The new disk has no faults planned; its seed is `seed`.
+    pub fn crash(&self, torn: bool, seed: u64) -> SimEnv {
+        let _gate = self.disk.gate.write().unwrap_or_else(|e| e.into_inner());
+        self.alive.store(false, Ordering::SeqCst);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let files = self.disk.files.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = BTreeMap::new();
+        for (path, state) in files.iter() {
+            let st = state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut image = st.durable.clone();
+            if torn && !st.pending.is_empty() {
+                let keep = rng.random_range(0..=st.pending.len());
+                for op in &st.pending[..keep] {
+                    FileState::apply(&mut image, op, None);
+                }
+                if keep < st.pending.len() {
+                    if let Pending::Write(_, bytes) = &st.pending[keep] {
+                        let cut = rng.random_range(0..=bytes.len());
+                        FileState::apply(&mut image, &st.pending[keep], Some(cut));
+                    }
+                }
+            }
+            out.insert(
+                path.clone(),
+                Arc::new(Mutex::new(FileState {
+                    data: image.clone(),
+                    durable: image,
+                    pending: Vec::new(),
+                })),
+            );
+        }
+        let dirs = self.disk.dirs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        SimEnv::build(
+            out,
+            dirs,
+            None,
+            FaultPlan {
+                seed,
+                ..FaultPlan::default()
+            },
+        )
+    }
+
+    /// Process crash: the page cache survives. This handle stops working
+    /// (as the killed process's threads would), and the returned handle sees
+    /// the same disk, written but not yet durable bytes included.
+    pub fn process_crash(&self) -> SimEnv {
+        let _gate = self.disk.gate.write().unwrap_or_else(|e| e.into_inner());
+        self.alive.store(false, Ordering::SeqCst);
+        SimEnv {
+            disk: self.disk.clone(),
+            alive: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// What the disk has seen so far.
+    pub fn stats(&self) -> SimStats {
+        SimStats {
+            writes: self.disk.writes.load(Ordering::Relaxed),
+            syncs: self.disk.syncs.load(Ordering::Relaxed),
+            bytes_written: self.disk.bytes_written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Bytes written but not yet durable, over all files.
+    pub fn pending_bytes(&self) -> u64 {
+        let files = self.disk.files.lock().unwrap_or_else(|e| e.into_inner());
+        files
+            .values()
+            .map(|f| {
+                let st = f.lock().unwrap_or_else(|e| e.into_inner());
+                st.pending
+                    .iter()
+                    .map(|p| match p {
+                        Pending::Write(_, b) => b.len() as u64,
+                        Pending::SetLen(_) => 0,
+                    })
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
+    fn check_alive(&self) -> io::Result<()> {
+        if self.alive.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(dead())
+        }
+    }
+
+    fn lookup(&self, path: &Path) -> io::Result<Option<Arc<Mutex<FileState>>>> {
+        let mut files = self.disk.files.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = files.get(path) {
+            return Ok(Some(f.clone()));
+        }
+        if let Some(real) = self.real_path(path) {
+            if real.is_file() {
+                let bytes = std::fs::read(&real)?;
+                let state = Arc::new(Mutex::new(FileState {
+                    data: bytes.clone(),
+                    durable: bytes,
+                    pending: Vec::new(),
+                }));
+                files.insert(path.to_path_buf(), state.clone());
+                return Ok(Some(state));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The real path behind `path` in overlay mode, unless removed.
+    fn real_path(&self, path: &Path) -> Option<PathBuf> {
+        self.disk.overlay.as_ref()?;
+        let tomb = self.disk.tombstones.lock().unwrap_or_else(|e| e.into_inner());
+        if tomb.contains(path) {
+            return None;
+        }
+        Some(path.to_path_buf())
+    }
+}
+
+struct SimFile {
+    env: SimEnv,
+    state: Arc<Mutex<FileState>>,
+    read_only: bool,
+}
+
+impl File for SimFile {
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let _gate = self.env.disk.gate.read().unwrap_or_else(|e| e.into_inner());
+        self.env.check_alive()?;
+        if self.read_only {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "file opened read-only",
+            ));
+        }
+        let disk = &self.env.disk;
+        let n = disk.writes.fetch_add(1, Ordering::Relaxed) + 1;
+        if disk.failed_write.load(Ordering::Relaxed)
+            || disk.plan.write_eio_at.is_some_and(|at| n >= at)
+        {
+            disk.failed_write.store(true, Ordering::Relaxed);
+            return Err(eio("simulated write failure"));
+        }
+        let total = disk
+            .bytes_written
+            .fetch_add(buf.len() as u64, Ordering::Relaxed)
+            + buf.len() as u64;
+        if disk.plan.capacity_bytes.is_some_and(|cap| total > cap) {
+            disk.bytes_written
+                .fetch_sub(buf.len() as u64, Ordering::Relaxed);
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC)
+                .with_context_msg("simulated full disk"));
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let op = Pending::Write(offset, buf.to_vec());
+        FileState::apply(&mut st.data, &op, None);
+        st.pending.push(op);
+        Ok(())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let _gate = self.env.disk.gate.read().unwrap_or_else(|e| e.into_inner());
+        self.env.check_alive()?;
+        let n = {
+            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let len = st.data.len() as u64;
+            if offset >= len {
+                return Ok(0);
+            }
+            let n = ((len - offset) as usize).min(buf.len());
+            buf[..n].copy_from_slice(&st.data[offset as usize..offset as usize + n]);
+            n
+        };
+        let ppm = self.env.disk.plan.read_bitflip_ppm;
+        if ppm > 0 && n > 0 {
+            let mut rng = self.env.disk.rng.lock().unwrap_or_else(|e| e.into_inner());
+            if rng.random_range(0..1_000_000u32) < ppm {
+                let bit = rng.random_range(0..n * 8);
+                buf[bit / 8] ^= 1 << (bit % 8);
+            }
+        }
+        Ok(n)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let _gate = self.env.disk.gate.read().unwrap_or_else(|e| e.into_inner());
+        self.env.check_alive()?;
+        let disk = &self.env.disk;
+        let n = disk.syncs.fetch_add(1, Ordering::Relaxed) + 1;
+        if disk.failed_sync.load(Ordering::Relaxed)
+            || disk.plan.sync_eio_at.is_some_and(|at| n >= at)
+        {
+            disk.failed_sync.store(true, Ordering::Relaxed);
+            // Like Linux after a writeback error: the dirty pages are gone
+            // from the durable image's point of view; nothing becomes durable.
+            return Err(eio("simulated fsync failure"));
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.durable = st.data.clone();
+        st.pending.clear();
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let _gate = self.env.disk.gate.read().unwrap_or_else(|e| e.into_inner());
+        self.env.check_alive()?;
+        if self.read_only {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "file opened read-only",
+            ));
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let op = Pending::SetLen(len);
+        FileState::apply(&mut st.data, &op, None);
+        st.pending.push(op);
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .data
+            .len() as u64
+    }
+}
+
+impl Env for SimEnv {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn open(&self, path: &Path, opts: OpenOptions) -> io::Result<Arc<dyn File>> {
+        let _gate = self.disk.gate.read().unwrap_or_else(|e| e.into_inner());
+        self.check_alive()?;
+        let state = match self.lookup(path)? {
+            Some(s) => s,
+            None if opts.create && !opts.read_only => {
+                let s = Arc::new(Mutex::new(FileState::default()));
+                self.disk
+                    .files
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(path.to_path_buf(), s.clone());
+                s
+            }
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{}: no such file", path.display()),
+                ))
+            }
+        };
+        if opts.len > 0 && !opts.read_only {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            if (st.data.len() as u64) < opts.len {
+                // Creating a fixed-size file is durable at once, like the
+                // creation itself (see the module comment).
+                st.data.resize(opts.len as usize, 0);
+                if st.durable.len() < st.data.len() {
+                    st.durable.resize(opts.len as usize, 0);
+                }
+            }
+        }
+        Ok(Arc::new(SimFile {
+            env: self.clone(),
+            state,
+            read_only: opts.read_only,
+        }))
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.check_alive()?;
+        let mut names = BTreeSet::new();
+        {
+            let files = self.disk.files.lock().unwrap_or_else(|e| e.into_inner());
+            for p in files.keys() {
+                if p.parent() == Some(path) {
+                    if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
+                        names.insert(n.to_string());
+                    }
+                }
+            }
+            let dirs = self.disk.dirs.lock().unwrap_or_else(|e| e.into_inner());
+            for d in dirs.iter() {
+                if d.parent() == Some(path) {
+                    if let Some(n) = d.file_name().and_then(|n| n.to_str()) {
+                        names.insert(n.to_string());
+                    }
+                }
+            }
+        }
+        if let Some(real) = self.real_path(path) {
+            for n in super::fsutil::list_dir(&real)? {
+                if self.real_path(&path.join(&n)).is_some() {
+                    names.insert(n);
+                }
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        let known = {
+            let dirs = self.disk.dirs.lock().unwrap_or_else(|e| e.into_inner());
+            dirs.contains(path)
+        };
+        known || self.real_path(path).is_some_and(|p| p.is_dir())
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        if self.is_dir(path) {
+            return true;
+        }
+        let files = self.disk.files.lock().unwrap_or_else(|e| e.into_inner());
+        files.contains_key(path) || self.real_path(path).is_some_and(|p| p.exists())
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.check_alive()?;
+        let mut dirs = self.disk.dirs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = Some(path);
+        while let Some(d) = p {
+            if d.as_os_str().is_empty() {
+                break;
+            }
+            dirs.insert(d.to_path_buf());
+            p = d.parent();
+        }
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let _gate = self.disk.gate.read().unwrap_or_else(|e| e.into_inner());
+        self.check_alive()?;
+        let existed = self
+            .disk
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path)
+            .is_some();
+        let real = self.real_path(path).is_some_and(|p| p.exists());
+        if real {
+            self.disk
+                .tombstones
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(path.to_path_buf());
+        }
+        if existed || real {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no such file", path.display()),
+            ))
+        }
+    }
+
+    fn sync_dir(&self, _path: &Path) -> io::Result<()> {
+        self.check_alive()
+    }
+}

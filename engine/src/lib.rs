@@ -1,0 +1,23 @@
+//! mqlab-engine: a RocketMQ-compatible message store with pluggable I/O
+//! backends, flush strategies and delay schedulers, built to be measured.
+//!
+//! See `FORMAT.md` for the on-disk formats and `shared/DESIGN.md` for the
+//! offsets (written, committed, flushed, acked) and the loss window.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod flush;
+pub mod io;
+pub mod log;
+pub mod message;
+pub mod store;
+
+pub use config::{FlushConfig, StoreConfig};
+pub use error::{Error, Result};
+pub use flush::FlushKind;
+pub use io::{BackendKind, Env};
+pub use store::{QueueInfo, RecoveryReport, Store, Truncation};
+pub use message::{AppendOffsets, Message, Offsets, PutResult, PutStatus, StoredMessage};

@@ -1,0 +1,2 @@
+//! The commit log: record codec, segments, recovery, checkpoint.
+pub mod record;
