@@ -330,6 +330,7 @@ mod tests {
         assert_eq!(read_vec(&*f, 0, 5), b"hello");
         assert_eq!(read_vec(&*f, 4093, 13), b"across a page");
         assert_eq!(read_vec(&*f, 5, 3), [0, 0, 0]);
+        f.write_at(50_000, b"").unwrap();
         assert_eq!(f.len(), 8192);
     }
 

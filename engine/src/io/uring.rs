@@ -271,6 +271,10 @@ impl File for UringFile {
             return Err(read_only_error());
         }
         let end = io_end(offset, buf.len())?;
+        if buf.is_empty() {
+            // Nothing reaches the file, so the length must not move either.
+            return Ok(());
+        }
         let mut done = 0;
         let mut retries = 0;
         while done < buf.len() {
@@ -459,6 +463,9 @@ mod tests {
         assert_eq!(read_vec(&*f, 0, 5), b"hello");
         assert_eq!(read_vec(&*f, 4093, 13), b"across a page");
         assert_eq!(read_vec(&*f, 5, 3), [0, 0, 0]);
+        // An empty write changes nothing, not even the length.
+        f.write_at(50_000, b"").unwrap();
+        assert_eq!(f.len(), 8192);
         // Writing past the end extends the file.
         f.write_at(10_000, b"tail").unwrap();
         assert_eq!(f.len(), 10_004);
