@@ -10,14 +10,17 @@
 pub mod config;
 pub mod error;
 pub mod flush;
+pub mod index;
 pub mod io;
 pub mod log;
 pub mod message;
+pub mod queue;
 pub mod store;
+pub mod topic;
 
 pub use config::{FlushConfig, StoreConfig};
 pub use error::{Error, Result};
 pub use flush::FlushKind;
 pub use io::{BackendKind, Env};
-pub use store::{QueueInfo, RecoveryReport, Store, Truncation};
 pub use message::{AppendOffsets, Message, Offsets, PutResult, PutStatus, StoredMessage};
+pub use store::{QueueInfo, RecoveryReport, Store, Truncation};

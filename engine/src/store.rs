@@ -1,15 +1,36 @@
 //! The store: ties the commit log, the flush strategy, the dispatcher,
-//! consume queues, index and checkpoint together. (API skeleton; the
-//! implementation lands next.)
+//! consume queues, index and checkpoint together, and recovers them at open.
+//!
+//! Threads (plain threads, no async runtime): the flush strategy's own
+//! (group-commit service, flusher, committer), the dispatcher (builds
+//! consume queues and the index from the commit log up to the confirm
+//! offset: the flushed offset under sync/group, else the committed one), and
+//! the checkpointer (flushes queues and index, then writes the checkpoint,
+//! every `checkpoint_interval_ms`).
+//!
+//! Dropping a store without [`Store::shutdown`] stops its threads without
+//! flushing anything: that is a process crash, and the next open runs
+//! abnormal recovery.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
-use crate::io::Env;
-use crate::message::{Message, Offsets, PutResult, StoredMessage};
+use crate::flush::{self, FlushStrategy, Periodic};
+use crate::index::IndexService;
+use crate::io::{Env, OpenOptions};
+use crate::log::checkpoint::{Checkpoint, CheckpointExt, CheckpointFile};
+use crate::log::record::{self, CrcCheck, Decoded};
+use crate::log::scan::{self, ScanEnd};
+use crate::log::{CommitLog, LogOptions, QueueTable};
+use crate::message::{
+    sys_flag, Message, Offsets, PutResult, PutStatus, StoredMessage, PROPERTY_UNIQ_KEY,
+};
+use crate::queue::{tags_code, QueueSet, Unit, UNIT_BYTES};
 
 /// What recovery found and did at open.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -39,7 +60,8 @@ pub struct Truncation {
     pub file: PathBuf,
     /// Physical (commit log) or byte (other files) offset of the cut.
     pub offset: u64,
-    /// Bytes discarded after the cut (up to the end of written data).
+    /// Bytes discarded after the cut (for the commit log: up to the end of
+    /// the last segment, an upper bound of what was written there).
     pub bytes: u64,
     /// Why: the decode error at the cut.
     pub reason: String,
@@ -58,86 +80,781 @@ pub struct QueueInfo {
     pub max_offset: u64,
 }
 
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Inner {
+    env: Arc<dyn Env>,
+    dir: PathBuf,
+    cfg: StoreConfig,
+    log: Arc<CommitLog>,
+    queues: QueueSet,
+    index: Option<IndexService>,
+    strategy: Box<dyn FlushStrategy>,
+    crc: CrcCheck,
+    dispatched: AtomicU64,
+    dispatch_lock: Mutex<()>,
+    dispatch_signal: (Mutex<()>, Condvar),
+    checkpoint: Option<CheckpointFile>,
+    report: RecoveryReport,
+    closed: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
 /// A RocketMQ-compatible message store.
 pub struct Store {
-    _env: Arc<dyn Env>,
+    inner: Arc<Inner>,
+    threads: Vec<Periodic>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .field("backend", &self.inner.env.name())
+            .field("flush", &self.inner.strategy.name())
+            .finish()
+    }
 }
 
 impl Store {
     /// Opens (creating or recovering) the store in `dir` with the backend
-    /// named in `config.backend`.
+    /// named in `config.backend`. With `config.read_only`, the directory is
+    /// read through an in-memory overlay and never modified.
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
-        let env = config
-            .backend
-            .env()
-            .map_err(|e| Error::BackendUnavailable {
-                backend: config.backend.name(),
-                reason: e.to_string(),
-            })?;
+        let env: Arc<dyn Env> = if config.read_only {
+            Arc::new(crate::io::sim::SimEnv::overlay(dir.as_ref()))
+        } else {
+            config
+                .backend
+                .env()
+                .map_err(|e| Error::BackendUnavailable {
+                    backend: config.backend.name(),
+                    reason: e.to_string(),
+                })?
+        };
         Self::open_with_env(env, dir, config)
     }
 
     /// Opens the store on an explicit environment (the simulator, or an
     /// overlay for read-only inspection).
-    pub fn open_with_env(env: Arc<dyn Env>, dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
-        let _ = (dir.as_ref(), config);
-        Ok(Store { _env: env })
+    pub fn open_with_env(
+        env: Arc<dyn Env>,
+        dir: impl AsRef<Path>,
+        config: StoreConfig,
+    ) -> Result<Store> {
+        config.sanitize()?;
+        let started = Instant::now();
+        let dir = dir.as_ref().to_path_buf();
+        env.create_dir_all(&dir)
+            .map_err(|e| Error::io("create dir", &dir, e))?;
+        let mut report = RecoveryReport::default();
+        let abort_path = dir.join("abort");
+        let cp_path = dir.join("checkpoint");
+        report.abnormal = env.exists(&abort_path);
+        let cp = CheckpointFile::read(env.as_ref(), &cp_path)?;
+        let staging = (config.flush.kind == flush::FlushKind::Pool).then(|| {
+            (config.flush.pool_buffers as u64 * config.segment_bytes).min(usize::MAX as u64)
+                as usize
+        });
+        let (log, beyond_gap) = CommitLog::open(
+            env.clone(),
+            &dir.join("commitlog"),
+            LogOptions {
+                segment_bytes: config.segment_bytes,
+                preallocate: config.preallocate,
+                read_only: false,
+                store_host: config.store_host,
+                record_crc: config.record_crc,
+                staging_bytes: staging,
+            },
+            &mut report.notes,
+        )?;
+        for path in beyond_gap {
+            env.remove_file(&path)
+                .map_err(|e| Error::io("remove", &path, e))?;
+            report.truncated.push(Truncation {
+                file: path,
+                offset: 0,
+                bytes: log.segment_bytes(),
+                reason: "segment after a gap in the segment sequence".into(),
+            });
+        }
+        let log = Arc::new(log);
+        let queues = QueueSet::open(
+            env.clone(),
+            &dir.join("consumequeue"),
+            config.cq_units_per_file,
+            false,
+            &mut report.notes,
+        )?;
+        let index = if config.index_enabled {
+            Some(IndexService::open(
+                env.clone(),
+                &dir.join("index"),
+                config.index_slots,
+                config.index_items,
+                false,
+                &mut report.notes,
+            )?)
+        } else {
+            None
+        };
+
+        // Which CRCs to demand: all of them when our records carry the
+        // record CRC, else the body CRC (stores from other writers).
+        let crc = if !config.check_crc_on_recover {
+            CrcCheck::Off
+        } else {
+            detect_crc_mode(&log, config.record_crc)
+        };
+
+        let segs = log.segments();
+        let s = log.segment_bytes();
+        let first_base = segs.first().map(|g| g.base).unwrap_or(0);
+        let log_end_bound = segs.last().map(|g| g.base + s).unwrap_or(first_base);
+        let ext = cp.and_then(|c| c.ext);
+        let mut table = QueueTable::new();
+        let clean_end = ext
+            .filter(|e| !report.abnormal && e.clean_end > 0)
+            .map(|e| e.clean_end)
+            .filter(|&e| e >= first_base && e <= log_end_bound && is_end_of_data(&log, e));
+        let (end, parse_start) = match clean_end {
+            Some(end) => (end, None),
+            None => {
+                let start = if segs.is_empty() {
+                    first_base
+                } else if report.abnormal {
+                    let from = ext
+                        .map(|e| e.dispatched.min(e.flushed))
+                        .unwrap_or(first_base);
+                    let from = from.clamp(first_base, segs.last().map(|g| g.base).unwrap_or(0));
+                    from - from % s
+                } else {
+                    let n = segs.len();
+                    segs[n.saturating_sub(3)].base
+                };
+                let mut records = 0u64;
+                let outcome = scan::scan(&log, start, log_end_bound, crc, &mut |m| {
+                    let next = table
+                        .entry(m.topic.clone())
+                        .or_default()
+                        .entry(m.queue_id)
+                        .or_insert(0);
+                    *next = (*next).max(m.queue_offset + 1);
+                    records += 1;
+                    true
+                })?;
+                report.records_scanned = records;
+                if let ScanEnd::Bad(at, e) = &outcome.reason {
+                    report.truncated.push(Truncation {
+                        file: log.dir().join(crate::log::file_name(at - at % s)),
+                        offset: *at,
+                        bytes: log_end_bound - at,
+                        reason: e.to_string(),
+                    });
+                }
+                (outcome.end, Some(start))
+            }
+        };
+        report.start_offset = parse_start.unwrap_or(end);
+        report.end_offset = end;
+
+        // Cut everything past the end: commit log, queues, index.
+        let removed = log.truncate(end)?;
+        for path in removed {
+            report.truncated.push(Truncation {
+                file: path,
+                offset: end,
+                bytes: s,
+                reason: "segment past the end of valid data".into(),
+            });
+        }
+        let mut max_cq_end = 0u64;
+        for (topic, qid, cq) in queues.all() {
+            let cut = cq.truncate_phys(end)?;
+            if cut > 0 {
+                report.truncated.push(Truncation {
+                    file: dir.join("consumequeue").join(&topic).join(qid.to_string()),
+                    offset: cq.max_offset() * UNIT_BYTES,
+                    bytes: cut * UNIT_BYTES,
+                    reason: format!("{cut} units pointed at or past the commit-log end {end}"),
+                });
+            }
+            max_cq_end = max_cq_end.max(cq.last_phys_end()?);
+            let next = table.entry(topic).or_default().entry(qid).or_insert(0);
+            *next = (*next).max(cq.max_offset());
+        }
+        if let Some(ix) = &index {
+            for path in ix.truncate_phys(end)? {
+                report.truncated.push(Truncation {
+                    file: path,
+                    offset: end,
+                    bytes: 0,
+                    reason: "index file holds only items past the commit-log end".into(),
+                });
+            }
+        }
+        log.set_recovered(end, table);
+        let dispatch_from = match parse_start {
+            Some(start) if report.abnormal => start,
+            _ => max_cq_end.clamp(first_base, end),
+        };
+
+        let strategy = flush::start(log.clone(), &config.flush);
+        let checkpoint = if config.read_only {
+            None
+        } else {
+            Some(CheckpointFile::open(env.as_ref(), &cp_path)?)
+        };
+        let inner = Arc::new(Inner {
+            env: env.clone(),
+            dir: dir.clone(),
+            cfg: config.clone(),
+            log,
+            queues,
+            index,
+            strategy,
+            crc,
+            dispatched: AtomicU64::new(dispatch_from),
+            dispatch_lock: Mutex::new(()),
+            dispatch_signal: (Mutex::new(()), Condvar::new()),
+            checkpoint,
+            report: RecoveryReport::default(),
+            closed: AtomicBool::new(config.read_only),
+            in_flight: AtomicUsize::new(0),
+        });
+        // Re-dispatch what the queues and index may lack, before anyone reads.
+        report.redispatched = inner.dispatch_round()?;
+        if !config.read_only {
+            // Mark the store open: until a clean shutdown removes it, the
+            // next open runs abnormal recovery.
+            env.open(
+                &abort_path,
+                OpenOptions {
+                    create: true,
+                    ..OpenOptions::default()
+                },
+            )
+            .and_then(|f| f.sync_data())
+            .and_then(|_| env.sync_dir(&dir))
+            .map_err(|e| Error::io("create", &abort_path, e))?;
+            inner.write_checkpoint(0)?;
+        }
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        // The report is immutable after open; install it.
+        let mut inner = inner;
+        Arc::get_mut(&mut inner)
+            .expect("no other reference to the store yet")
+            .report = report;
+
+        let mut threads = Vec::new();
+        let d = inner.clone();
+        threads.push(Periodic::spawn(
+            "mqlab-dispatcher",
+            Duration::from_millis(1),
+            move || match d.dispatch_round() {
+                Ok(_) => true,
+                Err(e) => {
+                    d.log.poison_with(format!("dispatcher failed: {e}"));
+                    d.log.wake_blocked();
+                    false
+                }
+            },
+        ));
+        if !config.read_only {
+            let c = inner.clone();
+            threads.push(Periodic::spawn(
+                "mqlab-checkpoint",
+                Duration::from_millis(config.checkpoint_interval_ms),
+                move || match c.write_checkpoint(0) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        c.log.poison_with(format!("checkpoint failed: {e}"));
+                        c.log.wake_blocked();
+                        false
+                    }
+                },
+            ));
+        }
+        Ok(Store { inner, threads })
     }
 
     /// Appends a message and waits as the flush strategy requires.
-    pub fn put(&self, _msg: &Message) -> PutResult {
-        unimplemented!()
+    ///
+    /// MESSAGE_ILLEGAL: bad topic (RocketMQ's pattern; nothing that could
+    /// leave the data directory), body over `max_message_bytes`, properties
+    /// containing separators or over 32 KiB. SERVICE_NOT_AVAILABLE: the
+    /// store is shut down, read-only, or poisoned by an I/O error (the
+    /// detail says which); if the record was already written, `offsets`
+    /// says where. FLUSH_DISK_TIMEOUT: written, not durable in time.
+    pub fn put(&self, msg: &Message) -> PutResult {
+        let inner = &*self.inner;
+        inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        let r = inner.put(msg);
+        inner.in_flight.fetch_sub(1, Ordering::AcqRel);
+        r
     }
 
-    /// Reads the message whose record starts at `phys_offset`.
-    pub fn get(&self, _phys_offset: u64) -> Result<StoredMessage> {
-        unimplemented!()
+    /// Reads the message whose record starts at `phys_offset`. Only
+    /// committed bytes are visible.
+    pub fn get(&self, phys_offset: u64) -> Result<StoredMessage> {
+        self.inner.get(phys_offset)
     }
 
-    /// Up to `max` messages of a queue starting at `queue_offset`.
-    pub fn get_from_queue(&self, _topic: &str, _queue_id: u32, _queue_offset: u64, _max: usize) -> Result<Vec<StoredMessage>> {
-        unimplemented!()
+    /// Up to `max` messages of a queue starting at `queue_offset` (clamped
+    /// to the first stored unit). Empty when the queue does not exist or has
+    /// nothing there yet.
+    pub fn get_from_queue(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        queue_offset: u64,
+        max: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        crate::topic::validate(topic).map_err(Error::IllegalMessage)?;
+        let Some(cq) = self.inner.queues.get(topic, queue_id) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for unit in cq.get_units(queue_offset, max)? {
+            out.push(self.inner.get(unit.phys_offset)?);
+        }
+        Ok(out)
     }
 
-    /// Messages of `topic` with key `key` stored in `[begin_ms, end_ms]`,
-    /// newest first, at most 64.
-    pub fn query_by_key(&self, _topic: &str, _key: &str, _begin_ms: i64, _end_ms: i64) -> Result<Vec<StoredMessage>> {
-        unimplemented!()
+    /// Consume-queue units (offset, size, tags code) of a queue.
+    pub fn queue_units(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        queue_offset: u64,
+        max: usize,
+    ) -> Result<Vec<Unit>> {
+        match self.inner.queues.get(topic, queue_id) {
+            Some(cq) => cq.get_units(queue_offset, max),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Messages of `topic` with key `key` (a KEYS entry or the UNIQ_KEY)
+    /// stored in `[begin_ms, end_ms]`, newest first, at most 64. Every
+    /// candidate from the index is decoded and compared, so hash collisions
+    /// and stale items never leak through.
+    pub fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<StoredMessage>> {
+        let Some(ix) = &self.inner.index else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<StoredMessage> = Vec::new();
+        for phys in ix.query(&format!("{topic}#{key}"), begin_ms, end_ms)? {
+            let Ok(m) = self.inner.get(phys) else {
+                continue;
+            };
+            let key_matches = m.keys().any(|k| k == key)
+                || m.properties.get(PROPERTY_UNIQ_KEY).map(String::as_str) == Some(key);
+            if m.topic == topic
+                && key_matches
+                && (begin_ms..=end_ms).contains(&m.store_timestamp_ms)
+                && !out.iter().any(|o| o.phys_offset == m.phys_offset)
+            {
+                out.push(m);
+            }
+        }
+        Ok(out)
     }
 
     /// The four offsets, read with atomics (cheap; call as often as needed).
     pub fn offsets(&self) -> Offsets {
-        unimplemented!()
+        self.inner.log.offsets()
     }
 
     /// Physical offset up to which the dispatcher has built queues/index.
     pub fn dispatched_offset(&self) -> u64 {
-        unimplemented!()
+        self.inner.dispatched.load(Ordering::Acquire)
     }
 
     /// Waits until the dispatcher reached `phys_offset` (or timeout).
-    pub fn wait_dispatched(&self, _phys_offset: u64, _timeout: Duration) -> bool {
-        unimplemented!()
+    pub fn wait_dispatched(&self, phys_offset: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (m, cv) = &self.inner.dispatch_signal;
+        let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.dispatched_offset() >= phys_offset {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            g = cv
+                .wait_timeout(g, (deadline - now).min(Duration::from_millis(10)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// Every (topic, queue) with its offsets.
     pub fn queues(&self) -> Vec<QueueInfo> {
-        unimplemented!()
+        self.inner
+            .queues
+            .all()
+            .into_iter()
+            .map(|(topic, queue_id, cq)| QueueInfo {
+                topic,
+                queue_id,
+                min_offset: cq.min_offset(),
+                max_offset: cq.max_offset(),
+            })
+            .collect()
     }
 
     /// What recovery did at open.
     pub fn recovery_report(&self) -> &RecoveryReport {
-        unimplemented!()
+        &self.inner.report
+    }
+
+    /// Physical offset of the first stored byte.
+    pub fn min_offset(&self) -> u64 {
+        self.inner.log.min_offset()
+    }
+
+    /// Segment size in bytes (from the files when the store existed).
+    pub fn segment_bytes(&self) -> u64 {
+        self.inner.log.segment_bytes()
+    }
+
+    /// Name of the I/O backend.
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.env.name()
+    }
+
+    /// Name of the flush strategy.
+    pub fn flush_name(&self) -> &'static str {
+        self.inner.strategy.name()
+    }
+
+    /// The reason the store refuses writes, if it does.
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.log.poisoned()
     }
 
     /// Walks every record from `from` to the committed end, CRC-checked,
-    /// calling `f` with each message or the first error (then stops).
-    pub fn scan(&self, _from: u64, _f: &mut dyn FnMut(std::result::Result<&StoredMessage, Error>) -> bool) -> Result<u64> {
-        unimplemented!()
+    /// calling `f` with each message, or with the error at the first record
+    /// that does not decode (then stops); `f` returns false to stop early.
+    /// Returns the offset where the walk ended.
+    pub fn scan(
+        &self,
+        from: u64,
+        f: &mut dyn FnMut(std::result::Result<&StoredMessage, Error>) -> bool,
+    ) -> Result<u64> {
+        let log = &self.inner.log;
+        let limit = log.committed();
+        let outcome = scan::scan(log, from, limit, self.inner.crc, &mut |m| f(Ok(m)))?;
+        if let ScanEnd::Bad(at, e) = outcome.reason {
+            f(Err(Error::Corrupt {
+                path: log
+                    .dir()
+                    .join(crate::log::file_name(at - at % log.segment_bytes())),
+                offset: at,
+                reason: e.to_string(),
+            }));
+        }
+        Ok(outcome.end)
     }
 
-    /// Clean shutdown: flush everything, checkpoint, remove `abort`.
-    pub fn shutdown(self) -> Result<()> {
-        unimplemented!()
+    /// Clean shutdown: wait for puts in flight, make everything durable,
+    /// finish dispatching, checkpoint with the clean end, remove `abort`.
+    /// On error the `abort` marker stays, so the next open recovers.
+    pub fn shutdown(mut self) -> Result<()> {
+        let inner = self.inner.clone();
+        inner.closed.store(true, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while inner.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        inner.strategy.stop();
+        for t in self.threads.drain(..) {
+            t.stop();
+        }
+        if inner.cfg.read_only {
+            return Ok(());
+        }
+        if let Some(reason) = inner.log.poisoned() {
+            return Err(Error::Poisoned(reason));
+        }
+        let end = inner.log.sync_all()?;
+        inner.dispatch_round()?;
+        inner.write_checkpoint(end)?;
+        let abort = inner.dir.join("abort");
+        inner
+            .env
+            .remove_file(&abort)
+            .and_then(|_| inner.env.sync_dir(&inner.dir))
+            .map_err(|e| Error::io("remove", &abort, e))?;
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // A crash, unless shutdown already ran: stop threads, flush nothing.
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.log.poison_with("store dropped".into());
+        self.inner.log.wake_blocked();
+        self.inner.strategy.stop();
+        for t in self.threads.drain(..) {
+            t.stop();
+        }
+    }
+}
+
+/// True when nothing but zeros (or a segment boundary) follows `end`.
+fn is_end_of_data(log: &CommitLog, end: u64) -> bool {
+    if end % log.segment_bytes() == 0 {
+        return true;
+    }
+    let mut b = [0u8; 8];
+    matches!(log.read_raw(end, &mut b, u64::MAX), Ok(8)) && b == [0u8; 8]
+}
+
+fn detect_crc_mode(log: &CommitLog, record_crc: bool) -> CrcCheck {
+    let Some(first) = log.segments().first().map(|s| s.base) else {
+        return if record_crc {
+            CrcCheck::Required
+        } else {
+            CrcCheck::Present
+        };
+    };
+    match log.read_record(first, u64::MAX, CrcCheck::Required) {
+        Ok(Decoded::Message(_)) => CrcCheck::Required,
+        Err(Error::Corrupt { .. }) | Ok(Decoded::Blank(_)) | Err(_) => {
+            match log.read_record(first, u64::MAX, CrcCheck::Present) {
+                Ok(Decoded::Message(_)) => CrcCheck::Present,
+                _ if record_crc => CrcCheck::Required,
+                _ => CrcCheck::Present,
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn put(&self, msg: &Message) -> PutResult {
+        let illegal = |detail: String| PutResult {
+            status: PutStatus::MessageIllegal,
+            offsets: None,
+            detail: Some(detail),
+        };
+        let unavailable = |detail: String, offsets| PutResult {
+            status: PutStatus::ServiceNotAvailable,
+            offsets,
+            detail: Some(detail),
+        };
+        if self.closed.load(Ordering::Acquire) {
+            let why = if self.cfg.read_only {
+                "store is read-only"
+            } else {
+                "store is shut down"
+            };
+            return unavailable(why.into(), None);
+        }
+        if let Some(reason) = self.log.poisoned() {
+            return unavailable(format!("store refuses writes: {reason}"), None);
+        }
+        if let Err(e) = crate::topic::validate(&msg.topic) {
+            return illegal(e);
+        }
+        if msg.body.len() > self.cfg.max_message_bytes as usize {
+            return illegal(format!(
+                "body is {} bytes, over max_message_bytes {}",
+                msg.body.len(),
+                self.cfg.max_message_bytes
+            ));
+        }
+        let props = match record::encode_properties(&msg.properties) {
+            Ok(p) => p,
+            Err(e) => return illegal(e),
+        };
+        if props.len() + record::CRC32_RESERVED_LEN > i16::MAX as usize {
+            return illegal(format!("properties are {} bytes, over 32 KiB", props.len()));
+        }
+        let store_ts = now_ms();
+        let born_ts = if msg.born_timestamp_ms > 0 {
+            msg.born_timestamp_ms
+        } else {
+            store_ts
+        };
+        let (offsets, end) = match self.log.append(msg, &props, born_ts, store_ts) {
+            Ok(x) => x,
+            Err(e) => return unavailable(e.to_string(), None),
+        };
+        match self.strategy.await_ack(end) {
+            Ok(PutStatus::PutOk) => {
+                self.log.mark_acked(end);
+                PutResult {
+                    status: PutStatus::PutOk,
+                    offsets: Some(offsets),
+                    detail: None,
+                }
+            }
+            Ok(status) => PutResult {
+                status,
+                offsets: Some(offsets),
+                detail: Some(format!(
+                    "not durable within {} ms; the message stays written",
+                    self.cfg.flush.sync_flush_timeout_ms
+                )),
+            },
+            Err(e) => unavailable(e.to_string(), Some(offsets)),
+        }
+    }
+
+    fn get(&self, phys: u64) -> Result<StoredMessage> {
+        match self
+            .log
+            .read_record(phys, self.log.committed(), self.read_crc())?
+        {
+            Decoded::Message(m) => Ok(m),
+            Decoded::Blank(_) => Err(Error::NotFound(phys)),
+        }
+    }
+
+    fn read_crc(&self) -> CrcCheck {
+        if self.cfg.check_crc_on_read {
+            if self.crc == CrcCheck::Off {
+                CrcCheck::Present
+            } else {
+                self.crc
+            }
+        } else {
+            CrcCheck::Off
+        }
+    }
+
+    /// Offset consumers may see: durable data only under sync and group.
+    fn confirm_offset(&self) -> u64 {
+        if self.cfg.flush.kind.acks_durable() {
+            self.log.flushed()
+        } else {
+            self.log.committed()
+        }
+    }
+
+    /// Builds queue units and index items for every record between the
+    /// dispatched and the confirm offset. Returns the records dispatched.
+    fn dispatch_round(&self) -> Result<u64> {
+        let _g = self.dispatch_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let from = self.dispatched.load(Ordering::Acquire);
+        let to = self.confirm_offset();
+        if from >= to {
+            return Ok(0);
+        }
+        // (topic, queue) -> (first queue offset, encoded units)
+        let mut runs: HashMap<(String, u32), (u64, Vec<u8>)> = HashMap::new();
+        let mut keys = Vec::new();
+        let mut result = Ok(());
+        let mut count = 0u64;
+        let outcome = scan::scan(&self.log, from, to, CrcCheck::Off, &mut |m| {
+            count += 1;
+            let tx = m.sys_flag & sys_flag::TRANSACTION_MASK;
+            if tx != sys_flag::TRANSACTION_PREPARED && tx != sys_flag::TRANSACTION_ROLLBACK {
+                let unit = Unit {
+                    phys_offset: m.phys_offset,
+                    size: m.total_size,
+                    tags_code: tags_code(m.tags()),
+                };
+                let key = (m.topic.clone(), m.queue_id);
+                let run = runs
+                    .entry(key.clone())
+                    .or_insert_with(|| (m.queue_offset, Vec::new()));
+                if run.0 + (run.1.len() as u64 / UNIT_BYTES) != m.queue_offset {
+                    // Not contiguous: write what we have and start over.
+                    let (q, bytes) = std::mem::replace(run, (m.queue_offset, Vec::new()));
+                    if let Err(e) = self.write_units(&key.0, key.1, q, &bytes) {
+                        result = Err(e);
+                        return false;
+                    }
+                }
+                run.1.extend_from_slice(&unit.encode());
+            }
+            if let Some(ix) = &self.index {
+                keys.clear();
+                keys.extend(m.keys().map(|k| format!("{}#{k}", m.topic)));
+                if let Some(u) = m.properties.get(PROPERTY_UNIQ_KEY) {
+                    keys.push(format!("{}#{u}", m.topic));
+                }
+                if let Err(e) = ix.put(&keys, m.phys_offset, m.store_timestamp_ms) {
+                    result = Err(e);
+                    return false;
+                }
+            }
+            true
+        })?;
+        result?;
+        for ((topic, qid), (q, bytes)) in runs {
+            self.write_units(&topic, qid, q, &bytes)?;
+        }
+        if let ScanEnd::Bad(at, e) = outcome.reason {
+            return Err(Error::Corrupt {
+                path: self.log.dir().to_path_buf(),
+                offset: at,
+                reason: format!("dispatcher cannot read committed data: {e}"),
+            });
+        }
+        self.dispatched.store(outcome.end, Ordering::Release);
+        let (m, cv) = &self.dispatch_signal;
+        drop(m.lock().unwrap_or_else(|e| e.into_inner()));
+        cv.notify_all();
+        Ok(count)
+    }
+
+    /// Writes a run of units, skipping those the queue already holds.
+    fn write_units(&self, topic: &str, qid: u32, first: u64, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let cq = self.queues.get_or_create(topic, qid)?;
+        let have = cq.max_offset();
+        let n = bytes.len() as u64 / UNIT_BYTES;
+        if first + n <= have {
+            return Ok(());
+        }
+        let skip = have.saturating_sub(first);
+        cq.put_units(first + skip, &bytes[(skip * UNIT_BYTES) as usize..])
+    }
+
+    /// Flushes queues and index, then records how far they are durable.
+    /// `clean_end` > 0 only at a clean shutdown.
+    fn write_checkpoint(&self, clean_end: u64) -> Result<()> {
+        let Some(cp) = &self.checkpoint else {
+            return Ok(());
+        };
+        let dispatched = self.dispatched.load(Ordering::Acquire);
+        self.queues.flush()?;
+        if let Some(ix) = &self.index {
+            ix.flush()?;
+        }
+        let now = now_ms();
+        cp.write(&Checkpoint {
+            physic_msg_timestamp: now,
+            logics_msg_timestamp: now,
+            index_msg_timestamp: now,
+            master_flushed_offset: 0,
+            confirm_phys_offset: self.log.flushed(),
+            ext: Some(CheckpointExt {
+                dispatched,
+                flushed: self.log.flushed(),
+                clean_end,
+            }),
+        })
     }
 }

@@ -30,7 +30,12 @@ pub enum FlushKind {
 
 impl FlushKind {
     /// All strategies, in the order results list them.
-    pub const ALL: [FlushKind; 4] = [FlushKind::Sync, FlushKind::Group, FlushKind::Async, FlushKind::Pool];
+    pub const ALL: [FlushKind; 4] = [
+        FlushKind::Sync,
+        FlushKind::Group,
+        FlushKind::Async,
+        FlushKind::Pool,
+    ];
 
     /// Name used in results and chart legends.
     pub fn name(self) -> &'static str {
@@ -66,5 +71,105 @@ impl std::str::FromStr for FlushKind {
                 "unknown flush strategy {other:?}: expected sync, group, async or pool"
             )),
         }
+    }
+}
+
+pub mod asynchronous;
+pub mod group;
+pub mod pool;
+pub mod sync;
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::FlushConfig;
+use crate::error::Result;
+use crate::log::CommitLog;
+use crate::message::PutStatus;
+
+/// A flush strategy, as seen by the put path.
+pub trait FlushStrategy: Send + Sync {
+    /// Name in results (`sync`, `group`, `async`, `pool`).
+    fn name(&self) -> &'static str;
+    /// Blocks until the put whose record ends at `end` may be acknowledged;
+    /// returns its status. An error means the log is poisoned.
+    fn await_ack(&self, end: u64) -> Result<PutStatus>;
+    /// Stops the background threads (idempotent). Does not flush: a clean
+    /// shutdown flushes separately, a crash must not.
+    fn stop(&self);
+}
+
+/// Builds the strategy named in `cfg` and starts its threads.
+pub fn start(log: Arc<CommitLog>, cfg: &FlushConfig) -> Box<dyn FlushStrategy> {
+    match cfg.kind {
+        FlushKind::Sync => Box::new(sync::SyncFlush::new(log)),
+        FlushKind::Group => Box::new(group::GroupCommit::start(log, cfg)),
+        FlushKind::Async => Box::new(asynchronous::AsyncFlush::start(log, cfg)),
+        FlushKind::Pool => Box::new(pool::PoolFlush::start(log, cfg)),
+    }
+}
+
+/// A background thread running `tick` every `interval` until stopped or
+/// until `tick` returns false. Stopping wakes it at once.
+pub(crate) struct Periodic {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Periodic {
+    pub(crate) fn spawn(
+        name: &str,
+        interval: Duration,
+        mut tick: impl FnMut() -> bool + Send + 'static,
+    ) -> Periodic {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let s2 = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let (m, cv) = &*s2;
+                let mut stopped = m.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if *stopped {
+                        return;
+                    }
+                    stopped = cv
+                        .wait_timeout(stopped, interval)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    if *stopped {
+                        return;
+                    }
+                    drop(stopped);
+                    let go_on = tick();
+                    stopped = m.lock().unwrap_or_else(|e| e.into_inner());
+                    if !go_on {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn background thread");
+        Periodic {
+            stop,
+            handle: Mutex::new(Some(handle)),
+        }
+    }
+
+    pub(crate) fn stop(&self) {
+        {
+            let (m, cv) = &*self.stop;
+            *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            cv.notify_all();
+        }
+        if let Some(h) = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Periodic {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

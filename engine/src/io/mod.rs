@@ -52,7 +52,7 @@ pub trait File: Send + Sync {
 }
 
 /// How to open a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpenOptions {
     /// Create the file when it does not exist.
     pub create: bool,
@@ -65,17 +65,6 @@ pub struct OpenOptions {
     pub preallocate: bool,
     /// Open without write access; writes fail. Used by `verify`/`inspect`.
     pub read_only: bool,
-}
-
-impl Default for OpenOptions {
-    fn default() -> Self {
-        OpenOptions {
-            create: false,
-            len: 0,
-            preallocate: false,
-            read_only: false,
-        }
-    }
 }
 
 /// A file system: opens files and manages directories.

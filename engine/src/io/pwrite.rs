@@ -34,7 +34,8 @@ struct PwriteFile {
 impl File for PwriteFile {
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         self.file.write_all_at(buf, offset)?;
-        self.len.fetch_max(offset + buf.len() as u64, Ordering::AcqRel);
+        self.len
+            .fetch_max(offset + buf.len() as u64, Ordering::AcqRel);
         Ok(())
     }
 

@@ -224,7 +224,12 @@ impl SimEnv {
                 })),
             );
         }
-        let dirs = self.disk.dirs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let dirs = self
+            .disk
+            .dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         SimEnv::build(
             out,
             dirs,
@@ -306,7 +311,11 @@ impl SimEnv {
     /// The real path behind `path` in overlay mode, unless removed.
     fn real_path(&self, path: &Path) -> Option<PathBuf> {
         self.disk.overlay.as_ref()?;
-        let tomb = self.disk.tombstones.lock().unwrap_or_else(|e| e.into_inner());
+        let tomb = self
+            .disk
+            .tombstones
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if tomb.contains(path) {
             return None;
         }
@@ -345,8 +354,9 @@ impl File for SimFile {
         if disk.plan.capacity_bytes.is_some_and(|cap| total > cap) {
             disk.bytes_written
                 .fetch_sub(buf.len() as u64, Ordering::Relaxed);
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC)
-                .with_context_msg("simulated full disk"));
+            return Err(
+                io::Error::from_raw_os_error(libc::ENOSPC).with_context_msg("simulated full disk")
+            );
         }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let op = Pending::Write(offset, buf.to_vec());

@@ -1,2 +1,678 @@
-//! The commit log: record codec, segments, recovery, checkpoint.
+//! The commit log: one append-only byte space cut into fixed-size segment
+//! files, every message of every topic in arrival order.
+//!
+//! Invariants:
+//! - Segment bases are multiples of the segment size and contiguous; a
+//!   segment file is named by its 20-digit base offset.
+//! - A record never straddles two segments: when `record + 8 > remaining`
+//!   a blank record fills the tail and the writer rolls.
+//! - `flushed <= committed <= written` at every instant (atomics, each
+//!   monotonic). Readers only see bytes below `committed`.
+//! - After any failed write or sync the log is poisoned: every later append
+//!   or flush fails with [`Error::Poisoned`]. A failed fsync is never retried.
+
+pub mod checkpoint;
 pub mod record;
+pub mod scan;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::io::{Env, File, OpenOptions};
+use crate::message::{AppendOffsets, Message};
+use record::{CrcCheck, DecodeError, Decoded};
+
+/// One segment file.
+pub struct Segment {
+    /// Physical offset of its first byte.
+    pub base: u64,
+    /// Path of the file.
+    pub path: PathBuf,
+    /// The open file.
+    pub file: Arc<dyn File>,
+}
+
+/// 20-digit zero-padded file name of a segment (or consume-queue file).
+pub fn file_name(offset: u64) -> String {
+    format!("{offset:020}")
+}
+
+/// Parses a 20-digit file name; anything else is `None`.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    if name.len() != 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
+/// Bytes appended but not yet committed, for the transient-pool strategy.
+struct Staging {
+    state: Mutex<StagingBuf>,
+    drained: Condvar,
+    capacity_bytes: usize,
+    /// Serializes commits (committer thread vs shutdown).
+    commit_lock: Mutex<()>,
+}
+
+struct StagingBuf {
+    /// Physical offset of `data[0]`.
+    start: u64,
+    data: Vec<u8>,
+    spare: Vec<u8>,
+}
+
+/// Per-topic, per-queue next queue offset.
+pub type QueueTable = HashMap<String, HashMap<u32, u64>>;
+
+struct AppendState {
+    queue_table: QueueTable,
+}
+
+thread_local! {
+    static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The commit log.
+pub struct CommitLog {
+    env: Arc<dyn Env>,
+    dir: PathBuf,
+    segment_bytes: u64,
+    preallocate: bool,
+    read_only: bool,
+    store_host: std::net::SocketAddr,
+    record_crc: bool,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    append: Mutex<AppendState>,
+    written: AtomicU64,
+    committed: AtomicU64,
+    flushed: AtomicU64,
+    acked: AtomicU64,
+    flush_lock: Mutex<()>,
+    poisoned: AtomicBool,
+    poison_reason: Mutex<Option<String>>,
+    staging: Option<Staging>,
+}
+
+/// What [`CommitLog::open`] needs.
+pub struct LogOptions {
+    /// Segment size for a new log (an existing log keeps its own).
+    pub segment_bytes: u64,
+    /// Preallocate new segments.
+    pub preallocate: bool,
+    /// Open files read-only.
+    pub read_only: bool,
+    /// STOREHOST written into records.
+    pub store_host: std::net::SocketAddr,
+    /// Append the whole-record CRC property.
+    pub record_crc: bool,
+    /// Transient pool capacity in bytes, when the pool strategy is used.
+    pub staging_bytes: Option<usize>,
+}
+
+impl CommitLog {
+    /// Opens the segments in `dir`. Geometry comes from the files: the
+    /// segment size is the first file's length. Returns notes on anything
+    /// odd (ignored files, gaps) for the recovery report. Segments after a
+    /// gap are not opened; `removed_after_gap` lists them for recovery to
+    /// delete.
+    pub fn open(
+        env: Arc<dyn Env>,
+        dir: &Path,
+        opts: LogOptions,
+        notes: &mut Vec<String>,
+    ) -> Result<(CommitLog, Vec<PathBuf>)> {
+        if !opts.read_only {
+            env.create_dir_all(dir)
+                .map_err(|e| Error::io("create dir", dir, e))?;
+        }
+        let names = env.list_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+        let mut bases = Vec::new();
+        for name in names {
+            match parse_file_name(&name) {
+                Some(b) => bases.push((b, dir.join(&name))),
+                None => notes.push(format!(
+                    "ignored {}: not a 20-digit segment name",
+                    dir.join(&name).display()
+                )),
+            }
+        }
+        bases.sort();
+        let mut segment_bytes = opts.segment_bytes;
+        let mut segments = Vec::new();
+        let mut beyond_gap = Vec::new();
+        for (i, (base, path)) in bases.iter().enumerate() {
+            if !beyond_gap.is_empty() {
+                beyond_gap.push(path.clone());
+                continue;
+            }
+            let file = env
+                .open(
+                    path,
+                    OpenOptions {
+                        read_only: opts.read_only,
+                        ..OpenOptions::default()
+                    },
+                )
+                .map_err(|e| Error::io("open", path, e))?;
+            if i == 0 {
+                let len = file.len();
+                if len >= 4096 && len != segment_bytes {
+                    notes.push(format!(
+                        "segment size {len} taken from {} (configured {segment_bytes})",
+                        path.display()
+                    ));
+                    segment_bytes = len;
+                } else if len < 4096 {
+                    notes.push(format!(
+                        "first segment {} is only {len} bytes; using configured size {segment_bytes}",
+                        path.display()
+                    ));
+                }
+            }
+            let expected = match segments.last() {
+                None => {
+                    if base % segment_bytes != 0 {
+                        return Err(Error::Corrupt {
+                            path: path.clone(),
+                            offset: *base,
+                            reason: format!(
+                                "segment base is not a multiple of the segment size {segment_bytes}"
+                            ),
+                        });
+                    }
+                    *base
+                }
+                Some(prev) => {
+                    let prev: &Arc<Segment> = prev;
+                    prev.base + segment_bytes
+                }
+            };
+            if *base != expected {
+                notes.push(format!(
+                    "gap before {}: expected a segment at {expected}; it and later segments are discarded",
+                    path.display()
+                ));
+                beyond_gap.push(path.clone());
+                continue;
+            }
+            if file.len() != segment_bytes {
+                notes.push(format!(
+                    "{} is {} bytes, segment size is {segment_bytes}",
+                    path.display(),
+                    file.len()
+                ));
+                if !opts.read_only && file.len() < segment_bytes {
+                    file.set_len(segment_bytes)
+                        .map_err(|e| Error::io("extend", path, e))?;
+                }
+            }
+            segments.push(Arc::new(Segment {
+                base: *base,
+                path: path.clone(),
+                file,
+            }));
+        }
+        let staging = opts.staging_bytes.map(|cap| Staging {
+            state: Mutex::new(StagingBuf {
+                start: 0,
+                data: Vec::new(),
+                spare: Vec::new(),
+            }),
+            drained: Condvar::new(),
+            capacity_bytes: cap,
+            commit_lock: Mutex::new(()),
+        });
+        Ok((
+            CommitLog {
+                env,
+                dir: dir.to_path_buf(),
+                segment_bytes,
+                preallocate: opts.preallocate,
+                read_only: opts.read_only,
+                store_host: opts.store_host,
+                record_crc: opts.record_crc,
+                segments: RwLock::new(segments),
+                append: Mutex::new(AppendState {
+                    queue_table: HashMap::new(),
+                }),
+                written: AtomicU64::new(0),
+                committed: AtomicU64::new(0),
+                flushed: AtomicU64::new(0),
+                acked: AtomicU64::new(0),
+                flush_lock: Mutex::new(()),
+                poisoned: AtomicBool::new(false),
+                poison_reason: Mutex::new(None),
+                staging,
+            },
+            beyond_gap,
+        ))
+    }
+
+    /// Segment size in bytes.
+    pub fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+
+    /// Directory of the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Snapshot of the segment list.
+    pub fn segments(&self) -> Vec<Arc<Segment>> {
+        self.segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Physical offset of the first stored byte.
+    pub fn min_offset(&self) -> u64 {
+        self.segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .map(|s| s.base)
+            .unwrap_or(0)
+    }
+
+    /// Sets all positions after recovery (single-threaded, at open).
+    pub fn set_recovered(&self, end: u64, queue_table: QueueTable) {
+        self.written.store(end, Ordering::SeqCst);
+        self.committed.store(end, Ordering::SeqCst);
+        self.flushed.store(end, Ordering::SeqCst);
+        self.acked.store(end, Ordering::SeqCst);
+        if let Some(st) = &self.staging {
+            let mut s = st.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.start = end;
+            s.data.clear();
+        }
+        self.append
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queue_table = queue_table;
+    }
+
+    /// Offsets (written, committed, flushed, acked).
+    pub fn offsets(&self) -> crate::message::Offsets {
+        // Read in the order that keeps the invariants in the snapshot:
+        // flushed first, then committed, then written.
+        let flushed = self.flushed.load(Ordering::Acquire);
+        let committed = self.committed.load(Ordering::Acquire);
+        let written = self.written.load(Ordering::Acquire);
+        let acked = self.acked.load(Ordering::Acquire);
+        crate::message::Offsets {
+            written,
+            committed,
+            flushed,
+            acked,
+        }
+    }
+
+    /// End of committed data (what readers may see).
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// End of durable data.
+    pub fn flushed(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    /// End of written data.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// Records that a put ending at `end` was acknowledged.
+    pub fn mark_acked(&self, end: u64) {
+        self.acked.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// The poison reason, if the log refuses writes.
+    pub fn poisoned(&self) -> Option<String> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return None;
+        }
+        self.poison_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match self.poisoned() {
+            Some(r) => Err(Error::Poisoned(r)),
+            None => Ok(()),
+        }
+    }
+
+    /// Poisons the log and returns the error to hand back.
+    pub fn poison(&self, op: &'static str, path: &Path, e: std::io::Error) -> Error {
+        let err = Error::io(op, path, e);
+        let mut r = self.poison_reason.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            *r = Some(err.to_string());
+        }
+        self.poisoned.store(true, Ordering::Release);
+        err
+    }
+
+    /// Poisons the log with a message (shutdown, disk full, ...).
+    pub fn poison_with(&self, reason: String) {
+        let mut r = self.poison_reason.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            *r = Some(reason);
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    fn segment_for(&self, phys: u64) -> Option<Arc<Segment>> {
+        let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
+        let first = segs.first()?.base;
+        if phys < first {
+            return None;
+        }
+        let idx = ((phys - first) / self.segment_bytes) as usize;
+        segs.get(idx).cloned()
+    }
+
+    fn create_segment(&self, base: u64) -> Result<Arc<Segment>> {
+        let path = self.dir.join(file_name(base));
+        let file = self
+            .env
+            .open(
+                &path,
+                OpenOptions {
+                    create: true,
+                    len: self.segment_bytes,
+                    preallocate: self.preallocate,
+                    read_only: false,
+                },
+            )
+            .map_err(|e| self.poison("create segment", &path, e))?;
+        self.env
+            .sync_dir(&self.dir)
+            .map_err(|e| self.poison("sync dir", &self.dir, e))?;
+        let seg = Arc::new(Segment { base, path, file });
+        self.segments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(seg.clone());
+        Ok(seg)
+    }
+
+    /// Appends one message. `properties` is the encoded property string
+    /// (validated by the caller). Returns where it landed and the end
+    /// offset; the flush strategy decides when to acknowledge it.
+    pub fn append(
+        &self,
+        msg: &Message,
+        properties: &[u8],
+        born_timestamp_ms: i64,
+        store_timestamp_ms: i64,
+    ) -> Result<(AppendOffsets, u64)> {
+        if self.read_only {
+            return Err(Error::Unavailable("store opened read-only".into()));
+        }
+        ENCODE_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            let layout = record::encode(
+                msg,
+                properties,
+                born_timestamp_ms,
+                &self.store_host,
+                self.record_crc,
+                &mut buf,
+            );
+            let len = buf.len() as u64;
+            let mut st = self.append.lock().unwrap_or_else(|e| e.into_inner());
+            self.check_poison()?;
+            let mut pos = self.written.load(Ordering::Acquire);
+            let s = self.segment_bytes;
+            let remaining = s - pos % s;
+            if len + record::END_FILE_MIN_BLANK_LENGTH > remaining {
+                // Fill the tail with a blank record and roll. Every record
+                // leaves at least 8 bytes, so the blank always fits.
+                let blank = record::blank(remaining as u32);
+                if self.staging.is_some() {
+                    // The staging area mirrors the file byte for byte, so
+                    // the blank's tail is staged as zeros (less than one
+                    // record: remaining < len + 8).
+                    let mut padded = vec![0u8; remaining as usize];
+                    padded[..8].copy_from_slice(&blank);
+                    self.write_bytes(pos, &padded)?;
+                } else {
+                    self.write_bytes(pos, &blank)?;
+                }
+                pos += remaining;
+                self.written.store(pos, Ordering::Release);
+                if self.staging.is_none() {
+                    self.committed.store(pos, Ordering::Release);
+                }
+            }
+            if pos % s == 0 && self.segment_for(pos).is_none() {
+                self.create_segment(pos)?;
+            }
+            let queue_offset = {
+                let per_topic = st.queue_table.entry(msg.topic.clone()).or_default();
+                *per_topic.entry(msg.queue_id).or_insert(0)
+            };
+            record::finish(&mut buf, layout, queue_offset, pos, store_timestamp_ms);
+            self.write_bytes(pos, &buf)?;
+            if let Some(q) = st
+                .queue_table
+                .get_mut(msg.topic.as_str())
+                .and_then(|t| t.get_mut(&msg.queue_id))
+            {
+                *q += 1;
+            }
+            let end = pos + len;
+            self.written.store(end, Ordering::Release);
+            if self.staging.is_none() {
+                self.committed.store(end, Ordering::Release);
+            }
+            drop(st);
+            Ok((
+                AppendOffsets {
+                    phys_offset: pos,
+                    wrote_bytes: len as u32,
+                    queue_offset,
+                    store_timestamp_ms,
+                },
+                end,
+            ))
+        })
+    }
+
+    /// Writes bytes at `pos` (within one segment): into the staging buffer
+    /// for the pool strategy, else into the segment file.
+    fn write_bytes(&self, pos: u64, bytes: &[u8]) -> Result<()> {
+        if let Some(st) = &self.staging {
+            let mut s = st.state.lock().unwrap_or_else(|e| e.into_inner());
+            while !s.data.is_empty() && s.data.len() + bytes.len() > st.capacity_bytes {
+                // Backpressure: the committer has fallen a whole pool behind.
+                s = st.drained.wait(s).unwrap_or_else(|e| e.into_inner());
+                self.check_poison()?;
+            }
+            debug_assert_eq!(s.start + s.data.len() as u64, pos);
+            s.data.extend_from_slice(bytes);
+            return Ok(());
+        }
+        self.write_file(pos, bytes)
+    }
+
+    fn write_file(&self, pos: u64, bytes: &[u8]) -> Result<()> {
+        let seg = match self.segment_for(pos) {
+            Some(seg) => seg,
+            None => self.create_segment(pos - pos % self.segment_bytes)?,
+        };
+        seg.file
+            .write_at(pos - seg.base, bytes)
+            .map_err(|e| self.poison("write", &seg.path, e))
+    }
+
+    /// Pool strategy: copies staged bytes into the segment files and
+    /// advances `committed`. A no-op for other strategies.
+    pub fn commit(&self) -> Result<u64> {
+        let Some(st) = &self.staging else {
+            return Ok(self.committed());
+        };
+        let _c = st.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_poison()?;
+        let (start, data) = {
+            let mut s = st.state.lock().unwrap_or_else(|e| e.into_inner());
+            if s.data.is_empty() {
+                return Ok(s.start);
+            }
+            let spare = std::mem::take(&mut s.spare);
+            let data = std::mem::replace(&mut s.data, spare);
+            let start = s.start;
+            s.start += data.len() as u64;
+            (start, data)
+        };
+        // Split at segment boundaries (a blank record ends each segment,
+        // so runs never straddle, but the staged bytes may span several).
+        let mut pos = start;
+        let mut off = 0usize;
+        let result = (|| {
+            while off < data.len() {
+                let room = (self.segment_bytes - pos % self.segment_bytes) as usize;
+                let n = room.min(data.len() - off);
+                self.write_file(pos, &data[off..off + n])?;
+                pos += n as u64;
+                off += n;
+            }
+            Ok(())
+        })();
+        let end = start + data.len() as u64;
+        {
+            let mut s = st.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut data = data;
+            data.clear();
+            s.spare = data;
+        }
+        st.drained.notify_all();
+        result?;
+        self.committed.store(end, Ordering::Release);
+        Ok(end)
+    }
+
+    /// Wakes writers blocked on a full pool (after poisoning).
+    pub fn wake_blocked(&self) {
+        if let Some(st) = &self.staging {
+            st.drained.notify_all();
+        }
+    }
+
+    /// Makes everything committed durable. With `force`, calls fdatasync
+    /// even when nothing new was committed (the `sync` strategy: one
+    /// fdatasync per message, measured honestly). Returns the new flushed
+    /// offset.
+    pub fn flush(&self, force: bool) -> Result<u64> {
+        let _g = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_poison()?;
+        let from = self.flushed.load(Ordering::Acquire);
+        let target = self.committed.load(Ordering::Acquire);
+        if target <= from && !force {
+            return Ok(from);
+        }
+        let segs = self.segments();
+        let s = self.segment_bytes;
+        let first = from - from % s;
+        let mut synced = false;
+        for seg in segs.iter().filter(|g| g.base >= first && g.base < target) {
+            seg.file
+                .sync_data()
+                .map_err(|e| self.poison("fdatasync", &seg.path, e))?;
+            synced = true;
+        }
+        if force && !synced {
+            if let Some(seg) = self.segment_for(target.saturating_sub(1)) {
+                seg.file
+                    .sync_data()
+                    .map_err(|e| self.poison("fdatasync", &seg.path, e))?;
+            }
+        }
+        self.flushed.fetch_max(target, Ordering::AcqRel);
+        Ok(target)
+    }
+
+    /// Reads raw bytes at `phys` within one segment, at most up to `limit`
+    /// (an end offset). Returns the number of bytes read.
+    pub fn read_raw(&self, phys: u64, buf: &mut [u8], limit: u64) -> Result<usize> {
+        let Some(seg) = self.segment_for(phys) else {
+            return Ok(0);
+        };
+        let seg_end = seg.base + self.segment_bytes;
+        let max = (seg_end.min(limit).saturating_sub(phys)) as usize;
+        let n = buf.len().min(max);
+        seg.file
+            .read_at(phys - seg.base, &mut buf[..n])
+            .map_err(|e| Error::io("read", &seg.path, e))
+    }
+
+    /// Reads and decodes the record at `phys` (below `limit`).
+    pub fn read_record(&self, phys: u64, limit: u64, crc: CrcCheck) -> Result<Decoded> {
+        if phys >= limit || phys < self.min_offset() {
+            return Err(Error::NotFound(phys));
+        }
+        let seg_left = self.segment_bytes - phys % self.segment_bytes;
+        let mut buf = vec![0u8; 4096.min(seg_left as usize)];
+        let n = self.read_raw(phys, &mut buf, limit)?;
+        buf.truncate(n);
+        let corrupt = |e: DecodeError| Error::Corrupt {
+            path: self.dir.join(file_name(phys - phys % self.segment_bytes)),
+            offset: phys,
+            reason: e.to_string(),
+        };
+        let (total, _) = record::peek_header(&buf).map_err(corrupt)?;
+        if total as usize > buf.len() && (total as u64) <= seg_left {
+            buf.resize(total as usize, 0);
+            let n = self.read_raw(phys, &mut buf, limit)?;
+            buf.truncate(n);
+        }
+        record::decode(&buf, phys, seg_left, crc).map_err(corrupt)
+    }
+
+    /// Cuts the log at `end`: zeroes the rest of its segment (by shrinking
+    /// and re-growing the file) and deletes every later segment. Used by
+    /// recovery only. Returns the paths removed.
+    pub fn truncate(&self, end: u64) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
+        while segs.last().is_some_and(|last| last.base > end) {
+            let last = segs.pop().expect("checked non-empty");
+            self.env
+                .remove_file(&last.path)
+                .map_err(|e| Error::io("remove", &last.path, e))?;
+            removed.push(last.path.clone());
+        }
+        if let Some(last) = segs.last() {
+            let keep = end - last.base;
+            if keep < self.segment_bytes {
+                last.file
+                    .set_len(keep)
+                    .and_then(|_| last.file.set_len(self.segment_bytes))
+                    .and_then(|_| last.file.sync_data())
+                    .map_err(|e| Error::io("truncate", &last.path, e))?;
+            }
+        }
+        if !removed.is_empty() {
+            self.env
+                .sync_dir(&self.dir)
+                .map_err(|e| Error::io("sync dir", &self.dir, e))?;
+        }
+        Ok(removed)
+    }
+
+    /// Syncs every segment (clean shutdown) and returns the flushed end.
+    pub fn sync_all(&self) -> Result<u64> {
+        self.commit()?;
+        self.flush(false)
+    }
+}

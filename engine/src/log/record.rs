@@ -89,7 +89,10 @@ impl fmt::Display for DecodeError {
             DecodeError::BadMagic(m) => write!(f, "bad magic {m:#010x}"),
             DecodeError::BadLength(s) => write!(f, "bad length: {s}"),
             DecodeError::BodyCrc { stored, computed } => {
-                write!(f, "body CRC mismatch: stored {stored:#x}, computed {computed:#x}")
+                write!(
+                    f,
+                    "body CRC mismatch: stored {stored:#x}, computed {computed:#x}"
+                )
             }
             DecodeError::RecordCrc { stored, computed } => write!(
                 f,
@@ -105,6 +108,9 @@ impl fmt::Display for DecodeError {
 }
 
 /// What sits at a position of the commit log.
+// Blank records are rare (one per segment); boxing the common case would
+// cost an allocation per decode.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decoded {
     /// A message record.
@@ -171,7 +177,8 @@ pub fn decode_properties(bytes: &[u8]) -> Result<BTreeMap<String, String>, Decod
         let Some(sep) = pair.iter().position(|b| *b == NAME_VALUE_SEPARATOR) else {
             return Err(DecodeError::BadField("properties"));
         };
-        let k = std::str::from_utf8(&pair[..sep]).map_err(|_| DecodeError::BadField("properties"))?;
+        let k =
+            std::str::from_utf8(&pair[..sep]).map_err(|_| DecodeError::BadField("properties"))?;
         let v = std::str::from_utf8(&pair[sep + 1..])
             .map_err(|_| DecodeError::BadField("properties"))?;
         out.insert(k.to_string(), v.to_string());
@@ -210,7 +217,15 @@ pub fn encode(
         flag |= sys_flag::STORE_HOST_V6;
     }
     let props_len = properties.len() + if record_crc { CRC32_RESERVED_LEN } else { 0 };
-    let total = 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8
+    let total = 4
+        + 4
+        + 4
+        + 4
+        + 4
+        + 8
+        + 8
+        + 4
+        + 8
         + host_len(&msg.born_host)
         + 8
         + host_len(store_host)
@@ -277,10 +292,31 @@ pub fn finish(
     if layout.record_crc {
         let check = buf.len() - CRC32_RESERVED_LEN;
         let crc = crc32(&buf[..check]);
-        let digits = format!("{crc:010}");
         let at = buf.len() - 11;
-        buf[at..at + 10].copy_from_slice(digits.as_bytes());
+        write_crc_digits(&mut buf[at..at + 10], crc);
     }
+}
+
+/// RocketMQ writes the CRC's decimal digits least significant first,
+/// padded with '0' on the right: 123 is `3210000000`
+/// (`MessageDecoder.createCrc32`).
+fn write_crc_digits(out: &mut [u8], mut crc: u32) {
+    for b in out.iter_mut().take(10) {
+        *b = b'0' + (crc % 10) as u8;
+        crc /= 10;
+    }
+}
+
+/// Reads digits written by [`write_crc_digits`].
+fn read_crc_digits(digits: &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for (i, d) in digits.iter().enumerate() {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v += (d - b'0') as u64 * 10u64.pow(i as u32);
+    }
+    Some(v)
 }
 
 /// Encodes the 8-byte blank record for `remaining` bytes of segment tail.
@@ -462,10 +498,8 @@ pub fn decode(
         }
         if has_record_crc {
             let digits = &rec[total_usize - 11..total_usize - 1];
-            let stored = std::str::from_utf8(digits)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or(DecodeError::BadField("record CRC property"))?;
+            let stored =
+                read_crc_digits(digits).ok_or(DecodeError::BadField("record CRC property"))?;
             let computed = crc32(&rec[..total_usize - CRC32_RESERVED_LEN]);
             if stored != computed as u64 {
                 return Err(DecodeError::RecordCrc {
@@ -556,7 +590,10 @@ mod tests {
             b[bit / 8] ^= 1 << (bit % 8);
             // Any flip is either rejected or, if it hit nothing the CRCs
             // cover (impossible with the record CRC on), decodes.
-            assert!(decode(&b, 0, 1 << 20, CrcCheck::Required).is_err(), "bit {bit} undetected");
+            assert!(
+                decode(&b, 0, 1 << 20, CrcCheck::Required).is_err(),
+                "bit {bit} undetected"
+            );
         }
     }
 
@@ -580,9 +617,28 @@ mod tests {
     #[test]
     fn blank_and_zero() {
         let b = blank(100);
-        assert_eq!(decode(&b, 0, 100, CrcCheck::Required).unwrap(), Decoded::Blank(100));
-        assert!(matches!(decode(&b, 0, 50, CrcCheck::Required), Err(DecodeError::BadLength(_))));
-        assert_eq!(decode(&[0u8; 16], 0, 100, CrcCheck::Required), Err(DecodeError::Zero));
+        assert_eq!(
+            decode(&b, 0, 100, CrcCheck::Required).unwrap(),
+            Decoded::Blank(100)
+        );
+        assert!(matches!(
+            decode(&b, 0, 50, CrcCheck::Required),
+            Err(DecodeError::BadLength(_))
+        ));
+        assert_eq!(
+            decode(&[0u8; 16], 0, 100, CrcCheck::Required),
+            Err(DecodeError::Zero)
+        );
+    }
+
+    #[test]
+    fn crc_digits_are_least_significant_first() {
+        let mut d = [0u8; 10];
+        write_crc_digits(&mut d, 123);
+        assert_eq!(&d, b"3210000000");
+        assert_eq!(read_crc_digits(&d), Some(123));
+        write_crc_digits(&mut d, 0x7FFF_FFFF);
+        assert_eq!(read_crc_digits(&d), Some(0x7FFF_FFFF));
     }
 
     #[test]

@@ -1,0 +1,514 @@
+//! Key index: RocketMQ's IndexFile, a hash table on disk mapping
+//! `topic#key` to commit-log offsets, chained newest first.
+//!
+//! File layout (see FORMAT.md): a 40-byte header, `slots` 4-byte hash
+//! slots holding the newest item number of that hash (0 = empty), then
+//! `items` 20-byte items (key hash 4, phys offset 8, seconds since the
+//! header's begin timestamp 4, previous item number 4). Item 0 is never
+//! used. Lookups return candidates; the store decodes each record and keeps
+//! only those whose topic and keys really match, so hash collisions and
+//! items left past a recovery cut are harmless.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::io::{Env, File, OpenOptions};
+use crate::queue::java_hash;
+
+/// Header size.
+pub const HEADER_BYTES: u64 = 40;
+/// Item size.
+pub const ITEM_BYTES: u64 = 20;
+/// Most hits a lookup returns (RocketMQ's `maxNum` cap).
+pub const MAX_HITS: usize = 64;
+
+/// The 40-byte header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IndexHeader {
+    /// Store timestamp of the first item, ms.
+    pub begin_timestamp: i64,
+    /// Store timestamp of the last item, ms.
+    pub end_timestamp: i64,
+    /// Physical offset of the first item's message.
+    pub begin_phys_offset: u64,
+    /// Physical offset of the last item's message.
+    pub end_phys_offset: u64,
+    /// Slots in use.
+    pub hash_slot_count: u32,
+    /// Next item number (starts at 1).
+    pub index_count: u32,
+}
+
+impl IndexHeader {
+    fn decode(b: &[u8; 40]) -> IndexHeader {
+        let r8 = |at: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[at..at + 8]);
+            u64::from_be_bytes(a)
+        };
+        let r4 = |at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        IndexHeader {
+            begin_timestamp: r8(0) as i64,
+            end_timestamp: r8(8) as i64,
+            begin_phys_offset: r8(16),
+            end_phys_offset: r8(24),
+            hash_slot_count: r4(32),
+            index_count: r4(36),
+        }
+    }
+
+    fn encode(&self) -> [u8; 40] {
+        let mut b = [0u8; 40];
+        b[0..8].copy_from_slice(&self.begin_timestamp.to_be_bytes());
+        b[8..16].copy_from_slice(&self.end_timestamp.to_be_bytes());
+        b[16..24].copy_from_slice(&self.begin_phys_offset.to_be_bytes());
+        b[24..32].copy_from_slice(&self.end_phys_offset.to_be_bytes());
+        b[32..36].copy_from_slice(&self.hash_slot_count.to_be_bytes());
+        b[36..40].copy_from_slice(&self.index_count.to_be_bytes());
+        b
+    }
+}
+
+/// RocketMQ's key hash: `abs(String.hashCode())`, with MIN_VALUE -> 0.
+pub fn key_hash(key: &str) -> u32 {
+    let h = java_hash(key);
+    if h == i32::MIN {
+        0
+    } else {
+        h.unsigned_abs()
+    }
+}
+
+/// One index file.
+pub struct IndexFile {
+    path: PathBuf,
+    file: Arc<dyn File>,
+    slots: u32,
+    items: u32,
+    header: Mutex<IndexHeader>,
+}
+
+impl IndexFile {
+    fn slot_pos(&self, hash: u32) -> u64 {
+        HEADER_BYTES + (hash % self.slots) as u64 * 4
+    }
+
+    fn item_pos(&self, n: u32) -> u64 {
+        HEADER_BYTES + self.slots as u64 * 4 + n as u64 * ITEM_BYTES
+    }
+
+    fn read_u32(&self, pos: u64) -> Result<u32> {
+        let mut b = [0u8; 4];
+        let n = self
+            .file
+            .read_at(pos, &mut b)
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        Ok(if n == 4 { u32::from_be_bytes(b) } else { 0 })
+    }
+
+    /// Header snapshot.
+    pub fn header(&self) -> IndexHeader {
+        *self.header.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn is_full(&self) -> bool {
+        self.header().index_count >= self.items
+    }
+
+    /// Adds one key; false when the file is full.
+    fn put(&self, key: &str, phys: u64, store_ts: i64) -> Result<bool> {
+        let mut h = self.header.lock().unwrap_or_else(|e| e.into_inner());
+        if h.index_count >= self.items {
+            return Ok(false);
+        }
+        let hash = key_hash(key);
+        let slot_pos = self.slot_pos(hash);
+        let mut slot_value = self.read_u32(slot_pos)?;
+        if slot_value > h.index_count {
+            slot_value = 0;
+        }
+        let diff_s = if h.begin_timestamp <= 0 {
+            0
+        } else {
+            ((store_ts - h.begin_timestamp) / 1000).clamp(0, i32::MAX as i64)
+        };
+        let n = h.index_count;
+        let mut item = [0u8; 20];
+        item[0..4].copy_from_slice(&hash.to_be_bytes());
+        item[4..12].copy_from_slice(&phys.to_be_bytes());
+        item[12..16].copy_from_slice(&(diff_s as i32).to_be_bytes());
+        item[16..20].copy_from_slice(&slot_value.to_be_bytes());
+        self.file
+            .write_at(self.item_pos(n), &item)
+            .and_then(|_| self.file.write_at(slot_pos, &n.to_be_bytes()))
+            .map_err(|e| Error::io("write", &self.path, e))?;
+        if h.index_count <= 1 {
+            h.begin_phys_offset = phys;
+            h.begin_timestamp = store_ts;
+        }
+        if slot_value == 0 {
+            h.hash_slot_count += 1;
+        }
+        h.index_count += 1;
+        h.end_phys_offset = phys;
+        h.end_timestamp = store_ts;
+        Ok(true)
+    }
+
+    fn write_header(&self) -> Result<()> {
+        let h = self.header();
+        self.file
+            .write_at(0, &h.encode())
+            .map_err(|e| Error::io("write", &self.path, e))
+    }
+
+    fn time_matches(&self, begin: i64, end: i64) -> bool {
+        let h = self.header();
+        (begin < h.begin_timestamp && end > h.end_timestamp)
+            || (begin >= h.begin_timestamp && begin <= h.end_timestamp)
+            || (end >= h.begin_timestamp && end <= h.end_timestamp)
+    }
+
+    /// Candidate offsets for `key` in `[begin, end]` ms.
+    fn select(&self, key: &str, begin: i64, end: i64, out: &mut Vec<u64>) -> Result<()> {
+        let h = self.header();
+        let hash = key_hash(key);
+        let mut next = self.read_u32(self.slot_pos(hash))?;
+        if next == 0 || next > h.index_count {
+            return Ok(());
+        }
+        // Bounded walk: a chain can never be longer than the item count.
+        for _ in 0..h.index_count {
+            if out.len() >= MAX_HITS {
+                break;
+            }
+            let mut item = [0u8; 20];
+            let n = self
+                .file
+                .read_at(self.item_pos(next), &mut item)
+                .map_err(|e| Error::io("read", &self.path, e))?;
+            if n < 20 {
+                break;
+            }
+            let ihash = u32::from_be_bytes([item[0], item[1], item[2], item[3]]);
+            let mut p = [0u8; 8];
+            p.copy_from_slice(&item[4..12]);
+            let phys = u64::from_be_bytes(p);
+            let diff = i32::from_be_bytes([item[12], item[13], item[14], item[15]]) as i64;
+            let prev = u32::from_be_bytes([item[16], item[17], item[18], item[19]]);
+            let t = h.begin_timestamp + diff * 1000;
+            if ihash == hash && t >= begin && t <= end {
+                out.push(phys);
+            }
+            if prev == 0 || prev > h.index_count || prev == next || t < begin {
+                break;
+            }
+            next = prev;
+        }
+        Ok(())
+    }
+}
+
+/// All index files, newest last.
+pub struct IndexService {
+    env: Arc<dyn Env>,
+    dir: PathBuf,
+    slots: u32,
+    items: u32,
+    read_only: bool,
+    files: RwLock<Vec<Arc<IndexFile>>>,
+    write_lock: Mutex<()>,
+}
+
+impl IndexService {
+    /// Loads `index/`. Geometry: the configured (slots, items) when the
+    /// file length matches, else items = 4 x slots (RocketMQ's default
+    /// ratio); a file matching neither is ignored with a note.
+    pub fn open(
+        env: Arc<dyn Env>,
+        dir: &Path,
+        slots: u32,
+        items: u32,
+        read_only: bool,
+        notes: &mut Vec<String>,
+    ) -> Result<IndexService> {
+        let mut names = env.list_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+        names.sort();
+        let mut files = Vec::new();
+        for name in names {
+            let path = dir.join(&name);
+            if name.len() != 17 || !name.bytes().all(|b| b.is_ascii_digit()) {
+                notes.push(format!(
+                    "ignored {}: not an index file name",
+                    path.display()
+                ));
+                continue;
+            }
+            let file = env
+                .open(
+                    &path,
+                    OpenOptions {
+                        read_only,
+                        ..OpenOptions::default()
+                    },
+                )
+                .map_err(|e| Error::io("open", &path, e))?;
+            let len = file.len();
+            let geometry = |s: u64, i: u64| HEADER_BYTES + s * 4 + i * ITEM_BYTES;
+            let (fs, fi) = if len == geometry(slots as u64, items as u64) {
+                (slots, items)
+            } else if len > HEADER_BYTES && (len - HEADER_BYTES) % 84 == 0 {
+                let s = (len - HEADER_BYTES) / 84;
+                (s as u32, (s * 4) as u32)
+            } else {
+                notes.push(format!(
+                    "ignored {}: length {len} matches no known geometry",
+                    path.display()
+                ));
+                continue;
+            };
+            let mut hb = [0u8; 40];
+            let n = file
+                .read_at(0, &mut hb)
+                .map_err(|e| Error::io("read", &path, e))?;
+            let mut header = IndexHeader::decode(&hb);
+            if n < 40 || header.index_count > fi {
+                notes.push(format!("ignored {}: bad header", path.display()));
+                continue;
+            }
+            if header.index_count == 0 {
+                header.index_count = 1;
+            }
+            files.push(Arc::new(IndexFile {
+                path,
+                file,
+                slots: fs,
+                items: fi,
+                header: Mutex::new(header),
+            }));
+        }
+        Ok(IndexService {
+            env,
+            dir: dir.to_path_buf(),
+            slots,
+            items,
+            read_only,
+            files: RwLock::new(files),
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    /// Every file, oldest first.
+    pub fn files(&self) -> Vec<Arc<IndexFile>> {
+        self.files.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Highest physical offset indexed (the newest file's end).
+    pub fn end_phys_offset(&self) -> u64 {
+        self.files()
+            .last()
+            .map(|f| {
+                let h = f.header();
+                if h.index_count > 1 {
+                    h.end_phys_offset + 1
+                } else {
+                    0
+                }
+            })
+            .unwrap_or(0)
+    }
+
+    fn new_file(&self, now_ms: i64) -> Result<Arc<IndexFile>> {
+        self.env
+            .create_dir_all(&self.dir)
+            .map_err(|e| Error::io("create dir", &self.dir, e))?;
+        let mut name = timestamp_name(now_ms);
+        let existing = self.files();
+        // Names must be unique and increasing even within one millisecond.
+        if let Some(last) = existing.last() {
+            let last_name = last.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.as_str() <= last_name {
+                let n: u64 = last_name.parse().unwrap_or(0) + 1;
+                name = format!("{n:017}");
+            }
+        }
+        let path = self.dir.join(&name);
+        let len = HEADER_BYTES + self.slots as u64 * 4 + self.items as u64 * ITEM_BYTES;
+        let file = self
+            .env
+            .open(
+                &path,
+                OpenOptions {
+                    create: true,
+                    len,
+                    ..OpenOptions::default()
+                },
+            )
+            .map_err(|e| Error::io("create", &path, e))?;
+        let f = Arc::new(IndexFile {
+            path,
+            file,
+            slots: self.slots,
+            items: self.items,
+            header: Mutex::new(IndexHeader {
+                index_count: 1,
+                ..IndexHeader::default()
+            }),
+        });
+        self.files
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(f.clone());
+        Ok(f)
+    }
+
+    /// Indexes `keys` of the message at `phys`. Records at or below the
+    /// newest file's end offset are already indexed and skipped.
+    pub fn put(&self, keys: &[String], phys: u64, store_ts: i64) -> Result<()> {
+        if self.read_only || keys.is_empty() {
+            return Ok(());
+        }
+        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(last) = self.files().last() {
+            let h = last.header();
+            if h.index_count > 1 && phys <= h.end_phys_offset {
+                return Ok(());
+            }
+        }
+        for key in keys {
+            let mut file = match self.files().last() {
+                Some(f) if !f.is_full() => f.clone(),
+                Some(f) => {
+                    f.write_header()?;
+                    self.new_file(store_ts)?
+                }
+                None => self.new_file(store_ts)?,
+            };
+            if !file.put(key, phys, store_ts)? {
+                file.write_header()?;
+                file = self.new_file(store_ts)?;
+                file.put(key, phys, store_ts)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Candidate physical offsets for `key` in `[begin, end]`, newest file
+    /// first, at most [`MAX_HITS`].
+    pub fn query(&self, key: &str, begin: i64, end: i64) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for f in self.files().iter().rev() {
+            if out.len() >= MAX_HITS {
+                break;
+            }
+            if f.header().index_count <= 1 || !f.time_matches(begin, end) {
+                continue;
+            }
+            f.select(key, begin, end, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Recovery cut at `cut`: files whose first item is at or past it are
+    /// deleted; the others have their end offset lowered below it. Items
+    /// past the cut may stay in a kept file, but lookups verify the records
+    /// they point at. Returns the files deleted.
+    pub fn truncate_phys(&self, cut: u64) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
+        let mut keep = Vec::new();
+        for f in files.drain(..) {
+            let h = f.header();
+            if h.index_count > 1 && h.begin_phys_offset >= cut {
+                if !self.read_only {
+                    self.env
+                        .remove_file(&f.path)
+                        .map_err(|e| Error::io("remove", &f.path, e))?;
+                }
+                removed.push(f.path.clone());
+                continue;
+            }
+            if h.index_count > 1 && h.end_phys_offset >= cut {
+                // cut > begin_phys_offset >= 0 here, so cut - 1 is safe.
+                f.header
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .end_phys_offset = cut - 1;
+                if !self.read_only {
+                    f.write_header()?;
+                }
+            }
+            keep.push(f);
+        }
+        *files = keep;
+        Ok(removed)
+    }
+
+    /// Writes headers and syncs the newest file(s).
+    pub fn flush(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let files = self.files();
+        for f in files.iter().rev().take(2) {
+            f.write_header()?;
+            f.file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", &f.path, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// `yyyyMMddHHmmssSSS` in UTC for a time in ms.
+pub fn timestamp_name(ms: i64) -> String {
+    let ms = ms.max(0);
+    let secs = ms / 1000;
+    let (days, sod) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}{:03}",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_names() {
+        assert_eq!(timestamp_name(0), "19700101000000000");
+        // 2024-02-29T12:34:56.789Z
+        assert_eq!(timestamp_name(1_709_210_096_789), "20240229123456789");
+    }
+
+    #[test]
+    fn java_hash_matches_java() {
+        assert_eq!(java_hash("hello"), 99_162_322);
+        assert_eq!(java_hash(""), 0);
+        // "polygenelubricants".hashCode() == Integer.MIN_VALUE
+        assert_eq!(java_hash("polygenelubricants"), i32::MIN);
+        assert_eq!(key_hash("polygenelubricants"), 0);
+    }
+}
