@@ -330,6 +330,16 @@ impl Store {
         });
         // Re-dispatch what the queues and index may lack, before anyone reads.
         report.redispatched = inner.dispatch_round()?;
+        if !config.read_only && report.abnormal {
+            // Bytes a crashed process wrote may sit unsynced in the page
+            // cache: make them durable before calling them flushed and
+            // before the checkpoint vouches for the queues and the index.
+            inner.log.sync_every_segment()?;
+            inner.queues.sync_all()?;
+            if let Some(ix) = &inner.index {
+                ix.sync_all()?;
+            }
+        }
         if !config.read_only {
             // Mark the store open: until a clean shutdown removes it, the
             // next open runs abnormal recovery.

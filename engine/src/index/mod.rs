@@ -450,6 +450,18 @@ impl IndexService {
         Ok(removed)
     }
 
+    /// Writes every header and syncs every file (recovery).
+    pub fn sync_all(&self) -> Result<()> {
+        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        for f in self.files() {
+            f.write_header()?;
+            f.file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", &f.path, e))?;
+        }
+        Ok(())
+    }
+
     /// Writes headers and syncs the newest file(s).
     pub fn flush(&self) -> Result<()> {
         if self.read_only {

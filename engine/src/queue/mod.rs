@@ -466,6 +466,20 @@ impl QueueSet {
         out
     }
 
+    /// Syncs every file of every queue (recovery: units written before a
+    /// process crash may sit unsynced in the page cache).
+    pub fn sync_all(&self) -> Result<()> {
+        for (_, _, q) in self.all() {
+            let files = q.files.read().unwrap_or_else(|e| e.into_inner()).clone();
+            for f in files {
+                f.file
+                    .sync_data()
+                    .map_err(|e| Error::io("fdatasync", &f.path, e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Syncs every queue's dirty files.
     pub fn flush(&self) -> Result<()> {
         for (_, _, q) in self.all() {
