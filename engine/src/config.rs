@@ -130,10 +130,12 @@ impl Default for StoreConfig {
 
 impl StoreConfig {
     /// A configuration with small files, for tests and examples: 1 MiB
-    /// segments, 1,000-unit consume-queue files, 1,000-slot indexes.
+    /// segments, 256 KiB messages, 1,000-unit consume-queue files,
+    /// 1,000-slot indexes.
     pub fn small() -> Self {
         StoreConfig {
             segment_bytes: 1 << 20,
+            max_message_bytes: 256 * 1024,
             cq_units_per_file: 1_000,
             index_slots: 1_000,
             index_items: 4_000,
@@ -177,5 +179,25 @@ impl StoreConfig {
             return bad("group_max_waiters must be > 0".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_small_are_valid() {
+        StoreConfig::default().sanitize().unwrap();
+        StoreConfig::small().sanitize().unwrap();
+    }
+
+    #[test]
+    fn rejects_messages_larger_than_segments() {
+        let cfg = StoreConfig {
+            segment_bytes: 1 << 20,
+            ..StoreConfig::default()
+        };
+        assert!(matches!(cfg.sanitize(), Err(Error::Config(_))));
     }
 }
