@@ -1,0 +1,311 @@
+//! `mqlab matrix`: the main experiment. Every flush strategy on every
+//! backend, plus async with a few flush intervals, each on a fresh store,
+//! after one device baseline measured in the same place; then the table and
+//! the charts.
+//!
+//! Default budget: about 2 minutes (15 runs of 1 s warmup + 5 s), `--quick`
+//! about 30 s (0.3 s + 1.2 s each, shorter baseline).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use mqlab_engine::{BackendKind, FlushKind};
+use serde::Serialize;
+
+use crate::baseline::{self, BaselineParams};
+use crate::cli::MatrixArgs;
+use crate::run::{execute, ExecError, ExecParams};
+use crate::spec::{SpecFile, Workload};
+use crate::summary::{self, Summary};
+use crate::util;
+
+/// One configuration of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cell {
+    /// Flush strategy.
+    pub flush: FlushKind,
+    /// Backend.
+    pub backend: BackendKind,
+    /// Flusher period (async/pool), ms.
+    pub flush_interval_ms: u64,
+}
+
+impl Cell {
+    /// Folder name of the run.
+    pub fn dir_name(&self) -> String {
+        match self.flush {
+            FlushKind::Async | FlushKind::Pool => format!(
+                "{}-{}ms-{}",
+                self.flush.name(),
+                self.flush_interval_ms,
+                self.backend.name()
+            ),
+            _ => format!("{}-{}", self.flush.name(), self.backend.name()),
+        }
+    }
+}
+
+/// The default interval of async and pool (RocketMQ's flushIntervalCommitLog).
+pub const DEFAULT_INTERVAL_MS: u64 = 500;
+
+/// The cells to run, in table order.
+pub fn cells(flushes: &[FlushKind], backends: &[BackendKind], intervals: &[u64]) -> Vec<Cell> {
+    let mut out = Vec::new();
+    for &flush in flushes {
+        for &backend in backends {
+            out.push(Cell {
+                flush,
+                backend,
+                flush_interval_ms: DEFAULT_INTERVAL_MS,
+            });
+        }
+        if flush == FlushKind::Async {
+            let backend = if backends.contains(&BackendKind::Pwrite) {
+                BackendKind::Pwrite
+            } else {
+                match backends.first() {
+                    Some(b) => *b,
+                    None => continue,
+                }
+            };
+            for &ms in intervals {
+                if ms != DEFAULT_INTERVAL_MS {
+                    out.push(Cell {
+                        flush,
+                        backend,
+                        flush_interval_ms: ms,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A skipped configuration and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// Configuration.
+    pub config: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// matrix.json.
+#[derive(Debug, Serialize)]
+pub struct MatrixReport<'a> {
+    /// Exact command.
+    pub command: String,
+    /// Start, UTC.
+    pub started_utc: String,
+    /// Wall time, s.
+    pub elapsed_s: f64,
+    /// Baseline.
+    pub baseline: Option<&'a baseline::Baseline>,
+    /// Run folder names, in table order.
+    pub runs: Vec<String>,
+    /// Skipped configurations.
+    pub skipped: Vec<Skipped>,
+    /// The printed table.
+    pub table: String,
+}
+
+/// `mqlab matrix`.
+pub fn cmd_matrix(args: MatrixArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let started = util::timestamp();
+    let flushes = if args.flush.is_empty() {
+        FlushKind::ALL.to_vec()
+    } else {
+        args.flush.clone()
+    };
+    let backends = if args.backend.is_empty() {
+        BackendKind::ALL.to_vec()
+    } else {
+        args.backend.clone()
+    };
+    let intervals: Vec<u64> = match &args.intervals {
+        None => vec![10, 100, 1000],
+        Some(list) => list
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                s.trim()
+                    .parse::<u64>()
+                    .with_context(|| format!("--intervals: {s:?} is not a number of ms"))
+            })
+            .collect::<Result<_>>()?,
+    };
+    let mut wargs = args.workload.clone();
+    let (duration, warmup, base) = if args.quick {
+        (
+            1.2,
+            0.3,
+            BaselineParams {
+                per_size: std::time::Duration::from_millis(150),
+                buffered: std::time::Duration::from_millis(200),
+                ..BaselineParams::default()
+            },
+        )
+    } else {
+        (5.0, 1.0, BaselineParams::default())
+    };
+    wargs.duration = wargs.duration.or(Some(duration));
+    wargs.warmup = wargs.warmup.or(Some(warmup));
+
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(&started));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if args.out.is_none() {
+        util::update_latest(&out)?;
+    }
+    util::write_command(&out)?;
+    let parent = util::scratch_parent(args.data_dir.as_deref())?;
+
+    let baseline = if args.no_baseline {
+        None
+    } else {
+        eprintln!("mqlab: measuring the device in {} ...", parent.display());
+        let scratch = util::scratch_dir(&parent, "mqlab-baseline-")?;
+        let b = baseline::measure(scratch.path(), &base)?;
+        std::fs::create_dir_all(out.join("baseline"))?;
+        util::write_json(&out.join("baseline").join("baseline.json"), &b)?;
+        println!("device baseline ({}):", b.filesystem);
+        print!("{}", b.table());
+        Some(b)
+    };
+
+    let cells = cells(&flushes, &backends, &intervals);
+    let mut summaries: Vec<Summary> = Vec::new();
+    let mut run_dirs = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, cell) in cells.iter().enumerate() {
+        if util::stopped() {
+            break;
+        }
+        if skipped.iter().any(|s: &Skipped| {
+            s.config.ends_with(cell.backend.name()) && s.reason.contains("unavailable")
+        }) {
+            skipped.push(Skipped {
+                config: cell.dir_name(),
+                reason: format!("backend {} unavailable (see above)", cell.backend.name()),
+            });
+            continue;
+        }
+        let w = Workload::resolve(
+            &SpecFile::default(),
+            Some(cell.flush),
+            Some(cell.backend),
+            &crate::cli::WorkloadArgs {
+                flush_interval_ms: Some(cell.flush_interval_ms),
+                ..wargs.clone()
+            },
+            Some(&cell.dir_name()),
+        )?;
+        let run_dir = out.join(cell.dir_name());
+        let scratch = util::scratch_dir(&parent, "mqlab-matrix-")?;
+        eprintln!(
+            "mqlab: [{}/{}] {} ({:.1} s + {:.1} s warmup)",
+            i + 1,
+            cells.len(),
+            w.label(),
+            w.duration_secs,
+            w.warmup_secs
+        );
+        let r = execute(&ExecParams {
+            w: &w,
+            data_dir: scratch.path(),
+            out: &run_dir,
+            ack_log: None,
+            baseline: baseline.clone(),
+            shutdown: true,
+            progress: true,
+        });
+        drop(scratch);
+        match r {
+            Ok(s) => {
+                run_dirs.push(cell.dir_name());
+                summaries.push(s);
+            }
+            Err(ExecError::BackendUnavailable(why)) => {
+                eprintln!(
+                    "mqlab: skipping {}: backend unavailable: {why}",
+                    cell.dir_name()
+                );
+                skipped.push(Skipped {
+                    config: cell.dir_name(),
+                    reason: format!("backend unavailable: {why}"),
+                });
+            }
+            Err(ExecError::Other(e)) => {
+                eprintln!("mqlab: {} failed: {e:#}", cell.dir_name());
+                skipped.push(Skipped {
+                    config: cell.dir_name(),
+                    reason: format!("failed: {e:#}"),
+                });
+            }
+        }
+    }
+
+    let rows: Vec<&Summary> = summaries.iter().collect();
+    let table = summary::table(&rows);
+    let w0 = summaries.first().map(|s| &s.config.workload);
+    println!();
+    if let Some(w) = w0 {
+        println!(
+            "matrix: {} producers x {} inflight, {} B messages, {} queues, {:.1} s per run after {:.1} s warmup",
+            w.producers, w.inflight, w.msg_size, w.queues, w.duration_secs, w.warmup_secs
+        );
+    }
+    print!("{table}");
+    println!("loss = worst acked-but-not-durable window on power loss (messages / age of the oldest, ms)");
+    println!("vs device = msgs per 4 KiB fdatasync for sync/group; share of buffered-write MiB/s for async/pool");
+    for s in &skipped {
+        println!("skipped {}: {}", s.config, s.reason);
+    }
+    std::fs::write(out.join("table.md"), &table)?;
+    util::write_json(
+        &out.join("matrix.json"),
+        &MatrixReport {
+            command: util::command_line(),
+            started_utc: started,
+            elapsed_s: summary::round3(t0.elapsed().as_secs_f64()),
+            baseline: baseline.as_ref(),
+            runs: run_dirs,
+            skipped,
+            table: table.clone(),
+        },
+    )?;
+    if !args.no_plot && !summaries.is_empty() {
+        match crate::plot::plot_dirs(std::slice::from_ref(&out), &out) {
+            Ok(files) => println!("charts: {}", files.join(", ")),
+            Err(e) => eprintln!("mqlab: drawing charts failed: {e:#}"),
+        }
+    }
+    println!(
+        "results: {} ({:.0} s)",
+        out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_cells() {
+        let c = cells(&FlushKind::ALL, &BackendKind::ALL, &[10, 100, 500, 1000]);
+        assert_eq!(c.len(), 12 + 3);
+        assert_eq!(c[0].dir_name(), "sync-pwrite");
+        assert!(c.iter().any(|c| c.dir_name() == "async-10ms-pwrite"));
+        assert!(c.iter().any(|c| c.dir_name() == "pool-500ms-uring"));
+        let only_mmap = cells(&[FlushKind::Async], &[BackendKind::Mmap], &[100]);
+        assert_eq!(only_mmap.len(), 2);
+        assert_eq!(only_mmap[1].dir_name(), "async-100ms-mmap");
+    }
+}

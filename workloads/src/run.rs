@@ -1,0 +1,223 @@
+//! `mqlab run`: one workload against an in-process store, and
+//! [`execute`], which `matrix` calls once per configuration.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use mqlab_engine::{Error as EngineError, Store};
+
+use crate::baseline::{self, Baseline, BaselineParams};
+use crate::cli::RunArgs;
+use crate::recorder::{AckLog, LatencySummary, WindowSummary};
+use crate::spec::{SpecFile, Workload};
+use crate::summary::{self, round3, LossWindowJson, Ratios, RunConfig, Summary};
+use crate::util::{self, MachineInfo};
+use crate::workload::{RunOptions, Running};
+
+/// Everything one execution needs.
+pub struct ExecParams<'a> {
+    /// The workload.
+    pub w: &'a Workload,
+    /// Store directory (created if missing).
+    pub data_dir: &'a Path,
+    /// Output folder of the run.
+    pub out: &'a Path,
+    /// Optional ack log.
+    pub ack_log: Option<&'a Path>,
+    /// Baseline measured beforehand, for the ratios.
+    pub baseline: Option<Baseline>,
+    /// Shut the store down cleanly at the end.
+    pub shutdown: bool,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// Why an execution did not produce a summary.
+#[derive(Debug)]
+pub enum ExecError {
+    /// The backend does not exist on this machine (io_uring missing).
+    BackendUnavailable(String),
+    /// Anything else.
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for ExecError {
+    fn from(e: anyhow::Error) -> Self {
+        ExecError::Other(e)
+    }
+}
+
+/// Runs one workload on a fresh store in `data_dir` and writes the run's
+/// outputs into `out`.
+pub fn execute(p: &ExecParams<'_>) -> Result<Summary, ExecError> {
+    let w = p.w;
+    std::fs::create_dir_all(p.data_dir)
+        .with_context(|| format!("creating {}", p.data_dir.display()))?;
+    let machine = MachineInfo::collect(p.data_dir);
+    let cfg = w.store_config();
+    let started_utc = util::timestamp();
+    let t_open = Instant::now();
+    let store = match Store::open(p.data_dir, cfg.clone()) {
+        Ok(s) => Arc::new(s),
+        Err(EngineError::BackendUnavailable { backend, reason }) => {
+            return Err(ExecError::BackendUnavailable(format!(
+                "{backend}: {reason}"
+            )));
+        }
+        Err(e) => {
+            return Err(ExecError::Other(
+                anyhow::Error::new(e)
+                    .context(format!("opening the store in {}", p.data_dir.display())),
+            ))
+        }
+    };
+    let open_ms = t_open.elapsed().as_secs_f64() * 1000.0;
+    let ack_log = match p.ack_log {
+        Some(path) => Some(Arc::new(AckLog::create(path)?)),
+        None => None,
+    };
+    let mut running = Running::start(
+        store.clone(),
+        w,
+        RunOptions {
+            ack_log,
+            progress: p.progress,
+            label: w.label(),
+            ..RunOptions::default()
+        },
+    );
+    running.wait();
+    let outcome = running.finish();
+    let offsets_end = store.offsets();
+    let shutdown_ms = if p.shutdown {
+        let t = Instant::now();
+        match Arc::try_unwrap(store) {
+            Ok(s) => s.shutdown().context("shutting the store down")?,
+            Err(_) => return Err(anyhow::anyhow!("store still shared at shutdown").into()),
+        }
+        Some(round3(t.elapsed().as_secs_f64() * 1000.0))
+    } else {
+        // Leave the directory as a crash would: no clean shutdown.
+        std::mem::forget(store);
+        None
+    };
+    let secs = outcome.measured_secs.max(1e-9);
+    let msgs_per_s = round3(outcome.stats.msgs as f64 / secs);
+    let mib_per_s = round3(outcome.stats.bytes as f64 / secs / (1024.0 * 1024.0));
+    let summary = Summary {
+        mqlab_version: env!("CARGO_PKG_VERSION").to_string(),
+        name: w.name.clone(),
+        label: w.label(),
+        command: util::command_line(),
+        started_utc,
+        config: RunConfig {
+            workload: w.clone(),
+            store: cfg,
+        },
+        duration_s: round3(outcome.measured_secs),
+        messages_acked: outcome.stats.msgs,
+        bytes_acked: outcome.stats.bytes,
+        throughput_msgs_per_s: msgs_per_s,
+        throughput_mib_per_s: mib_per_s,
+        ack_latency_us: LatencySummary::of(&outcome.stats.ack),
+        intended_latency_us: (w.rate > 0.0).then(|| LatencySummary::of(&outcome.stats.intended)),
+        loss_window: LossWindowJson {
+            power: WindowSummary::of(&outcome.loss.power),
+            process: WindowSummary::of(&outcome.loss.process),
+            samples: outcome.loss.samples,
+            sample_period_ms: w.sample_ms,
+            max_sample_gap_ms: round3(outcome.loss.max_gap_ms),
+            saturated: outcome.saturated,
+        },
+        errors: outcome.stats.errors.clone(),
+        offsets_end: offsets_end.into(),
+        open_ms: round3(open_ms),
+        shutdown_ms,
+        ratios: p
+            .baseline
+            .as_ref()
+            .map(|b| Ratios::of(msgs_per_s, mib_per_s, b)),
+        baseline: p.baseline.clone(),
+        machine,
+        interrupted: outcome.interrupted,
+    };
+    summary::write_run_outputs(p.out, &summary, &outcome.stats, &outcome.loss)?;
+    Ok(summary)
+}
+
+/// Default output folder of a named run.
+pub fn default_out(name: &str) -> PathBuf {
+    PathBuf::from("results").join(format!("{}-{}", util::timestamp(), name))
+}
+
+/// `mqlab run`.
+pub fn cmd_run(args: RunArgs) -> Result<()> {
+    let spec = match &args.spec {
+        Some(p) => SpecFile::load(p)?,
+        None => SpecFile::default(),
+    };
+    let w = Workload::resolve(
+        &spec,
+        args.flush,
+        args.backend,
+        &args.workload,
+        args.name.as_deref(),
+    )?;
+    let out = args.out.clone().unwrap_or_else(|| default_out(&w.name));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let (scratch, data_dir) = match &args.data_dir {
+        Some(d) => (None, d.clone()),
+        None => {
+            let parent = util::scratch_parent(None)?;
+            let t = util::scratch_dir(&parent, "mqlab-run-")?;
+            let path = t.path().to_path_buf();
+            (Some(t), path)
+        }
+    };
+    std::fs::create_dir_all(&data_dir)?;
+    let baseline = if args.no_baseline {
+        None
+    } else {
+        eprintln!("mqlab: measuring the device in {} ...", data_dir.display());
+        Some(baseline::measure(&data_dir, &BaselineParams::default())?)
+    };
+    let result = execute(&ExecParams {
+        w: &w,
+        data_dir: &data_dir,
+        out: &out,
+        ack_log: args.ack_log.as_deref(),
+        baseline,
+        shutdown: !args.no_shutdown,
+        progress: true,
+    });
+    let summary = match result {
+        Ok(s) => s,
+        Err(ExecError::BackendUnavailable(why)) => {
+            anyhow::bail!("backend unavailable on this machine: {why}")
+        }
+        Err(ExecError::Other(e)) => return Err(e),
+    };
+    if let Some(t) = scratch {
+        if args.keep_data {
+            let kept = t.keep();
+            eprintln!("mqlab: data kept in {}", kept.display());
+        }
+    }
+    if let Some(b) = &summary.baseline {
+        println!(
+            "device: {:.0} fdatasync/s (4 KiB), buffered write {:.0} MiB/s, {}",
+            b.fdatasync_per_s, b.buffered_write_mib_per_s, b.filesystem
+        );
+    }
+    print!("{}", summary::table(&[&summary]));
+    if !summary.errors.is_empty() {
+        println!("put errors: {:?}", summary.errors);
+    }
+    if summary.interrupted {
+        println!("(interrupted by Ctrl-C; results cover the time run)");
+    }
+    println!("results: {}", out.display());
+    Ok(())
+}

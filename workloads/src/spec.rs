@@ -1,0 +1,287 @@
+//! Workload specs: TOML files naming a workload (workloads/specs/*.toml),
+//! and their resolution with command-line flags into one concrete
+//! [`Workload`] with every value filled in.
+//!
+//! Precedence: command-line flag, then spec file, then the default written
+//! in `--help`. The resolved workload is what summary.json records, so a
+//! run is reproducible from its summary alone.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use mqlab_engine::{BackendKind, FlushKind, StoreConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::WorkloadArgs;
+
+/// A spec file as written. Every field is optional.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpecFile {
+    /// Name used in result folders and legends.
+    pub name: Option<String>,
+    /// One line saying what the workload models.
+    pub description: Option<String>,
+    /// Flush strategy.
+    pub flush: Option<FlushKind>,
+    /// I/O backend.
+    pub backend: Option<BackendKind>,
+    /// Producer threads.
+    pub producers: Option<usize>,
+    /// Sender threads per producer.
+    pub inflight: Option<usize>,
+    /// Body size, bytes.
+    pub msg_size: Option<usize>,
+    /// Target rate over all producers, msgs/s (0 = unlimited).
+    pub rate: Option<f64>,
+    /// Measured seconds after warmup.
+    pub duration_secs: Option<f64>,
+    /// Message count instead of a duration.
+    pub messages: Option<u64>,
+    /// Warmup seconds.
+    pub warmup_secs: Option<f64>,
+    /// Queues of the topic.
+    pub queues: Option<u32>,
+    /// Unique key per message.
+    pub keys: Option<bool>,
+    /// Topic.
+    pub topic: Option<String>,
+    /// Async flusher period, ms.
+    pub flush_interval_ms: Option<u64>,
+    /// Segment size, bytes.
+    pub segment_bytes: Option<u64>,
+    /// Bursty load: send for `burst_on_ms`...
+    pub burst_on_ms: Option<u64>,
+    /// ...then pause for `burst_off_ms`.
+    pub burst_off_ms: Option<u64>,
+}
+
+impl SpecFile {
+    /// Reads and parses a spec file.
+    pub fn load(path: &Path) -> Result<SpecFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading spec {}", path.display()))?;
+        let mut spec: SpecFile =
+            toml::from_str(&text).with_context(|| format!("parsing spec {}", path.display()))?;
+        if spec.name.is_none() {
+            spec.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        }
+        Ok(spec)
+    }
+}
+
+/// A fully resolved workload: what `run` executes and summary.json records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Workload {
+    /// Run name.
+    pub name: String,
+    /// Flush strategy.
+    pub flush: FlushKind,
+    /// I/O backend.
+    pub backend: BackendKind,
+    /// Producer threads.
+    pub producers: usize,
+    /// Sender threads per producer (each with one put in flight).
+    pub inflight: usize,
+    /// Body size, bytes.
+    pub msg_size: usize,
+    /// Target rate over all senders, msgs/s; 0 = unlimited.
+    pub rate: f64,
+    /// Measured seconds after warmup (ignored when `messages` is set).
+    pub duration_secs: f64,
+    /// Stop after this many puts in all, warmup included.
+    pub messages: Option<u64>,
+    /// Warmup seconds excluded from the statistics.
+    pub warmup_secs: f64,
+    /// Queues of the topic.
+    pub queues: u32,
+    /// Unique key per message.
+    pub keys: bool,
+    /// Topic.
+    pub topic: String,
+    /// Async/pool flusher period, ms.
+    pub flush_interval_ms: u64,
+    /// Commit-log segment size, bytes.
+    pub segment_bytes: u64,
+    /// Loss-window sampling period, ms.
+    pub sample_ms: u64,
+    /// Bursty load: on/off phases in ms.
+    pub burst_on_ms: Option<u64>,
+    /// Pause between bursts, ms.
+    pub burst_off_ms: Option<u64>,
+}
+
+/// Defaults of a `run`.
+pub const DEFAULT_DURATION_SECS: f64 = 5.0;
+
+impl Workload {
+    /// Resolves flags over a spec over defaults.
+    pub fn resolve(
+        spec: &SpecFile,
+        flush: Option<FlushKind>,
+        backend: Option<BackendKind>,
+        args: &WorkloadArgs,
+        name: Option<&str>,
+    ) -> Result<Workload> {
+        let flush = flush.or(spec.flush).unwrap_or(FlushKind::Async);
+        let backend = backend.or(spec.backend).unwrap_or(BackendKind::Pwrite);
+        let messages = args.messages.or(spec.messages);
+        let w = Workload {
+            name: name
+                .map(str::to_string)
+                .or_else(|| spec.name.clone())
+                .unwrap_or_else(|| format!("{}-{}", flush.name(), backend.name())),
+            flush,
+            backend,
+            producers: args.producers.or(spec.producers).unwrap_or(4),
+            inflight: args.inflight.or(spec.inflight).unwrap_or(1),
+            msg_size: args.msg_size.or(spec.msg_size).unwrap_or(1024),
+            rate: args.rate.or(spec.rate).unwrap_or(0.0),
+            duration_secs: args
+                .duration
+                .or(spec.duration_secs)
+                .unwrap_or(DEFAULT_DURATION_SECS),
+            messages,
+            warmup_secs: args
+                .warmup
+                .or(spec.warmup_secs)
+                .unwrap_or(if messages.is_some() { 0.0 } else { 1.0 }),
+            queues: args.queues.or(spec.queues).unwrap_or(8),
+            keys: args.keys.or(spec.keys).unwrap_or(true),
+            topic: args
+                .topic
+                .clone()
+                .or_else(|| spec.topic.clone())
+                .unwrap_or_else(|| "mqlab".to_string()),
+            flush_interval_ms: args
+                .flush_interval_ms
+                .or(spec.flush_interval_ms)
+                .unwrap_or(500),
+            segment_bytes: args
+                .segment_bytes
+                .or(spec.segment_bytes)
+                .unwrap_or(mqlab_engine::config::DEFAULT_SEGMENT_BYTES),
+            sample_ms: args.sample_ms.unwrap_or(5),
+            burst_on_ms: spec.burst_on_ms,
+            burst_off_ms: spec.burst_off_ms,
+        };
+        w.validate()?;
+        Ok(w)
+    }
+
+    /// Rejects values that cannot run.
+    pub fn validate(&self) -> Result<()> {
+        if self.producers == 0 || self.inflight == 0 {
+            bail!("--producers and --inflight must be at least 1");
+        }
+        if self.producers * self.inflight > 1024 {
+            bail!("at most 1024 sender threads (producers x inflight)");
+        }
+        if self.queues == 0 {
+            bail!("--queues must be at least 1");
+        }
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            bail!("--rate must be a finite number >= 0");
+        }
+        if !(self.duration_secs > 0.0 && self.duration_secs.is_finite()) && self.messages.is_none()
+        {
+            bail!("--duration must be > 0 seconds");
+        }
+        if !(self.warmup_secs >= 0.0 && self.warmup_secs.is_finite()) {
+            bail!("--warmup must be >= 0 seconds");
+        }
+        if self.sample_ms == 0 || self.sample_ms > 10 {
+            bail!("--sample-ms must be between 1 and 10");
+        }
+        if self.flush_interval_ms == 0 {
+            bail!("--flush-interval-ms must be > 0");
+        }
+        if self.msg_size < 16 {
+            bail!("--msg-size must be at least 16 bytes (the body carries the sender id and sequence)");
+        }
+        if matches!(self.burst_on_ms, Some(0)) {
+            bail!("burst_on_ms must be > 0");
+        }
+        Ok(())
+    }
+
+    /// Total sender threads.
+    pub fn senders(&self) -> usize {
+        self.producers * self.inflight
+    }
+
+    /// The store configuration this workload runs with.
+    pub fn store_config(&self) -> StoreConfig {
+        let mut cfg = StoreConfig {
+            backend: self.backend,
+            segment_bytes: self.segment_bytes,
+            ..StoreConfig::default()
+        };
+        cfg.flush.kind = self.flush;
+        cfg.flush.flush_interval_ms = self.flush_interval_ms;
+        cfg
+    }
+
+    /// Label of the configuration in tables and legends.
+    pub fn label(&self) -> String {
+        match self.flush {
+            FlushKind::Async | FlushKind::Pool => format!(
+                "{}-{}ms/{}",
+                self.flush.name(),
+                self.flush_interval_ms,
+                self.backend.name()
+            ),
+            _ => format!("{}/{}", self.flush.name(), self.backend.name()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_spec_beat_defaults() {
+        let spec = SpecFile {
+            producers: Some(16),
+            msg_size: Some(4096),
+            flush: Some(FlushKind::Group),
+            ..SpecFile::default()
+        };
+        let args = WorkloadArgs {
+            producers: Some(2),
+            ..WorkloadArgs::default()
+        };
+        let w = Workload::resolve(&spec, None, None, &args, None).unwrap();
+        assert_eq!(w.producers, 2);
+        assert_eq!(w.msg_size, 4096);
+        assert_eq!(w.flush, FlushKind::Group);
+        assert_eq!(w.backend, BackendKind::Pwrite);
+        assert_eq!(w.queues, 8);
+        assert_eq!(w.name, "group-pwrite");
+    }
+
+    #[test]
+    fn shipped_specs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let spec = SpecFile::load(&path).unwrap();
+                Workload::resolve(&spec, None, None, &WorkloadArgs::default(), None).unwrap();
+                n += 1;
+            }
+        }
+        assert!(n >= 5, "expected at least 5 specs, found {n}");
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let args = WorkloadArgs {
+            sample_ms: Some(50),
+            ..WorkloadArgs::default()
+        };
+        assert!(Workload::resolve(&SpecFile::default(), None, None, &args, None).is_err());
+    }
+}

@@ -1,0 +1,425 @@
+//! Run outputs: summary.json, timeseries.csv, ack_latency.hgrm and the
+//! results table printed by `run` and `matrix`.
+//!
+//! The `.hgrm` file is HdrHistogram's percentile-distribution text format
+//! (what `outputPercentileDistribution` prints and the HdrHistogram plotter
+//! reads), written here because the Rust crate has no writer for it. Values
+//! are microseconds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use mqlab_engine::StoreConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::Baseline;
+use crate::recorder::{LatencySummary, LossStats, OffsetsJson, SenderStats, WindowSummary};
+use crate::spec::Workload;
+use crate::util::{thousands, MachineInfo};
+
+/// The full configuration of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The resolved workload.
+    pub workload: Workload,
+    /// The store configuration it ran with.
+    pub store: StoreConfig,
+}
+
+/// The loss window over a run: the power-loss side flattened at the top
+/// level (acked - flushed), the process-crash side under `process`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LossWindowJson {
+    /// Power loss: acked - flushed.
+    #[serde(flatten)]
+    pub power: WindowSummary,
+    /// Process crash: acked - committed.
+    pub process: WindowSummary,
+    /// Samples taken after warmup.
+    pub samples: u64,
+    /// Intended sampling period, ms.
+    pub sample_period_ms: u64,
+    /// Largest real gap between samples, ms.
+    pub max_sample_gap_ms: f64,
+    /// True when the tracker overflowed (message counts are lower bounds).
+    pub saturated: bool,
+}
+
+/// Throughput relative to the device measured in the same run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ratios {
+    /// Messages per second divided by 4 KiB pwrite+fdatasync per second:
+    /// how many messages one device sync carries.
+    pub msgs_per_fdatasync: f64,
+    /// MiB/s divided by buffered-write MiB/s.
+    pub mib_vs_buffered_write: f64,
+    /// MiB/s divided by the best batched pwrite+fdatasync MiB/s.
+    pub mib_vs_best_sync_batch: f64,
+}
+
+impl Ratios {
+    /// Ratios of a throughput to a baseline.
+    pub fn of(msgs_per_s: f64, mib_per_s: f64, b: &Baseline) -> Ratios {
+        let div = |a: f64, b: f64| if b > 0.0 { round3(a / b) } else { 0.0 };
+        Ratios {
+            msgs_per_fdatasync: div(msgs_per_s, b.fdatasync_per_s),
+            mib_vs_buffered_write: div(mib_per_s, b.buffered_write_mib_per_s),
+            mib_vs_best_sync_batch: div(mib_per_s, b.best_sync_batch_mib_per_s()),
+        }
+    }
+}
+
+/// summary.json of one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    /// mqlab version.
+    pub mqlab_version: String,
+    /// Run name.
+    pub name: String,
+    /// Configuration label used in tables and legends.
+    pub label: String,
+    /// Exact command line.
+    pub command: String,
+    /// Start time, UTC `YYYYmmdd-HHMMSS`.
+    pub started_utc: String,
+    /// Full configuration.
+    pub config: RunConfig,
+    /// Measured seconds (after warmup).
+    pub duration_s: f64,
+    /// Acknowledged messages after warmup.
+    pub messages_acked: u64,
+    /// Acknowledged body bytes after warmup.
+    pub bytes_acked: u64,
+    /// Acknowledged messages per second.
+    pub throughput_msgs_per_s: f64,
+    /// Acknowledged body MiB per second.
+    pub throughput_mib_per_s: f64,
+    /// Ack latency, µs.
+    pub ack_latency_us: LatencySummary,
+    /// Latency from the intended send time (rate-limited runs), µs.
+    pub intended_latency_us: Option<LatencySummary>,
+    /// The loss window.
+    pub loss_window: LossWindowJson,
+    /// Non-OK puts by status.
+    pub errors: BTreeMap<String, u64>,
+    /// Store offsets when the workload ended.
+    pub offsets_end: OffsetsJson,
+    /// Store open (and recovery) time, ms.
+    pub open_ms: f64,
+    /// Clean shutdown time, ms (absent with --no-shutdown).
+    pub shutdown_ms: Option<f64>,
+    /// The device baseline measured in the same run.
+    pub baseline: Option<Baseline>,
+    /// Throughput relative to the baseline.
+    pub ratios: Option<Ratios>,
+    /// Machine.
+    pub machine: MachineInfo,
+    /// True when Ctrl-C cut the run short.
+    pub interrupted: bool,
+}
+
+/// Rounds to 3 decimals.
+pub fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+impl Summary {
+    /// The loss column: messages and ms of the worst window.
+    pub fn loss_cell(&self) -> String {
+        let lw = &self.loss_window.power;
+        format!("{} / {:.1}", thousands(lw.max_msgs as f64), lw.max_ms)
+    }
+
+    /// The device-ratio column: messages per device sync for strategies that
+    /// sync before acking, share of buffered bandwidth for the others.
+    pub fn device_cell(&self) -> String {
+        match &self.ratios {
+            None => "-".into(),
+            Some(r) if self.config.workload.flush.acks_durable() => {
+                format!("{:.2}x fsync", r.msgs_per_fdatasync)
+            }
+            Some(r) => format!("{:.0}% buf", r.mib_vs_buffered_write * 100.0),
+        }
+    }
+}
+
+/// Writes `h` in HdrHistogram's percentile-distribution text format.
+pub fn hgrm_text(h: &Histogram<u64>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    let mut total = 0u64;
+    if !h.is_empty() {
+        for v in h.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
+            let q = v.quantile_iterated_to();
+            let value = h.highest_equivalent(v.value_iterated_to()) as f64;
+            if q < 1.0 {
+                let _ = writeln!(
+                    out,
+                    "{:12.3} {:2.12} {:10} {:14.2}",
+                    value,
+                    q,
+                    total,
+                    1.0 / (1.0 - q)
+                );
+            } else {
+                let _ = writeln!(out, "{value:12.3} {q:2.12} {total:10}");
+            }
+        }
+    }
+    let sub_buckets = 1u64 << (64 - (2 * 10u64.pow(h.sigfig() as u32) - 1).leading_zeros());
+    let _ = writeln!(
+        out,
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
+        if h.is_empty() { 0.0 } else { h.mean() },
+        if h.is_empty() { 0.0 } else { h.stdev() }
+    );
+    let _ = writeln!(
+        out,
+        "#[Max     = {:12.3}, Total count    = {:12}]",
+        h.max() as f64,
+        h.len()
+    );
+    let _ = writeln!(
+        out,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        h.buckets(),
+        sub_buckets
+    );
+    out
+}
+
+/// Parses the (value, percentile) rows of an `.hgrm` file.
+pub fn parse_hgrm(text: &str) -> Vec<(f64, f64)> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let v = it.next()?.parse::<f64>().ok()?;
+            let p = it.next()?.parse::<f64>().ok()?;
+            Some((v, p))
+        })
+        .collect()
+}
+
+/// The per-second time series as CSV.
+pub fn timeseries_csv(stats: &SenderStats, loss: &LossStats, warmup_secs: f64) -> String {
+    let mut out = String::from(
+        "second,warmup,msgs,msgs_per_s,mib_per_s,p50_us,p99_us,max_us,errors,loss_max_ms,loss_max_msgs,loss_max_bytes\n",
+    );
+    let n = stats.seconds.len().max(loss.seconds.len());
+    for i in 0..n {
+        let b = stats.seconds.get(i);
+        let l = loss.seconds.get(i).copied().unwrap_or_default();
+        let (msgs, bytes, errors) = b.map_or((0, 0, 0), |b| (b.msgs, b.bytes, b.errors));
+        let (p50, p99, max) = b.filter(|b| !b.hist.is_empty()).map_or((0, 0, 0), |b| {
+            (
+                b.hist.value_at_quantile(0.5),
+                b.hist.value_at_quantile(0.99),
+                b.hist.max(),
+            )
+        });
+        let warm = ((i as f64) < warmup_secs.ceil()) as u8;
+        let _ = writeln!(
+            out,
+            "{i},{warm},{msgs},{msgs},{:.3},{p50},{p99},{max},{errors},{:.3},{},{}",
+            bytes as f64 / (1024.0 * 1024.0),
+            l.max_ms,
+            l.max_msgs,
+            l.max_bytes
+        );
+    }
+    out
+}
+
+/// One parsed row of timeseries.csv.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimeRow {
+    /// Second since start.
+    pub second: f64,
+    /// Messages that second.
+    pub msgs_per_s: f64,
+    /// p99 ack latency that second, µs.
+    pub p99_us: f64,
+}
+
+/// Parses timeseries.csv.
+pub fn parse_timeseries(text: &str) -> Vec<TimeRow> {
+    let mut lines = text.lines();
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
+    let cols: Vec<&str> = header.split(',').collect();
+    let idx = |name: &str| cols.iter().position(|c| *c == name);
+    let (Some(s), Some(m), Some(p)) = (idx("second"), idx("msgs_per_s"), idx("p99_us")) else {
+        return Vec::new();
+    };
+    lines
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+            Some(TimeRow {
+                second: num(s)?,
+                msgs_per_s: num(m)?,
+                p99_us: num(p)?,
+            })
+        })
+        .collect()
+}
+
+/// Writes summary.json, timeseries.csv, ack_latency.hgrm (and
+/// intended_latency.hgrm for rate-limited runs) and command.txt into `dir`.
+pub fn write_run_outputs(
+    dir: &Path,
+    summary: &Summary,
+    stats: &SenderStats,
+    loss: &LossStats,
+) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::util::write_json(&dir.join("summary.json"), summary)?;
+    fs::write(
+        dir.join("timeseries.csv"),
+        timeseries_csv(stats, loss, summary.config.workload.warmup_secs),
+    )?;
+    fs::write(dir.join("ack_latency.hgrm"), hgrm_text(&stats.ack))?;
+    if summary.intended_latency_us.is_some() {
+        fs::write(
+            dir.join("intended_latency.hgrm"),
+            hgrm_text(&stats.intended),
+        )?;
+    }
+    fs::write(dir.join("command.txt"), format!("{}\n", summary.command))?;
+    Ok(())
+}
+
+/// The results table (Markdown, also readable as plain text).
+pub fn table(rows: &[&Summary]) -> String {
+    let header = [
+        "config",
+        "msgs/s",
+        "MiB/s",
+        "p50 µs",
+        "p99 µs",
+        "p999 µs",
+        "max loss msgs / ms",
+        "vs device",
+    ];
+    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for s in rows {
+        cells.push(vec![
+            s.label.clone(),
+            thousands(s.throughput_msgs_per_s),
+            format!("{:.1}", s.throughput_mib_per_s),
+            thousands(s.ack_latency_us.p50 as f64),
+            thousands(s.ack_latency_us.p99 as f64),
+            thousands(s.ack_latency_us.p999 as f64),
+            s.loss_cell(),
+            s.device_cell(),
+        ]);
+    }
+    render_table(&cells)
+}
+
+/// Renders rows as an aligned Markdown table; the first row is the header.
+pub fn render_table(cells: &[Vec<String>]) -> String {
+    let ncol = cells.iter().map(|r| r.len()).max().unwrap_or(0);
+    let mut width = vec![0usize; ncol];
+    for r in cells {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for (ri, r) in cells.iter().enumerate() {
+        out.push('|');
+        for (i, w) in width.iter().enumerate() {
+            let c = r.get(i).map(String::as_str).unwrap_or("");
+            let pad = w - c.chars().count();
+            if i == 0 || ri == 0 {
+                let _ = write!(out, " {c}{} |", " ".repeat(pad));
+            } else {
+                let _ = write!(out, " {}{c} |", " ".repeat(pad));
+            }
+        }
+        out.push('\n');
+        if ri == 0 {
+            out.push('|');
+            for (i, w) in width.iter().enumerate() {
+                if i == 0 {
+                    let _ = write!(out, "{}|", "-".repeat(w + 2));
+                } else {
+                    let _ = write!(out, "{}:|", "-".repeat(w + 1));
+                }
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorder::latency_hist;
+
+    #[test]
+    fn hgrm_round_trips() {
+        let mut h = latency_hist();
+        for v in 1..=10_000u64 {
+            h.record(v).unwrap();
+        }
+        let text = hgrm_text(&h);
+        assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"));
+        assert!(text.contains("#[Max     =    10007.000, Total count    =        10000]"));
+        assert!(text.contains("SubBuckets     =         2048]"));
+        let rows = parse_hgrm(&text);
+        assert!(rows.len() > 50);
+        assert_eq!(rows.first().unwrap().1, 0.0);
+        assert_eq!(rows.last().unwrap().1, 1.0);
+        // The last row carries the full count and no 1/(1-p) column.
+        let last = text.lines().rfind(|l| !l.starts_with('#')).unwrap();
+        assert_eq!(last.split_whitespace().count(), 3);
+        assert!(last.ends_with("10000"));
+        // Monotone in both columns.
+        assert!(rows
+            .windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1));
+    }
+
+    #[test]
+    fn empty_hgrm_is_valid() {
+        let text = hgrm_text(&latency_hist());
+        assert!(text.contains("Total count    =            0"));
+    }
+
+    #[test]
+    fn table_aligns() {
+        let t = render_table(&[
+            vec!["a".into(), "bb".into()],
+            vec!["ccc".into(), "1".into()],
+        ]);
+        assert_eq!(t, "| a   | bb |\n|-----|---:|\n| ccc |  1 |\n");
+    }
+
+    #[test]
+    fn timeseries_parses_back() {
+        let mut s = SenderStats::default();
+        s.record_ack(0, false, 10, None, 1024);
+        s.record_ack(1, true, 20, None, 1024);
+        let loss = LossStats::default();
+        let csv = timeseries_csv(&s, &loss, 1.0);
+        let rows = parse_timeseries(&csv);
+        assert_eq!(rows.len(), 2);
+        assert!(csv.lines().nth(1).unwrap().starts_with("0,1,"));
+        assert!(csv.lines().nth(2).unwrap().starts_with("1,0,"));
+        assert_eq!(rows[1].msgs_per_s, 1.0);
+    }
+}
