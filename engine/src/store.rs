@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -97,12 +97,19 @@ struct Inner {
     strategy: Box<dyn FlushStrategy>,
     crc: CrcCheck,
     dispatched: AtomicU64,
+    /// Store timestamp of the last record dispatched.
+    dispatched_ts: AtomicI64,
+    /// RocketMQ timestamps last written to the checkpoint.
+    checkpoint_ts: Mutex<(i64, i64)>,
     dispatch_lock: Mutex<()>,
     dispatch_signal: (Mutex<()>, Condvar),
     checkpoint: Option<CheckpointFile>,
     report: RecoveryReport,
     closed: AtomicBool,
     in_flight: AtomicUsize,
+    /// Why puts are refused for now (retention's disk-full guard), if they
+    /// are. Unlike poisoning this is lifted again.
+    write_block: Mutex<Option<String>>,
 }
 
 /// A RocketMQ-compatible message store.
@@ -300,6 +307,13 @@ impl Store {
             }
         }
         log.set_recovered(end, table);
+        if first_base > 0 {
+            // Retention deleted the oldest segments: queue units pointing
+            // below the first segment are gone with them.
+            for (_, _, cq) in queues.all() {
+                cq.correct_min_offset(first_base)?;
+            }
+        }
         let dispatch_from = match parse_start {
             Some(start) if report.abnormal => start,
             _ => max_cq_end.clamp(first_base, end),
@@ -321,12 +335,18 @@ impl Store {
             strategy,
             crc,
             dispatched: AtomicU64::new(dispatch_from),
+            dispatched_ts: AtomicI64::new(cp.map(|c| c.logics_msg_timestamp).unwrap_or(0)),
+            checkpoint_ts: Mutex::new(
+                cp.map(|c| (c.physic_msg_timestamp, c.logics_msg_timestamp))
+                    .unwrap_or((0, 0)),
+            ),
             dispatch_lock: Mutex::new(()),
             dispatch_signal: (Mutex::new(()), Condvar::new()),
             checkpoint,
             report: RecoveryReport::default(),
             closed: AtomicBool::new(config.read_only),
             in_flight: AtomicUsize::new(0),
+            write_block: Mutex::new(None),
         });
         // Re-dispatch what the queues and index may lack, before anyone reads.
         report.redispatched = inner.dispatch_round()?;
@@ -513,6 +533,97 @@ impl Store {
         }
     }
 
+    /// Long-polling hook: waits until the consume queue of (`topic`,
+    /// `queue_id`) holds a unit at `queue_offset` (its max offset is past
+    /// it), or `timeout` passes. Returns whether it does. The dispatcher
+    /// signals after every round, so a waiter wakes within one round (about
+    /// 1 ms) of the unit being built.
+    pub fn wait_queue_offset(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        queue_offset: u64,
+        timeout: Duration,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        let has = || {
+            self.inner
+                .queues
+                .get(topic, queue_id)
+                .is_some_and(|cq| cq.max_offset() > queue_offset)
+        };
+        let (m, cv) = &self.inner.dispatch_signal;
+        let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if has() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            g = cv
+                .wait_timeout(g, (deadline - now).min(Duration::from_millis(10)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Refuses (`Some(reason)`) or accepts again (`None`) every put, with
+    /// SERVICE_NOT_AVAILABLE and the reason in the detail. Retention uses it
+    /// when the disk is over its full ratio; unlike an I/O failure this is
+    /// lifted once space is freed.
+    pub fn set_write_block(&self, reason: Option<String>) {
+        *self
+            .inner
+            .write_block
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = reason;
+    }
+
+    /// The reason puts are refused by [`Store::set_write_block`], if any.
+    pub fn write_block(&self) -> Option<String> {
+        self.inner
+            .write_block
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Base offsets of the commit-log segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<u64> {
+        self.inner.log.segments().iter().map(|g| g.base).collect()
+    }
+
+    /// Retention: deletes the commit-log segments that end at or before
+    /// `offset` (never past what is durable and dispatched, never the
+    /// active segment), then moves every consume queue's first offset past
+    /// the units that pointed into them and deletes the queue files holding
+    /// only such units. Returns the files removed.
+    pub fn delete_segments_before(&self, offset: u64) -> Result<Vec<PathBuf>> {
+        let limit = offset.min(self.dispatched_offset());
+        let mut removed = self.inner.log.delete_segments_before(limit)?;
+        if !removed.is_empty() {
+            let min = self.inner.log.min_offset();
+            for (_, _, cq) in self.inner.queues.all() {
+                removed.extend(cq.correct_min_offset(min)?);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The environment every file of the store goes through (for files kept
+    /// beside the store, such as `config/consumerOffset.json`, so that the
+    /// simulator sees them too).
+    pub fn env(&self) -> Arc<dyn Env> {
+        self.inner.env.clone()
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
     /// Every (topic, queue) with its offsets.
     pub fn queues(&self) -> Vec<QueueInfo> {
         self.inner
@@ -680,6 +791,9 @@ impl Inner {
         if let Some(reason) = self.log.poisoned() {
             return unavailable(format!("store refuses writes: {reason}"), None);
         }
+        if let Some(reason) = &*self.write_block.lock().unwrap_or_else(|e| e.into_inner()) {
+            return unavailable(format!("store refuses writes: {reason}"), None);
+        }
         if let Err(e) = crate::topic::validate(&msg.topic) {
             return illegal(e);
         }
@@ -773,8 +887,10 @@ impl Inner {
         let mut keys = Vec::new();
         let mut result = Ok(());
         let mut count = 0u64;
+        let mut last_ts = None;
         let outcome = scan::scan(&self.log, from, to, CrcCheck::Off, &mut |m| {
             count += 1;
+            last_ts = Some(m.store_timestamp_ms);
             let tx = m.sys_flag & sys_flag::TRANSACTION_MASK;
             if tx != sys_flag::TRANSACTION_PREPARED && tx != sys_flag::TRANSACTION_ROLLBACK {
                 let unit = Unit {
@@ -820,6 +936,9 @@ impl Inner {
                 reason: format!("dispatcher cannot read committed data: {e}"),
             });
         }
+        if let Some(ts) = last_ts {
+            self.dispatched_ts.store(ts, Ordering::Release);
+        }
         self.dispatched.store(outcome.end, Ordering::Release);
         let (m, cv) = &self.dispatch_signal;
         drop(m.lock().unwrap_or_else(|e| e.into_inner()));
@@ -848,16 +967,26 @@ impl Inner {
         let Some(cp) = &self.checkpoint else {
             return Ok(());
         };
+        // Timestamp before offset: a newer offset with an older timestamp
+        // only makes RocketMQ's timestamp-based recovery start earlier.
+        let logics_ts = self.dispatched_ts.load(Ordering::Acquire);
         let dispatched = self.dispatched.load(Ordering::Acquire);
         self.queues.flush()?;
         if let Some(ix) = &self.index {
             ix.flush()?;
         }
-        let now = now_ms();
+        let (physic_ts, logics_ts) = {
+            let mut ts = self.checkpoint_ts.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = self.log.flushed_store_timestamp() {
+                ts.0 = p;
+            }
+            ts.1 = logics_ts;
+            *ts
+        };
         cp.write(&Checkpoint {
-            physic_msg_timestamp: now,
-            logics_msg_timestamp: now,
-            index_msg_timestamp: now,
+            physic_msg_timestamp: physic_ts,
+            logics_msg_timestamp: logics_ts,
+            index_msg_timestamp: logics_ts,
             master_flushed_offset: 0,
             confirm_phys_offset: self.log.flushed(),
             ext: Some(CheckpointExt {

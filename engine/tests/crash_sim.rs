@@ -148,6 +148,25 @@ fn crash_point(flush: FlushKind, seed: u64, process_crash: bool) -> PointResult 
     if flush.acks_durable() {
         assert_eq!(lost, 0, "seed {seed}: {flush} lost acknowledged messages");
     }
+    // Every surviving message is found by its key, exactly once.
+    let end = store.offsets().committed;
+    assert!(
+        store.wait_dispatched(end, Duration::from_secs(10)),
+        "seed {seed}: dispatch stuck"
+    );
+    for a in acked.iter().filter(|a| a.end <= end) {
+        let m = message(a.i);
+        let hits = store
+            .query_by_key(&m.topic, &format!("key-{}", a.i), 0, i64::MAX)
+            .unwrap();
+        assert_eq!(
+            hits.len(),
+            1,
+            "seed {seed}: key-{} found {} times",
+            a.i,
+            hits.len()
+        );
+    }
     // Consumers see exactly what was put, in order, nothing twice.
     let end = store.offsets().committed;
     assert!(

@@ -161,6 +161,77 @@ impl IndexFile {
         Ok(true)
     }
 
+    /// The header is written lazily (at flush and roll); after a crash the
+    /// items and slots on disk may be ahead of it, and a slot write may have
+    /// been lost after its item reached the disk. Walk the items past
+    /// `index_count` while they are non-zero (items are appended in order),
+    /// re-link every slot to its newest item, and move the header up. The
+    /// last item found may be torn: it is dropped (its slot restored to the
+    /// item's predecessor if the slot already pointed at it) and re-added
+    /// by re-dispatch, which redoes every record at or past the new end.
+    fn repair_header(&self, notes: &mut Vec<String>) -> Result<()> {
+        let mut h = self.header.lock().unwrap_or_else(|e| e.into_inner());
+        let before = h.index_count;
+        let mut found = Vec::new();
+        let mut n = h.index_count;
+        let mut item = [0u8; 20];
+        while n < self.items {
+            let got = self
+                .file
+                .read_at(self.item_pos(n), &mut item)
+                .map_err(|e| Error::io("read", &self.path, e))?;
+            if got < 20 || item == [0u8; 20] {
+                break;
+            }
+            let hash = u32::from_be_bytes([item[0], item[1], item[2], item[3]]);
+            let mut p = [0u8; 8];
+            p.copy_from_slice(&item[4..12]);
+            let diff = i32::from_be_bytes([item[12], item[13], item[14], item[15]]) as i64;
+            let prev = u32::from_be_bytes([item[16], item[17], item[18], item[19]]);
+            found.push((n, hash, u64::from_be_bytes(p), diff, prev));
+            n += 1;
+        }
+        let Some(last) = found.pop() else {
+            return Ok(());
+        };
+        let write_slot = |hash: u32, value: u32| {
+            self.file
+                .write_at(self.slot_pos(hash), &value.to_be_bytes())
+                .map_err(|e| Error::io("write", &self.path, e))
+        };
+        if self.read_u32(self.slot_pos(last.1))? == last.0 {
+            write_slot(last.1, last.4)?;
+        }
+        for &(n, hash, phys, diff, _) in &found {
+            if self.read_u32(self.slot_pos(hash))? < n {
+                write_slot(hash, n)?;
+            }
+            if h.index_count <= 1 {
+                h.begin_phys_offset = phys;
+            }
+            h.end_phys_offset = h.end_phys_offset.max(phys);
+            h.end_timestamp = h.end_timestamp.max(h.begin_timestamp + diff.max(0) * 1000);
+            h.index_count = n + 1;
+        }
+        notes.push(format!(
+            "{}: header behind its items; index count {} -> {} (one possibly torn item dropped)",
+            self.path.display(),
+            before,
+            h.index_count
+        ));
+        Ok(())
+    }
+
+    /// Makes a full file durable before a newer one receives items:
+    /// re-dispatch after a crash skips records at or below the newest
+    /// file's end, which is only right if every older file is complete.
+    fn seal(&self) -> Result<()> {
+        self.write_header()?;
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync", &self.path, e))
+    }
+
     fn write_header(&self) -> Result<()> {
         let h = self.header();
         self.file
@@ -285,13 +356,15 @@ impl IndexService {
             if header.index_count == 0 {
                 header.index_count = 1;
             }
-            files.push(Arc::new(IndexFile {
+            let f = IndexFile {
                 path,
                 file,
                 slots: fs,
                 items: fi,
                 header: Mutex::new(header),
-            }));
+            };
+            f.repair_header(notes)?;
+            files.push(Arc::new(f));
         }
         Ok(IndexService {
             env,
@@ -368,8 +441,8 @@ impl IndexService {
         Ok(f)
     }
 
-    /// Indexes `keys` of the message at `phys`. Records at or below the
-    /// newest file's end offset are already indexed and skipped.
+    /// Indexes `keys` of the message at `phys`. Records below the newest
+    /// file's end offset are already indexed and skipped.
     pub fn put(&self, keys: &[String], phys: u64, store_ts: i64) -> Result<()> {
         if self.read_only || keys.is_empty() {
             return Ok(());
@@ -377,7 +450,10 @@ impl IndexService {
         let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(last) = self.files().last() {
             let h = last.header();
-            if h.index_count > 1 && phys <= h.end_phys_offset {
+            // Strictly below: the record at the end offset may have had only
+            // some of its keys indexed before a crash. Re-adding one gives a
+            // duplicate item, which lookups de-duplicate.
+            if h.index_count > 1 && phys < h.end_phys_offset {
                 return Ok(());
             }
         }
@@ -385,13 +461,13 @@ impl IndexService {
             let mut file = match self.files().last() {
                 Some(f) if !f.is_full() => f.clone(),
                 Some(f) => {
-                    f.write_header()?;
+                    f.seal()?;
                     self.new_file(store_ts)?
                 }
                 None => self.new_file(store_ts)?,
             };
             if !file.put(key, phys, store_ts)? {
-                file.write_header()?;
+                file.seal()?;
                 file = self.new_file(store_ts)?;
                 file.put(key, phys, store_ts)?;
             }

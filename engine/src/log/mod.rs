@@ -95,6 +95,8 @@ pub struct CommitLog {
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
     staging: Option<Staging>,
+    /// (end offset, store timestamp) of the newest record appended.
+    last_append: Mutex<(u64, i64)>,
 }
 
 /// What [`CommitLog::open`] needs.
@@ -247,6 +249,7 @@ impl CommitLog {
                 poisoned: AtomicBool::new(false),
                 poison_reason: Mutex::new(None),
                 staging,
+                last_append: Mutex::new((0, 0)),
             },
             beyond_gap,
         ))
@@ -326,6 +329,14 @@ impl CommitLog {
     /// End of written data.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Acquire)
+    }
+
+    /// Store timestamp of the newest record when it is durable, else
+    /// `None` (the caller keeps its previous, older value: RocketMQ's
+    /// recovery starts from this timestamp minus 3 s, so older is safe).
+    pub fn flushed_store_timestamp(&self) -> Option<i64> {
+        let (end, ts) = *self.last_append.lock().unwrap_or_else(|e| e.into_inner());
+        (end > 0 && self.flushed() >= end).then_some(ts)
     }
 
     /// Records that a put ending at `end` was acknowledged.
@@ -472,6 +483,7 @@ impl CommitLog {
                 *q += 1;
             }
             let end = pos + len;
+            *self.last_append.lock().unwrap_or_else(|e| e.into_inner()) = (end, store_timestamp_ms);
             self.written.store(end, Ordering::Release);
             if self.staging.is_none() {
                 self.committed.store(end, Ordering::Release);
@@ -662,6 +674,38 @@ impl CommitLog {
                     .map_err(|e| Error::io("truncate", &last.path, e))?;
             }
         }
+        if !removed.is_empty() {
+            self.env
+                .sync_dir(&self.dir)
+                .map_err(|e| Error::io("sync dir", &self.dir, e))?;
+        }
+        Ok(removed)
+    }
+
+    /// Retention: deletes every whole segment that ends at or before
+    /// `offset`, oldest first, and returns the paths removed. The segment
+    /// holding the write position is never deleted, nor is anything at or
+    /// past the flushed offset (a deleted byte must have been durable, so
+    /// recovery never needs it). Afterwards [`CommitLog::min_offset`] is the
+    /// base of the first remaining segment and reads below it return
+    /// `NotFound`. Readers holding a segment keep reading it (the file is
+    /// unlinked, not closed).
+    pub fn delete_segments_before(&self, offset: u64) -> Result<Vec<PathBuf>> {
+        if self.read_only {
+            return Err(Error::Unavailable("store opened read-only".into()));
+        }
+        let s = self.segment_bytes;
+        let limit = offset.min(self.flushed());
+        let mut removed = Vec::new();
+        let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
+        while segs.len() > 1 && segs[0].base + s <= limit {
+            let seg = segs.remove(0);
+            self.env
+                .remove_file(&seg.path)
+                .map_err(|e| Error::io("remove", &seg.path, e))?;
+            removed.push(seg.path.clone());
+        }
+        drop(segs);
         if !removed.is_empty() {
             self.env
                 .sync_dir(&self.dir)

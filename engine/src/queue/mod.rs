@@ -350,6 +350,33 @@ impl ConsumeQueue {
         Ok(max - cut)
     }
 
+    /// Retention: moves the queue's first offset to its first unit whose
+    /// message is still in the commit log (physical offset at or past
+    /// `min_phys`) and deletes the files holding only units before it (never
+    /// the last file). Returns the paths removed.
+    pub fn correct_min_offset(&self, min_phys: u64) -> Result<Vec<PathBuf>> {
+        let (mut lo, mut hi) = (self.min_offset(), self.max_offset());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.get_units(mid, 1)?.first() {
+                Some(u) if u.phys_offset < min_phys => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        self.min_offset.fetch_max(lo, Ordering::AcqRel);
+        let first_byte = self.min_offset() * UNIT_BYTES;
+        let mut removed = Vec::new();
+        let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
+        while files.len() > 1 && files[0].base_byte + self.file_bytes <= first_byte {
+            let f = files.remove(0);
+            self.env
+                .remove_file(&f.path)
+                .map_err(|e| Error::io("remove", &f.path, e))?;
+            removed.push(f.path);
+        }
+        Ok(removed)
+    }
+
     /// Syncs the files written since the last flush.
     pub fn flush(&self) -> Result<()> {
         let dirty: Vec<u64> =
