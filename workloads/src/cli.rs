@@ -93,6 +93,11 @@ pub struct WorkloadArgs {
     /// Commit-log segment size in bytes. [default: 1073741824 (1 GiB)]
     #[arg(long, value_name = "BYTES")]
     pub segment_bytes: Option<u64>,
+    /// Small store files (StoreConfig::small(): 1 MiB segments, small
+    /// consume-queue and index files) for tests and quick checks; the
+    /// default is RocketMQ's geometry (1 GiB segments, 420 MB index files).
+    #[arg(long)]
+    pub small_files: bool,
     /// Loss-window sampling period in ms (at most 10). [default: 5]
     #[arg(long, value_name = "MS")]
     pub sample_ms: Option<u64>,

@@ -245,6 +245,7 @@ pub fn one_crash(p: &CrashParams, index: u32, seed: u64) -> Result<CrashRecord> 
         sample_ms: 2,
         burst_on_ms: None,
         burst_off_ms: None,
+        small_files: true,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let crash_at_ms = rng.random_range(p.min_ms..=p.max_ms);
@@ -338,13 +339,20 @@ pub fn one_crash(p: &CrashParams, index: u32, seed: u64) -> Result<CrashRecord> 
                 }
                 match store.get_from_queue(&w.topic, a.queue_id, a.queue_offset, 1) {
                     Ok(v) if v.first().is_some_and(|q| q.phys_offset == a.phys) => {}
-                    _ => {
+                    other => {
                         unreachable += 1;
+                        let what = match other {
+                            Ok(v) => match v.first() {
+                                Some(q) => format!("its unit points at {}", q.phys_offset),
+                                None => "no unit".to_string(),
+                            },
+                            Err(e) => e.to_string(),
+                        };
                         fail(
                             &mut failures,
                             format!(
-                                "message {key} at {} not reachable through queue {}",
-                                a.phys, a.queue_id
+                                "message {key} at {} not reachable through queue {} offset {}: {what}",
+                                a.phys, a.queue_id, a.queue_offset
                             ),
                         );
                     }

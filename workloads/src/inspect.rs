@@ -564,9 +564,9 @@ pub fn cmd_inspect(args: InspectArgs) -> Result<()> {
     let dir: PathBuf = args.data_dir;
     let i = inspect(&dir)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&i)?);
+        crate::util::print_out(&format!("{}\n", serde_json::to_string_pretty(&i)?));
     } else {
-        print!("{}", render(&i));
+        crate::util::print_out(&render(&i));
     }
     Ok(())
 }

@@ -290,25 +290,51 @@ impl LossTracker {
     }
 
     /// Computes the window at `now` for the offsets `off`, dropping entries
-    /// that became durable.
+    /// that became durable. Every ack must have been pushed before `off` was
+    /// read (see [`LossTracker::sample_live`] for a running workload).
     pub fn sample(&self, off: Offsets, now: Instant) -> WindowSample {
+        self.sample_bounded(off, now, None)
+    }
+
+    /// Samples while senders are running: notes how many entries each
+    /// queue holds, then reads the offsets, then looks only at the entries
+    /// noted. An ack pushed after the offsets were read would otherwise be
+    /// compared with a stale durable offset (a group-commit ack counted as
+    /// not durable).
+    pub fn sample_live(&self, offsets: impl FnOnce() -> Offsets) -> WindowSample {
+        let lens: Vec<usize> = self
+            .slots
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .collect();
+        let off = offsets();
+        self.sample_bounded(off, Instant::now(), Some(&lens))
+    }
+
+    fn sample_bounded(&self, off: Offsets, now: Instant, lens: Option<&[usize]>) -> WindowSample {
         let now_us = now.saturating_duration_since(self.start).as_micros() as u64;
         let mut power_msgs = 0u64;
         let mut process_msgs = 0u64;
         let mut oldest_power: Option<u64> = None;
         let mut oldest_process: Option<u64> = None;
-        for slot in &self.slots {
+        for (i, slot) in self.slots.iter().enumerate() {
             let mut q = slot.lock().unwrap_or_else(|e| e.into_inner());
-            while q.front().is_some_and(|e| e.0 <= off.flushed) {
+            // Only the first `len` entries were pushed before `off` was read
+            // (popping from the front only shrinks that prefix).
+            let mut len = lens.map_or(q.len(), |l| l[i].min(q.len()));
+            while len > 0 && q.front().is_some_and(|e| e.0 <= off.flushed) {
                 q.pop_front();
+                len -= 1;
             }
-            power_msgs += q.len() as u64;
-            if let Some(&(_, t)) = q.front() {
+            power_msgs += len as u64;
+            if let Some(&(_, t)) = q.front().filter(|_| len > 0) {
                 oldest_power = Some(oldest_power.map_or(t, |o: u64| o.min(t)));
             }
-            let idx = q.partition_point(|e| e.0 <= off.committed);
-            process_msgs += (q.len() - idx) as u64;
-            if let Some(&(_, t)) = q.get(idx) {
+            // Sorted by end offset, so the partition of the prefix is the
+            // partition of the whole, clamped.
+            let idx = q.partition_point(|e| e.0 <= off.committed).min(len);
+            process_msgs += (len - idx) as u64;
+            if let Some(&(_, t)) = q.get(idx).filter(|_| idx < len) {
                 oldest_process = Some(oldest_process.map_or(t, |o: u64| o.min(t)));
             }
         }
@@ -459,9 +485,8 @@ impl Sampler {
                 let mut last = Instant::now();
                 while !stop2.load(Ordering::Relaxed) {
                     std::thread::sleep(period);
-                    let off = offsets();
+                    let s = tracker.sample_live(|| offsets());
                     let now = Instant::now();
-                    let s = tracker.sample(off, now);
                     let sec = now.saturating_duration_since(start).as_secs() as usize;
                     while stats.seconds.len() <= sec {
                         stats.seconds.push(SecondWindow::default());
@@ -567,6 +592,23 @@ mod tests {
         let s = t.sample(off(300, 300, 300), now);
         assert_eq!((s.power.msgs, s.process.msgs), (0, 0));
         assert_eq!(s.power.age_ms, 0.0);
+    }
+
+    #[test]
+    fn live_sample_ignores_acks_after_the_offsets_read() {
+        let start = Instant::now();
+        let t = LossTracker::new(1, start);
+        t.push(0, 100, start);
+        // A group-commit ack lands between the length snapshot and the
+        // offsets read: flushed was 100 when read, the new ack ends at 200.
+        let s = t.sample_live(|| {
+            t.push(0, 200, start);
+            off(100, 100, 100)
+        });
+        assert_eq!((s.power.msgs, s.process.msgs), (0, 0));
+        // It is seen by the next sample, against fresh offsets.
+        let s = t.sample_live(|| off(200, 150, 200));
+        assert_eq!((s.power.msgs, s.process.msgs), (1, 0));
     }
 
     #[test]

@@ -107,6 +107,9 @@ pub struct Workload {
     pub sample_ms: u64,
     /// Bursty load: on/off phases in ms.
     pub burst_on_ms: Option<u64>,
+    /// Small store files (tests).
+    #[serde(default)]
+    pub small_files: bool,
     /// Pause between bursts, ms.
     pub burst_off_ms: Option<u64>,
 }
@@ -157,10 +160,14 @@ impl Workload {
                 .flush_interval_ms
                 .or(spec.flush_interval_ms)
                 .unwrap_or(500),
-            segment_bytes: args
-                .segment_bytes
-                .or(spec.segment_bytes)
-                .unwrap_or(mqlab_engine::config::DEFAULT_SEGMENT_BYTES),
+            segment_bytes: args.segment_bytes.or(spec.segment_bytes).unwrap_or(
+                if args.small_files {
+                    StoreConfig::small().segment_bytes
+                } else {
+                    mqlab_engine::config::DEFAULT_SEGMENT_BYTES
+                },
+            ),
+            small_files: args.small_files,
             sample_ms: args.sample_ms.unwrap_or(5),
             burst_on_ms: spec.burst_on_ms,
             burst_off_ms: spec.burst_off_ms,
@@ -212,10 +219,15 @@ impl Workload {
 
     /// The store configuration this workload runs with.
     pub fn store_config(&self) -> StoreConfig {
+        let base = if self.small_files {
+            StoreConfig::small()
+        } else {
+            StoreConfig::default()
+        };
         let mut cfg = StoreConfig {
             backend: self.backend,
             segment_bytes: self.segment_bytes,
-            ..StoreConfig::default()
+            ..base
         };
         cfg.flush.kind = self.flush;
         cfg.flush.flush_interval_ms = self.flush_interval_ms;

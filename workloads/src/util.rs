@@ -228,6 +228,13 @@ pub fn update_latest(target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes `text` to stdout; a closed pipe (`mqlab inspect | head`) is not
+/// an error worth a panic.
+pub fn print_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
+
 /// Human-friendly number: 12345.6 -> "12,346".
 pub fn thousands(v: f64) -> String {
     let n = v.round() as i64;

@@ -64,6 +64,14 @@ pub fn parse_ack_log(text: &str) -> Result<(Vec<AckLine>, Vec<String>)> {
         if l.trim().is_empty() {
             continue;
         }
+        if i + 1 == lines.len() && !complete {
+            // Cut anywhere by a kill, even where it still parses (a phys
+            // offset missing digits): never trust it.
+            notes.push(format!(
+                "ack log line {n} has no newline (writer killed?): skipped"
+            ));
+            continue;
+        }
         let f: Vec<&str> = l.splitn(5, ',').collect();
         let parsed = (|| -> Option<AckLine> {
             if f.len() != 5 {
@@ -80,11 +88,6 @@ pub fn parse_ack_log(text: &str) -> Result<(Vec<AckLine>, Vec<String>)> {
         })();
         match parsed {
             Some(a) => out.push(a),
-            None if i + 1 == lines.len() && !complete => {
-                notes.push(format!(
-                    "ack log line {n} is incomplete (writer killed?): skipped"
-                ));
-            }
             None => anyhow::bail!("ack log line {n}: cannot parse {l:?}"),
         }
     }
@@ -412,9 +415,9 @@ pub fn render(r: &VerifyReport) -> String {
 pub fn cmd_verify(args: VerifyArgs) -> Result<()> {
     let r = verify(&args.data_dir, args.acked.as_deref(), !args.no_index)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        crate::util::print_out(&format!("{}\n", serde_json::to_string_pretty(&r)?));
     } else {
-        print!("{}", render(&r));
+        crate::util::print_out(&render(&r));
     }
     if !r.ok {
         std::process::exit(1);
