@@ -88,7 +88,11 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             let store = Store::open(dir, StoreConfig::small())?;
             let (topic, key) = (args.get(2).ok_or(usage)?, args.get(3).ok_or(usage)?);
             for m in store.query_by_key(topic, key, 0, i64::MAX)? {
-                println!("phys {} {:?}", m.phys_offset, String::from_utf8_lossy(&m.body));
+                println!(
+                    "phys {} {:?}",
+                    m.phys_offset,
+                    String::from_utf8_lossy(&m.body)
+                );
             }
             store.shutdown()?;
         }
@@ -96,7 +100,10 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             let store = Store::open(dir, StoreConfig::small())?;
             println!("{:#?}", store.recovery_report());
             for q in store.queues() {
-                println!("{}:{} offsets {}..{}", q.topic, q.queue_id, q.min_offset, q.max_offset);
+                println!(
+                    "{}:{} offsets {}..{}",
+                    q.topic, q.queue_id, q.min_offset, q.max_offset
+                );
             }
             store.shutdown()?;
         }

@@ -3,7 +3,7 @@
 //! exists so the engine can be sized without the lab.
 //!
 //! ```text
-//! cargo run --release -p mqlab-engine --example throughput -- [SECS] [THREADS] [MSG_BYTES] [DIR]
+//! cargo run --release -p mqlab-engine --example throughput -- [SECS] [THREADS] [MSG_BYTES] [DIR] [prealloc]
 //! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +21,7 @@ fn main() {
         .get(3)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
+    let preallocate = args.get(4).is_some_and(|a| a == "prealloc");
     println!(
         "{threads} threads, {size} B messages, {secs} s per run, data under {}",
         base.display()
@@ -38,6 +39,7 @@ fn main() {
             let cfg = StoreConfig {
                 backend,
                 segment_bytes: 256 << 20,
+                preallocate,
                 flush: mqlab_engine::FlushConfig {
                     kind: flush,
                     ..Default::default()

@@ -248,7 +248,7 @@ impl Store {
                 let mut records = 0u64;
                 let outcome = scan::scan(&log, start, log_end_bound, crc, &mut |m| {
                     let next = table
-                        .entry(m.topic.clone())
+                        .entry(m.topic.to_string())
                         .or_default()
                         .entry(m.queue_id)
                         .or_insert(0);
@@ -624,6 +624,17 @@ impl Store {
         &self.inner.dir
     }
 
+    /// One queue with its offsets, if it exists.
+    pub fn queue_info(&self, topic: &str, queue_id: u32) -> Option<QueueInfo> {
+        let cq = self.inner.queues.get(topic, queue_id)?;
+        Some(QueueInfo {
+            topic: topic.to_string(),
+            queue_id,
+            min_offset: cq.min_offset(),
+            max_offset: cq.max_offset(),
+        })
+    }
+
     /// Every (topic, queue) with its offsets.
     pub fn queues(&self) -> Vec<QueueInfo> {
         self.inner
@@ -680,7 +691,20 @@ impl Store {
     ) -> Result<u64> {
         let log = &self.inner.log;
         let limit = log.committed();
-        let outcome = scan::scan(log, from, limit, self.inner.crc, &mut |m| f(Ok(m)))?;
+        let outcome = scan::scan(
+            log,
+            from,
+            limit,
+            self.inner.crc,
+            &mut |v| match v.to_owned() {
+                Ok(m) => f(Ok(&m)),
+                Err(e) => f(Err(Error::Corrupt {
+                    path: log.dir().to_path_buf(),
+                    offset: v.phys_offset,
+                    reason: e.to_string(),
+                })),
+            },
+        )?;
         if let ScanEnd::Bad(at, e) = outcome.reason {
             f(Err(Error::Corrupt {
                 path: log
@@ -882,8 +906,8 @@ impl Inner {
         if from >= to {
             return Ok(0);
         }
-        // (topic, queue) -> (first queue offset, encoded units)
-        let mut runs: HashMap<(String, u32), (u64, Vec<u8>)> = HashMap::new();
+        // topic -> queue -> (first queue offset, encoded units)
+        let mut runs: HashMap<String, HashMap<u32, (u64, Vec<u8>)>> = HashMap::new();
         let mut keys = Vec::new();
         let mut result = Ok(());
         let mut count = 0u64;
@@ -896,16 +920,19 @@ impl Inner {
                 let unit = Unit {
                     phys_offset: m.phys_offset,
                     size: m.total_size,
-                    tags_code: tags_code(m.tags()),
+                    tags_code: tags_code(m.property(crate::message::PROPERTY_TAGS)),
                 };
-                let key = (m.topic.clone(), m.queue_id);
-                let run = runs
-                    .entry(key.clone())
+                if !runs.contains_key(m.topic) {
+                    runs.insert(m.topic.to_string(), HashMap::new());
+                }
+                let per_topic = runs.get_mut(m.topic).expect("inserted above");
+                let run = per_topic
+                    .entry(m.queue_id)
                     .or_insert_with(|| (m.queue_offset, Vec::new()));
                 if run.0 + (run.1.len() as u64 / UNIT_BYTES) != m.queue_offset {
                     // Not contiguous: write what we have and start over.
                     let (q, bytes) = std::mem::replace(run, (m.queue_offset, Vec::new()));
-                    if let Err(e) = self.write_units(&key.0, key.1, q, &bytes) {
+                    if let Err(e) = self.write_units(m.topic, m.queue_id, q, &bytes) {
                         result = Err(e);
                         return false;
                     }
@@ -915,7 +942,7 @@ impl Inner {
             if let Some(ix) = &self.index {
                 keys.clear();
                 keys.extend(m.keys().map(|k| format!("{}#{k}", m.topic)));
-                if let Some(u) = m.properties.get(PROPERTY_UNIQ_KEY) {
+                if let Some(u) = m.property(PROPERTY_UNIQ_KEY) {
                     keys.push(format!("{}#{u}", m.topic));
                 }
                 if let Err(e) = ix.put(&keys, m.phys_offset, m.store_timestamp_ms) {
@@ -926,8 +953,10 @@ impl Inner {
             true
         })?;
         result?;
-        for ((topic, qid), (q, bytes)) in runs {
-            self.write_units(&topic, qid, q, &bytes)?;
+        for (topic, queues) in runs {
+            for (qid, (q, bytes)) in queues {
+                self.write_units(&topic, qid, q, &bytes)?;
+            }
         }
         if let ScanEnd::Bad(at, e) = outcome.reason {
             return Err(Error::Corrupt {

@@ -469,10 +469,17 @@ impl CommitLog {
             if pos % s == 0 && self.segment_for(pos).is_none() {
                 self.create_segment(pos)?;
             }
-            let queue_offset = {
-                let per_topic = st.queue_table.entry(msg.topic.clone()).or_default();
-                *per_topic.entry(msg.queue_id).or_insert(0)
-            };
+            // Look up by &str first: no allocation per put once the topic
+            // is known.
+            if !st.queue_table.contains_key(msg.topic.as_str()) {
+                st.queue_table.insert(msg.topic.clone(), HashMap::new());
+            }
+            let queue_offset = *st
+                .queue_table
+                .get_mut(msg.topic.as_str())
+                .expect("inserted above")
+                .entry(msg.queue_id)
+                .or_insert(0);
             record::finish(&mut buf, layout, queue_offset, pos, store_timestamp_ms);
             self.write_bytes(pos, &buf)?;
             if let Some(q) = st

@@ -413,15 +413,132 @@ pub enum CrcCheck {
     Required,
 }
 
-/// Decodes the record at the start of `buf`, read from physical offset
-/// `phys_offset`. `max_size` bounds TOTALSIZE (the segment's remaining
-/// bytes). `crc` says which checksums to verify.
+/// A record decoded in place: fixed fields copied, variable ones borrowed
+/// from the read buffer. Scans (recovery, dispatch, verify) use this and
+/// never allocate per record; [`RecordView::to_owned`] builds a
+/// [`StoredMessage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// TOTALSIZE.
+    pub total_size: u32,
+    /// Magic (V1 or V2).
+    pub magic: u32,
+    /// Stored body CRC.
+    pub body_crc: u32,
+    /// Queue id.
+    pub queue_id: u32,
+    /// User flag.
+    pub flag: i32,
+    /// Queue offset.
+    pub queue_offset: u64,
+    /// Physical offset.
+    pub phys_offset: u64,
+    /// System flag.
+    pub sys_flag: i32,
+    /// Born timestamp, ms.
+    pub born_timestamp_ms: i64,
+    /// Born host.
+    pub born_host: SocketAddr,
+    /// Store timestamp, ms.
+    pub store_timestamp_ms: i64,
+    /// Store host.
+    pub store_host: SocketAddr,
+    /// Reconsume count.
+    pub reconsume_times: i32,
+    /// Prepared transaction offset.
+    pub prepared_tx_offset: i64,
+    /// Body bytes.
+    pub body: &'a [u8],
+    /// Topic.
+    pub topic: &'a str,
+    /// Encoded user properties (without the record CRC property).
+    pub properties: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    /// The value of one property, without building a map.
+    pub fn property(&self, name: &str) -> Option<&'a str> {
+        let props: &'a [u8] = self.properties;
+        props
+            .split(|b| *b == PROPERTY_SEPARATOR)
+            .find_map(|pair| {
+                let sep = pair.iter().position(|b| *b == NAME_VALUE_SEPARATOR)?;
+                (&pair[..sep] == name.as_bytes()).then(|| &pair[sep + 1..])
+            })
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The KEYS property split on spaces.
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> {
+        self.property(crate::message::PROPERTY_KEYS)
+            .unwrap_or("")
+            .split(' ')
+            .filter(|k| !k.is_empty())
+    }
+
+    /// Physical offset just past this record.
+    pub fn next_phys_offset(&self) -> u64 {
+        self.phys_offset + self.total_size as u64
+    }
+
+    /// The owned message.
+    pub fn to_owned(&self) -> Result<StoredMessage, DecodeError> {
+        Ok(StoredMessage {
+            total_size: self.total_size,
+            magic: self.magic,
+            body_crc: self.body_crc,
+            queue_id: self.queue_id,
+            flag: self.flag,
+            queue_offset: self.queue_offset,
+            phys_offset: self.phys_offset,
+            sys_flag: self.sys_flag,
+            born_timestamp_ms: self.born_timestamp_ms,
+            born_host: self.born_host,
+            store_timestamp_ms: self.store_timestamp_ms,
+            store_host: self.store_host,
+            reconsume_times: self.reconsume_times,
+            prepared_tx_offset: self.prepared_tx_offset,
+            body: self.body.to_vec(),
+            topic: self.topic.to_string(),
+            properties: decode_properties(self.properties)?,
+        })
+    }
+}
+
+/// What sits at a position, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodedView<'a> {
+    /// A message record.
+    Message(RecordView<'a>),
+    /// A blank record of this many bytes.
+    Blank(u32),
+}
+
+/// Decodes the record at the start of `buf` into an owned message; see
+/// [`decode_view`].
 pub fn decode(
     buf: &[u8],
     phys_offset: u64,
     max_size: u64,
     crc: CrcCheck,
 ) -> Result<Decoded, DecodeError> {
+    match decode_view(buf, phys_offset, max_size, crc)? {
+        DecodedView::Message(v) => Ok(Decoded::Message(v.to_owned()?)),
+        DecodedView::Blank(n) => Ok(Decoded::Blank(n)),
+    }
+}
+
+/// Decodes the record at the start of `buf`, read from physical offset
+/// `phys_offset`, without copying. `max_size` bounds TOTALSIZE (the
+/// segment's remaining bytes). `crc` says which checksums to verify.
+/// Properties are checked for well-formedness here, so that a view that
+/// decodes also converts with [`RecordView::to_owned`].
+pub fn decode_view(
+    buf: &[u8],
+    phys_offset: u64,
+    max_size: u64,
+    crc: CrcCheck,
+) -> Result<DecodedView<'_>, DecodeError> {
     let (total, magic) = peek_header(buf)?;
     if magic == BLANK_MAGIC {
         if total < 8 || total as u64 > max_size {
@@ -429,7 +546,7 @@ pub fn decode(
                 "blank record of {total} bytes with {max_size} left in segment"
             )));
         }
-        return Ok(Decoded::Blank(total));
+        return Ok(DecodedView::Blank(total));
     }
     if total < MIN_RECORD_LEN || total as u64 > max_size {
         return Err(DecodeError::BadLength(format!(
@@ -515,7 +632,8 @@ pub fn decode(
         props
     };
     let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::BadField("topic"))?;
-    Ok(Decoded::Message(StoredMessage {
+    check_properties(props_user)?;
+    Ok(DecodedView::Message(RecordView {
         total_size: total,
         magic,
         body_crc,
@@ -530,10 +648,23 @@ pub fn decode(
         store_host,
         reconsume_times,
         prepared_tx_offset,
-        body: body.to_vec(),
-        topic: topic.to_string(),
-        properties: decode_properties(props_user)?,
+        body,
+        topic,
+        properties: props_user,
     }))
+}
+
+/// Well-formedness of an encoded property string, without allocating.
+fn check_properties(bytes: &[u8]) -> Result<(), DecodeError> {
+    for pair in bytes.split(|b| *b == PROPERTY_SEPARATOR) {
+        if pair.is_empty() {
+            continue;
+        }
+        if !pair.contains(&NAME_VALUE_SEPARATOR) || std::str::from_utf8(pair).is_err() {
+            return Err(DecodeError::BadField("properties"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,10 +6,9 @@
 //! chunk's end. It stops at `limit`, at the end of the last segment, or at
 //! the first record that does not decode, and says which.
 
-use super::record::{self, CrcCheck, DecodeError, Decoded};
+use super::record::{self, CrcCheck, DecodeError, DecodedView, RecordView};
 use super::CommitLog;
 use crate::error::Result;
-use crate::message::StoredMessage;
 
 /// Bytes read per I/O call.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -41,13 +40,14 @@ pub struct ScanOutcome {
 }
 
 /// Walks records from `from` (a record boundary) up to `limit`, calling `f`
-/// with each message; `f` returns false to stop.
+/// with each message (borrowed from the read buffer: no allocation per
+/// record); `f` returns false to stop.
 pub fn scan(
     log: &CommitLog,
     from: u64,
     limit: u64,
     crc: CrcCheck,
-    f: &mut dyn FnMut(&StoredMessage) -> bool,
+    f: &mut dyn FnMut(&RecordView<'_>) -> bool,
 ) -> Result<ScanOutcome> {
     let s = log.segment_bytes();
     let mut pos = from;
@@ -75,8 +75,8 @@ pub fn scan(
         while off < n {
             let here = chunk_start + off as u64;
             let seg_left = s - here % s;
-            match record::decode(&chunk[off..], here, seg_left, crc) {
-                Ok(Decoded::Message(m)) => {
+            match record::decode_view(&chunk[off..], here, seg_left, crc) {
+                Ok(DecodedView::Message(m)) => {
                     records += 1;
                     off += m.total_size as usize;
                     pos = here + m.total_size as u64;
@@ -88,7 +88,7 @@ pub fn scan(
                         });
                     }
                 }
-                Ok(Decoded::Blank(len)) => {
+                Ok(DecodedView::Blank(len)) => {
                     pos = here + len as u64;
                     continue 'outer;
                 }
