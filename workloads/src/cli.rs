@@ -98,6 +98,10 @@ pub struct WorkloadArgs {
     /// default is RocketMQ's geometry (1 GiB segments, 420 MB index files).
     #[arg(long)]
     pub small_files: bool,
+    /// Time-series bucket in ms (timeseries.csv rows and the over-time
+    /// chart). [default: 1000; 200 for matrix --quick]
+    #[arg(long, value_name = "MS")]
+    pub timeseries_ms: Option<u64>,
     /// Loss-window sampling period in ms (at most 10). [default: 5]
     #[arg(long, value_name = "MS")]
     pub sample_ms: Option<u64>,

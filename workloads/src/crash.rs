@@ -243,6 +243,7 @@ pub fn one_crash(p: &CrashParams, index: u32, seed: u64) -> Result<CrashRecord> 
         flush_interval_ms: p.flush_interval_ms,
         segment_bytes: cfg.segment_bytes,
         sample_ms: 2,
+        timeseries_ms: 1000,
         burst_on_ms: None,
         burst_off_ms: None,
         small_files: true,

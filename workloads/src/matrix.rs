@@ -152,6 +152,9 @@ pub fn cmd_matrix(args: MatrixArgs) -> Result<()> {
         (5.0, 1.0, BaselineParams::default())
     };
     wargs.duration = wargs.duration.or(Some(duration));
+    if args.quick {
+        wargs.timeseries_ms = wargs.timeseries_ms.or(Some(200));
+    }
     wargs.warmup = wargs.warmup.or(Some(warmup));
 
     let out = args

@@ -390,12 +390,36 @@ fn loss_vs_throughput<DB: DrawingBackend>(
             s.label(flush.to_string())
                 .legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
         }
+    }
+    // Labels: greedy placement around each point, avoiding the labels
+    // already placed and the points themselves.
+    let pixel: Vec<(i32, i32)> = pts.iter().map(|p| chart.backend_coord(p)).collect();
+    let labels: Vec<String> = runs.iter().map(|r| r.summary.label.clone()).collect();
+    let offsets = place_labels(&pixel, &labels, 13);
+    for (i, (dx, dy)) in offsets.into_iter().enumerate() {
+        if dy.abs() > 16 || dx < 0 {
+            // A leader line to a label placed away from its point.
+            let anchor = if dx < 0 {
+                (dx + labels[i].chars().count() as i32 * 7, dy + 7)
+            } else {
+                (dx, dy + 7)
+            };
+            chart
+                .draw_series(std::iter::once(
+                    EmptyElement::at(pts[i])
+                        + PathElement::new(vec![(0, 0), anchor], BLACK.mix(0.35).stroke_width(1)),
+                ))
+                .map_err(pe)?;
+        }
         chart
-            .draw_series(std::iter::once(Text::new(
-                r.summary.label.clone(),
-                pts[i],
-                ("sans-serif", 13).into_font().color(&BLACK),
-            )))
+            .draw_series(std::iter::once(
+                EmptyElement::at(pts[i])
+                    + Text::new(
+                        labels[i].clone(),
+                        (dx, dy),
+                        ("sans-serif", 13).into_font().color(&BLACK),
+                    ),
+            ))
             .map_err(pe)?;
     }
     chart
@@ -409,6 +433,56 @@ fn loss_vs_throughput<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Pixel offsets (from each point to its label's top-left corner) chosen
+/// greedily so labels overlap neither each other nor the points. Label
+/// sizes are estimated from the character count at `font_px`.
+pub fn place_labels(points: &[(i32, i32)], labels: &[String], font_px: i32) -> Vec<(i32, i32)> {
+    let char_w = font_px * 6 / 10;
+    let h = font_px + 2;
+    let mut placed: Vec<(i32, i32, i32, i32)> = points
+        .iter()
+        .map(|&(x, y)| (x - 7, y - 7, x + 7, y + 7))
+        .collect();
+    let overlaps = |r: (i32, i32, i32, i32), placed: &[(i32, i32, i32, i32)]| {
+        placed
+            .iter()
+            .filter(|p| r.0 < p.2 && p.0 < r.2 && r.1 < p.3 && p.1 < r.3)
+            .count()
+    };
+    let mut out = Vec::with_capacity(points.len());
+    // Place from left to right so clusters fan out consistently.
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by_key(|&i| (points[i].0, points[i].1));
+    let mut result = vec![(9, -h / 2); points.len()];
+    for i in order {
+        let (x, y) = points[i];
+        let w = labels[i].chars().count() as i32 * char_w;
+        let mut best = (usize::MAX, (9, -h / 2));
+        for k in 0..12 {
+            let step = (k / 4 + 1) * h;
+            let cand = match k % 4 {
+                0 => (9, -h / 2 - (k / 4) * h * 2),
+                1 => (9, -h / 2 + step),
+                2 => (9, -h / 2 - step),
+                _ => (-w - 9, -h / 2 + (k / 4) * h),
+            };
+            let r = (x + cand.0, y + cand.1, x + cand.0 + w, y + cand.1 + h);
+            let n = overlaps(r, &placed);
+            if n < best.0 {
+                best = (n, cand);
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        let (dx, dy) = best.1;
+        placed.push((x + dx, y + dy, x + dx + w, y + dy + h));
+        result[i] = (dx, dy);
+    }
+    out.extend(result);
+    out
+}
+
 fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]) -> Result<()> {
     let with: Vec<&RunData> = runs.iter().filter(|r| !r.series.is_empty()).collect();
     if with.is_empty() {
@@ -417,7 +491,7 @@ fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]
     let (top, bottom) = root.split_vertically(H / 2);
     let max_t = with
         .iter()
-        .flat_map(|r| r.series.iter().map(|s| s.second + 1.0))
+        .flat_map(|r| r.series.iter().map(|s| s.t_s + s.interval_s))
         .fold(1.0, f64::max);
     let max_rate = with
         .iter()
@@ -430,7 +504,7 @@ fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]
     let pmin = if pmin == f64::MAX { 1.0 } else { pmin };
     let mut c1 = ChartBuilder::on(&top)
         .caption(
-            "Throughput and p99 ack latency per second",
+            "Throughput and p99 ack latency over time",
             ("sans-serif", 24),
         )
         .margin(10)
@@ -461,11 +535,11 @@ fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]
         .map_err(pe)?;
     for (i, r) in with.iter().enumerate() {
         let c = color(i);
-        // Each second's value is drawn at the middle of that second.
+        // Each bucket's value is drawn at the middle of the bucket.
         let rate: Vec<(f64, f64)> = r
             .series
             .iter()
-            .map(|s| (s.second + 0.5, s.msgs_per_s))
+            .map(|s| (s.t_s + s.interval_s / 2.0, s.msgs_per_s))
             .collect();
         c1.draw_series(LineSeries::new(rate, c.stroke_width(2)))
             .map_err(pe)?
@@ -475,7 +549,7 @@ fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]
             .series
             .iter()
             .filter(|s| s.p99_us > 0.0)
-            .map(|s| (s.second + 0.5, s.p99_us))
+            .map(|s| (s.t_s + s.interval_s / 2.0, s.p99_us))
             .collect();
         c2.draw_series(LineSeries::new(p99, c.stroke_width(2)))
             .map_err(pe)?;

@@ -468,11 +468,12 @@ pub struct Sampler {
 
 impl Sampler {
     /// Starts sampling `offsets()` every `period`, recording from
-    /// `measure_from` on.
+    /// `measure_from` on, with per-`bucket` maxima for the time series.
     pub fn start(
         tracker: Arc<LossTracker>,
         offsets: Arc<dyn Fn() -> Offsets + Send + Sync>,
         period: Duration,
+        bucket: Duration,
         start: Instant,
         measure_from: Instant,
     ) -> Sampler {
@@ -487,7 +488,8 @@ impl Sampler {
                     std::thread::sleep(period);
                     let s = tracker.sample_live(|| offsets());
                     let now = Instant::now();
-                    let sec = now.saturating_duration_since(start).as_secs() as usize;
+                    let sec = (now.saturating_duration_since(start).as_micros()
+                        / bucket.as_micros().max(1)) as usize;
                     while stats.seconds.len() <= sec {
                         stats.seconds.push(SecondWindow::default());
                     }

@@ -143,7 +143,13 @@ pub fn execute(p: &ExecParams<'_>) -> Result<Summary, ExecError> {
         machine,
         interrupted: outcome.interrupted,
     };
-    summary::write_run_outputs(p.out, &summary, &outcome.stats, &outcome.loss)?;
+    summary::write_run_outputs(
+        p.out,
+        &summary,
+        &outcome.stats,
+        &outcome.loss,
+        outcome.total_secs,
+    )?;
     Ok(summary)
 }
 

@@ -54,6 +54,8 @@ pub struct SpecFile {
     pub burst_on_ms: Option<u64>,
     /// ...then pause for `burst_off_ms`.
     pub burst_off_ms: Option<u64>,
+    /// Time-series bucket, ms.
+    pub timeseries_ms: Option<u64>,
 }
 
 impl SpecFile {
@@ -105,6 +107,9 @@ pub struct Workload {
     pub segment_bytes: u64,
     /// Loss-window sampling period, ms.
     pub sample_ms: u64,
+    /// Time-series bucket, ms.
+    #[serde(default = "default_timeseries_ms")]
+    pub timeseries_ms: u64,
     /// Bursty load: on/off phases in ms.
     pub burst_on_ms: Option<u64>,
     /// Small store files (tests).
@@ -112,6 +117,10 @@ pub struct Workload {
     pub small_files: bool,
     /// Pause between bursts, ms.
     pub burst_off_ms: Option<u64>,
+}
+
+fn default_timeseries_ms() -> u64 {
+    1000
 }
 
 /// Defaults of a `run`.
@@ -169,6 +178,7 @@ impl Workload {
             ),
             small_files: args.small_files,
             sample_ms: args.sample_ms.unwrap_or(5),
+            timeseries_ms: args.timeseries_ms.or(spec.timeseries_ms).unwrap_or(1000),
             burst_on_ms: spec.burst_on_ms,
             burst_off_ms: spec.burst_off_ms,
         };
@@ -199,6 +209,9 @@ impl Workload {
         }
         if self.sample_ms == 0 || self.sample_ms > 10 {
             bail!("--sample-ms must be between 1 and 10");
+        }
+        if self.timeseries_ms == 0 {
+            bail!("--timeseries-ms must be > 0");
         }
         if self.flush_interval_ms == 0 {
             bail!("--flush-interval-ms must be > 0");

@@ -211,12 +211,24 @@ pub fn parse_hgrm(text: &str) -> Vec<(f64, f64)> {
 }
 
 /// The per-second time series as CSV.
-pub fn timeseries_csv(stats: &SenderStats, loss: &LossStats, warmup_secs: f64) -> String {
+///
+/// One row per bucket of `bucket_s` seconds since the start (warmup
+/// included); rates are per second over the part of the bucket the run
+/// covered (`total_s` ends the last one).
+pub fn timeseries_csv(
+    stats: &SenderStats,
+    loss: &LossStats,
+    warmup_secs: f64,
+    bucket_s: f64,
+    total_s: f64,
+) -> String {
     let mut out = String::from(
-        "second,warmup,msgs,msgs_per_s,mib_per_s,p50_us,p99_us,max_us,errors,loss_max_ms,loss_max_msgs,loss_max_bytes\n",
+        "t_s,interval_s,warmup,msgs,msgs_per_s,mib_per_s,p50_us,p99_us,max_us,errors,loss_max_ms,loss_max_msgs,loss_max_bytes\n",
     );
     let n = stats.seconds.len().max(loss.seconds.len());
     for i in 0..n {
+        let t = i as f64 * bucket_s;
+        let covered = (total_s - t).min(bucket_s).max(bucket_s * 0.01);
         let b = stats.seconds.get(i);
         let l = loss.seconds.get(i).copied().unwrap_or_default();
         let (msgs, bytes, errors) = b.map_or((0, 0, 0), |b| (b.msgs, b.bytes, b.errors));
@@ -227,11 +239,12 @@ pub fn timeseries_csv(stats: &SenderStats, loss: &LossStats, warmup_secs: f64) -
                 b.hist.max(),
             )
         });
-        let warm = ((i as f64) < warmup_secs.ceil()) as u8;
+        let warm = (t < warmup_secs) as u8;
         let _ = writeln!(
             out,
-            "{i},{warm},{msgs},{msgs},{:.3},{p50},{p99},{max},{errors},{:.3},{},{}",
-            bytes as f64 / (1024.0 * 1024.0),
+            "{t:.3},{bucket_s:.3},{warm},{msgs},{:.1},{:.3},{p50},{p99},{max},{errors},{:.3},{},{}",
+            msgs as f64 / covered,
+            bytes as f64 / (1024.0 * 1024.0) / covered,
             l.max_ms,
             l.max_msgs,
             l.max_bytes
@@ -243,8 +256,10 @@ pub fn timeseries_csv(stats: &SenderStats, loss: &LossStats, warmup_secs: f64) -
 /// One parsed row of timeseries.csv.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TimeRow {
-    /// Second since start.
-    pub second: f64,
+    /// Start of the bucket, seconds since the run started.
+    pub t_s: f64,
+    /// Bucket length, seconds.
+    pub interval_s: f64,
     /// Messages that second.
     pub msgs_per_s: f64,
     /// p99 ack latency that second, µs.
@@ -259,7 +274,12 @@ pub fn parse_timeseries(text: &str) -> Vec<TimeRow> {
     };
     let cols: Vec<&str> = header.split(',').collect();
     let idx = |name: &str| cols.iter().position(|c| *c == name);
-    let (Some(s), Some(m), Some(p)) = (idx("second"), idx("msgs_per_s"), idx("p99_us")) else {
+    let (Some(s), Some(iv), Some(m), Some(p)) = (
+        idx("t_s"),
+        idx("interval_s"),
+        idx("msgs_per_s"),
+        idx("p99_us"),
+    ) else {
         return Vec::new();
     };
     lines
@@ -267,7 +287,8 @@ pub fn parse_timeseries(text: &str) -> Vec<TimeRow> {
             let f: Vec<&str> = line.split(',').collect();
             let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
             Some(TimeRow {
-                second: num(s)?,
+                t_s: num(s)?,
+                interval_s: num(iv)?,
                 msgs_per_s: num(m)?,
                 p99_us: num(p)?,
             })
@@ -282,12 +303,19 @@ pub fn write_run_outputs(
     summary: &Summary,
     stats: &SenderStats,
     loss: &LossStats,
+    total_s: f64,
 ) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     crate::util::write_json(&dir.join("summary.json"), summary)?;
     fs::write(
         dir.join("timeseries.csv"),
-        timeseries_csv(stats, loss, summary.config.workload.warmup_secs),
+        timeseries_csv(
+            stats,
+            loss,
+            summary.config.workload.warmup_secs,
+            summary.config.workload.timeseries_ms as f64 / 1000.0,
+            total_s,
+        ),
     )?;
     fs::write(dir.join("ack_latency.hgrm"), hgrm_text(&stats.ack))?;
     if summary.intended_latency_us.is_some() {
@@ -415,11 +443,21 @@ mod tests {
         s.record_ack(0, false, 10, None, 1024);
         s.record_ack(1, true, 20, None, 1024);
         let loss = LossStats::default();
-        let csv = timeseries_csv(&s, &loss, 1.0);
+        let csv = timeseries_csv(&s, &loss, 1.0, 1.0, 1.5);
         let rows = parse_timeseries(&csv);
         assert_eq!(rows.len(), 2);
-        assert!(csv.lines().nth(1).unwrap().starts_with("0,1,"));
-        assert!(csv.lines().nth(2).unwrap().starts_with("1,0,"));
-        assert_eq!(rows[1].msgs_per_s, 1.0);
+        assert!(csv
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("0.000,1.000,1,1,1.0,"));
+        // The last bucket is half covered: 1 msg in 0.5 s.
+        assert!(csv
+            .lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("1.000,1.000,0,1,2.0,"));
+        assert_eq!(rows[1].msgs_per_s, 2.0);
+        assert_eq!(rows[1].t_s, 1.0);
     }
 }

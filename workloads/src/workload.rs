@@ -134,6 +134,8 @@ pub struct RunOutcome {
     pub acks: Vec<AckRecord>,
     /// Seconds measured (after warmup).
     pub measured_secs: f64,
+    /// Seconds from start to the end of the run (warmup included).
+    pub total_secs: f64,
     /// True when Ctrl-C stopped it.
     pub interrupted: bool,
     /// True when the loss tracker overflowed.
@@ -227,7 +229,8 @@ fn sender(ctx: Arc<Ctx>, slot: u32) -> (SenderStats, Vec<AckRecord>) {
         if ctx.crashed.load(Ordering::SeqCst) {
             break;
         }
-        let second = t1.saturating_duration_since(ctx.start).as_secs() as usize;
+        let second =
+            (t1.saturating_duration_since(ctx.start).as_millis() as u64 / w.timeseries_ms) as usize;
         let measured = t1 >= ctx.measure_from;
         match (r.status, r.offsets) {
             (PutStatus::PutOk, Some(o)) => {
@@ -311,6 +314,7 @@ impl Running {
             tracker,
             Arc::new(move || offsets_store.offsets()),
             Duration::from_millis(w.sample_ms),
+            Duration::from_millis(w.timeseries_ms),
             start,
             measure_from,
         );
@@ -430,6 +434,9 @@ impl Running {
             .saturating_duration_since(self.ctx.measure_from)
             .as_secs_f64();
         RunOutcome {
+            total_secs: measured_end
+                .saturating_duration_since(self.ctx.start)
+                .as_secs_f64(),
             stats,
             loss,
             acks,
