@@ -1,0 +1,1555 @@
+//! Corrupt stores. Three layers:
+//!
+//! 1. Checked-in fixtures (`tests/fixtures/corrupt/<case>/`): a clean store
+//!    with its `abort` marker restored and one corruption applied, plus a
+//!    `case.json` saying what was done and what recovery must report. The
+//!    generator is `regenerate_fixtures` (ignored; run by hand).
+//! 2. Hostile files, one scenario each: garbage segments, short segments,
+//!    checkpoints pointing nowhere, huge length fields, stray names.
+//! 3. A seeded loop of random mutations of a real store.
+//!
+//! The invariant everywhere: opening never panics (a clear `Error` is
+//! allowed), and no read ever returns a message other than the one that was
+//! put, byte for byte.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{
+    copy_tree, env_files, number_of, read_tree, same_as_put, sim_with_files, small_message,
+    store_thread_panics, test_config,
+};
+use mqlab_engine::io::sim::{FaultPlan, SimEnv};
+use mqlab_engine::{FlushKind, PutStatus, RecoveryReport, Store, StoreConfig, StoredMessage};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Segment size of fixtures and hostile stores: about the smallest that
+/// `StoreConfig::sanitize` accepts (2 KiB messages need 72,048 bytes), so
+/// that ~150 small messages span two segments and the fixtures stay small.
+const SEGMENT_BYTES: u64 = 72 * 1024;
+const FIXTURE_MESSAGES: u64 = 150;
+/// Bytes before the body of a record with IPv4 hosts (FORMAT.md).
+const BODY_POS: u64 = 88;
+
+fn small_config() -> StoreConfig {
+    let mut cfg = test_config(FlushKind::Sync);
+    cfg.segment_bytes = SEGMENT_BYTES;
+    cfg.max_message_bytes = 2 * 1024;
+    cfg
+}
+
+/// One record of the clean store, as its put reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Rec {
+    /// Message number: the record holds `small_message(i)`.
+    i: u64,
+    phys: u64,
+    size: u32,
+    topic: String,
+    queue_id: u32,
+    queue_offset: u64,
+}
+
+fn put_recorded(store: &Store, i: u64) -> Rec {
+    let m = small_message(i);
+    let r = store.put(&m);
+    assert_eq!(r.status, PutStatus::PutOk, "put {i}: {:?}", r.detail);
+    let o = r.offsets.expect("offsets on PUT_OK");
+    Rec {
+        i,
+        phys: o.phys_offset,
+        size: o.wrote_bytes,
+        topic: m.topic,
+        queue_id: m.queue_id,
+        queue_offset: o.queue_offset,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 1. Fixtures
+// ---------------------------------------------------------------------------
+
+/// What the generator did to the clean store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Mutation {
+    /// File, relative to the store directory.
+    file: String,
+    /// Byte offset in that file.
+    offset: u64,
+    /// Bytes affected (1 for a bit flip).
+    len: u64,
+    /// "zero", "flip bit N", "truncate".
+    action: String,
+}
+
+/// A commit-log cut recovery must report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cut {
+    /// Segment file, relative to the store directory.
+    file: String,
+    /// Physical offset of the cut.
+    offset: u64,
+    /// Part of the decode error the report must quote.
+    reason_contains: String,
+}
+
+/// What recovery must find.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Expect {
+    abnormal: bool,
+    /// The recovered end of the commit log.
+    end_offset: u64,
+    /// `records[..intact]` survive intact; the others are gone.
+    intact: usize,
+    /// The commit-log truncation the report must name, if any (zeros read
+    /// as end of data, so a zeroed tail is not one).
+    commitlog_cut: Option<Cut>,
+    /// Whether the report must list consume-queue units cut because they
+    /// pointed past the new end.
+    queue_units_cut: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Case {
+    case: String,
+    description: String,
+    segment_bytes: u64,
+    mutation: Mutation,
+    expect: Expect,
+    /// Every record of the clean store, in log order.
+    records: Vec<Rec>,
+}
+
+fn fixtures_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corrupt")
+}
+
+fn seg_file(phys: u64) -> String {
+    format!("commitlog/{:020}", phys - phys % SEGMENT_BYTES)
+}
+
+fn zero_file_range(path: &Path, offset: u64, len: u64) {
+    let mut b = std::fs::read(path).unwrap();
+    b[offset as usize..(offset + len) as usize].fill(0);
+    std::fs::write(path, b).unwrap();
+}
+
+fn flip_file_bit(path: &Path, offset: u64, bit: u8) {
+    let mut b = std::fs::read(path).unwrap();
+    b[offset as usize] ^= 1 << bit;
+    std::fs::write(path, b).unwrap();
+}
+
+/// Builds the fixtures. Run by hand:
+/// `cargo test -p mqlab-engine --test corruption -- --ignored regenerate`.
+#[test]
+#[ignore = "rewrites tests/fixtures/corrupt; run by hand"]
+fn regenerate_fixtures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clean = tmp.path().join("clean");
+    let store = Store::open(&clean, small_config()).unwrap();
+    let records: Vec<Rec> = (0..FIXTURE_MESSAGES)
+        .map(|i| put_recorded(&store, i))
+        .collect();
+    let end = store.offsets().written;
+    store.shutdown().unwrap();
+
+    let s = SEGMENT_BYTES;
+    let last_base = (end - 1) / s * s;
+    assert!(last_base >= s, "the fixture store must span two segments");
+    let in_last: Vec<usize> = (0..records.len())
+        .filter(|&k| records[k].phys >= last_base)
+        .collect();
+    assert!(in_last.len() >= 8, "too few records in the last segment");
+    let n = records.len();
+
+    let root = fixtures_root();
+    if root.exists() {
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+    let write_case = |name: &str,
+                      description: &str,
+                      mutation: Mutation,
+                      expect: Expect,
+                      apply: &dyn Fn(&Path)| {
+        let dir = root.join(name);
+        copy_tree(&clean, &dir);
+        // The marker makes the next open run abnormal recovery.
+        std::fs::write(dir.join("abort"), b"").unwrap();
+        apply(&dir);
+        let case = Case {
+            case: name.into(),
+            description: description.into(),
+            segment_bytes: s,
+            mutation,
+            expect,
+            records: Vec::new(),
+        };
+        // One line per record: pretty-printed, they would triple the file.
+        let recs: Vec<String> = records
+            .iter()
+            .map(|r| format!("    {}", serde_json::to_string(r).unwrap()))
+            .collect();
+        let json = serde_json::to_string_pretty(&case).unwrap().replace(
+            "\"records\": []",
+            &format!("\"records\": [\n{}\n  ]", recs.join(",\n")),
+        ) + "\n";
+        std::fs::write(dir.join("case.json"), json).unwrap();
+    };
+    let body_len = |r: &Rec| small_message(r.i).body.len() as u64;
+
+    // torn-tail: the last record cut in half, the rest of its segment zero.
+    let r = &records[n - 1];
+    let half = r.phys + r.size as u64 / 2;
+    // The header survives, the zeroed topic and property lengths do not.
+    assert!(
+        half >= r.phys + BODY_POS,
+        "the header must survive the tear"
+    );
+    let m = Mutation {
+        file: seg_file(r.phys),
+        offset: half - last_base,
+        len: s - (half - last_base),
+        action: "zero".into(),
+    };
+    write_case(
+        "torn-tail",
+        "The last record is cut in half: from the middle of its body to the end of \
+         its segment every byte is zero, as after a torn write. The zeroed topic and \
+         property lengths make its fields end before TOTALSIZE.",
+        m.clone(),
+        Expect {
+            abnormal: true,
+            end_offset: r.phys,
+            intact: n - 1,
+            commitlog_cut: Some(Cut {
+                file: seg_file(r.phys),
+                offset: r.phys,
+                reason_contains: "bad length".into(),
+            }),
+            queue_units_cut: true,
+        },
+        &|dir| zero_file_range(&dir.join(&m.file), m.offset, m.len),
+    );
+
+    // header-bitflip: bit 14 of TOTALSIZE of a record mid-segment.
+    let k = in_last[in_last.len() / 2];
+    let r = &records[k];
+    let m = Mutation {
+        file: seg_file(r.phys),
+        offset: r.phys - last_base + 2,
+        len: 1,
+        action: "flip bit 6 (TOTALSIZE +/- 16384)".into(),
+    };
+    write_case(
+        "header-bitflip",
+        "One bit of the TOTALSIZE field of a record in the middle of the last segment \
+         is flipped, so the record's fields no longer end at TOTALSIZE.",
+        m.clone(),
+        Expect {
+            abnormal: true,
+            end_offset: r.phys,
+            intact: k,
+            commitlog_cut: Some(Cut {
+                file: seg_file(r.phys),
+                offset: r.phys,
+                reason_contains: "bad length".into(),
+            }),
+            queue_units_cut: true,
+        },
+        &|dir| flip_file_bit(&dir.join(&m.file), m.offset, 6),
+    );
+
+    // body-bitflip: one bit in the middle of a body.
+    let k = in_last[in_last.len() / 3];
+    let r = &records[k];
+    let m = Mutation {
+        file: seg_file(r.phys),
+        offset: r.phys - last_base + BODY_POS + body_len(r) / 2,
+        len: 1,
+        action: "flip bit 3".into(),
+    };
+    write_case(
+        "body-bitflip",
+        "One bit in the body of a record in the last segment is flipped.",
+        m.clone(),
+        Expect {
+            abnormal: true,
+            end_offset: r.phys,
+            intact: k,
+            commitlog_cut: Some(Cut {
+                file: seg_file(r.phys),
+                offset: r.phys,
+                reason_contains: "body CRC mismatch".into(),
+            }),
+            queue_units_cut: true,
+        },
+        &|dir| flip_file_bit(&dir.join(&m.file), m.offset, 3),
+    );
+
+    // zero-tail: the last three records zeroed.
+    let r = &records[n - 3];
+    let m = Mutation {
+        file: seg_file(r.phys),
+        offset: r.phys - last_base,
+        len: end - r.phys,
+        action: "zero".into(),
+    };
+    write_case(
+        "zero-tail",
+        "The last three records are zeroed. Zeros read as the end of data, so the \
+         commit log has no cut to report, but their consume-queue units do.",
+        m.clone(),
+        Expect {
+            abnormal: true,
+            end_offset: r.phys,
+            intact: n - 3,
+            commitlog_cut: None,
+            queue_units_cut: true,
+        },
+        &|dir| zero_file_range(&dir.join(&m.file), m.offset, m.len),
+    );
+
+    // truncated-cq cases: a queue file cut short, not at a unit boundary.
+    let queue_of = |topic: &str, qid: u32| -> Vec<&Rec> {
+        records
+            .iter()
+            .filter(|r| r.topic == topic && r.queue_id == qid)
+            .collect()
+    };
+    let cq_case = |name: &str, description: &str, topic: &str, qid: u32, keep: u64, tail: u64| {
+        let units = queue_of(topic, qid).len() as u64;
+        assert!(keep < units);
+        let m = Mutation {
+            file: format!("consumequeue/{topic}/{qid}/{:020}", 0),
+            offset: keep * 20 + tail,
+            len: units * 20 - (keep * 20 + tail),
+            action: "truncate".into(),
+        };
+        write_case(
+            name,
+            description,
+            m.clone(),
+            Expect {
+                abnormal: true,
+                end_offset: end,
+                intact: n,
+                commitlog_cut: None,
+                queue_units_cut: false,
+            },
+            &|dir| {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(dir.join(&m.file))
+                    .unwrap();
+                f.set_len(m.offset).unwrap();
+            },
+        );
+    };
+    // The missing units point into the last segment, which abnormal
+    // recovery re-dispatches.
+    let units = queue_of("TopicA", 1);
+    let keep = units.len() - 2;
+    assert!(units[keep..].iter().all(|r| r.phys >= last_base));
+    cq_case(
+        "truncated-cq",
+        "The consume queue TopicA/1 is cut to 2 units short of its end plus 7 bytes \
+         of a unit. The missing units point into the last segment, which recovery \
+         re-dispatches, so the queue must come back whole.",
+        "TopicA",
+        1,
+        keep as u64,
+        7,
+    );
+    // Most missing units point before the segment abnormal recovery starts
+    // at (the checkpointed dispatch offset).
+    let units = queue_of("TopicB", 0);
+    assert!(units[3].phys < last_base);
+    cq_case(
+        "truncated-cq-deep",
+        "The consume queue TopicB/0 is cut to 3 units plus 11 bytes. Most missing \
+         units point into the first segment, before the checkpointed dispatch \
+         offset; the commit log still holds every record, so the queue must come \
+         back whole.",
+        "TopicB",
+        0,
+        3,
+        11,
+    );
+}
+
+fn load_case(name: &str) -> Case {
+    let path = fixtures_root().join(name).join("case.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run regenerate_fixtures", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn check_report(rep: &RecoveryReport, case: &Case, dir: &Path) {
+    let name = &case.case;
+    let e = &case.expect;
+    assert_eq!(rep.abnormal, e.abnormal, "{name}: {rep:#?}");
+    assert_eq!(rep.end_offset, e.end_offset, "{name}: {rep:#?}");
+    let log_cuts: Vec<_> = rep
+        .truncated
+        .iter()
+        .filter(|t| t.file.starts_with(dir.join("commitlog")))
+        .collect();
+    match &e.commitlog_cut {
+        Some(cut) => assert!(
+            log_cuts.iter().any(|t| t.file == dir.join(&cut.file)
+                && t.offset == cut.offset
+                && t.reason.contains(&cut.reason_contains)),
+            "{name}: no truncation of {} at {} ({}) in {rep:#?}",
+            cut.file,
+            cut.offset,
+            cut.reason_contains
+        ),
+        None => assert!(log_cuts.is_empty(), "{name}: {rep:#?}"),
+    }
+    let queue_cuts = rep
+        .truncated
+        .iter()
+        .filter(|t| t.file.starts_with(dir.join("consumequeue")))
+        .inspect(|t| {
+            assert!(
+                t.reason
+                    .contains(&format!("commit-log end {}", e.end_offset)),
+                "{name}: {t:?}"
+            )
+        })
+        .count();
+    assert_eq!(queue_cuts > 0, e.queue_units_cut, "{name}: {rep:#?}");
+}
+
+/// Everything in `live` is readable through every path, exactly as put;
+/// nothing in `gone` is.
+fn check_contents(store: &Store, live: &[Rec], gone: &[Rec], label: &str) {
+    for r in live {
+        let m = store
+            .get(r.phys)
+            .unwrap_or_else(|e| panic!("{label}: get {} at {}: {e}", r.i, r.phys));
+        same_as_put(&m, &small_message(r.i)).unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(m.queue_offset, r.queue_offset, "{label}: message {}", r.i);
+        assert_eq!(number_of(&m), Some(r.i), "{label}");
+    }
+    for r in gone {
+        assert!(
+            store.get(r.phys).is_err(),
+            "{label}: message {} at {} is past the cut but readable",
+            r.i,
+            r.phys
+        );
+    }
+    let mut queues: BTreeMap<(String, u32), Vec<&Rec>> = BTreeMap::new();
+    for r in live.iter().chain(gone) {
+        queues.entry((r.topic.clone(), r.queue_id)).or_default();
+    }
+    for r in live {
+        queues
+            .get_mut(&(r.topic.clone(), r.queue_id))
+            .unwrap()
+            .push(r);
+    }
+    let infos = store.queues();
+    for ((topic, qid), want) in &queues {
+        let got = store
+            .get_from_queue(topic, *qid, 0, 10_000)
+            .unwrap_or_else(|e| panic!("{label}: queue {topic}/{qid}: {e}"));
+        let got_phys: Vec<u64> = got.iter().map(|m| m.phys_offset).collect();
+        let want_phys: Vec<u64> = want.iter().map(|r| r.phys).collect();
+        assert_eq!(got_phys, want_phys, "{label}: queue {topic}/{qid}");
+        for (k, m) in got.iter().enumerate() {
+            assert_eq!(m.queue_offset, k as u64, "{label}: queue {topic}/{qid}");
+        }
+        let max = infos
+            .iter()
+            .find(|q| &q.topic == topic && q.queue_id == *qid)
+            .map_or(0, |q| q.max_offset);
+        assert_eq!(
+            max,
+            want.len() as u64,
+            "{label}: max offset of {topic}/{qid}"
+        );
+    }
+    for r in live {
+        let hits = store
+            .query_by_key(&r.topic, &format!("key-{}", r.i), 0, i64::MAX)
+            .unwrap();
+        let phys: Vec<u64> = hits.iter().map(|m| m.phys_offset).collect();
+        assert_eq!(phys, vec![r.phys], "{label}: key lookup of {}", r.i);
+    }
+    for r in gone {
+        let hits = store
+            .query_by_key(&r.topic, &format!("key-{}", r.i), 0, i64::MAX)
+            .unwrap();
+        assert!(hits.is_empty(), "{label}: key of cut message {}", r.i);
+    }
+}
+
+fn open_fixture(dir: &Path, cfg: StoreConfig, label: &str) -> Store {
+    catch_unwind(AssertUnwindSafe(|| Store::open(dir, cfg)))
+        .unwrap_or_else(|_| panic!("{label}: open panicked"))
+        .unwrap_or_else(|e| panic!("{label}: open failed: {e}"))
+}
+
+fn fixture_scenario(name: &str) {
+    let panics = store_thread_panics();
+    let case = load_case(name);
+    let src = fixtures_root().join(name);
+    let (live, gone) = case.records.split_at(case.expect.intact);
+
+    // Read-only: recovery runs in memory; the directory stays as it was.
+    let before = read_tree(&src);
+    {
+        let label = format!("{name} (read-only)");
+        let cfg = StoreConfig {
+            read_only: true,
+            ..small_config()
+        };
+        let store = open_fixture(&src, cfg, &label);
+        check_report(store.recovery_report(), &case, &src);
+        check_contents(&store, live, gone, &label);
+        let r = store.put(&small_message(0));
+        assert_eq!(r.status, PutStatus::ServiceNotAvailable, "{label}");
+        store.shutdown().unwrap();
+    }
+    let after = read_tree(&src);
+    let changed: Vec<_> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|p| before.get(*p) != after.get(*p))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "{name}: read-only open changed {changed:?}"
+    );
+
+    // Writable, on a copy: recovery, then new puts, then a clean restart.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    copy_tree(&src, &dir);
+    let store = open_fixture(&dir, small_config(), name);
+    check_report(store.recovery_report(), &case, &dir);
+    check_contents(&store, live, gone, name);
+    let mut all = live.to_vec();
+    for i in 1000..1040 {
+        let r = put_recorded(&store, i);
+        let before_in_queue = all
+            .iter()
+            .filter(|x| x.topic == r.topic && x.queue_id == r.queue_id)
+            .count() as u64;
+        assert_eq!(r.queue_offset, before_in_queue, "{name}: new put {i}");
+        all.push(r);
+    }
+    assert!(store.wait_dispatched(store.offsets().flushed, Duration::from_secs(10)));
+    check_contents(&store, &all, &[], &format!("{name} after new puts"));
+    store.shutdown().unwrap();
+    let store = open_fixture(&dir, small_config(), name);
+    let rep = store.recovery_report();
+    assert!(
+        !rep.abnormal && rep.truncated.is_empty(),
+        "{name}: {rep:#?}"
+    );
+    check_contents(&store, &all, &[], &format!("{name} after clean restart"));
+    store.shutdown().unwrap();
+    assert_eq!(store_thread_panics(), panics, "{name}: a thread panicked");
+}
+
+#[test]
+fn fixture_torn_tail() {
+    fixture_scenario("torn-tail");
+}
+
+#[test]
+fn fixture_header_bitflip() {
+    fixture_scenario("header-bitflip");
+}
+
+#[test]
+fn fixture_body_bitflip() {
+    fixture_scenario("body-bitflip");
+}
+
+#[test]
+fn fixture_zero_tail() {
+    fixture_scenario("zero-tail");
+}
+
+#[test]
+fn fixture_truncated_cq() {
+    fixture_scenario("truncated-cq");
+}
+
+/// Recovery re-dispatches from the checkpointed offset (abnormal) or from
+/// the highest queue end (normal), never from where a short queue ends
+/// (`dispatch_from` in `Store::open_with_env`); `Inner::write_units` then
+/// writes the re-dispatched units past the hole, which breaks the queue's
+/// "units are a prefix" invariant: reads stop at the first zero unit.
+#[test]
+#[ignore = "engine bug: a consume queue cut below the re-dispatch start is never \
+            rebuilt and is left with a hole of zero units (store.rs: dispatch_from \
+            in open_with_env, Inner::write_units)"]
+fn fixture_truncated_cq_deep() {
+    fixture_scenario("truncated-cq-deep");
+}
+
+// ---------------------------------------------------------------------------
+// 2. Hostile files
+// ---------------------------------------------------------------------------
+
+/// Messages of the hostile base store: three segments.
+const HOSTILE_MESSAGES: u64 = 260;
+
+fn hostile_root() -> PathBuf {
+    PathBuf::from("/hostile/store")
+}
+
+/// A clean store on the simulator, shut down cleanly.
+struct Base {
+    files: BTreeMap<PathBuf, Vec<u8>>,
+    records: Vec<Rec>,
+    /// End of the commit log.
+    end: u64,
+}
+
+impl Base {
+    fn segment(&self, n: usize) -> PathBuf {
+        hostile_root()
+            .join("commitlog")
+            .join(format!("{:020}", n as u64 * SEGMENT_BYTES))
+    }
+
+    fn segment_count(&self) -> usize {
+        self.end.div_ceil(SEGMENT_BYTES) as usize
+    }
+
+    fn index_files(&self) -> Vec<PathBuf> {
+        let dir = hostile_root().join("index");
+        self.files
+            .keys()
+            .filter(|p| p.starts_with(&dir))
+            .cloned()
+            .collect()
+    }
+
+    fn queue_file(&self, topic: &str, qid: u32) -> PathBuf {
+        hostile_root()
+            .join("consumequeue")
+            .join(topic)
+            .join(qid.to_string())
+            .join(format!("{:020}", 0))
+    }
+
+    /// Records whose bytes end at or before `phys`.
+    fn before(&self, phys: u64) -> impl Iterator<Item = &Rec> {
+        self.records
+            .iter()
+            .filter(move |r| r.phys + r.size as u64 <= phys)
+    }
+}
+
+fn base() -> &'static Base {
+    static BASE: std::sync::OnceLock<Base> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let sim = SimEnv::new(5);
+        let store =
+            Store::open_with_env(Arc::new(sim.clone()), hostile_root(), small_config()).unwrap();
+        let records: Vec<Rec> = (0..HOSTILE_MESSAGES)
+            .map(|i| put_recorded(&store, i))
+            .collect();
+        let end = store.offsets().written;
+        store.shutdown().unwrap();
+        assert!(
+            end > 2 * SEGMENT_BYTES,
+            "the base store must span three segments"
+        );
+        Base {
+            files: env_files(&sim, &hostile_root()),
+            records,
+            end,
+        }
+    })
+}
+
+fn set_abort(files: &mut BTreeMap<PathBuf, Vec<u8>>, abort: bool) {
+    let path = hostile_root().join("abort");
+    if abort {
+        files.insert(path, Vec::new());
+    } else {
+        files.remove(&path);
+    }
+}
+
+/// What opening a hostile store came to.
+#[derive(Debug)]
+enum Outcome {
+    /// `open` returned this error.
+    Refused(String),
+    /// Opened: the report, and the numbers of the base records `get`
+    /// returned before anything new was put.
+    Opened {
+        report: Box<RecoveryReport>,
+        readable: Vec<u64>,
+    },
+}
+
+impl Outcome {
+    fn readable(&self, label: &str) -> &[u64] {
+        match self {
+            Outcome::Opened { readable, .. } => readable,
+            Outcome::Refused(e) => panic!("{label}: open refused: {e}"),
+        }
+    }
+
+    fn report(&self, label: &str) -> &RecoveryReport {
+        match self {
+            Outcome::Opened { report, .. } => report,
+            Outcome::Refused(e) => panic!("{label}: open refused: {e}"),
+        }
+    }
+}
+
+/// How [`exercise`] ends the store it wrote to after recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// A process crash: the next open runs abnormal recovery.
+    Crash,
+    /// A clean shutdown. Used after a normal (clean-end) recovery of a
+    /// damaged store, where a crash loses acknowledged puts:
+    /// see `clean_end_is_trusted_without_parsing`.
+    Shutdown,
+}
+
+impl Then {
+    /// `Crash` after an abnormal recovery, `Shutdown` after a normal one.
+    fn after(abort: bool) -> Then {
+        if abort {
+            Then::Crash
+        } else {
+            Then::Shutdown
+        }
+    }
+}
+
+/// Opens `files` on a fresh simulated disk, reads everything every way,
+/// then puts a few messages, ends the store as `then` says, reopens it and
+/// checks that the puts survived. Fails (with `label`) on any panic, on any
+/// thread, and on any message that is not exactly one that was put.
+fn exercise(
+    files: &BTreeMap<PathBuf, Vec<u8>>,
+    records: &[Rec],
+    then: Then,
+    label: &str,
+) -> Outcome {
+    let sim = sim_with_files(FaultPlan::default(), files);
+    let panics = store_thread_panics();
+    let out = catch_unwind(AssertUnwindSafe(|| exercise_on(sim, records, then, label)))
+        .unwrap_or_else(|_| panic!("{label}: panicked"));
+    assert_eq!(
+        store_thread_panics(),
+        panics,
+        "{label}: a store thread panicked"
+    );
+    out
+}
+
+fn exercise_on(sim: SimEnv, records: &[Rec], then: Then, label: &str) -> Outcome {
+    let cfg = small_config();
+    let store = match Store::open_with_env(Arc::new(sim.clone()), hostile_root(), cfg.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            let why = e.to_string();
+            assert!(!why.is_empty(), "{label}: an error without a message");
+            return Outcome::Refused(why);
+        }
+    };
+    let report = Box::new(store.recovery_report().clone());
+    let readable = read_everything(&store, records, label);
+    // The recovered store takes writes, and (sync flush) they are durable.
+    let mut acked = Vec::new();
+    for i in 100_000..100_004 {
+        let r = store.put(&small_message(i));
+        assert_eq!(
+            r.status,
+            PutStatus::PutOk,
+            "{label}: put after recovery: {:?}",
+            r.detail
+        );
+        acked.push((i, r.offsets.unwrap().phys_offset));
+    }
+    let sim = match then {
+        Then::Crash => {
+            drop(store);
+            sim.process_crash()
+        }
+        Then::Shutdown => {
+            store
+                .shutdown()
+                .unwrap_or_else(|e| panic!("{label}: shutdown after recovery: {e}"));
+            sim
+        }
+    };
+    let store = Store::open_with_env(Arc::new(sim), hostile_root(), cfg)
+        .unwrap_or_else(|e| panic!("{label}: reopen after {then:?}: {e}"));
+    for (i, phys) in acked {
+        let m = store.get(phys).unwrap_or_else(|e| {
+            panic!(
+                "{label}: put {i} acknowledged after recovery, lost by {then:?}: {e}\n{:#?}",
+                store.recovery_report()
+            )
+        });
+        same_as_put(&m, &small_message(i)).unwrap_or_else(|e| panic!("{label}: {e}"));
+    }
+    read_everything(&store, records, label);
+    drop(store);
+    Outcome::Opened { report, readable }
+}
+
+/// Reads by every path. Every message returned must be exactly one that
+/// was put. Returns the numbers of the base records `get` returned.
+fn read_everything(store: &Store, records: &[Rec], label: &str) -> Vec<u64> {
+    let check = |m: &StoredMessage, how: &str| {
+        let i = number_of(m)
+            .unwrap_or_else(|| panic!("{label}: {how} returned a message nobody put: {m:?}"));
+        same_as_put(m, &small_message(i)).unwrap_or_else(|e| panic!("{label}: {how}: {e}"));
+    };
+    let mut readable = Vec::new();
+    for r in records {
+        if let Ok(m) = store.get(r.phys) {
+            check(&m, "get");
+            assert_eq!(m.phys_offset, r.phys, "{label}");
+            if number_of(&m) == Some(r.i) {
+                readable.push(r.i);
+            }
+        }
+    }
+    let mut queues: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    for r in records {
+        queues.insert((r.topic.clone(), r.queue_id), 0);
+    }
+    for q in store.queues() {
+        queues.insert((q.topic, q.queue_id), q.max_offset);
+    }
+    for ((topic, qid), max) in queues {
+        let in_queue = |m: &StoredMessage, how: &str| {
+            check(m, how);
+            assert!(
+                m.topic == topic && m.queue_id == qid,
+                "{label}: {how} of {topic}/{qid} returned a message of {}/{}",
+                m.topic,
+                m.queue_id
+            );
+        };
+        if let Ok(ms) = store.get_from_queue(&topic, qid, 0, 10_000) {
+            ms.iter().for_each(|m| in_queue(m, "get_from_queue"));
+        }
+        // One by one too: one unreadable record fails a whole batch.
+        for off in 0..max.min(200) {
+            if let Ok(ms) = store.get_from_queue(&topic, qid, off, 1) {
+                ms.iter().for_each(|m| in_queue(m, "get_from_queue"));
+            }
+        }
+    }
+    for r in records.iter().step_by(5) {
+        let key = format!("key-{}", r.i);
+        if let Ok(hits) = store.query_by_key(&r.topic, &key, 0, i64::MAX) {
+            for m in &hits {
+                check(m, "query_by_key");
+                assert_eq!(number_of(m), Some(r.i), "{label}: query_by_key {key}");
+            }
+        }
+    }
+    let _ = store.scan(store.min_offset(), &mut |m| {
+        if let Ok(m) = m {
+            check(m, "scan");
+        }
+        true
+    });
+    readable
+}
+
+/// Asserts every base record ending at or before `phys` was readable.
+fn assert_readable_before(out: &Outcome, phys: u64, label: &str) {
+    let readable = out.readable(label);
+    for r in base().before(phys) {
+        assert!(
+            readable.contains(&r.i),
+            "{label}: message {} at {} (before the damage at {phys}) unreadable; {:#?}",
+            r.i,
+            r.phys,
+            out.report(label)
+        );
+    }
+}
+
+#[test]
+fn garbage_segments() {
+    let b = base();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let n = b.segment_count();
+    for (which, seg) in [("first", 0), ("middle", 1), ("last", n - 1)] {
+        for fill in ["random bytes", "0xff"] {
+            for abort in [false, true] {
+                let mut files = b.files.clone();
+                let path = b.segment(seg);
+                let len = files[&path].len();
+                let bytes = if fill == "0xff" {
+                    vec![0xff; len]
+                } else {
+                    (0..len).map(|_| rng.random()).collect()
+                };
+                files.insert(path, bytes);
+                set_abort(&mut files, abort);
+                let label = format!("{which} segment of {fill}, abort {abort}");
+                let out = exercise(&files, &b.records, Then::after(abort), &label);
+                assert_readable_before(&out, seg as u64 * SEGMENT_BYTES, &label);
+            }
+        }
+    }
+}
+
+#[test]
+fn segments_shorter_than_the_others() {
+    let b = base();
+    let n = b.segment_count();
+    for (which, seg) in [("middle", 1), ("last", n - 1)] {
+        for keep in [0, 1000, SEGMENT_BYTES / 2] {
+            for abort in [false, true] {
+                let mut files = b.files.clone();
+                files
+                    .get_mut(&b.segment(seg))
+                    .unwrap()
+                    .truncate(keep as usize);
+                set_abort(&mut files, abort);
+                let label = format!("{which} segment cut to {keep} bytes, abort {abort}");
+                let out = exercise(&files, &b.records, Then::after(abort), &label);
+                assert_readable_before(&out, seg as u64 * SEGMENT_BYTES + keep, &label);
+                let note = format!("is {keep} bytes, segment size is {SEGMENT_BYTES}");
+                let rep = out.report(&label);
+                assert!(
+                    rep.notes.iter().any(|x| x.contains(&note)),
+                    "{label}: {rep:#?}"
+                );
+            }
+        }
+    }
+    // Every segment shorter than the configured size, consistently: the
+    // geometry comes from the files.
+    let mut files = b.files.clone();
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for k in 0..n {
+        let f = files.get_mut(&b.segment(k)).unwrap();
+        let keep = rng.random_range(4096..f.len());
+        f.truncate(keep);
+    }
+    set_abort(&mut files, true);
+    exercise(&files, &b.records, Then::Crash, "every segment cut short");
+}
+
+/// Writes the mqlab checkpoint extension (FORMAT.md section 4).
+fn set_checkpoint_ext(
+    files: &mut BTreeMap<PathBuf, Vec<u8>>,
+    dispatched: u64,
+    flushed: u64,
+    clean_end: u64,
+) {
+    let cp = files.get_mut(&hostile_root().join("checkpoint")).unwrap();
+    assert_eq!(&cp[64..68], b"MQLB");
+    cp[72..80].copy_from_slice(&dispatched.to_be_bytes());
+    cp[80..88].copy_from_slice(&flushed.to_be_bytes());
+    cp[88..96].copy_from_slice(&clean_end.to_be_bytes());
+}
+
+#[test]
+fn checkpoints_pointing_far_past_the_end() {
+    let b = base();
+    let far = b.end + 10 * SEGMENT_BYTES;
+    let cases = [
+        (u64::MAX, u64::MAX, u64::MAX),
+        (i64::MAX as u64, i64::MAX as u64, i64::MAX as u64),
+        (far, far, far),
+        (far, 0, 0),
+        (0, far, 0),
+        (u64::MAX, u64::MAX, 0),
+        (0, 0, b.segment_count() as u64 * SEGMENT_BYTES + 1),
+    ];
+    for (dispatched, flushed, clean_end) in cases {
+        for abort in [false, true] {
+            let mut files = b.files.clone();
+            set_checkpoint_ext(&mut files, dispatched, flushed, clean_end);
+            set_abort(&mut files, abort);
+            let label = format!(
+                "checkpoint dispatched {dispatched} flushed {flushed} clean end {clean_end}, \
+                 abort {abort}"
+            );
+            let out = exercise(&files, &b.records, Then::after(abort), &label);
+            // The commit log itself is intact: nothing may be lost.
+            assert_readable_before(&out, b.end, &label);
+            assert_eq!(out.report(&label).end_offset, b.end, "{label}");
+        }
+    }
+    // A checkpoint that is short, empty, or garbage: no extension.
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let garbage: Vec<u8> = (0..4096).map(|_| rng.random()).collect();
+    for (what, bytes) in [
+        ("empty", Vec::new()),
+        ("10 bytes", vec![7u8; 10]),
+        ("garbage", garbage),
+    ] {
+        for abort in [false, true] {
+            let mut files = b.files.clone();
+            files.insert(hostile_root().join("checkpoint"), bytes.clone());
+            set_abort(&mut files, abort);
+            let label = format!("{what} checkpoint, abort {abort}");
+            let out = exercise(&files, &b.records, Then::after(abort), &label);
+            assert_readable_before(&out, b.end, &label);
+        }
+    }
+}
+
+#[test]
+fn huge_totalsize_fields() {
+    let b = base();
+    let s = SEGMENT_BYTES;
+    let last_base = (b.segment_count() as u64 - 1) * s;
+    let first_in_last = b.records.iter().find(|r| r.phys >= last_base).unwrap();
+    let mid_in_last = b.records.iter().rev().nth(5).unwrap();
+    let targets = [
+        ("first record", &b.records[0]),
+        ("first record of the last segment", first_in_last),
+        ("a record near the end", mid_in_last),
+    ];
+    let values = [
+        u32::MAX,
+        i32::MAX as u32,
+        0x8000_0000,
+        s as u32,
+        s as u32 + 1,
+        (s - mid_in_last.phys % s) as u32,
+        90,
+        8,
+        0,
+    ];
+    for (what, r) in targets {
+        for value in values {
+            for abort in [false, true] {
+                let mut files = b.files.clone();
+                let seg = files.get_mut(&b.segment((r.phys / s) as usize)).unwrap();
+                let at = (r.phys % s) as usize;
+                seg[at..at + 4].copy_from_slice(&value.to_be_bytes());
+                set_abort(&mut files, abort);
+                let label = format!("TOTALSIZE {value:#x} in {what}, abort {abort}");
+                let out = exercise(&files, &b.records, Then::after(abort), &label);
+                let readable = out.readable(&label);
+                assert!(
+                    !readable.contains(&r.i),
+                    "{label}: damaged record read back"
+                );
+                if abort || r.phys < last_base {
+                    assert_readable_before(&out, r.phys, &label);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn queue_units_pointing_past_the_end() {
+    let b = base();
+    let path = b.queue_file("TopicA", 1);
+    let units = b.files[&path].len() / 20;
+    assert!(units > 4);
+    // Not `b.end` itself: a put after recovery lands there, and a stale
+    // unit pointing at it is `get_from_queue_checks_the_queue`'s bug.
+    // None: keep the unit's offset, change only its size.
+    let values: [(Option<u64>, u32); 8] = [
+        (Some(b.end + 1), 500),
+        (Some(b.end + SEGMENT_BYTES), 500),
+        (Some(1 << 40), 500),
+        (Some(i64::MAX as u64), 500),
+        (Some(u64::MAX), 500),
+        (Some(b.records[1].phys + 1), 500),
+        (None, u32::MAX),
+        (None, 1),
+    ];
+    for (phys, size) in values {
+        for unit in [2, 5] {
+            for abort in [false, true] {
+                let mut files = b.files.clone();
+                let f = files.get_mut(&path).unwrap();
+                if let Some(phys) = phys {
+                    f[unit * 20..unit * 20 + 8].copy_from_slice(&phys.to_be_bytes());
+                }
+                f[unit * 20 + 8..unit * 20 + 12].copy_from_slice(&size.to_be_bytes());
+                set_abort(&mut files, abort);
+                let label = format!("unit {unit} of TopicA/1 -> ({phys:?}, {size}), abort {abort}");
+                let out = exercise(&files, &b.records, Then::after(abort), &label);
+                // The commit log is intact.
+                assert_readable_before(&out, b.end, &label);
+            }
+        }
+    }
+}
+
+#[test]
+fn index_files_of_wrong_length() {
+    let b = base();
+    let ix = b.index_files();
+    assert!(ix.len() >= 2, "the base store must roll its index");
+    let len = b.files[&ix[0]].len();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let garbage: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+    let variants: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("39 bytes", b.files[&ix[0]][..39].to_vec()),
+        ("1000 bytes", b.files[&ix[0]][..1000].to_vec()),
+        ("one byte short", b.files[&ix[0]][..len - 1].to_vec()),
+        ("7 bytes long", {
+            let mut v = b.files[&ix[0]].clone();
+            v.extend_from_slice(&[1; 7]);
+            v
+        }),
+        ("garbage", garbage),
+        ("header of 0xff", {
+            let mut v = b.files[&ix[0]].clone();
+            v[..40].fill(0xff);
+            v
+        }),
+    ];
+    for (what, bytes) in variants {
+        for which in [0, ix.len() - 1] {
+            for abort in [false, true] {
+                let mut files = b.files.clone();
+                files.insert(ix[which].clone(), bytes.clone());
+                set_abort(&mut files, abort);
+                let label = format!("index file {which} {what}, abort {abort}");
+                let out = exercise(&files, &b.records, Then::after(abort), &label);
+                assert_readable_before(&out, b.end, &label);
+            }
+        }
+    }
+}
+
+#[test]
+fn stray_names_in_commitlog() {
+    let b = base();
+    let dir = hostile_root().join("commitlog");
+    let seg0 = b.files[&b.segment(0)].clone();
+    let mut files = b.files.clone();
+    for name in [
+        "abc",
+        "123",
+        "0000000000000000000x",
+        "000000000000000000000",
+        "0000000000000000000",
+        "00000000000000000000.tmp",
+        "-0000000000000000001",
+        "+0000000000000000001",
+    ] {
+        files.insert(dir.join(name), seg0.clone());
+    }
+    // A directory among the segments.
+    files.insert(dir.join("lost+found").join("x"), vec![1, 2, 3]);
+    for abort in [false, true] {
+        set_abort(&mut files, abort);
+        let label = format!("stray names in commitlog/, abort {abort}");
+        let out = exercise(&files, &b.records, Then::after(abort), &label);
+        assert_readable_before(&out, b.end, &label);
+        let rep = out.report(&label);
+        let ignored = rep
+            .notes
+            .iter()
+            .filter(|n| n.contains("not a 20-digit segment name"))
+            .count();
+        assert_eq!(ignored, 9, "{label}: {rep:#?}");
+    }
+}
+
+/// Topic and queue directories that are not valid names, on a real file
+/// system (names the simulator cannot hold, such as non-UTF-8 ones).
+#[test]
+fn hostile_topic_directories() {
+    use std::os::unix::ffi::OsStrExt;
+    let b = base();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    for (path, bytes) in &b.files {
+        let to = dir.join(path.strip_prefix(hostile_root()).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(to, bytes).unwrap();
+    }
+    let cq = dir.join("consumequeue");
+    let unit_file = b.files[&b.queue_file("TopicA", 1)].clone();
+    let zero = format!("{:020}", 0);
+    let bad_topics: Vec<std::ffi::OsString> = [
+        &b"..%"[..],
+        b"a b",
+        b"x.y",
+        b"t\x01",
+        b"\xc3\xbc",
+        b"\xff\xfe",
+    ]
+    .iter()
+    .map(|n| std::ffi::OsStr::from_bytes(n).to_os_string())
+    .collect();
+    for t in &bad_topics {
+        std::fs::create_dir_all(cq.join(t).join("0")).unwrap();
+        std::fs::write(cq.join(t).join("0").join(&zero), &unit_file).unwrap();
+    }
+    // A file where a topic directory belongs, and bad queue ids.
+    std::fs::write(cq.join("TopicC"), b"not a directory").unwrap();
+    for q in ["abc", "-1", "4294967296", " 1"] {
+        std::fs::create_dir_all(cq.join("TopicA").join(q)).unwrap();
+        std::fs::write(cq.join("TopicA").join(q).join(&zero), &unit_file).unwrap();
+    }
+    let before = read_tree(&dir);
+    let panics = store_thread_panics();
+    let store = catch_unwind(AssertUnwindSafe(|| Store::open(&dir, small_config())))
+        .unwrap_or_else(|_| panic!("hostile topic dirs: open panicked"))
+        .unwrap_or_else(|e| panic!("hostile topic dirs: open failed: {e}"));
+    let rep = store.recovery_report().clone();
+    let ignored = rep.notes.iter().filter(|n| n.contains("ignored")).count();
+    // Every bad topic, the file TopicC, and the four bad queue ids; the
+    // non-UTF-8 name is skipped by the directory listing, without a note.
+    assert_eq!(ignored, bad_topics.len() - 1 + 1 + 4, "{rep:#?}");
+    let readable = read_everything(&store, &b.records, "hostile topic dirs");
+    assert_eq!(readable.len(), b.records.len());
+    for i in 200_000..200_005 {
+        let r = store.put(&small_message(i));
+        assert_eq!(r.status, PutStatus::PutOk, "put {i}: {:?}", r.detail);
+    }
+    store.shutdown().unwrap();
+    assert_eq!(store_thread_panics(), panics);
+    // The hostile entries are left alone.
+    let after = read_tree(&dir);
+    for (path, bytes) in &before {
+        let s = path.to_string_lossy();
+        if bad_topics
+            .iter()
+            .any(|t| path.starts_with(Path::new("consumequeue").join(t)))
+            || s.contains("TopicC")
+        {
+            assert_eq!(after.get(path), Some(bytes), "{s} changed");
+        }
+    }
+
+    // A file where a queue directory belongs: a clear error or a note.
+    std::fs::write(cq.join("TopicA").join("7"), b"not a directory").unwrap();
+    let r = catch_unwind(AssertUnwindSafe(|| Store::open(&dir, small_config())))
+        .unwrap_or_else(|_| panic!("file as queue dir: open panicked"));
+    match r {
+        Ok(store) => store.shutdown().unwrap(),
+        Err(e) => assert!(e.to_string().contains("TopicA/7"), "{e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 3. Seeded mutations
+// ---------------------------------------------------------------------------
+
+const MUTATION_SEEDS: u64 = 300;
+
+/// Where a mutation lands: mostly in the commit log's written bytes.
+fn pick_target(rng: &mut ChaCha8Rng, b: &Base) -> (PathBuf, usize) {
+    let root = hostile_root();
+    let kind = rng.random_range(0..100);
+    let path = if kind < 60 {
+        b.segment(rng.random_range(0..b.segment_count()))
+    } else {
+        let prefix = match kind {
+            60..75 => root.join("consumequeue"),
+            75..90 => root.join("index"),
+            _ => root.join("checkpoint"),
+        };
+        let all: Vec<&PathBuf> = b.files.keys().filter(|p| p.starts_with(&prefix)).collect();
+        all[rng.random_range(0..all.len())].clone()
+    };
+    let len = b.files[&path].len();
+    // Written part of a segment: up to the end of data.
+    let base = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|_| path.starts_with(root.join("commitlog")));
+    let used = match base {
+        Some(base) => (b.end.saturating_sub(base)).min(len as u64) as usize,
+        None => len,
+    };
+    (path, used.max(1))
+}
+
+#[test]
+fn seeded_mutations_never_panic_or_lie() {
+    let b = base();
+    let mut refused = 0;
+    for seed in 0..MUTATION_SEEDS {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut files = b.files.clone();
+        let mut what = Vec::new();
+        for _ in 0..rng.random_range(1..=3) {
+            let (path, used) = pick_target(&mut rng, b);
+            let bytes = files.get_mut(&path).unwrap();
+            let at = rng.random_range(0..used.min(bytes.len()).max(1));
+            let name = path.strip_prefix(hostile_root()).unwrap().display();
+            match rng.random_range(0..5) {
+                0 if !bytes.is_empty() => {
+                    for _ in 0..rng.random_range(1..=4) {
+                        let bit = rng.random_range(0..bytes.len() * 8);
+                        bytes[bit / 8] ^= 1 << (bit % 8);
+                    }
+                    what.push(format!("flip bits in {name}"));
+                }
+                1 => {
+                    bytes.truncate(at);
+                    what.push(format!("truncate {name} to {at}"));
+                }
+                2 if at < bytes.len() => {
+                    let n = rng.random_range(1..=4096).min(bytes.len() - at);
+                    bytes[at..at + n].fill(0);
+                    what.push(format!("zero {name} [{at}, +{n})"));
+                }
+                3 if at < bytes.len() => {
+                    let n = rng.random_range(1..=64).min(bytes.len() - at);
+                    rng.fill(&mut bytes[at..at + n]);
+                    what.push(format!("garbage in {name} [{at}, +{n})"));
+                }
+                _ if at + 4 <= bytes.len() => {
+                    // A 4-byte field (TOTALSIZE, lengths, counters) set huge.
+                    let v: u32 = rng.random_range(0x7fff_0000..=u32::MAX);
+                    bytes[at..at + 4].copy_from_slice(&v.to_be_bytes());
+                    what.push(format!("{v:#x} at {name}:{at}"));
+                }
+                _ => {}
+            }
+        }
+        let abort = rng.random_bool(0.5);
+        set_abort(&mut files, abort);
+        let label = format!("seed {seed} (abort {abort}): {what:?}");
+        if let Outcome::Refused(_) = exercise(&files, &b.records, Then::after(abort), &label) {
+            refused += 1;
+        }
+    }
+    // Refusing to open is allowed, but should be rare.
+    assert!(refused < MUTATION_SEEDS / 10, "{refused} refused");
+}
+
+// ---------------------------------------------------------------------------
+// Engine bugs found by the tests above, one scenario each (ignored until
+// fixed; run with `-- --ignored`).
+// ---------------------------------------------------------------------------
+
+/// Normal recovery takes the checkpoint's clean end after checking only
+/// that 8 zero bytes follow it (`clean_end` in `Store::open_with_env` and
+/// `is_end_of_data`, store.rs); nothing checks that the log parses up to it. When the
+/// last segment was damaged after the clean shutdown, new acknowledged
+/// puts are appended after an unparseable region, and the next abnormal
+/// recovery (after any crash) stops at that region and zeroes them.
+#[test]
+#[ignore = "engine bug: a clean end is trusted without parsing; acknowledged puts \
+            after it are lost by the next crash (store.rs: clean_end in open_with_env)"]
+fn clean_end_is_trusted_without_parsing() {
+    let b = base();
+    let s = SEGMENT_BYTES;
+    let last = b.segment(b.segment_count() - 1);
+    let last_base = (b.segment_count() as u64 - 1) * s;
+    let first_in_last = b.records.iter().find(|r| r.phys >= last_base).unwrap();
+    let mut cases = Vec::new();
+    let mut f = b.files.clone();
+    set_checkpoint_ext(&mut f, b.end, b.end, b.end + 4096);
+    cases.push(("clean end 4 KiB past the data (flipped bit)", f));
+    let mut f = b.files.clone();
+    f.get_mut(&last).unwrap().truncate(1000);
+    cases.push(("last segment cut to 1000 bytes after a clean shutdown", f));
+    let mut f = b.files.clone();
+    let at = (first_in_last.phys - last_base) as usize;
+    f.get_mut(&last).unwrap()[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    cases.push(("TOTALSIZE 0xffffffff before the clean end", f));
+    for (what, files) in cases {
+        exercise(&files, &b.records, Then::Crash, what);
+    }
+}
+
+/// `Store::get_from_queue` (store.rs) returns whatever record a unit
+/// points at. A consume queue has no checksum, so a damaged or stale unit
+/// hands a consumer of one queue a message of another. `truncate_phys`
+/// (queue/mod.rs) binary-searches for the cut assuming increasing
+/// offsets, so a stale unit in the middle of a queue survives recovery.
+/// The record's topic, queue id and queue offset (and the unit's size)
+/// should be checked against the request.
+#[test]
+#[ignore = "engine bug: get_from_queue does not check that the record belongs to \
+            the queue; consumers get other queues' messages (Store::get_from_queue)"]
+fn get_from_queue_checks_the_queue() {
+    let b = base();
+    let path = b.queue_file("TopicA", 1);
+    let other = b
+        .records
+        .iter()
+        .find(|r| r.topic == "TopicB" && r.queue_id == 0)
+        .unwrap();
+    // Unit 2 of TopicA/1 points at a record of TopicB/0.
+    let mut files = b.files.clone();
+    let f = files.get_mut(&path).unwrap();
+    f[40..48].copy_from_slice(&other.phys.to_be_bytes());
+    f[48..52].copy_from_slice(&other.size.to_be_bytes());
+    exercise(
+        &files,
+        &b.records,
+        Then::Crash,
+        "unit of TopicA/1 -> TopicB/0",
+    );
+    // Unit 5 of TopicA/1 points at the end of the log: it survives
+    // recovery, and the next put lands there.
+    for abort in [false, true] {
+        let mut files = b.files.clone();
+        let f = files.get_mut(&path).unwrap();
+        f[100..108].copy_from_slice(&b.end.to_be_bytes());
+        set_abort(&mut files, abort);
+        let label = format!("unit of TopicA/1 -> the end of the log, abort {abort}");
+        exercise(&files, &b.records, Then::after(abort), &label);
+    }
+}
+
+/// The segment size is the first file's length (`CommitLog::open`,
+/// log/mod.rs), so a first segment cut short makes every later segment "a
+/// segment after a gap", and recovery deletes them (`beyond_gap` in
+/// `Store::open_with_env`) with all their
+/// acknowledged messages. Other short segments are extended instead. The
+/// size should come from the segment bases (or the configuration), and a
+/// short first segment be extended like the others.
+#[test]
+#[ignore = "engine bug: a short first segment deletes every later segment \
+            (CommitLog::open, beyond_gap in Store::open_with_env)"]
+fn short_first_segment_keeps_later_segments() {
+    let b = base();
+    for keep in [40_000, 1000] {
+        for abort in [false, true] {
+            let mut files = b.files.clone();
+            files.get_mut(&b.segment(0)).unwrap().truncate(keep);
+            set_abort(&mut files, abort);
+            let label = format!("first segment cut to {keep} bytes, abort {abort}");
+            let out = exercise(&files, &b.records, Then::after(abort), &label);
+            let readable = out.readable(&label);
+            let lost: Vec<u64> = b
+                .records
+                .iter()
+                .filter(|r| r.phys >= SEGMENT_BYTES && !readable.contains(&r.i))
+                .map(|r| r.i)
+                .collect();
+            assert!(
+                lost.is_empty(),
+                "{label}: messages of intact segments lost: {lost:?}\n{:#?}",
+                out.report(&label)
+            );
+        }
+    }
+}
+
+/// `IndexFile::select` computes `begin_timestamp + diff * 1000` unchecked
+/// (index/mod.rs) and only then looks at the sign of `diff`, which
+/// FORMAT.md says stops the walk: a header timestamp near i64::MAX or
+/// i64::MIN panics in debug builds (and wraps in release).
+#[test]
+#[ignore = "engine bug: index lookup overflows on extreme header timestamps \
+            (IndexFile::select)"]
+fn index_extreme_timestamps_do_not_panic() {
+    let b = base();
+    for (begin, diff) in [(i64::MAX - 1, 1i32), (i64::MIN + 1, -1i32)] {
+        let mut files = b.files.clone();
+        for ix in b.index_files() {
+            let f = files.get_mut(&ix).unwrap();
+            f[0..8].copy_from_slice(&begin.to_be_bytes());
+            f[8..16].copy_from_slice(&i64::MAX.to_be_bytes());
+            let count = u32::from_be_bytes([f[36], f[37], f[38], f[39]]) as usize;
+            // test_config: 64 slots.
+            for item in 1..count {
+                let at = 40 + 64 * 4 + item * 20 + 12;
+                f[at..at + 4].copy_from_slice(&diff.to_be_bytes());
+            }
+        }
+        let label = format!("index begin timestamp {begin}, item diffs {diff}");
+        exercise(&files, &b.records, Then::Shutdown, &label);
+    }
+}
+
+/// Segment names are parsed into u64 bases without a range check
+/// (`parse_file_name`, log/mod.rs). A base within one segment of u64::MAX
+/// overflows `base + segment_bytes` (`CommitLog::read_raw`, and
+/// `log_end_bound` in `Store::open_with_env`; a panic in debug builds); a
+/// base at or above 2^63 makes every record's physical offset negative as
+/// a Java long, so its consume-queue units read as empty (`Unit::decode`)
+/// and acknowledged messages are invisible to consumers. Open should
+/// refuse such names with a clear error.
+#[test]
+#[ignore = "engine bug: segment bases near the end of the offset space panic or \
+            hide acknowledged messages (parse_file_name, CommitLog::read_raw)"]
+fn segment_names_near_the_end_of_the_offset_space() {
+    let s = SEGMENT_BYTES;
+    let top = 1u64 << 63;
+    for base in [u64::MAX - u64::MAX % s, top + (s - top % s)] {
+        let mut files = BTreeMap::new();
+        files.insert(
+            hostile_root().join("commitlog").join(format!("{base:020}")),
+            vec![0u8; s as usize],
+        );
+        let label = format!("single segment at {base}");
+        let sim = sim_with_files(FaultPlan::default(), &files);
+        let opened = catch_unwind(AssertUnwindSafe(|| {
+            Store::open_with_env(Arc::new(sim), hostile_root(), small_config())
+        }))
+        .unwrap_or_else(|_| panic!("{label}: open panicked"));
+        let Ok(store) = opened else {
+            continue; // refusing is the right answer
+        };
+        let put = store.put(&small_message(1));
+        if put.status != PutStatus::PutOk {
+            continue;
+        }
+        assert!(store.wait_dispatched(store.offsets().flushed, Duration::from_secs(5)));
+        let got = store.get_from_queue("TopicA", 1, 0, 10).unwrap();
+        assert_eq!(
+            got.len(),
+            1,
+            "{label}: an acknowledged put is not in its queue"
+        );
+        store.shutdown().unwrap();
+    }
+}
+
+/// `QueueSet::open` (queue/mod.rs) parses queue directory names with
+/// `str::parse::<u32>`, so `00` and `+0` are queue 0 too, and the last one
+/// listed silently replaces the others: a stray `00`
+/// directory shadows the real queue 0, whose units are then ignored, and
+/// new units go to the stray directory. Only the canonical decimal name
+/// should load (others ignored with a note, like other bad names).
+#[test]
+#[ignore = "engine bug: a queue directory named `00` shadows queue 0 \
+            (QueueSet::open)"]
+fn non_canonical_queue_names_do_not_shadow_queues() {
+    let b = base();
+    let foreign = b.files[&b.queue_file("TopicB", 0)].clone();
+    let mut files = b.files.clone();
+    let alias = hostile_root()
+        .join("consumequeue/TopicA/00")
+        .join(format!("{:020}", 0));
+    files.insert(alias, foreign);
+    let out = exercise(
+        &files,
+        &b.records,
+        Then::Shutdown,
+        "TopicA/00 beside TopicA/0",
+    );
+    let rep = out.report("TopicA/00");
+    assert!(
+        rep.notes.iter().any(|n| n.contains("TopicA/00")),
+        "TopicA/00 loaded without a note: {rep:#?}"
+    );
+}
