@@ -1,0 +1,133 @@
+//! `verify` passes on an intact store and fails on a tampered one and on an
+//! ack log naming a message the store does not have; `inspect` never
+//! modifies the directory.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+fn dir_snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.display().to_string(), fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn verify_passes_then_detects_tampering_and_missing_acks() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    common::small_run(cwd, "data", "acks.csv", "r");
+    let before = dir_snapshot(&cwd.join("data"));
+    let out = common::mqlab_ok(
+        cwd,
+        &["verify", "--data-dir", "data", "--acked", "acks.csv"],
+    );
+    assert!(out.contains("OK"), "{out}");
+    let insp = common::mqlab_ok(cwd, &["inspect", "--data-dir", "data", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&insp).unwrap();
+    assert_eq!(v["abort_marker"], false);
+    assert!(v["commit_log"]["segments"].as_array().unwrap().len() >= 1);
+    assert!(v["queues"].as_array().unwrap().len() >= 1);
+    let text = common::mqlab_ok(cwd, &["inspect", "--data-dir", "data"]);
+    assert!(text.contains("recovery would truncate nothing"), "{text}");
+    assert_eq!(
+        before,
+        dir_snapshot(&cwd.join("data")),
+        "verify/inspect modified the store"
+    );
+
+    // An ack log naming a message that was never stored.
+    let acks = fs::read_to_string(cwd.join("acks.csv")).unwrap();
+    let mut lines: Vec<&str> = acks.lines().collect();
+    let last: Vec<&str> = lines.last().unwrap().split(',').collect();
+    let phantom = format!(
+        "{},{},{},{},phantom-key",
+        last[0],
+        last[1],
+        999_999,
+        1u64 << 40
+    );
+    lines.push(&phantom);
+    fs::write(cwd.join("missing.csv"), lines.join("\n") + "\n").unwrap();
+    let o = common::mqlab(
+        cwd,
+        &["verify", "--data-dir", "data", "--acked", "missing.csv"],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("1 missing"), "{stdout}");
+    assert!(stdout.contains("phantom-key"), "{stdout}");
+
+    // Flip one bit inside a record body in the middle of the first segment.
+    let seg = cwd.join("data/commitlog/00000000000000000000");
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[5000] ^= 0x10;
+    fs::write(&seg, bytes).unwrap();
+    let o = common::mqlab(
+        cwd,
+        &["verify", "--data-dir", "data", "--acked", "acks.csv"],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("CORRUPTION"), "{stdout}");
+    assert!(stdout.contains("CRC"), "{stdout}");
+    // Without an ack log too.
+    let o = common::mqlab(cwd, &["verify", "--data-dir", "data", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+}
+
+#[test]
+fn verify_accepts_an_unclean_store_with_every_ack() {
+    // --no-shutdown leaves the abort marker, like a killed process.
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    common::mqlab_ok(
+        cwd,
+        &[
+            "run",
+            "--flush",
+            "async",
+            "--flush-interval-ms",
+            "20",
+            "--producers",
+            "2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--small-files",
+            "--no-baseline",
+            "--no-shutdown",
+            "--data-dir",
+            "data",
+            "--ack-log",
+            "acks.csv",
+            "--out",
+            "r",
+        ],
+    );
+    assert!(cwd.join("data/abort").exists());
+    let out = common::mqlab_ok(
+        cwd,
+        &["verify", "--data-dir", "data", "--acked", "acks.csv"],
+    );
+    assert!(out.contains("UNCLEAN") && out.contains("OK"), "{out}");
+    assert!(
+        cwd.join("data/abort").exists(),
+        "verify must not recover in place"
+    );
+}
