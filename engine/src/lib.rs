@@ -7,7 +7,9 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod config;
+pub mod delay;
 pub mod error;
 pub mod flush;
 pub mod index;

@@ -37,12 +37,11 @@ use crate::error::{Error, Result};
 use crate::io::{Env, OpenOptions};
 use crate::message::{Message, PutResult, PutStatus, StoredMessage};
 
-pub mod clock;
 pub mod levels;
 pub mod timerlog;
 pub mod wheel;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use levels::{LevelMode, LevelsConfig, LevelsScheduler};
 pub use wheel::{WheelConfig, WheelScheduler};
 
@@ -264,7 +263,7 @@ pub(crate) fn to_system_topic(
     if msg.born_timestamp_ms == 0 {
         // Keep the producer's time: the delivered copy is born when the
         // producer sent it, not when the scheduler re-puts it.
-        msg.born_timestamp_ms = SystemClock.now_ms();
+        msg.born_timestamp_ms = crate::clock::wall_ms();
     }
     Ok(msg)
 }
