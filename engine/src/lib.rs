@@ -7,8 +7,10 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod consumer;
 pub mod delay;
 pub mod error;
 pub mod flush;
@@ -16,9 +18,12 @@ pub mod index;
 pub mod io;
 pub mod log;
 pub mod message;
+pub mod producer;
 pub mod queue;
+pub mod retention;
 pub mod store;
 pub mod topic;
+pub mod txn;
 
 pub use config::{FlushConfig, StoreConfig};
 pub use error::{Error, Result};

@@ -40,11 +40,14 @@ pub struct TimerDelay {
     thread: Mutex<Option<Periodic>>,
 }
 
+/// Sequence counter and messages by (due ms, sequence).
+type Pending = (u64, BTreeMap<(i64, u64), Message>);
+
 struct TimerState {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     levels_ms: Vec<u64>,
-    pending: Mutex<(u64, BTreeMap<(i64, u64), Message>)>,
+    pending: Mutex<Pending>,
 }
 
 impl TimerDelay {

@@ -240,7 +240,7 @@ pub struct BrokerCore {
     locks: LockManager,
     consumers: Mutex<HashMap<String, BTreeMap<String, Notify>>>,
     pub(crate) producers: Mutex<HashMap<String, BTreeMap<String, CheckCallback>>>,
-    pub(crate) txn_state: Mutex<crate::txn::CheckState>,
+    pub(crate) txn_state: crate::txn::CheckState,
     delayed: RwLock<Arc<dyn DelayedSend>>,
     /// Retry and long-polling counters.
     pub stats: BrokerStats,
@@ -305,7 +305,7 @@ impl Broker {
             offsets,
             consumers: Mutex::new(HashMap::new()),
             producers: Mutex::new(HashMap::new()),
-            txn_state: Mutex::new(crate::txn::CheckState::default()),
+            txn_state: crate::txn::CheckState::default(),
             delayed: RwLock::new(timer.clone()),
             stats: BrokerStats::default(),
             cfg,
