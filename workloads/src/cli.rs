@@ -66,15 +66,16 @@ pub struct WorkloadArgs {
     /// message's intended send time (coordinated omission shows). [default: 0]
     #[arg(long, value_name = "MSGS_PER_S")]
     pub rate: Option<f64>,
-    /// Measured duration in seconds, after the warmup. [default: 5 for run]
+    /// Measured duration in seconds, after the warmup. [default: 5 for run,
+    /// 3 for matrix, 1 for matrix --quick]
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
     /// Stop after this many messages in all (warmup included) instead of
     /// after a duration.
     #[arg(long, value_name = "N")]
     pub messages: Option<u64>,
-    /// Warmup in seconds, excluded from every statistic. [default: 1, or 0
-    /// with --messages]
+    /// Warmup in seconds, excluded from every statistic. [default: 1 for run
+    /// (0 with --messages), 0.5 for matrix, 0.25 for matrix --quick]
     #[arg(long, value_name = "SECS")]
     pub warmup: Option<f64>,
     /// Queues of the topic; messages go round-robin. [default: 8]
@@ -153,7 +154,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct MatrixArgs {
-    /// Short run (about 30 s in all): 1.2 s per configuration.
+    /// Short run (about 30 s in all): 1 s per configuration after 0.25 s
+    /// of warmup (the default is 3 s after 0.5 s).
     #[arg(long)]
     pub quick: bool,
     /// Flush strategies to run, comma separated. [default: sync,group,async,pool]

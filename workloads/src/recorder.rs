@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 
 /// Total (end offset, ack time) entries the loss tracker keeps.
-pub const LOSS_TRACK_CAP: usize = 2_000_000;
+pub const LOSS_TRACK_CAP: usize = 8_000_000;
 
 /// A latency histogram: µs, 3 significant digits.
 pub fn latency_hist() -> Histogram<u64> {

@@ -131,7 +131,13 @@ impl Summary {
     /// The loss column: messages and ms of the worst window.
     pub fn loss_cell(&self) -> String {
         let lw = &self.loss_window.power;
-        format!("{} / {:.1}", thousands(lw.max_msgs as f64), lw.max_ms)
+        // A saturated tracker undercounts: the true window is at least this.
+        let at_least = if self.loss_window.saturated { ">=" } else { "" };
+        format!(
+            "{at_least}{} / {:.1}",
+            thousands(lw.max_msgs as f64),
+            lw.max_ms
+        )
     }
 
     /// The device-ratio column: messages per device sync for strategies that
@@ -228,6 +234,10 @@ pub fn timeseries_csv(
     let n = stats.seconds.len().max(loss.seconds.len());
     for i in 0..n {
         let t = i as f64 * bucket_s;
+        if t >= total_s && i > 0 {
+            // Puts that straddled the end: not part of the measured run.
+            break;
+        }
         let covered = (total_s - t).min(bucket_s).max(bucket_s * 0.01);
         let b = stats.seconds.get(i);
         let l = loss.seconds.get(i).copied().unwrap_or_default();
