@@ -226,16 +226,53 @@ impl Store {
         let log_end_bound = segs.last().map(|g| g.base + s).unwrap_or(first_base);
         let ext = cp.and_then(|c| c.ext);
         let mut table = QueueTable::new();
+        let mut records = 0u64;
+        let note_queue = |m: &record::RecordView<'_>, table: &mut QueueTable| {
+            let next = table
+                .entry(m.topic.to_string())
+                .or_default()
+                .entry(m.queue_id)
+                .or_insert(0);
+            *next = (*next).max(m.queue_offset + 1);
+        };
+        // A clean end is trusted only after parsing its segment up to it
+        // (bytes can rot after a clean shutdown, files can be cut, and a
+        // checkpoint written by us can be stale under another writer).
         let clean_end = ext
             .filter(|e| !report.abnormal && e.clean_end > 0)
             .map(|e| e.clean_end)
             .filter(|&e| e >= first_base && e <= log_end_bound && is_end_of_data(&log, e));
-        let (end, parse_start) = match clean_end {
-            Some(end) => (end, None),
+        let verified = match clean_end {
+            Some(e) if e > first_base => {
+                let last = e - 1;
+                let seg_start = last - last % s;
+                let outcome = scan::scan(&log, seg_start, e, crc, &mut |m| {
+                    note_queue(m, &mut table);
+                    records += 1;
+                    true
+                })?;
+                if outcome.end == e && outcome.reason == ScanEnd::Limit {
+                    Some((e, seg_start))
+                } else {
+                    report.notes.push(format!(
+                        "clean end offset {e} not confirmed by parsing ({:?} at {}); recovering as after a crash",
+                        outcome.reason, outcome.end
+                    ));
+                    None
+                }
+            }
+            Some(e) => Some((e, e)),
+            None => None,
+        };
+        // Recover as after a crash: the abort marker, or a clean end that
+        // did not hold up.
+        let crashlike = report.abnormal || (clean_end.is_some() && verified.is_none());
+        let (end, parse_start) = match verified {
+            Some((end, _)) => (end, None),
             None => {
                 let start = if segs.is_empty() {
                     first_base
-                } else if report.abnormal {
+                } else if crashlike {
                     let from = ext
                         .map(|e| e.dispatched.min(e.flushed))
                         .unwrap_or(first_base);
@@ -245,29 +282,39 @@ impl Store {
                     let n = segs.len();
                     segs[n.saturating_sub(3)].base
                 };
-                let mut records = 0u64;
                 let outcome = scan::scan(&log, start, log_end_bound, crc, &mut |m| {
-                    let next = table
-                        .entry(m.topic.to_string())
-                        .or_default()
-                        .entry(m.queue_id)
-                        .or_insert(0);
-                    *next = (*next).max(m.queue_offset + 1);
+                    note_queue(m, &mut table);
                     records += 1;
                     true
                 })?;
-                report.records_scanned = records;
-                if let ScanEnd::Bad(at, e) = &outcome.reason {
-                    report.truncated.push(Truncation {
+                match &outcome.reason {
+                    ScanEnd::Bad(at, e) => report.truncated.push(Truncation {
                         file: log.dir().join(crate::log::file_name(at - at % s)),
                         offset: *at,
                         bytes: log_end_bound - at,
                         reason: e.to_string(),
-                    });
+                    }),
+                    ScanEnd::EndOfData => {
+                        // Zeros read as the end of data; a zeroed range in
+                        // the middle would hide the records after it. Say so.
+                        if let Some(at) = first_nonzero(&log, outcome.end)? {
+                            report.truncated.push(Truncation {
+                                file: log.dir().join(crate::log::file_name(at - at % s)),
+                                offset: outcome.end,
+                                bytes: log_end_bound - outcome.end,
+                                reason: format!(
+                                    "zeroed range at {}: data found again at {at} is discarded",
+                                    outcome.end
+                                ),
+                            });
+                        }
+                    }
+                    _ => {}
                 }
                 (outcome.end, Some(start))
             }
         };
+        report.records_scanned = records;
         report.start_offset = parse_start.unwrap_or(end);
         report.end_offset = end;
 
@@ -282,6 +329,9 @@ impl Store {
             });
         }
         let mut max_cq_end = 0u64;
+        // Queues with a short file may miss units anywhere: re-dispatch
+        // from their last intact unit, however far back.
+        let mut damaged_from: Option<u64> = None;
         for (topic, qid, cq) in queues.all() {
             let cut = cq.truncate_phys(end)?;
             if cut > 0 {
@@ -292,7 +342,12 @@ impl Store {
                     reason: format!("{cut} units pointed at or past the commit-log end {end}"),
                 });
             }
-            max_cq_end = max_cq_end.max(cq.last_phys_end()?);
+            let last = cq.last_phys_end()?;
+            max_cq_end = max_cq_end.max(last);
+            if cq.is_damaged() {
+                let from = last.max(first_base).min(end);
+                damaged_from = Some(damaged_from.map_or(from, |d| d.min(from)));
+            }
             let next = table.entry(topic).or_default().entry(qid).or_insert(0);
             *next = (*next).max(cq.max_offset());
         }
@@ -315,9 +370,12 @@ impl Store {
             }
         }
         let dispatch_from = match parse_start {
-            Some(start) if report.abnormal => start,
-            _ => max_cq_end.clamp(first_base, end),
+            Some(start) if crashlike => start,
+            Some(start) => start.min(max_cq_end.clamp(first_base, end)),
+            None => max_cq_end.clamp(first_base, end),
         };
+        // A record boundary: the end of a queue's last unit is one.
+        let dispatch_from = damaged_from.map_or(dispatch_from, |d| d.min(dispatch_from));
 
         let strategy = flush::start(log.clone(), &config.flush);
         let checkpoint = if config.read_only {
@@ -350,7 +408,7 @@ impl Store {
         });
         // Re-dispatch what the queues and index may lack, before anyone reads.
         report.redispatched = inner.dispatch_round()?;
-        if !config.read_only && report.abnormal {
+        if !config.read_only && crashlike {
             // Bytes a crashed process wrote may sit unsynced in the page
             // cache: make them durable before calling them flushed and
             // before the checkpoint vouches for the queues and the index.
@@ -450,9 +508,28 @@ impl Store {
         let Some(cq) = self.inner.queues.get(topic, queue_id) else {
             return Ok(Vec::new());
         };
+        let first = queue_offset.max(cq.min_offset());
         let mut out = Vec::new();
-        for unit in cq.get_units(queue_offset, max)? {
-            out.push(self.inner.get(unit.phys_offset)?);
+        for (k, unit) in cq.get_units(queue_offset, max)?.into_iter().enumerate() {
+            let m = self.inner.get(unit.phys_offset)?;
+            let want = first + k as u64;
+            // A damaged or stale unit must not serve another queue's message.
+            if m.topic != topic || m.queue_id != queue_id || m.queue_offset != want {
+                return Err(Error::Corrupt {
+                    path: self
+                        .inner
+                        .dir
+                        .join("consumequeue")
+                        .join(topic)
+                        .join(queue_id.to_string()),
+                    offset: want * UNIT_BYTES,
+                    reason: format!(
+                        "unit {want} points at physical offset {} holding {}:{} offset {}",
+                        unit.phys_offset, m.topic, m.queue_id, m.queue_offset
+                    ),
+                });
+            }
+            out.push(m);
         }
         Ok(out)
     }
@@ -761,6 +838,25 @@ impl Drop for Store {
             t.stop();
         }
     }
+}
+
+/// The first non-zero byte at or after `from` in its segment, if any.
+fn first_nonzero(log: &CommitLog, from: u64) -> Result<Option<u64>> {
+    let s = log.segment_bytes();
+    let seg_end = from - from % s + s;
+    let mut buf = vec![0u8; crate::log::scan::CHUNK_BYTES];
+    let mut pos = from;
+    while pos < seg_end {
+        let n = log.read_raw(pos, &mut buf, seg_end)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(i) = buf[..n].iter().position(|b| *b != 0) {
+            return Ok(Some(pos + i as u64));
+        }
+        pos += n as u64;
+    }
+    Ok(None)
 }
 
 /// True when nothing but zeros (or a segment boundary) follows `end`.

@@ -594,9 +594,6 @@ fn fixture_truncated_cq() {
 /// writes the re-dispatched units past the hole, which breaks the queue's
 /// "units are a prefix" invariant: reads stop at the first zero unit.
 #[test]
-#[ignore = "engine bug: a consume queue cut below the re-dispatch start is never \
-            rebuilt and is left with a hole of zero units (store.rs: dispatch_from \
-            in open_with_env, Inner::write_units)"]
 fn fixture_truncated_cq_deep() {
     fixture_scenario("truncated-cq-deep");
 }
@@ -1353,8 +1350,6 @@ fn seeded_mutations_never_panic_or_lie() {
 /// puts are appended after an unparseable region, and the next abnormal
 /// recovery (after any crash) stops at that region and zeroes them.
 #[test]
-#[ignore = "engine bug: a clean end is trusted without parsing; acknowledged puts \
-            after it are lost by the next crash (store.rs: clean_end in open_with_env)"]
 fn clean_end_is_trusted_without_parsing() {
     let b = base();
     let s = SEGMENT_BYTES;
@@ -1385,8 +1380,6 @@ fn clean_end_is_trusted_without_parsing() {
 /// The record's topic, queue id and queue offset (and the unit's size)
 /// should be checked against the request.
 #[test]
-#[ignore = "engine bug: get_from_queue does not check that the record belongs to \
-            the queue; consumers get other queues' messages (Store::get_from_queue)"]
 fn get_from_queue_checks_the_queue() {
     let b = base();
     let path = b.queue_file("TopicA", 1);
@@ -1426,8 +1419,6 @@ fn get_from_queue_checks_the_queue() {
 /// size should come from the segment bases (or the configuration), and a
 /// short first segment be extended like the others.
 #[test]
-#[ignore = "engine bug: a short first segment deletes every later segment \
-            (CommitLog::open, beyond_gap in Store::open_with_env)"]
 fn short_first_segment_keeps_later_segments() {
     let b = base();
     for keep in [40_000, 1000] {
@@ -1458,8 +1449,6 @@ fn short_first_segment_keeps_later_segments() {
 /// FORMAT.md says stops the walk: a header timestamp near i64::MAX or
 /// i64::MIN panics in debug builds (and wraps in release).
 #[test]
-#[ignore = "engine bug: index lookup overflows on extreme header timestamps \
-            (IndexFile::select)"]
 fn index_extreme_timestamps_do_not_panic() {
     let b = base();
     for (begin, diff) in [(i64::MAX - 1, 1i32), (i64::MIN + 1, -1i32)] {
@@ -1489,8 +1478,6 @@ fn index_extreme_timestamps_do_not_panic() {
 /// and acknowledged messages are invisible to consumers. Open should
 /// refuse such names with a clear error.
 #[test]
-#[ignore = "engine bug: segment bases near the end of the offset space panic or \
-            hide acknowledged messages (parse_file_name, CommitLog::read_raw)"]
 fn segment_names_near_the_end_of_the_offset_space() {
     let s = SEGMENT_BYTES;
     let top = 1u64 << 63;
@@ -1531,8 +1518,6 @@ fn segment_names_near_the_end_of_the_offset_space() {
 /// new units go to the stray directory. Only the canonical decimal name
 /// should load (others ignored with a note, like other bad names).
 #[test]
-#[ignore = "engine bug: a queue directory named `00` shadows queue 0 \
-            (QueueSet::open)"]
 fn non_canonical_queue_names_do_not_shadow_queues() {
     let b = base();
     let foreign = b.files[&b.queue_file("TopicB", 0)].clone();

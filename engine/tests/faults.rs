@@ -402,9 +402,6 @@ fn read_bit_flips_never_return_a_wrong_message() {
 /// pool), so the put hangs for the whole `sync_flush_timeout_ms` before it
 /// is refused. It should be refused at once.
 #[test]
-#[ignore = "engine bug: group-commit waiters are not woken when another thread \
-            poisons the store; the put waits out sync_flush_timeout_ms \
-            (flush/group.rs: service)"]
 fn group_waiters_fail_fast_when_another_thread_poisons() {
     let mut cfg = fault_config(FlushKind::Group);
     cfg.flush.sync_flush_timeout_ms = 4_000;

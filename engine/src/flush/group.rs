@@ -19,6 +19,9 @@ use crate::message::PutStatus;
 /// Name in results.
 pub const NAME: &str = "group";
 
+/// How often a waiting put re-checks whether the log was poisoned.
+const POISON_CHECK: Duration = Duration::from_millis(10);
+
 struct State {
     /// Highest end offset any waiting put asked for.
     requested: u64,
@@ -124,9 +127,11 @@ impl FlushStrategy for GroupCommit {
             if now >= deadline {
                 break Ok(PutStatus::FlushDiskTimeout);
             }
+            // Bounded slices: another thread may poison the log (a failed
+            // write) without going through this service.
             st = sh
                 .done
-                .wait_timeout(st, deadline - now)
+                .wait_timeout(st, (deadline - now).min(POISON_CHECK))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         };

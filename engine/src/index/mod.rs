@@ -136,7 +136,7 @@ impl IndexFile {
         let diff_s = if h.begin_timestamp <= 0 {
             0
         } else {
-            ((store_ts - h.begin_timestamp) / 1000).clamp(0, i32::MAX as i64)
+            (store_ts.saturating_sub(h.begin_timestamp) / 1000).clamp(0, i32::MAX as i64)
         };
         let n = h.index_count;
         let mut item = [0u8; 20];
@@ -210,7 +210,10 @@ impl IndexFile {
                 h.begin_phys_offset = phys;
             }
             h.end_phys_offset = h.end_phys_offset.max(phys);
-            h.end_timestamp = h.end_timestamp.max(h.begin_timestamp + diff.max(0) * 1000);
+            h.end_timestamp = h.end_timestamp.max(
+                h.begin_timestamp
+                    .saturating_add(diff.max(0).saturating_mul(1000)),
+            );
             h.index_count = n + 1;
         }
         notes.push(format!(
@@ -273,7 +276,7 @@ impl IndexFile {
             let phys = u64::from_be_bytes(p);
             let diff = i32::from_be_bytes([item[12], item[13], item[14], item[15]]) as i64;
             let prev = u32::from_be_bytes([item[16], item[17], item[18], item[19]]);
-            let t = h.begin_timestamp + diff * 1000;
+            let t = h.begin_timestamp.saturating_add(diff.saturating_mul(1000));
             if ihash == hash && t >= begin && t <= end {
                 out.push(phys);
             }

@@ -49,6 +49,44 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
     name.parse().ok()
 }
 
+/// Highest segment base accepted (see `CommitLog::open`).
+pub const MAX_SEGMENT_BASE: u64 = 1 << 62;
+
+/// The segment size of an existing log: the spacing of the first two names
+/// (names are authoritative: a short first file is damage, not geometry),
+/// unless the first file's length divides that spacing (a missing segment
+/// right after the first); with one file, its length; else `configured`.
+fn segment_geometry(
+    files: &[(u64, PathBuf, Arc<dyn File>)],
+    configured: u64,
+    notes: &mut Vec<String>,
+) -> u64 {
+    let Some((b0, p0, f0)) = files.first() else {
+        return configured;
+    };
+    let len0 = f0.len();
+    let size = match files.get(1) {
+        Some((b1, _, _)) => {
+            let spacing = b1 - b0;
+            if len0 >= 4096 && spacing % len0 == 0 {
+                len0
+            } else {
+                spacing
+            }
+        }
+        None if len0 >= 4096 => len0,
+        None => configured,
+    };
+    let size = if size < 4096 { configured } else { size };
+    if size != configured {
+        notes.push(format!(
+            "segment size {size} taken from the files in {} (configured {configured})",
+            p0.parent().unwrap_or(p0).display()
+        ));
+    }
+    size
+}
+
 /// Bytes appended but not yet committed, for the transient-pool strategy.
 struct Staging {
     state: Mutex<StagingBuf>,
@@ -143,56 +181,47 @@ impl CommitLog {
             }
         }
         bases.sort();
-        let mut segment_bytes = opts.segment_bytes;
-        let mut segments = Vec::new();
-        let mut beyond_gap = Vec::new();
-        for (i, (base, path)) in bases.iter().enumerate() {
-            if !beyond_gap.is_empty() {
-                beyond_gap.push(path.clone());
-                continue;
+        // Offsets are signed 64-bit in RocketMQ, and base + size must not
+        // overflow: names past 2^62 are not segments of a real store.
+        bases.retain(|(b, p)| {
+            let ok = *b <= MAX_SEGMENT_BASE;
+            if !ok {
+                notes.push(format!("ignored {}: offset beyond 2^62", p.display()));
             }
+            ok
+        });
+        let mut files = Vec::with_capacity(bases.len());
+        for (base, path) in bases {
             let file = env
                 .open(
-                    path,
+                    &path,
                     OpenOptions {
                         read_only: opts.read_only,
                         ..OpenOptions::default()
                     },
                 )
-                .map_err(|e| Error::io("open", path, e))?;
-            if i == 0 {
-                let len = file.len();
-                if len >= 4096 && len != segment_bytes {
-                    notes.push(format!(
-                        "segment size {len} taken from {} (configured {segment_bytes})",
-                        path.display()
-                    ));
-                    segment_bytes = len;
-                } else if len < 4096 {
-                    notes.push(format!(
-                        "first segment {} is only {len} bytes; using configured size {segment_bytes}",
-                        path.display()
-                    ));
-                }
+                .map_err(|e| Error::io("open", &path, e))?;
+            files.push((base, path, file));
+        }
+        let segment_bytes = segment_geometry(&files, opts.segment_bytes, notes);
+        let mut segments: Vec<Arc<Segment>> = Vec::new();
+        let mut beyond_gap = Vec::new();
+        for (base, path, file) in files {
+            let (base, path) = (&base, &path);
+            if base % segment_bytes != 0 {
+                notes.push(format!(
+                    "ignored {}: not a multiple of the segment size {segment_bytes}",
+                    path.display()
+                ));
+                continue;
             }
-            let expected = match segments.last() {
-                None => {
-                    if base % segment_bytes != 0 {
-                        return Err(Error::Corrupt {
-                            path: path.clone(),
-                            offset: *base,
-                            reason: format!(
-                                "segment base is not a multiple of the segment size {segment_bytes}"
-                            ),
-                        });
-                    }
-                    *base
-                }
-                Some(prev) => {
-                    let prev: &Arc<Segment> = prev;
-                    prev.base + segment_bytes
-                }
-            };
+            if !beyond_gap.is_empty() {
+                beyond_gap.push(path.clone());
+                continue;
+            }
+            let expected = segments
+                .last()
+                .map_or(*base, |prev| prev.base + segment_bytes);
             if *base != expected {
                 notes.push(format!(
                     "gap before {}: expected a segment at {expected}; it and later segments are discarded",

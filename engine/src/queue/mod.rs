@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
@@ -102,6 +102,10 @@ pub struct ConsumeQueue {
     min_offset: AtomicU64,
     /// Files written since the last flush (by base byte).
     dirty: Mutex<Vec<u64>>,
+    /// A file was shorter than the queue's file size when loaded: units
+    /// may be missing anywhere, so recovery re-dispatches from this
+    /// queue's last intact unit.
+    damaged: AtomicBool,
 }
 
 impl ConsumeQueue {
@@ -155,6 +159,25 @@ impl ConsumeQueue {
                 file,
             });
         }
+        let mut damaged = false;
+        for f in &files {
+            if f.file.len() < file_bytes {
+                notes.push(format!(
+                    "{} is {} bytes, shorter than the queue's {file_bytes}: re-dispatching it",
+                    f.path.display(),
+                    f.file.len()
+                ));
+                damaged = true;
+                if !read_only {
+                    // Cut the partial unit off, then extend with zeros.
+                    let whole = f.file.len() - f.file.len() % UNIT_BYTES;
+                    f.file
+                        .set_len(whole)
+                        .and_then(|_| f.file.set_len(file_bytes))
+                        .map_err(|e| Error::io("extend", &f.path, e))?;
+                }
+            }
+        }
         let cq = ConsumeQueue {
             env,
             dir: dir.to_path_buf(),
@@ -164,6 +187,7 @@ impl ConsumeQueue {
             max_offset: AtomicU64::new(0),
             min_offset: AtomicU64::new(0),
             dirty: Mutex::new(Vec::new()),
+            damaged: AtomicBool::new(damaged),
         };
         let min = files.first().map(|f| f.base_byte / UNIT_BYTES).unwrap_or(0);
         *cq.files.write().unwrap_or_else(|e| e.into_inner()) = files;
@@ -197,6 +221,11 @@ impl ConsumeQueue {
             }
         }
         Ok(first_unit + lo)
+    }
+
+    /// True when a file was short at load (see the field).
+    pub fn is_damaged(&self) -> bool {
+        self.damaged.load(Ordering::Acquire)
     }
 
     /// One past the last unit.
@@ -433,7 +462,9 @@ impl QueueSet {
                 .map_err(|e| Error::io("list", &tdir, e))?
             {
                 let qdir = tdir.join(&qname);
-                let Ok(qid) = qname.parse::<u32>() else {
+                // Only the canonical spelling: "00" or "+0" must not
+                // shadow queue 0.
+                let Some(qid) = qname.parse::<u32>().ok().filter(|q| q.to_string() == qname) else {
                     notes.push(format!("ignored {}: not a queue id", qdir.display()));
                     continue;
                 };
@@ -477,6 +508,7 @@ impl QueueSet {
             max_offset: AtomicU64::new(0),
             min_offset: AtomicU64::new(0),
             dirty: Mutex::new(Vec::new()),
+            damaged: AtomicBool::new(false),
         });
         per.insert(queue_id, cq.clone());
         Ok(cq)
