@@ -45,6 +45,10 @@ pub struct ScanStop {
     /// Non-zero bytes found in the 4 MiB after the stop: 0 means the
     /// never-written tail of a segment, anything else a torn write or damage.
     pub nonzero_bytes_after: u64,
+    /// A valid record (CRC and self-referencing PHYSICALOFFSET checked)
+    /// found within the 4 MiB after the stop: data resumes there, so the
+    /// stop is not the end of what was written.
+    pub resumes_at: Option<u64>,
 }
 
 /// One commit-log segment as the raw scan saw it.
@@ -70,6 +74,8 @@ pub struct SegmentScan {
     pub bad_records: Vec<BadRecord>,
     /// Why the scan stopped before the file's end, unless at the blank.
     pub stop: Option<ScanStop>,
+    /// Physical offset of the last valid message record.
+    pub last_record_at: Option<u64>,
 }
 
 /// The raw scan of a whole commit log.
@@ -101,36 +107,65 @@ impl RawScan {
             .unwrap_or(0)
     }
 
-    /// Damage that no crash explains: a bad checksum on a record followed by
-    /// valid data, a segment that stops early while later segments hold
-    /// records, or (in the last segment) garbage after the end when the
-    /// store was shut down cleanly. Returns descriptions.
-    pub fn corruption(&self, clean_shutdown: bool) -> Vec<String> {
-        let mut out = Vec::new();
+    /// What the raw scan found wrong: `(corruption, warnings)`.
+    /// Corruption is damage no crash explains: a record failing its
+    /// checksum with valid data after it, or (after a clean shutdown) any
+    /// bytes that do not decode before the end of data. After an unclean
+    /// shutdown, a bad last record or undecodable bytes followed by valid
+    /// records are only warnings: a torn write, or pages persisted out of
+    /// order before a power loss; the ack log (`verify --acked`) decides.
+    pub fn findings(&self, clean_shutdown: bool) -> (Vec<String>, Vec<String>) {
+        let mut bad = Vec::new();
+        let mut warn = Vec::new();
         let last_with_data = self
             .segments
             .iter()
             .rposition(|s| s.valid_bytes > 0 || s.stop.is_some());
         for (i, s) in self.segments.iter().enumerate() {
+            let is_last = last_with_data == Some(i);
             for b in &s.bad_records {
-                out.push(format!("{}: record at {}: {}", s.name, b.offset, b.reason));
-            }
-            if let Some(stop) = &s.stop {
-                let later_data = last_with_data.is_some_and(|l| l > i);
-                if later_data {
-                    out.push(format!(
-                        "{}: valid data ends at {} ({}) but later segments hold records",
-                        s.name, stop.offset, stop.reason
+                let msg = format!("{}: record at {}: {}", s.name, b.offset, b.reason);
+                let trailing = is_last
+                    && s.last_record_at.is_none_or(|r| r < b.offset)
+                    && s.stop.as_ref().is_none_or(|st| st.resumes_at.is_none());
+                if trailing && !clean_shutdown {
+                    warn.push(format!(
+                        "{msg} (the last record of an unclean store: a torn write)"
                     ));
-                } else if stop.nonzero_bytes_after > 0 && clean_shutdown {
-                    out.push(format!(
-                        "{}: {} non-zero bytes after the end at {} ({}) in a cleanly shut down store",
-                        s.name, stop.nonzero_bytes_after, stop.offset, stop.reason
-                    ));
+                } else {
+                    bad.push(msg);
                 }
             }
+            let Some(stop) = &s.stop else { continue };
+            let later_data = last_with_data.is_some_and(|l| l > i);
+            let msg = if later_data {
+                Some(format!(
+                    "{}: valid data ends at {} ({}) but later segments hold records",
+                    s.name, stop.offset, stop.reason
+                ))
+            } else if let Some(at) = stop.resumes_at {
+                Some(format!(
+                    "{}: bytes at {} do not decode ({}) but valid records resume at {at}",
+                    s.name, stop.offset, stop.reason
+                ))
+            } else if stop.nonzero_bytes_after > 0 && clean_shutdown {
+                Some(format!(
+                    "{}: {} non-zero bytes after the end at {} ({}) in a cleanly shut down store",
+                    s.name, stop.nonzero_bytes_after, stop.offset, stop.reason
+                ))
+            } else {
+                None
+            };
+            match msg {
+                Some(m) if clean_shutdown => bad.push(m),
+                Some(m) => warn.push(format!(
+                    "{m} (corruption, or pages persisted out of order before a power loss: \
+                     check with --acked)"
+                )),
+                None => {}
+            }
         }
-        out
+        (bad, warn)
     }
 
     /// Garbage after the end of the last segment (a torn write after a
@@ -163,6 +198,33 @@ fn count_nonzero(f: &fs::File, from: u64, file_len: u64) -> Result<u64> {
     Ok(n)
 }
 
+/// Looks for a valid record in the 4 MiB after `from`: a position whose
+/// magic is a record magic and whose record decodes with its checksums and
+/// a PHYSICALOFFSET equal to its position (garbage essentially never does).
+fn find_resume(f: &fs::File, base: u64, from: u64, file_len: u64) -> Result<Option<u64>> {
+    let end = file_len.min(from + TAIL_PROBE_BYTES);
+    if end <= from + 8 {
+        return Ok(None);
+    }
+    let mut buf = vec![0u8; (end - from) as usize];
+    let n = f.read_at(&mut buf, from)?;
+    buf.truncate(n);
+    for p in 1..buf.len().saturating_sub(8) {
+        let magic = u32::from_be_bytes([buf[p + 4], buf[p + 5], buf[p + 6], buf[p + 7]]);
+        if magic != record::MAGIC_V1 && magic != record::MAGIC_V2 {
+            continue;
+        }
+        let at = from + p as u64;
+        let left = file_len - at;
+        if let Ok(Decoded::Message(_)) =
+            record::decode(&buf[p..], base + at, left, CrcCheck::Present)
+        {
+            return Ok(Some(base + at));
+        }
+    }
+    Ok(None)
+}
+
 fn scan_segment(path: &Path, name: &str, base: u64) -> Result<SegmentScan> {
     let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let file_bytes = f.metadata()?.len();
@@ -177,6 +239,7 @@ fn scan_segment(path: &Path, name: &str, base: u64) -> Result<SegmentScan> {
         last_store_ms: None,
         bad_records: Vec::new(),
         stop: None,
+        last_record_at: None,
     };
     let mut pos = 0u64;
     let mut head = [0u8; 8];
@@ -194,10 +257,16 @@ fn scan_segment(path: &Path, name: &str, base: u64) -> Result<SegmentScan> {
                 } else {
                     count_nonzero(&f, pos, file_bytes)?.max(1)
                 };
+                let resumes_at = if matches!(e, DecodeError::Zero) {
+                    None
+                } else {
+                    find_resume(&f, base, pos, file_bytes)?
+                };
                 s.stop = Some(ScanStop {
                     offset: base + pos,
                     reason,
                     nonzero_bytes_after: nonzero,
+                    resumes_at,
                 });
                 break;
             }
@@ -213,6 +282,7 @@ fn scan_segment(path: &Path, name: &str, base: u64) -> Result<SegmentScan> {
             }
             Ok(Decoded::Message(m)) => {
                 s.records += 1;
+                s.last_record_at = Some(base + pos);
                 s.first_store_ms.get_or_insert(m.store_timestamp_ms);
                 s.last_store_ms = Some(m.store_timestamp_ms);
                 pos += total;
@@ -232,6 +302,7 @@ fn scan_segment(path: &Path, name: &str, base: u64) -> Result<SegmentScan> {
                     offset: base + pos,
                     reason: e.to_string(),
                     nonzero_bytes_after: count_nonzero(&f, pos, file_bytes)?.max(1),
+                    resumes_at: find_resume(&f, base, pos, file_bytes)?,
                 });
                 break;
             }
@@ -308,6 +379,8 @@ pub struct Inspection {
     pub recovery_error: Option<String>,
     /// Damage the raw scan found that no crash explains.
     pub corruption: Vec<String>,
+    /// Damage a crash may explain (see `RawScan::findings`).
+    pub warnings: Vec<String>,
 }
 
 fn walk_files(root: &Path, sub: &str) -> Vec<FileInfo> {
@@ -346,7 +419,7 @@ fn read_checkpoint(dir: &Path) -> Option<Checkpoint> {
 pub fn inspect(dir: &Path) -> Result<Inspection> {
     let abort_marker = dir.join("abort").exists();
     let commit_log = raw_scan(dir)?;
-    let corruption = commit_log.corruption(!abort_marker);
+    let (corruption, warnings) = commit_log.findings(!abort_marker);
     let (offsets, queues, recovery, recovery_error) = match open_read_only(dir) {
         Ok(store) => {
             let r = (
@@ -372,6 +445,7 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
         recovery,
         recovery_error,
         corruption,
+        warnings,
     })
 }
 
@@ -547,6 +621,9 @@ pub fn render(i: &Inspection) -> String {
             let _ = writeln!(o, "\nrecovery FAILED: {e}");
         }
         _ => {}
+    }
+    for w in &i.warnings {
+        let _ = writeln!(o, "warning: {w}");
     }
     if i.corruption.is_empty() {
         let _ = writeln!(o, "\nraw scan: no corruption");

@@ -134,6 +134,8 @@ pub struct VerifyReport {
     pub store_scan_error: Option<String>,
     /// Corruption found.
     pub corruption: Vec<String>,
+    /// Damage a crash may explain (torn writes, out-of-order persistence).
+    pub warnings: Vec<String>,
     /// Garbage after the end of an unclean store: (offset, non-zero bytes).
     pub torn_tail: Option<(u64, u64)>,
     /// Ack-log check.
@@ -257,7 +259,7 @@ fn check_acks(store: &Store, acks: &[AckLine], end: u64, use_index: bool) -> Ack
 pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<VerifyReport> {
     let clean_shutdown = !dir.join("abort").exists();
     let raw = raw_scan(dir)?;
-    let mut corruption = raw.corruption(clean_shutdown);
+    let (mut corruption, warnings) = raw.findings(clean_shutdown);
     let mut notes = Vec::new();
     let store = open_read_only(dir)?;
     let recovery = store.recovery_report().clone();
@@ -329,6 +331,7 @@ pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<Verif
         store_scan_end: scan_end,
         store_scan_error: scan_error,
         corruption,
+        warnings,
         torn_tail,
         acked,
         notes,
@@ -383,6 +386,9 @@ pub fn render(r: &VerifyReport) -> String {
     }
     for n in &r.notes {
         let _ = writeln!(o, "note: {n}");
+    }
+    for w in &r.warnings {
+        let _ = writeln!(o, "warning: {w}");
     }
     if let Some(a) = &r.acked {
         let _ = writeln!(
