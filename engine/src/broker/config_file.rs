@@ -64,7 +64,9 @@ impl ConfigFile {
             )
             .map_err(|e| Error::io("open", path, e))?;
         let mut buf = vec![0u8; f.len() as usize];
-        let n = f.read_at(0, &mut buf).map_err(|e| Error::io("read", path, e))?;
+        let n = f
+            .read_at(0, &mut buf)
+            .map_err(|e| Error::io("read", path, e))?;
         buf.truncate(n);
         Ok(Some(buf))
     }

@@ -36,7 +36,11 @@ impl Subscription {
         let codes = tags.iter().map(|t| tags_code(Some(t))).collect();
         Subscription {
             topic: topic.into(),
-            expression: if expr.is_empty() { "*".into() } else { expr.into() },
+            expression: if expr.is_empty() {
+                "*".into()
+            } else {
+                expr.into()
+            },
             tags,
             codes,
         }

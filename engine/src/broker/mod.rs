@@ -294,7 +294,12 @@ impl Broker {
             store.clone(),
             clock.clone(),
             cfg.delay_levels_ms.clone(),
-            cfg.delay_levels_ms.iter().copied().min().unwrap_or(100).clamp(1, 100),
+            cfg.delay_levels_ms
+                .iter()
+                .copied()
+                .min()
+                .unwrap_or(100)
+                .clamp(1, 100),
         ));
         let core = Arc::new(BrokerCore {
             locks: LockManager::new(clock.clone(), cfg.lock_expiry_ms),
@@ -413,7 +418,9 @@ impl BrokerCore {
     pub fn create_topic(&self, topic: &str, queues: u32) -> Result<()> {
         crate::topic::validate(topic).map_err(Error::IllegalMessage)?;
         if queues == 0 {
-            return Err(Error::Config(format!("topic {topic} needs at least 1 queue")));
+            return Err(Error::Config(format!(
+                "topic {topic} needs at least 1 queue"
+            )));
         }
         let changed = {
             let mut t = self.topics.write().unwrap_or_else(|e| e.into_inner());

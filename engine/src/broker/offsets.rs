@@ -79,11 +79,7 @@ impl ConsumerOffsets {
     /// Writes the table to its file.
     pub fn persist(&self) -> Result<()> {
         let snapshot = OffsetFile {
-            offset_table: self
-                .table
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            offset_table: self.table.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         };
         self.file.store(&snapshot)
     }

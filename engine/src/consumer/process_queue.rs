@@ -83,6 +83,8 @@ pub struct ProcessQueue {
     state: Mutex<State>,
     arrived: Condvar,
     dropped: AtomicBool,
+    /// Set when dropped or when the consumer stops: held pulls return.
+    pull_cancelled: AtomicBool,
     locked: AtomicBool,
     last_lock_ms: AtomicI64,
     /// Held around each orderly batch (the third lock).
@@ -98,7 +100,10 @@ impl ProcessQueue {
     pub fn put(&self, msgs: Vec<StoredMessage>) {
         let mut s = self.st();
         for m in msgs {
-            s.max_offset = Some(s.max_offset.map_or(m.queue_offset, |o| o.max(m.queue_offset)));
+            s.max_offset = Some(
+                s.max_offset
+                    .map_or(m.queue_offset, |o| o.max(m.queue_offset)),
+            );
             s.msgs.insert(m.queue_offset, m);
         }
         drop(s);
@@ -181,6 +186,7 @@ impl ProcessQueue {
     /// Marks the queue as no longer this consumer's.
     pub fn set_dropped(&self) {
         self.dropped.store(true, Ordering::Release);
+        self.pull_cancelled.store(true, Ordering::Release);
         self.arrived.notify_all();
     }
 
@@ -189,9 +195,15 @@ impl ProcessQueue {
         self.dropped.load(Ordering::Acquire)
     }
 
-    /// The flag itself (long polls watch it to return early).
-    pub fn dropped_flag(&self) -> &AtomicBool {
-        &self.dropped
+    /// Ends pulls in progress (the consumer is stopping) without dropping
+    /// the queue, so batches in flight still commit.
+    pub fn cancel_pulls(&self) {
+        self.pull_cancelled.store(true, Ordering::Release);
+    }
+
+    /// Set once pulls must stop: held pulls watch it to return early.
+    pub fn pull_cancel_flag(&self) -> &AtomicBool {
+        &self.pull_cancelled
     }
 
     /// Orderly: records whether the broker lock is held, at `now_ms`.

@@ -96,7 +96,9 @@ impl PushConsumer {
             subs.insert(rt.clone(), Arc::new(Subscription::new(rt, "*")));
         }
         let offsets: Arc<dyn OffsetStore> = match cfg.model {
-            MessageModel::Clustering => Arc::new(RemoteOffsetStore::new(broker.clone(), &cfg.group)),
+            MessageModel::Clustering => {
+                Arc::new(RemoteOffsetStore::new(broker.clone(), &cfg.group))
+            }
             MessageModel::Broadcasting => Arc::new(LocalFileOffsetStore::load(
                 &broker,
                 cfg.local_offset_dir.as_deref(),
@@ -195,6 +197,9 @@ impl PushConsumer {
     pub fn shutdown(self) -> Result<()> {
         let i = &self.inner;
         i.stopped.store(true, Ordering::Release);
+        for (_, pq) in i.rebalancer.process_queues() {
+            pq.cancel_pulls();
+        }
         i.pool.lock().unwrap_or_else(|e| e.into_inner()).take();
         i.trigger_rebalance();
         i.join_threads();
@@ -228,6 +233,9 @@ impl Drop for PushConsumer {
     fn drop(&mut self) {
         let i = &self.inner;
         if !i.stopped.swap(true, Ordering::AcqRel) {
+            for (_, pq) in i.rebalancer.process_queues() {
+                pq.cancel_pulls();
+            }
             i.pool.lock().unwrap_or_else(|e| e.into_inner()).take();
             i.trigger_rebalance();
             i.join_threads();
@@ -370,18 +378,23 @@ impl Inner {
             }
             if pq.count() >= cfg.pull_threshold_per_queue {
                 self.stats.flow_control.fetch_add(1, Ordering::Relaxed);
-                sleep_unless(pq.dropped_flag(), Duration::from_millis(cfg.flow_control_delay_ms));
+                sleep_unless(
+                    pq.pull_cancel_flag(),
+                    Duration::from_millis(cfg.flow_control_delay_ms),
+                );
                 continue;
             }
             if lock_needed {
                 if !pq.is_locked() {
-                    let held = self
-                        .broker
-                        .lock_batch(&cfg.group, &cfg.client_id, std::slice::from_ref(&mq));
+                    let held = self.broker.lock_batch(
+                        &cfg.group,
+                        &cfg.client_id,
+                        std::slice::from_ref(&mq),
+                    );
                     if held.contains(&mq) {
                         pq.set_locked(true, self.broker.clock().now_ms());
                     } else {
-                        sleep_unless(pq.dropped_flag(), Duration::from_millis(100));
+                        sleep_unless(pq.pull_cancel_flag(), Duration::from_millis(100));
                         continue;
                     }
                 }
@@ -400,10 +413,13 @@ impl Inner {
                 filter: (!sub.is_all()).then(|| sub.clone()),
                 suspend_ms: cfg.pull_suspend_ms,
             };
-            let r = match self.broker.pull(&req, Some(pq.dropped_flag())) {
+            let r = match self.broker.pull(&req, Some(pq.pull_cancel_flag())) {
                 Ok(r) => r,
                 Err(_) => {
-                    sleep_unless(pq.dropped_flag(), Duration::from_millis(cfg.pull_error_delay_ms));
+                    sleep_unless(
+                        pq.pull_cancel_flag(),
+                        Duration::from_millis(cfg.pull_error_delay_ms),
+                    );
                     continue;
                 }
             };
@@ -446,7 +462,10 @@ impl Inner {
                     }
                     if cfg.pull_suspend_ms == 0 && r.status == PullStatus::NoNewMsg {
                         // Plain polling: do not spin on an empty queue.
-                        sleep_unless(pq.dropped_flag(), Duration::from_millis(cfg.pull_interval_ms.max(1)));
+                        sleep_unless(
+                            pq.pull_cancel_flag(),
+                            Duration::from_millis(cfg.pull_interval_ms.max(1)),
+                        );
                     }
                 }
                 PullStatus::OffsetIllegal => {
@@ -455,7 +474,10 @@ impl Inner {
                 }
             }
             if cfg.pull_interval_ms > 0 {
-                sleep_unless(pq.dropped_flag(), Duration::from_millis(cfg.pull_interval_ms));
+                sleep_unless(
+                    pq.pull_cancel_flag(),
+                    Duration::from_millis(cfg.pull_interval_ms),
+                );
             }
         }
     }
@@ -546,10 +568,9 @@ impl Inner {
             if !pq.wait_messages(Duration::from_millis(20)) {
                 continue;
             }
-            if clustering
-                && !pq.lock_valid(self.broker.clock().now_ms(), cfg.client_lock_expiry_ms)
+            if clustering && !pq.lock_valid(self.broker.clock().now_ms(), cfg.client_lock_expiry_ms)
             {
-                sleep_unless(pq.dropped_flag(), Duration::from_millis(10));
+                sleep_unless(pq.pull_cancel_flag(), Duration::from_millis(10));
                 continue;
             }
             let guard = cfg.process_queue_lock.then(|| pq.consume_lock.lock());
@@ -592,7 +613,7 @@ impl Inner {
                 pq.consume_again(all);
                 drop(guard);
                 sleep_unless(
-                    pq.dropped_flag(),
+                    pq.pull_cancel_flag(),
                     Duration::from_millis(cfg.suspend_current_queue_ms),
                 );
                 continue;

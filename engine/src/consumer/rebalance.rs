@@ -68,7 +68,11 @@ impl Rebalancer {
 
     fn lock_one(&self, mq: &MessageQueue) -> bool {
         self.broker
-            .lock_batch(&self.cfg.group, &self.cfg.client_id, std::slice::from_ref(mq))
+            .lock_batch(
+                &self.cfg.group,
+                &self.cfg.client_id,
+                std::slice::from_ref(mq),
+            )
             .contains(mq)
     }
 
@@ -106,15 +110,21 @@ impl Rebalancer {
             };
             pq.set_dropped();
             let _ = self.offsets.persist_all();
-            self.broker
-                .unlock_batch(&self.cfg.group, &self.cfg.client_id, std::slice::from_ref(mq));
+            self.broker.unlock_batch(
+                &self.cfg.group,
+                &self.cfg.client_id,
+                std::slice::from_ref(mq),
+            );
             return true;
         }
         pq.set_dropped();
         let _ = self.offsets.persist_all();
         if self.needs_broker_lock() {
-            self.broker
-                .unlock_batch(&self.cfg.group, &self.cfg.client_id, std::slice::from_ref(mq));
+            self.broker.unlock_batch(
+                &self.cfg.group,
+                &self.cfg.client_id,
+                std::slice::from_ref(mq),
+            );
         }
         true
     }

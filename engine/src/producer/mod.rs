@@ -264,11 +264,7 @@ impl Producer {
     }
 
     fn submit(&self, job: Job) -> std::result::Result<(), Job> {
-        let tx = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let tx = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match tx {
             Some(tx) => tx.send(job).map_err(|e| e.0),
             None => Err(job),

@@ -28,7 +28,11 @@ impl DiskUsage for DfUsage {
     }
 
     fn used_ratio(&self, store: &Store) -> io::Result<f64> {
-        let out = Command::new("df").arg("-P").arg("-k").arg(store.dir()).output()?;
+        let out = Command::new("df")
+            .arg("-P")
+            .arg("-k")
+            .arg(store.dir())
+            .output()?;
         if !out.status.success() {
             return Err(io::Error::other(format!(
                 "df failed: {}",

@@ -204,7 +204,8 @@ impl BrokerCore {
         // Dispatched into the half topic's queue (that is how the check
         // service finds it): not the PREPARED type, which the dispatcher
         // skips.
-        half.sys_flag = (msg.sys_flag & !sys_flag::TRANSACTION_MASK) | sys_flag::TRANSACTION_NOT_TYPE;
+        half.sys_flag =
+            (msg.sys_flag & !sys_flag::TRANSACTION_MASK) | sys_flag::TRANSACTION_NOT_TYPE;
         if let Err(e) = self.create_topic(HALF_TOPIC, 1) {
             return PutResult {
                 status: PutStatus::MessageIllegal,
@@ -264,7 +265,8 @@ impl BrokerCore {
         real.born_timestamp_ms = half.born_timestamp_ms;
         real.born_host = half.born_host;
         real.prepared_tx_offset = half_phys as i64;
-        real.sys_flag = (half.sys_flag & !sys_flag::TRANSACTION_MASK) | sys_flag::TRANSACTION_COMMIT;
+        real.sys_flag =
+            (half.sys_flag & !sys_flag::TRANSACTION_MASK) | sys_flag::TRANSACTION_COMMIT;
         real.properties = half.properties.clone();
         for k in [
             PROPERTY_REAL_TOPIC,
@@ -607,8 +609,7 @@ impl TransactionProducer {
         msg.queue_id = mq.queue_id;
         msg.properties
             .insert(PROPERTY_TRANSACTION_PREPARED.into(), "true".into());
-        msg.properties
-            .insert(PROPERTY_PRODUCER_GROUP.into(), group);
+        msg.properties.insert(PROPERTY_PRODUCER_GROUP.into(), group);
         let r = self.broker.prepare_transaction(&msg);
         let send = SendResult {
             status: r.status,

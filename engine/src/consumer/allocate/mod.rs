@@ -52,7 +52,10 @@ mod tests {
         assert_eq!(ids_of(&s.allocate("c1", &qs(8), &ids(3))), vec![3, 4, 5]);
         assert_eq!(ids_of(&s.allocate("c2", &qs(8), &ids(3))), vec![6, 7]);
         // More consumers than queues: the last ones get nothing.
-        assert_eq!(ids_of(&s.allocate("c3", &qs(2), &ids(4))), Vec::<u32>::new());
+        assert_eq!(
+            ids_of(&s.allocate("c3", &qs(2), &ids(4))),
+            Vec::<u32>::new()
+        );
         assert_eq!(ids_of(&s.allocate("c1", &qs(2), &ids(4))), vec![1]);
         assert!(s.allocate("zz", &qs(4), &ids(2)).is_empty());
     }
@@ -73,7 +76,12 @@ mod tests {
                         .flat_map(|i| ids_of(&strategy.allocate(&format!("c{i}"), &qs(n), &ids(c))))
                         .collect();
                     all.sort();
-                    assert_eq!(all, (0..n).collect::<Vec<_>>(), "{} n={n} c={c}", strategy.name());
+                    assert_eq!(
+                        all,
+                        (0..n).collect::<Vec<_>>(),
+                        "{} n={n} c={c}",
+                        strategy.name()
+                    );
                 }
             }
         }
