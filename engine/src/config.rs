@@ -101,7 +101,7 @@ pub struct StoreConfig {
     /// Address written as STOREHOST. Default 127.0.0.1:10911.
     pub store_host: SocketAddr,
     /// Never write to the directory: recovery happens in memory only
-    /// (requires an overlay env, see `io::sim::SimEnv::overlay`). Default
+    /// (`Store::open` reads through `io::overlay::OverlayEnv`). Default
     /// false.
     pub read_only: bool,
 }

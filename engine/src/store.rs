@@ -134,7 +134,7 @@ impl Store {
     /// read through an in-memory overlay and never modified.
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
         let env: Arc<dyn Env> = if config.read_only {
-            Arc::new(crate::io::sim::SimEnv::overlay(dir.as_ref()))
+            Arc::new(crate::io::overlay::OverlayEnv::new())
         } else {
             config
                 .backend

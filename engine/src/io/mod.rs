@@ -26,6 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub mod mmap;
+pub mod overlay;
 pub mod pwrite;
 pub mod sim;
 #[cfg(target_os = "linux")]

@@ -18,10 +18,6 @@
 //! and reads flip one bit with a seeded probability. Everything random draws
 //! from one ChaCha8 stream seeded by the plan, so a single-threaded run
 //! replays exactly from its seed.
-//!
-//! [`SimEnv::overlay`] builds a disk that reads through to a real directory
-//! and keeps every write in memory: `mqlab verify` and `inspect` recover a
-//! store this way without modifying it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -90,9 +86,6 @@ struct Disk {
     gate: RwLock<()>,
     files: Mutex<BTreeMap<PathBuf, Arc<Mutex<FileState>>>>,
     dirs: Mutex<BTreeSet<PathBuf>>,
-    /// Paths removed from an overlay: never read through again.
-    tombstones: Mutex<BTreeSet<PathBuf>>,
-    overlay: Option<PathBuf>,
     plan: FaultPlan,
     rng: Mutex<ChaCha8Rng>,
     writes: AtomicU64,
@@ -150,24 +143,12 @@ impl SimEnv {
 
     /// An empty disk with the given faults.
     pub fn with_faults(plan: FaultPlan) -> Self {
-        Self::build(BTreeMap::new(), BTreeSet::new(), None, plan)
-    }
-
-    /// A disk that reads through to the real directory `base` and keeps all
-    /// writes in memory; the real directory is never modified.
-    pub fn overlay(base: &Path) -> Self {
-        Self::build(
-            BTreeMap::new(),
-            BTreeSet::new(),
-            Some(base.to_path_buf()),
-            FaultPlan::default(),
-        )
+        Self::build(BTreeMap::new(), BTreeSet::new(), plan)
     }
 
     fn build(
         files: BTreeMap<PathBuf, Arc<Mutex<FileState>>>,
         dirs: BTreeSet<PathBuf>,
-        overlay: Option<PathBuf>,
         plan: FaultPlan,
     ) -> Self {
         SimEnv {
@@ -175,8 +156,6 @@ impl SimEnv {
                 gate: RwLock::new(()),
                 files: Mutex::new(files),
                 dirs: Mutex::new(dirs),
-                tombstones: Mutex::new(BTreeSet::new()),
-                overlay,
                 rng: Mutex::new(ChaCha8Rng::seed_from_u64(plan.seed)),
                 plan,
                 writes: AtomicU64::new(0),
@@ -233,7 +212,6 @@ impl SimEnv {
         SimEnv::build(
             out,
             dirs,
-            None,
             FaultPlan {
                 seed,
                 ..FaultPlan::default()
@@ -288,38 +266,9 @@ impl SimEnv {
         }
     }
 
-    fn lookup(&self, path: &Path) -> io::Result<Option<Arc<Mutex<FileState>>>> {
-        let mut files = self.disk.files.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = files.get(path) {
-            return Ok(Some(f.clone()));
-        }
-        if let Some(real) = self.real_path(path) {
-            if real.is_file() {
-                let bytes = std::fs::read(&real)?;
-                let state = Arc::new(Mutex::new(FileState {
-                    data: bytes.clone(),
-                    durable: bytes,
-                    pending: Vec::new(),
-                }));
-                files.insert(path.to_path_buf(), state.clone());
-                return Ok(Some(state));
-            }
-        }
-        Ok(None)
-    }
-
-    /// The real path behind `path` in overlay mode, unless removed.
-    fn real_path(&self, path: &Path) -> Option<PathBuf> {
-        self.disk.overlay.as_ref()?;
-        let tomb = self
-            .disk
-            .tombstones
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if tomb.contains(path) {
-            return None;
-        }
-        Some(path.to_path_buf())
+    fn lookup(&self, path: &Path) -> Option<Arc<Mutex<FileState>>> {
+        let files = self.disk.files.lock().unwrap_or_else(|e| e.into_inner());
+        files.get(path).cloned()
     }
 }
 
@@ -441,7 +390,7 @@ impl Env for SimEnv {
     fn open(&self, path: &Path, opts: OpenOptions) -> io::Result<Arc<dyn File>> {
         let _gate = self.disk.gate.read().unwrap_or_else(|e| e.into_inner());
         self.check_alive()?;
-        let state = match self.lookup(path)? {
+        let state = match self.lookup(path) {
             Some(s) => s,
             None if opts.create && !opts.read_only => {
                 let s = Arc::new(Mutex::new(FileState::default()));
@@ -498,13 +447,6 @@ impl Env for SimEnv {
                 }
             }
         }
-        if let Some(real) = self.real_path(path) {
-            for n in super::fsutil::list_dir(&real)? {
-                if self.real_path(&path.join(&n)).is_some() {
-                    names.insert(n);
-                }
-            }
-        }
         Ok(names.into_iter().collect())
     }
 
@@ -513,7 +455,7 @@ impl Env for SimEnv {
             let dirs = self.disk.dirs.lock().unwrap_or_else(|e| e.into_inner());
             dirs.contains(path)
         };
-        known || self.real_path(path).is_some_and(|p| p.is_dir())
+        known
     }
 
     fn exists(&self, path: &Path) -> bool {
@@ -521,7 +463,7 @@ impl Env for SimEnv {
             return true;
         }
         let files = self.disk.files.lock().unwrap_or_else(|e| e.into_inner());
-        files.contains_key(path) || self.real_path(path).is_some_and(|p| p.exists())
+        files.contains_key(path)
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -548,15 +490,7 @@ impl Env for SimEnv {
             .unwrap_or_else(|e| e.into_inner())
             .remove(path)
             .is_some();
-        let real = self.real_path(path).is_some_and(|p| p.exists());
-        if real {
-            self.disk
-                .tombstones
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(path.to_path_buf());
-        }
-        if existed || real {
+        if existed {
             Ok(())
         } else {
             Err(io::Error::new(
