@@ -16,8 +16,8 @@
 //! `persist_interval_ms` (10 s) and at shutdown. After a crash the levels
 //! restart from the persisted offsets, so what was delivered since is
 //! delivered again (duplicates, counted by `mqlab delay`), never lost: an
-//! offset is only persisted once the deliveries below it are durable in the
-//! store.
+//! offset only moves past a message once its delivery put was
+//! acknowledged, so it is as durable as the store makes that put.
 //!
 //! Differences from RocketMQ: the due time is read from the record's
 //! TIMER_DELIVER_MS property (written at schedule time from the scheduler's
@@ -25,7 +25,6 @@
 //! computes from TAGS for every topic; a record without the property falls
 //! back to RocketMQ's store time + level delay.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use super::{
     deliver_ms_of, put_outcome, read_config_file, to_real_topic, to_system_topic,
-    write_config_file, Clock, Counter, DelayScheduler, DelayStats, DeliverAt, PutOutcome,
-    Threads, TimerHandle, PROPERTY_DELAY, PROPERTY_TIMER_OUT_MS, SCHEDULE_TOPIC,
+    write_config_file, Clock, Counter, DelayScheduler, DelayStats, DeliverAt, PutOutcome, Threads,
+    TimerHandle, PROPERTY_DELAY, PROPERTY_TIMER_OUT_MS, SCHEDULE_TOPIC,
 };
 use crate::error::{Error, Result};
 use crate::io::Env;
@@ -128,8 +127,6 @@ struct Inner {
     heads: Vec<Mutex<Option<(u64, i64)>>>,
     /// One deliverer per level at a time (threads, or `tick`).
     level_locks: Vec<Mutex<()>>,
-    /// Offset snapshots waiting for the store to flush past them.
-    history: Mutex<VecDeque<(Vec<u64>, u64)>>,
     persist_lock: Mutex<()>,
     scheduled: Counter,
     delivered: Counter,
@@ -203,7 +200,6 @@ impl LevelsScheduler {
             offsets: offsets.into_iter().map(AtomicU64::new).collect(),
             heads: (0..n).map(|_| Mutex::new(None)).collect(),
             level_locks: (0..n).map(|_| Mutex::new(())).collect(),
-            history: Mutex::new(VecDeque::new()),
             persist_lock: Mutex::new(()),
             scheduled: Counter::default(),
             delivered: Counter::default(),
@@ -286,7 +282,7 @@ fn start_threads(inner: &Arc<Inner>, threads: &mut Threads) {
     threads.spawn("mqlab-delay-offsets".into(), move |stop| {
         let every = Duration::from_millis(me.cfg.persist_interval_ms);
         while stop.wait(every) {
-            if let Err(e) = me.persist(false) {
+            if let Err(e) = me.persist() {
                 eprintln!("mqlab: persisting delay offsets: {e}");
             }
         }
@@ -360,44 +356,15 @@ impl Inner {
         Ok(out)
     }
 
-    /// Writes the offsets file. Without `force`, writes the newest snapshot
-    /// whose deliveries are durable (the store flushed past them).
-    fn persist(&self, force: bool) -> Result<()> {
+    /// Writes the offsets file.
+    fn persist(&self) -> Result<()> {
         let _g = self.persist_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let snap: Vec<u64> = self
-            .offsets
-            .iter()
-            .map(|o| o.load(Ordering::Acquire))
-            .collect();
-        let off = self.store.offsets();
-        let pick = {
-            let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
-            h.push_back((snap.clone(), off.written));
-            let mut pick = None;
-            while let Some((_, w)) = h.front() {
-                if *w > off.flushed {
-                    break;
-                }
-                pick = h.pop_front().map(|(s, _)| s);
-            }
-            while h.len() > 64 {
-                h.pop_front();
-            }
-            if force {
-                h.clear();
-                Some(snap)
-            } else {
-                pick
-            }
-        };
-        let Some(offsets) = pick else {
-            return Ok(());
-        };
         let f = OffsetFile {
-            offset_table: offsets
+            offset_table: self
+                .offsets
                 .iter()
                 .enumerate()
-                .map(|(i, o)| ((i + 1).to_string(), *o))
+                .map(|(i, o)| ((i + 1).to_string(), o.load(Ordering::Acquire)))
                 .collect(),
         };
         let json = serde_json::to_vec_pretty(&f).expect("offsets serialize");
@@ -414,7 +381,7 @@ impl Inner {
         let now = self.clock.now_ms();
         let last = self.last_tick_persist_ms.load(Ordering::Relaxed);
         if now - last >= self.cfg.persist_interval_ms as i64 {
-            self.persist(false)?;
+            self.persist()?;
             self.last_tick_persist_ms.store(now, Ordering::Relaxed);
         }
         Ok(n)
@@ -480,7 +447,7 @@ impl DelayScheduler for LevelsScheduler {
     }
 
     fn persist(&self) -> Result<()> {
-        self.inner.persist(false)
+        self.inner.persist()
     }
 
     fn stats(&self) -> DelayStats {
@@ -509,6 +476,6 @@ impl DelayScheduler for LevelsScheduler {
 
     fn shutdown(mut self: Box<Self>) -> Result<()> {
         self.threads.stop();
-        self.inner.persist(true)
+        self.inner.persist()
     }
 }

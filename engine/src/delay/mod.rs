@@ -20,9 +20,11 @@
 //! Invariants both keep:
 //! - A due message is never delivered before its due time by the
 //!   scheduler's [`Clock`] (tests drive a [`ManualClock`]).
-//! - Progress is only persisted once the deliveries it covers are durable in
-//!   the store (flushed offset past them), so a power loss cannot turn
-//!   "delivered" progress into a lost message.
+//! - Progress only covers deliveries whose puts the store acknowledged, so
+//!   it is exactly as durable as the store's flush strategy makes any put:
+//!   with sync or group commit a power loss loses no timer; with async
+//!   flush a power loss can lose what lies in the store's loss window
+//!   (timers and deliveries alike), a process crash nothing.
 //!
 //! The on-disk formats are in `FORMAT.md`, section "Delay".
 
@@ -350,7 +352,8 @@ pub(crate) fn write_config_file(env: &dyn Env, path: &Path, content: &[u8]) -> R
             .map_err(|e| Error::io("write", p, e))?;
     }
     if let Some(dir) = path.parent() {
-        env.sync_dir(dir).map_err(|e| Error::io("sync dir", dir, e))?;
+        env.sync_dir(dir)
+            .map_err(|e| Error::io("sync dir", dir, e))?;
     }
     Ok(())
 }
@@ -376,7 +379,9 @@ pub(crate) fn read_config_file<T>(
             )
             .map_err(|e| Error::io("open", &p, e))?;
         let mut buf = vec![0u8; f.len() as usize];
-        let n = f.read_at(0, &mut buf).map_err(|e| Error::io("read", &p, e))?;
+        let n = f
+            .read_at(0, &mut buf)
+            .map_err(|e| Error::io("read", &p, e))?;
         buf.truncate(n);
         if let Some(v) = parse(&buf) {
             return Ok(Some(v));

@@ -417,9 +417,7 @@ impl TimerLogReader {
 
     fn corrupt(&self, pos: u64, why: &str) -> Error {
         Error::Corrupt {
-            path: self
-                .dir
-                .join(file_name(pos - pos % self.segment_bytes)),
+            path: self.dir.join(file_name(pos - pos % self.segment_bytes)),
             offset: pos,
             reason: why.to_string(),
         }

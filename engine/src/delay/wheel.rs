@@ -38,9 +38,10 @@
 //! that wheel copy, cuts the timer log at `P`, re-links the timer records
 //! queued after `Q`, scans the commit log from `C` for delivered copies
 //! (property `TIMER_SOURCE_OFFSET`) so that no timer is delivered twice,
-//! and reloads every slot from `R`. `R` is only persisted once every
-//! delivery before it is durable in the store (flushed offset past it), and
-//! timers are only linked into slots below `R + window`, so a slot entry the
+//! and reloads every slot from `R`. `R` only moves past a slot once every
+//! put delivering it was acknowledged (so the progress is exactly as durable
+//! as the store's flush strategy makes a put), and timers are only linked
+//! into slots below the persisted `R + window`, so a slot entry the
 //! checkpoint needs is never reused before the checkpoint moves past it.
 //!
 //! Cancel writes a cancel record (queue 1 of the timer topic) carrying the
@@ -56,10 +57,10 @@ use std::time::{Duration, Instant};
 
 use super::timerlog::{TimerLog, TimerLogReader, TimerUnit, UnitKind, UNIT_BYTES};
 use super::{
-    deliver_ms_of, put_outcome, to_real_topic, Clock, Counter, DelayScheduler,
-    DelayStats, DeliverAt, PutOutcome, Signal, Threads, TimerHandle,
-    PROPERTY_TIMER_CANCEL_OFFSET, PROPERTY_TIMER_DEL_UNIQKEY, PROPERTY_TIMER_OUT_MS,
-    PROPERTY_TIMER_SOURCE_OFFSET, TIMER_CANCEL_QUEUE, TIMER_QUEUE, TIMER_TOPIC,
+    deliver_ms_of, put_outcome, to_real_topic, Clock, Counter, DelayScheduler, DelayStats,
+    DeliverAt, PutOutcome, Signal, Threads, TimerHandle, PROPERTY_TIMER_CANCEL_OFFSET,
+    PROPERTY_TIMER_DEL_UNIQKEY, PROPERTY_TIMER_OUT_MS, PROPERTY_TIMER_SOURCE_OFFSET,
+    TIMER_CANCEL_QUEUE, TIMER_QUEUE, TIMER_TOPIC,
 };
 use crate::error::{Error, Result};
 use crate::io::{Env, File, OpenOptions};
@@ -701,16 +702,16 @@ struct State {
     ready_len: usize,
     /// Estimated bytes of the prepared messages.
     ready_bytes: u64,
-    /// R and C of the newest durable checkpoint.
+    /// R of the newest durable checkpoint.
     r_persisted: i64,
-    c_persisted: u64,
-    /// Candidate (R, C, written offset) waiting for the store to flush.
-    history: VecDeque<(i64, u64, u64)>,
     gen: u64,
     /// Timers found delivered in the commit log after recovery.
     dedup: HashSet<u64>,
     /// Size of the due cache after its last sweep.
     cache_sweep_at: usize,
+    /// A past-due timer was linked into the next slot to load: load it now,
+    /// whatever the prefetch horizon says.
+    urgent: bool,
 }
 
 impl State {
@@ -782,8 +783,7 @@ impl std::fmt::Debug for WheelScheduler {
 fn msg_bytes(m: &Message) -> u64 {
     (m.body.len()
         + m.topic.len()
-        + m
-            .properties
+        + m.properties
             .iter()
             .map(|(k, v)| k.len() + v.len() + 48)
             .sum::<usize>()
@@ -878,7 +878,11 @@ impl WheelScheduler {
             if cp.is_none() || copy != (gen % 2) as usize {
                 for (w, word) in index.dirty[copy].iter_mut().enumerate() {
                     let bits = (n as usize - w * 64).min(64);
-                    *word = if bits == 64 { u64::MAX } else { (1 << bits) - 1 };
+                    *word = if bits == 64 {
+                        u64::MAX
+                    } else {
+                        (1 << bits) - 1
+                    };
                 }
             }
         }
@@ -923,11 +927,10 @@ impl WheelScheduler {
             ready_len: 0,
             ready_bytes: 0,
             r_persisted: r,
-            c_persisted: c,
-            history: VecDeque::new(),
             gen,
             dedup,
             cache_sweep_at: 65_536,
+            urgent: false,
         };
         let inner = Arc::new(Inner {
             store,
@@ -966,6 +969,27 @@ impl WheelScheduler {
     /// The configuration in force.
     pub fn config(&self) -> &WheelConfig {
         &self.inner.cfg
+    }
+
+    #[doc(hidden)]
+    pub fn debug_state(&self) -> String {
+        let st = self.inner.lock();
+        let live: Vec<(i64, u32)> = st
+            .index
+            .slots
+            .iter()
+            .filter(|e| e.count > 0 && e.time_ms >= st.delivered_through())
+            .map(|e| (e.time_ms, e.count))
+            .collect();
+        format!(
+            "cursor {} R {} r_persisted {} loaded {:?} linked {} live entries {:?}",
+            st.load_cursor,
+            st.delivered_through(),
+            st.r_persisted,
+            st.loaded.keys().collect::<Vec<_>>(),
+            st.index.linked(),
+            live,
+        )
     }
 }
 
@@ -1012,8 +1036,8 @@ fn start_threads(inner: &Arc<Inner>, threads: &mut Threads) {
                                 .map(|d| (d - i.clock.now_ms()).clamp(0, 50))
                                 .unwrap_or(50)
                         };
-                        let wait = Duration::from_millis(wait_ms as u64)
-                            .max(Duration::from_micros(200));
+                        let wait =
+                            Duration::from_millis(wait_ms as u64).max(Duration::from_micros(200));
                         i.work.wait(wait);
                     }
                     Err(e) => return run(&i, "deliver", e),
@@ -1070,6 +1094,10 @@ impl Inner {
             slot = (limit - p).max(r);
         }
         if rolled || slot >= st.load_cursor {
+            if !rolled && slot > self.slot_ms(due) {
+                // Past due, moved to the next slot to load: load it now.
+                st.urgent = true;
+            }
             st.index.link(kind, rolled, slot, phys, due)?;
             return Ok(());
         }
@@ -1134,9 +1162,7 @@ impl Inner {
         const BATCH: usize = 8192;
         let _g = self.enqueue_lock.lock().unwrap_or_else(|e| e.into_inner());
         let q = self.lock().q_timer;
-        let units = self
-            .store
-            .queue_units(TIMER_TOPIC, TIMER_QUEUE, q, BATCH)?;
+        let units = self.store.queue_units(TIMER_TOPIC, TIMER_QUEUE, q, BATCH)?;
         let mut items = Vec::with_capacity(units.len());
         {
             let mut cache = self.due_cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -1217,7 +1243,7 @@ impl Inner {
             while scanned < 65_536 {
                 let t = st.load_cursor;
                 let bound = st.r_persisted.min(st.delivered_through()) + self.window_ms - p;
-                if t > horizon || t >= bound {
+                if (t > horizon && !st.urgent) || t >= bound {
                     break;
                 }
                 if st.ready_len >= self.cfg.max_ready && !st.loaded.is_empty() {
@@ -1240,8 +1266,12 @@ impl Inner {
                 }
             }
             let Some((t, e)) = found else {
+                if st.load_cursor > horizon {
+                    st.urgent = false;
+                }
                 return Ok(scanned > 0);
             };
+            st.urgent = false;
             st.index.note_taken(e.count as u64);
             let written = self.store.offsets().written;
             let l = st.loaded.entry(t).or_insert_with(|| Loaded::new(written));
@@ -1310,8 +1340,7 @@ impl Inner {
             prepared.retain(|r| !l.cancels.contains(&r.phys));
             self.cancelled.add((before - prepared.len()) as u64);
             let n = prepared.len();
-            if l
-                .queue
+            if l.queue
                 .back()
                 .is_none_or(|b| prepared.first().is_none_or(|f| b.due <= f.due))
             {
@@ -1453,27 +1482,16 @@ impl Inner {
         let (rec, dirty, files, copy) = {
             let mut st = self.lock();
             st.index.tl.write_out()?;
-            let r_now = st.delivered_through();
-            let offsets = self.store.offsets();
-            let c_now = st
+            // Every slot before R is fully delivered: each of its puts was
+            // acknowledged, so the progress is as durable as the store
+            // makes any acknowledged put.
+            let r_cp = st.delivered_through();
+            let c_cp = st
                 .loaded
                 .values()
                 .map(|l| l.load_offset)
                 .min()
-                .unwrap_or(offsets.written);
-            st.history.push_back((r_now, c_now, offsets.written));
-            let mut pick = None;
-            while let Some(&(r, c, w)) = st.history.front() {
-                if w > offsets.flushed {
-                    break;
-                }
-                pick = Some((r, c));
-                st.history.pop_front();
-            }
-            while st.history.len() > 4096 {
-                st.history.pop_front();
-            }
-            let (r_cp, c_cp) = pick.unwrap_or((st.r_persisted, st.c_persisted));
+                .unwrap_or_else(|| self.store.offsets().written);
             let copy = ((st.gen + 1) % 2) as usize;
             let dirty = st.index.take_dirty(copy);
             let files = st.index.tl.take_unsynced();
@@ -1491,7 +1509,8 @@ impl Inner {
             (rec, dirty, files, copy)
         };
         for (path, f) in files {
-            f.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
+            f.sync_data()
+                .map_err(|e| Error::io("fdatasync", &path, e))?;
         }
         self.wheel_file.write_entries(copy, &dirty)?;
         self.wheel_file.sync()?;
@@ -1504,7 +1523,6 @@ impl Inner {
         st.gen = rec.gen;
         let older = st.r_persisted;
         st.r_persisted = rec.r_ms;
-        st.c_persisted = rec.c_offset;
         // Files only slots before both valid checkpoints' R point into.
         st.index.release_before(older.min(rec.r_ms))?;
         Ok(())
