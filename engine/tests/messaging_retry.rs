@@ -71,6 +71,16 @@ fn retries_reach_the_dlq_after_the_limit() {
         }
     }
     drop(s);
+    // Retries went through the delay service: level 3 is queue 2 of
+    // SCHEDULE_TOPIC_XXXX, level 4 queue 3, ...
+    let sched: Vec<u32> = lab
+        .store
+        .queues()
+        .into_iter()
+        .filter(|q| q.topic == mqlab_engine::delay::SCHEDULE_TOPIC)
+        .map(|q| q.queue_id)
+        .collect();
+    assert_eq!(sched, vec![2, 3, 4], "levels 3, 4 and 5 used");
     let dead = lab.store.get_from_queue(&dlq.topic, 0, 0, 10).unwrap();
     assert!(dead.iter().all(|m| m.reconsume_times == 4));
     assert!(dead

@@ -2,17 +2,20 @@
 //! `%RETRY%{group}` with delay level 3 + reconsume count).
 //!
 //! One trait, [`DelayedSend`], so the broker does not care who keeps the
-//! message until it is due. [`TimerDelay`] keeps it in memory and puts it
-//! when due by the broker's clock; it is what the broker uses until the
-//! store's own delay service (`SCHEDULE_TOPIC_XXXX`, durable) is plugged in.
-//! Being in memory it loses pending retries in a crash, which RocketMQ
-//! would not; the delay service fixes that.
+//! message until it is due:
+//! - [`SchedulerDelay`]: the store's delay service ([`crate::delay`], the
+//!   levels scheduler by default: `SCHEDULE_TOPIC_XXXX`, durable, what
+//!   RocketMQ does);
+//! - [`TimerDelay`]: in memory, put when due by the broker's clock. Lost in
+//!   a crash; kept for experiments that want retries without the delay
+//!   service's own cost.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::delay::{DelayScheduler, DeliverAt};
 use crate::flush::Periodic;
 use crate::message::{Message, PutResult, PutStatus};
 use crate::store::Store;
@@ -150,6 +153,47 @@ impl DelayedSend for TimerDelay {
             status: PutStatus::PutOk,
             offsets: None,
             detail: Some(format!("held in memory until {due} ms (level {level})")),
+        }
+    }
+}
+
+/// Retries through the store's delay service.
+pub struct SchedulerDelay {
+    scheduler: Arc<dyn DelayScheduler>,
+}
+
+impl SchedulerDelay {
+    /// Sends through `scheduler`.
+    pub fn new(scheduler: Arc<dyn DelayScheduler>) -> SchedulerDelay {
+        SchedulerDelay { scheduler }
+    }
+}
+
+impl DelayedSend for SchedulerDelay {
+    fn name(&self) -> &'static str {
+        self.scheduler.name()
+    }
+
+    fn send_delayed(&self, msg: Message, level: u32) -> PutResult {
+        match self.scheduler.schedule(msg, DeliverAt::Level(level)) {
+            Ok(h) => PutResult {
+                status: PutStatus::PutOk,
+                offsets: None,
+                detail: Some(format!(
+                    "scheduled at physical offset {}, due at {} ms",
+                    h.phys_offset, h.deliver_ms
+                )),
+            },
+            Err(crate::Error::IllegalMessage(d)) => PutResult {
+                status: PutStatus::MessageIllegal,
+                offsets: None,
+                detail: Some(d),
+            },
+            Err(e) => PutResult {
+                status: PutStatus::ServiceNotAvailable,
+                offsets: None,
+                detail: Some(e.to_string()),
+            },
         }
     }
 }

@@ -40,7 +40,7 @@ use crate::store::Store;
 use crate::txn::{CheckCallback, TxnConfig};
 
 use config_file::ConfigFile;
-use delayed::{DelayedSend, TimerDelay, ROCKETMQ_LEVELS_MS};
+use delayed::{DelayedSend, SchedulerDelay, TimerDelay, ROCKETMQ_LEVELS_MS};
 use filter::Subscription;
 use lock::LockManager;
 use offsets::ConsumerOffsets;
@@ -91,6 +91,17 @@ impl std::fmt::Display for MessageQueue {
     }
 }
 
+/// Who holds retries until their delay level is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetryDelay {
+    /// The store's levels scheduler (`SCHEDULE_TOPIC_XXXX`, durable), as
+    /// RocketMQ.
+    Levels,
+    /// An in-memory timer (lost in a crash).
+    Memory,
+}
+
 /// Broker settings (RocketMQ's names in brackets).
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -112,9 +123,11 @@ pub struct BrokerConfig {
     /// Retries wait delay level `retry_base_level + reconsume count`.
     /// Default 3 (10 s for the first retry).
     pub retry_base_level: u32,
-    /// Delay levels of the in-memory retry timer, ms. Default RocketMQ's
+    /// Delay levels of retries, ms. Default RocketMQ's
     /// `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h`.
     pub delay_levels_ms: Vec<u64>,
+    /// Who holds retries until due. Default the levels scheduler.
+    pub retry_delay: RetryDelay,
     /// Units a pull scans at most looking for matching tags. Default 800.
     pub max_scan_units: usize,
     /// Transactions.
@@ -131,6 +144,7 @@ impl Default for BrokerConfig {
             lock_expiry_ms: 60_000,
             retry_base_level: 3,
             delay_levels_ms: ROCKETMQ_LEVELS_MS.to_vec(),
+            retry_delay: RetryDelay::Levels,
             max_scan_units: 800,
             txn: TxnConfig::default(),
         }
@@ -251,6 +265,7 @@ pub struct Broker {
     core: Arc<BrokerCore>,
     threads: Mutex<Vec<Periodic>>,
     timer: Mutex<Option<Arc<TimerDelay>>>,
+    levels: Mutex<Option<Arc<crate::delay::LevelsScheduler>>>,
     shut: AtomicBool,
 }
 
@@ -290,17 +305,31 @@ impl Broker {
         }
         let offsets =
             ConsumerOffsets::load(ConfigFile::new(env, config_dir.join("consumerOffset.json")))?;
-        let timer = Arc::new(TimerDelay::start(
-            store.clone(),
-            clock.clone(),
-            cfg.delay_levels_ms.clone(),
-            cfg.delay_levels_ms
-                .iter()
-                .copied()
-                .min()
-                .unwrap_or(100)
-                .clamp(1, 100),
-        ));
+        let (timer, levels, delayed): (_, _, Arc<dyn DelayedSend>) = match cfg.retry_delay {
+            RetryDelay::Memory => {
+                let tick_ms = cfg.delay_levels_ms.iter().copied().min().unwrap_or(100);
+                let t = Arc::new(TimerDelay::start(
+                    store.clone(),
+                    clock.clone(),
+                    cfg.delay_levels_ms.clone(),
+                    tick_ms.clamp(1, 100),
+                ));
+                (Some(t.clone()), None, t)
+            }
+            RetryDelay::Levels => {
+                let s = Arc::new(crate::delay::LevelsScheduler::open(
+                    store.clone(),
+                    store.env(),
+                    store.dir(),
+                    crate::delay::LevelsConfig {
+                        levels_ms: cfg.delay_levels_ms.clone(),
+                        ..crate::delay::LevelsConfig::default()
+                    },
+                    clock.clone(),
+                )?);
+                (None, Some(s.clone()), Arc::new(SchedulerDelay::new(s)))
+            }
+        };
         let core = Arc::new(BrokerCore {
             locks: LockManager::new(clock.clone(), cfg.lock_expiry_ms),
             store,
@@ -311,7 +340,7 @@ impl Broker {
             consumers: Mutex::new(HashMap::new()),
             producers: Mutex::new(HashMap::new()),
             txn_state: crate::txn::CheckState::default(),
-            delayed: RwLock::new(timer.clone()),
+            delayed: RwLock::new(delayed),
             stats: BrokerStats::default(),
             cfg,
         });
@@ -342,13 +371,13 @@ impl Broker {
         Ok(Arc::new(Broker {
             core,
             threads: Mutex::new(threads),
-            timer: Mutex::new(Some(timer)),
+            timer: Mutex::new(timer),
+            levels: Mutex::new(levels),
             shut: AtomicBool::new(false),
         }))
     }
 
-    /// Replaces how retries are delayed (the store's delay service, once
-    /// plugged in, instead of the in-memory timer).
+    /// Replaces how retries are delayed.
     pub fn set_delayed_send(&self, d: Arc<dyn DelayedSend>) {
         *self.core.delayed.write().unwrap_or_else(|e| e.into_inner()) = d;
     }
@@ -372,11 +401,20 @@ impl Broker {
         }
     }
 
-    /// Clean shutdown: stops the threads and persists offsets and topics.
-    /// The store stays open (its owner shuts it down).
+    /// Clean shutdown: stops the threads and persists offsets, topics and
+    /// the delay levels' progress. The store stays open (its owner shuts it
+    /// down).
     pub fn shutdown(&self) -> Result<()> {
         self.shut.store(true, Ordering::Release);
         self.stop_threads();
+        if let Some(l) = self
+            .levels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            crate::delay::DelayScheduler::persist(l.as_ref())?;
+        }
         self.core.offsets.persist()?;
         self.core.persist_topics()
     }
