@@ -1601,20 +1601,40 @@ impl Inner {
         while self.enqueue_round()? > 0 {}
         let mut total = 0;
         loop {
-            let mut progressed = false;
-            while self.load_step()? {
-                progressed = true;
-            }
             loop {
-                let b = self.deliver_batch(1024)?;
-                total += b.delivered;
-                if b.taken == 0 || b.retried == b.taken {
+                let mut progressed = false;
+                while self.load_step()? {
+                    progressed = true;
+                }
+                loop {
+                    let b = self.deliver_batch(1024)?;
+                    total += b.delivered;
+                    if b.taken == 0 || b.retried == b.taken {
+                        break;
+                    }
+                    progressed = true;
+                }
+                if !progressed {
                     break;
                 }
-                progressed = true;
             }
-            if !progressed {
-                break;
+            // The loader may stand at the window the last checkpoint
+            // allows: checkpoint to move it, and go on if that helped.
+            let blocked = {
+                let st = self.lock();
+                let bound = st.r_persisted.min(st.delivered_through()) + self.window_ms
+                    - self.cfg.precision_ms as i64;
+                let horizon = self.clock.now_ms() + self.cfg.prefetch_ms as i64;
+                (st.load_cursor <= horizon && st.load_cursor >= bound).then_some(st.r_persisted)
+            };
+            match blocked {
+                Some(before) => {
+                    self.checkpoint()?;
+                    if self.lock().r_persisted == before {
+                        break;
+                    }
+                }
+                None => break,
             }
         }
         let now = self.clock.now_ms();
