@@ -102,8 +102,10 @@ pub struct MatrixReport<'a> {
     pub started_utc: String,
     /// Wall time, s.
     pub elapsed_s: f64,
-    /// Baseline.
+    /// Baseline measured before the runs (the ratios use it).
     pub baseline: Option<&'a baseline::Baseline>,
+    /// The same measured after the runs, to show how steady the device was.
+    pub baseline_after: Option<&'a baseline::Baseline>,
     /// Run folder names, in table order.
     pub runs: Vec<String>,
     /// Skipped configurations.
@@ -254,17 +256,47 @@ pub fn cmd_matrix(args: MatrixArgs) -> Result<()> {
         }
     }
 
+    // The device again: a baseline that moved a lot means the machine was
+    // busy (other load, thermal, writeback) and the ratios are unreliable.
+    let baseline_after = match &baseline {
+        Some(before) if !util::stopped() => {
+            let scratch = util::scratch_dir(&parent, "mqlab-baseline-")?;
+            let after = baseline::measure(scratch.path(), &base)?;
+            util::write_json(&out.join("baseline").join("baseline_after.json"), &after)?;
+            let r = after.fdatasync_per_s / before.fdatasync_per_s.max(1e-9);
+            let rb = after.buffered_write_mib_per_s / before.buffered_write_mib_per_s.max(1e-9);
+            if !(0.5..=2.0).contains(&r) || !(0.5..=2.0).contains(&rb) {
+                eprintln!(
+                    "mqlab: warning: the device moved during the matrix: {:.0} fdatasync/s and {:.0} MiB/s \
+                     buffered before, {:.0} and {:.0} after; the machine was busy and the ratios to the \
+                     device are unreliable",
+                    before.fdatasync_per_s,
+                    before.buffered_write_mib_per_s,
+                    after.fdatasync_per_s,
+                    after.buffered_write_mib_per_s
+                );
+            }
+            Some(after)
+        }
+        _ => None,
+    };
     let rows: Vec<&Summary> = summaries.iter().collect();
     let table = summary::table(&rows);
     let w0 = summaries.first().map(|s| &s.config.workload);
     println!();
     if let Some(w) = w0 {
         println!(
-            "matrix: {} producers x {} inflight, {} B messages, {} queues, {:.1} s per run after {:.1} s warmup",
+            "matrix: {} producers x {} inflight, {} B messages, {} queues, {} s per run after {} s warmup",
             w.producers, w.inflight, w.msg_size, w.queues, w.duration_secs, w.warmup_secs
         );
     }
     print!("{table}");
+    if let (Some(b), Some(a)) = (&baseline, &baseline_after) {
+        println!(
+            "device: {:.0} fdatasync/s (4 KiB) and {:.0} MiB/s buffered before the runs, {:.0} and {:.0} after",
+            b.fdatasync_per_s, b.buffered_write_mib_per_s, a.fdatasync_per_s, a.buffered_write_mib_per_s
+        );
+    }
     println!("loss = worst acked-but-not-durable window on power loss (messages / age of the oldest, ms)");
     println!("vs device = msgs per 4 KiB fdatasync for sync/group; share of buffered-write MiB/s for async/pool");
     for s in &skipped {
@@ -288,6 +320,7 @@ pub fn cmd_matrix(args: MatrixArgs) -> Result<()> {
             started_utc: started,
             elapsed_s: summary::round3(t0.elapsed().as_secs_f64()),
             baseline: baseline.as_ref(),
+            baseline_after: baseline_after.as_ref(),
             runs: run_dirs,
             skipped,
             table: table.clone(),
