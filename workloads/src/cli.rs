@@ -45,6 +45,10 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Draw charts (SVG and PNG) from result folders.
     Plot(PlotArgs),
+    /// Timer levels vs the time wheel: schedule N delayed messages, deliver
+    /// them, and record schedule rate, lateness, bytes per timer, and
+    /// losses and duplicates across an optional crash.
+    Delay(crate::delay::DelayArgs),
 }
 
 /// Workload options shared by `run` and `matrix`.

@@ -11,6 +11,7 @@
 mod baseline;
 mod cli;
 mod crash;
+mod delay;
 mod inspect;
 mod matrix;
 mod plot;
@@ -38,5 +39,6 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Verify(a)) => verify::cmd_verify(a),
         Some(Command::Inspect(a)) => inspect::cmd_inspect(a),
         Some(Command::Plot(a)) => plot::cmd_plot(a),
+        Some(Command::Delay(a)) => delay::cmd_delay(a),
     }
 }

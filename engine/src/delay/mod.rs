@@ -137,7 +137,7 @@ pub struct TimerHandle {
 }
 
 /// Counters of a scheduler, cheap to read at any time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DelayStats {
     /// Messages accepted by `schedule` since open.
     pub scheduled: u64,
