@@ -14,6 +14,7 @@ mod crash;
 mod delay;
 mod inspect;
 mod matrix;
+mod messaging;
 mod plot;
 mod recorder;
 mod run;

@@ -164,7 +164,7 @@ pub fn plot_dirs(inputs: &[PathBuf], out: &Path) -> Result<Vec<String>> {
 }
 
 /// Draws one chart as `<name>.svg` and `<name>.png`.
-fn both<F, G>(out: &Path, name: &str, svg: F, png: G) -> Result<Vec<String>>
+pub(crate) fn both<F, G>(out: &Path, name: &str, svg: F, png: G) -> Result<Vec<String>>
 where
     F: FnOnce(DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>,
     G: FnOnce(DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>,
@@ -187,7 +187,7 @@ where
 }
 
 /// Color of the i-th series.
-fn color(i: usize) -> RGBColor {
+pub(crate) fn color(i: usize) -> RGBColor {
     const C: [RGBColor; 12] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
@@ -647,7 +647,11 @@ fn crash_loss<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, sets: &[CrashDat
 
 /// `mqlab plot`.
 pub fn cmd_plot(args: PlotArgs) -> Result<()> {
-    let files = plot_dirs(&args.inputs, &args.out)?;
+    let mut files = plot_dirs(&args.inputs, &args.out)?;
+    files.extend(crate::messaging::plot::draw_messaging_only(
+        &args.inputs,
+        &args.out,
+    )?);
     for f in files {
         println!("{}", args.out.join(f).display());
     }

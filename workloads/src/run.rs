@@ -142,6 +142,7 @@ pub fn execute(p: &ExecParams<'_>) -> Result<Summary, ExecError> {
         baseline: p.baseline.clone(),
         machine,
         interrupted: outcome.interrupted,
+        messaging: None,
     };
     summary::write_run_outputs(
         p.out,
@@ -164,6 +165,9 @@ pub fn cmd_run(args: RunArgs) -> Result<()> {
         Some(p) => SpecFile::load(p)?,
         None => SpecFile::default(),
     };
+    if let Some(m) = &spec.messaging {
+        return crate::messaging::cmd_run(&spec, m, &args);
+    }
     let w = Workload::resolve(
         &spec,
         args.flush,

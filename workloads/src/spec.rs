@@ -56,6 +56,9 @@ pub struct SpecFile {
     pub burst_off_ms: Option<u64>,
     /// Time-series bucket, ms.
     pub timeseries_ms: Option<u64>,
+    /// A messaging experiment (`[messaging]` table; see
+    /// `crate::messaging`). Absent for plain store workloads.
+    pub messaging: Option<crate::messaging::MessagingSpec>,
 }
 
 impl SpecFile {

@@ -120,6 +120,11 @@ pub struct Summary {
     pub machine: MachineInfo,
     /// True when Ctrl-C cut the run short.
     pub interrupted: bool,
+    /// Messaging experiments' figures (e2e_latency_us, backlog_max,
+    /// duplicates, out_of_order, dlq_messages, txn_resolution_ms, ...), at
+    /// the top level of summary.json; absent for plain store runs.
+    #[serde(flatten)]
+    pub messaging: Option<crate::messaging::Figures>,
 }
 
 /// Rounds to 3 decimals.

@@ -186,6 +186,21 @@ impl PushConsumer {
             .sum()
     }
 
+    /// A probe of [`PushConsumer::cached`] that outlives borrows (for a
+    /// sampler thread); 0 once the consumer is gone.
+    pub fn cache_probe(&self) -> Arc<dyn Fn() -> usize + Send + Sync> {
+        let weak = Arc::downgrade(&self.inner);
+        Arc::new(move || {
+            weak.upgrade().map_or(0, |i| {
+                i.rebalancer
+                    .process_queues()
+                    .iter()
+                    .map(|(_, p)| p.count())
+                    .sum()
+            })
+        })
+    }
+
     /// Asks for a rebalance now.
     pub fn rebalance_now(&self) {
         self.inner.trigger_rebalance();
