@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod delay;
+pub mod device;
 pub mod error;
 pub mod flush;
 pub mod index;

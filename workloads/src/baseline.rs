@@ -10,10 +10,11 @@
 //! - buffered write: 1 MiB writes without any sync, the page-cache
 //!   bandwidth that bounds `async` and `pool`.
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use mqlab_engine::device;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -122,64 +123,36 @@ impl Default for BaselineParams {
 
 const FILE_BYTES: u64 = 256 << 20;
 
-fn measure_sync(path: &Path, batch: usize, budget: Duration) -> Result<SyncBatch> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.set_len(FILE_BYTES)?;
-    f.sync_all()?;
-    let buf = vec![0xA5u8; batch];
-    let mut hist = latency_hist();
-    let mut off = 0u64;
-    let start = Instant::now();
-    let mut ops = 0u64;
-    // At least a few ops even on a very slow disk, at most the budget.
-    while (start.elapsed() < budget || ops < 3) && !crate::util::stopped() {
-        if off + batch as u64 > FILE_BYTES {
-            off = 0;
-        }
-        let t = Instant::now();
-        f.write_all_at(&buf, off)?;
-        f.sync_data()?;
-        hist.saturating_record(t.elapsed().as_micros() as u64);
-        off += batch as u64;
-        ops += 1;
+// The primitives live in mqlab_engine::device (shared with the benches).
+fn budget(time: Duration) -> device::Budget {
+    device::Budget {
+        time,
+        min_ops: 3,
+        file_bytes: FILE_BYTES,
     }
-    let secs = start.elapsed().as_secs_f64();
-    drop(f);
-    fs::remove_file(path).ok();
+}
+
+fn measure_sync(path: &Path, batch: usize, time: Duration) -> Result<SyncBatch> {
+    let mut hist = latency_hist();
+    let run =
+        device::pwrite_fdatasync(path, batch, budget(time), &crate::util::stopped, &mut |d| {
+            hist.saturating_record(d.as_micros() as u64)
+        })
+        .with_context(|| format!("pwrite+fdatasync on {}", path.display()))?;
     Ok(SyncBatch {
         batch_bytes: batch,
-        ops_per_s: round3(ops as f64 / secs),
-        mib_per_s: round3(ops as f64 * batch as f64 / secs / (1024.0 * 1024.0)),
+        ops_per_s: round3(run.ops_per_s()),
+        mib_per_s: round3(run.mib_per_s()),
         p50_us: hist.value_at_quantile(0.5),
         p99_us: hist.value_at_quantile(0.99),
-        ops,
+        ops: run.ops,
     })
 }
 
-fn measure_buffered(path: &Path, budget: Duration) -> Result<f64> {
-    let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let buf = vec![0x5Au8; 1 << 20];
-    let start = Instant::now();
-    let mut written = 0u64;
-    use std::io::Write;
-    while (start.elapsed() < budget || written == 0) && !crate::util::stopped() {
-        if written >= FILE_BYTES {
-            // Stay within the page cache budget: rewrite from the start.
-            f = File::create(path)?;
-        }
-        f.write_all(&buf)?;
-        written += buf.len() as u64;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    drop(f);
-    fs::remove_file(path).ok();
-    Ok(round3(written as f64 / secs / (1024.0 * 1024.0)))
+fn measure_buffered(path: &Path, time: Duration) -> Result<f64> {
+    let bw = device::buffered_write(path, 1 << 20, budget(time), &crate::util::stopped)
+        .with_context(|| format!("buffered write on {}", path.display()))?;
+    Ok(round3(bw.mib_per_s()))
 }
 
 /// Measures the device under `dir` (scratch files are removed afterwards).

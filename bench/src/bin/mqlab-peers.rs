@@ -1,0 +1,512 @@
+//! mqlab-peers: runs one engine configuration (mqlab, or with the `peers`
+//! feature rocketmq-store 1.x and RocksDB) with the same closed-loop driver,
+//! measures the device, and turns a set of runs into `summary.json`, a
+//! markdown table and a chart. `scripts/peers.sh` drives it.
+//!
+//! ```text
+//! mqlab-peers device --dir D --out device.json [--msg-bytes 1024] [--concurrency 1,16,256]
+//! mqlab-peers run --engine E --flush F --concurrency C --msg-bytes B --secs S --dir D [--out runs.jsonl] [--round N]
+//! mqlab-peers report --runs runs.jsonl --device device.json --out results/peers
+//! ```
+//!
+//! Engines: `mqlab-pwrite`, `mqlab-mmap`, `mqlab-uring` (flush sync, group,
+//! async, pool); with `--features peers`: `rocketmq-store` (its defaults,
+//! micro-batching on), `rocketmq-store-nobatch`
+//! (`commit_log_micro_batch_enabled = false`), both with flush group
+//! (SYNC_FLUSH) or async (ASYNC_FLUSH); `rocksdb` with flush group
+//! (`WriteOptions::set_sync(true)`) or async (`set_sync(false)`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use mqlab_bench::report::{self, EngineRun};
+use mqlab_bench::{message, record_bytes, DeviceFigures, LoadPool, LoadResult, Until};
+use mqlab_engine::{BackendKind, FlushConfig, FlushKind, PutStatus, Store, StoreConfig};
+
+fn usage() -> ! {
+    eprintln!(
+        "usage:\n  mqlab-peers device --dir D --out FILE [--msg-bytes 1024] [--concurrency 1,16,256] [--per-size-ms 400]\n  \
+         mqlab-peers run --engine E --flush F --concurrency C --msg-bytes B --secs S --dir D [--warmup-secs 0.5] [--out FILE] [--round N] [--no-index] [--preallocate]\n  \
+         mqlab-peers report --runs FILE --device FILE --out DIR\n\
+         engines: mqlab-pwrite mqlab-mmap mqlab-uring{}",
+        if cfg!(feature = "peers") {
+            " rocketmq-store rocketmq-store-nobatch rocksdb"
+        } else {
+            " (build with --features peers for rocketmq-store and rocksdb)"
+        }
+    );
+    std::process::exit(2)
+}
+
+struct Args(Vec<String>);
+
+impl Args {
+    fn get(&self, name: &str) -> Option<&str> {
+        let flag = format!("--{name}");
+        self.0
+            .iter()
+            .position(|a| *a == flag)
+            .and_then(|i| self.0.get(i + 1))
+            .map(String::as_str)
+    }
+    fn req(&self, name: &str) -> Result<&str> {
+        self.get(name)
+            .with_context(|| format!("missing --{name} (run without arguments for usage)"))
+    }
+    fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--{name}: cannot parse {v:?}")),
+        }
+    }
+    fn list(&self, name: &str, default: &[usize]) -> Result<Vec<usize>> {
+        match self.get(name) {
+            None => Ok(default.to_vec()),
+            Some(v) => v
+                .split(',')
+                .map(|x| x.trim().parse().context("bad list"))
+                .collect(),
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = argv.first().cloned() else {
+        usage()
+    };
+    let a = Args(argv[1..].to_vec());
+    match cmd.as_str() {
+        "device" => cmd_device(&a),
+        "run" => cmd_run(&a),
+        "report" => {
+            let out = PathBuf::from(a.req("out")?);
+            let files =
+                report::write_report(Path::new(a.req("runs")?), Path::new(a.req("device")?), &out)?;
+            for f in files {
+                println!("wrote {}", out.join(f).display());
+            }
+            Ok(())
+        }
+        _ => usage(),
+    }
+}
+
+fn cmd_device(a: &Args) -> Result<()> {
+    let dir = PathBuf::from(a.req("dir")?);
+    let sizes = a.list("msg-bytes", &[1024])?;
+    let conc = a.list("concurrency", &[1, 16, 256])?;
+    let per = Duration::from_millis(a.num("per-size-ms", 400u64)?);
+    let d = DeviceFigures::measure(
+        &dir,
+        &DeviceFigures::batch_sizes_for(&sizes, &conc),
+        per,
+        Duration::from_millis(500),
+    )?;
+    let out = PathBuf::from(a.req("out")?);
+    std::fs::write(&out, serde_json::to_vec_pretty(&d)?)?;
+    for s in &d.sync {
+        println!(
+            "pwrite+fdatasync {:>8} B: {:>9.0} ops/s {:>8.1} MiB/s p50 {:>6} µs p99 {:>6} µs",
+            s.batch_bytes, s.ops_per_s, s.mib_per_s, s.p50_us, s.p99_us
+        );
+    }
+    println!(
+        "buffered write {:.0} MiB/s, memcpy {:.0} MiB/s",
+        d.buffered_write_mib_per_s, d.memcpy_mib_per_s
+    );
+    Ok(())
+}
+
+fn cmd_run(a: &Args) -> Result<()> {
+    let engine = a.req("engine")?.to_string();
+    let flush = a.req("flush")?.to_string();
+    let concurrency: usize = a.num("concurrency", 16)?;
+    let msg_bytes: usize = a.num("msg-bytes", 1024)?;
+    let secs: f64 = a.num("secs", 3.0)?;
+    let warmup: f64 = a.num("warmup-secs", 0.5)?;
+    let round: u32 = a.num("round", 0)?;
+    let base = PathBuf::from(a.req("dir")?);
+    std::fs::create_dir_all(&base)?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{engine}-{flush}-"))
+        .tempdir_in(&base)?;
+    let time = Duration::from_secs_f64(secs);
+    let warm = Duration::from_secs_f64(warmup);
+    let (r, summary_flush) = if let Some(backend) = engine.strip_prefix("mqlab-") {
+        let knobs = Knobs {
+            index: !a.0.iter().any(|x| x == "--no-index"),
+            preallocate: a.0.iter().any(|x| x == "--preallocate"),
+        };
+        run_mqlab(
+            backend,
+            &flush,
+            concurrency,
+            msg_bytes,
+            warm,
+            time,
+            dir.path(),
+            knobs,
+        )?
+    } else {
+        run_peer(
+            &engine,
+            &flush,
+            concurrency,
+            msg_bytes,
+            warm,
+            time,
+            dir.path(),
+        )?
+    };
+    let run = EngineRun {
+        engine: if engine.starts_with("mqlab-") && flush == "pool" {
+            format!("{engine}-pool")
+        } else {
+            engine.clone()
+        },
+        flush: summary_flush.to_string(),
+        concurrency,
+        msg_bytes,
+        msgs_per_s: r.ops_per_s(),
+        p50_us: r.hist.value_at_quantile(0.5),
+        p99_us: r.hist.value_at_quantile(0.99),
+        round,
+        record_bytes: if engine.starts_with("mqlab-") {
+            record_bytes(msg_bytes)
+        } else {
+            0
+        },
+    };
+    let line = serde_json::to_string(&run)?;
+    println!("{line}");
+    if let Some(out) = a.get("out") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)?;
+        writeln!(f, "{line}")?;
+    }
+    Ok(())
+}
+
+/// Runs `op` for the warmup, then measures it for `time`.
+fn measure<F: Fn(usize) -> bool + Send + Sync + 'static>(
+    concurrency: usize,
+    warm: Duration,
+    time: Duration,
+    op: F,
+) -> LoadResult {
+    let mut pool = LoadPool::new(concurrency, op);
+    if !warm.is_zero() {
+        pool.run(Until::Time(warm));
+    }
+    pool.run(Until::Time(time))
+}
+
+/// mqlab settings a run may change from the defaults.
+struct Knobs {
+    /// Build the key index (default on; `--no-index`).
+    index: bool,
+    /// Preallocate segments (default off; `--preallocate`).
+    preallocate: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_mqlab(
+    backend: &str,
+    flush: &str,
+    concurrency: usize,
+    msg_bytes: usize,
+    warm: Duration,
+    time: Duration,
+    dir: &Path,
+    knobs: Knobs,
+) -> Result<(LoadResult, &'static str)> {
+    let backend = match backend {
+        "pwrite" => BackendKind::Pwrite,
+        "mmap" => BackendKind::Mmap,
+        "uring" => BackendKind::Uring,
+        other => bail!("unknown mqlab backend {other:?}"),
+    };
+    let kind: FlushKind = flush.parse().map_err(anyhow::Error::msg)?;
+    let cfg = StoreConfig {
+        backend,
+        flush: FlushConfig {
+            kind,
+            ..FlushConfig::default()
+        },
+        index_enabled: knobs.index,
+        preallocate: knobs.preallocate,
+        ..StoreConfig::default()
+    };
+    let store = std::sync::Arc::new(Store::open(dir.join("store"), cfg)?);
+    let msgs: Vec<_> = (0..concurrency)
+        .map(|t| message(msg_bytes, t as u32))
+        .collect();
+    let s2 = store.clone();
+    let r = measure(concurrency, warm, time, move |t| {
+        let store = &s2;
+        let res = store.put(&msgs[t]);
+        if res.status != PutStatus::PutOk {
+            eprintln!("put failed: {:?} {:?}", res.status, res.detail);
+            return false;
+        }
+        true
+    });
+    let store = std::sync::Arc::try_unwrap(store)
+        .map_err(|_| anyhow::anyhow!("store still shared after the run"))?;
+    store.shutdown()?;
+    let class = match kind {
+        FlushKind::Sync => "sync",
+        FlushKind::Group => "group",
+        FlushKind::Async | FlushKind::Pool => "async",
+    };
+    Ok((r, class))
+}
+
+#[cfg(not(feature = "peers"))]
+fn run_peer(
+    engine: &str,
+    _flush: &str,
+    _concurrency: usize,
+    _msg_bytes: usize,
+    _warm: Duration,
+    _time: Duration,
+    _dir: &Path,
+) -> Result<(LoadResult, &'static str)> {
+    bail!("engine {engine:?} needs the peers feature: cargo build --release -p mqlab-bench --features peers")
+}
+
+#[cfg(feature = "peers")]
+fn run_peer(
+    engine: &str,
+    flush: &str,
+    concurrency: usize,
+    msg_bytes: usize,
+    warm: Duration,
+    time: Duration,
+    dir: &Path,
+) -> Result<(LoadResult, &'static str)> {
+    let durable = match flush {
+        "group" | "sync" => true,
+        "async" => false,
+        other => bail!("flush {other:?}: peers take group (durable ack) or async"),
+    };
+    let class = if durable { "group" } else { "async" };
+    match engine {
+        "rocksdb" => Ok((
+            peers::rocksdb(durable, concurrency, msg_bytes, warm, time, dir)?,
+            class,
+        )),
+        "rocketmq-store" | "rocketmq-store-nobatch" => Ok((
+            peers::rocketmq(
+                durable,
+                engine == "rocketmq-store",
+                concurrency,
+                msg_bytes,
+                warm,
+                time,
+                dir,
+            )?,
+            class,
+        )),
+        other => bail!("unknown engine {other:?}"),
+    }
+}
+
+#[cfg(feature = "peers")]
+mod peers {
+    //! The peer engines, driven in-process like mqlab.
+
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use cheetah_string::CheetahString;
+    use dashmap::DashMap;
+    use mqlab_bench::latency_hist;
+    use rocketmq_model::common::config::TopicConfig;
+    use rocketmq_model::common::message::message_ext::MessageExt;
+    use rocketmq_model::common::message::message_ext_broker_inner::MessageExtBrokerInner;
+    use rocketmq_model::common::message::message_single::Message;
+    use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+    use rocketmq_store::{
+        BrokerStorePort, FlushDiskType, MessageStoreConfig, PutMessageStatus, StoreFactory,
+        StoreFactoryConfig, StoreRuntimeConfig, StoreTelemetry,
+    };
+
+    /// RocksDB `put` with the WAL on, `sync` per `durable`.
+    pub fn rocksdb(
+        durable: bool,
+        concurrency: usize,
+        msg_bytes: usize,
+        warm: Duration,
+        time: Duration,
+        dir: &Path,
+    ) -> Result<LoadResult> {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        let db = Arc::new(rocksdb::DB::open(&opts, dir.join("rocksdb"))?);
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(durable);
+        let value = vec![b'x'; msg_bytes];
+        let seq = AtomicU64::new(0);
+        let db2 = db.clone();
+        let r = measure(concurrency, warm, time, move |_| {
+            let db = &db2;
+            let k = seq.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+            match db.put_opt(k, &value, &wo) {
+                Ok(()) => true,
+                Err(e) => {
+                    eprintln!("rocksdb put failed: {e}");
+                    false
+                }
+            }
+        });
+        drop(db);
+        Ok(r)
+    }
+
+    fn inner_message(topic: &str, queue_id: i32, body: &Bytes) -> MessageExtBrokerInner {
+        let msg = Message::builder()
+            .topic(topic)
+            .body(body.clone())
+            .build_unchecked();
+        let mut ext = MessageExt::default();
+        ext.set_message_inner(msg);
+        ext.set_queue_id(queue_id);
+        ext.set_born_host(std::net::SocketAddr::from(([127, 0, 0, 1], 40000)));
+        ext.set_store_host(std::net::SocketAddr::from(([127, 0, 0, 1], 10911)));
+        ext.set_born_timestamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+        );
+        MessageExtBrokerInner {
+            message_ext_inner: ext,
+            ..Default::default()
+        }
+    }
+
+    /// rocketmq-store 1.x, in-process, `concurrency` tasks on its own
+    /// runtime each putting one message at a time.
+    pub fn rocketmq(
+        durable: bool,
+        micro_batch: bool,
+        concurrency: usize,
+        msg_bytes: usize,
+        warm: Duration,
+        time: Duration,
+        dir: &Path,
+    ) -> Result<LoadResult> {
+        let owner = RuntimeOwner::plan(RuntimeConfig::server_default("mqlab-peers"))?.build()?;
+        let ctx = owner.root_context().component("peer-store");
+        let defaults = MessageStoreConfig::default();
+        let cfg = MessageStoreConfig {
+            store_path_root_dir: CheetahString::from_string(
+                dir.join("rocketmq").to_string_lossy().to_string(),
+            ),
+            flush_disk_type: if durable {
+                FlushDiskType::SyncFlush
+            } else {
+                FlushDiskType::AsyncFlush
+            },
+            ha_listen_port: 0,
+            ha_listen_address: "127.0.0.1".parse()?,
+            timer_wheel_enable: false,
+            commit_log_micro_batch_enabled: if micro_batch {
+                defaults.commit_log_micro_batch_enabled
+            } else {
+                false
+            },
+            ..defaults
+        };
+        let topics: Arc<DashMap<CheetahString, Arc<TopicConfig>>> = Arc::new(DashMap::new());
+        let topic = mqlab_bench::TOPIC;
+        let queues = mqlab_bench::QUEUES;
+        topics.insert(
+            CheetahString::from_static_str(topic),
+            Arc::new(TopicConfig::with_queues(topic, queues, queues)),
+        );
+        let factory_cfg = StoreFactoryConfig::try_new(
+            Arc::new(cfg),
+            Arc::new(StoreRuntimeConfig::default()),
+            topics,
+            None,
+            false,
+            StoreTelemetry::noop(),
+        )?;
+        let (mut store, _timer) = StoreFactory::open(factory_cfg, ctx)?.into_parts();
+        let body = Bytes::from(vec![b'x'; msg_bytes]);
+        let result = owner.block_on(async move {
+            store.init().await?;
+            anyhow::ensure!(store.load().await, "rocketmq-store load failed");
+            store.start().await?;
+            let store = Arc::new(store);
+            let run = |d: Duration| {
+                let store = store.clone();
+                let body = body.clone();
+                async move {
+                    let stop = Arc::new(AtomicBool::new(false));
+                    let mut tasks = Vec::new();
+                    for t in 0..concurrency {
+                        let (store, stop, body) = (store.clone(), stop.clone(), body.clone());
+                        tasks.push(tokio::spawn(async move {
+                            let mut h = latency_hist();
+                            let mut failed = None;
+                            let qid = (t as u32 % queues) as i32;
+                            while !stop.load(Ordering::Relaxed) {
+                                let m = inner_message(topic, qid, &body);
+                                let t0 = Instant::now();
+                                let r = store.put_message_shared(m).await;
+                                if r.put_message_status() != PutMessageStatus::PutOk {
+                                    failed = Some(format!("{:?}", r.put_message_status()));
+                                    break;
+                                }
+                                h.saturating_record(t0.elapsed().as_micros() as u64);
+                            }
+                            (h, failed)
+                        }));
+                    }
+                    let start = Instant::now();
+                    tokio::time::sleep(d).await;
+                    stop.store(true, Ordering::Relaxed);
+                    let mut hist = latency_hist();
+                    let mut err = None;
+                    for t in tasks {
+                        let (h, f) = t.await?;
+                        hist.add(&h).expect("same bounds");
+                        err = err.or(f);
+                    }
+                    let elapsed = start.elapsed();
+                    if let Some(e) = err {
+                        anyhow::bail!("rocketmq-store put failed: {e}");
+                    }
+                    Ok::<_, anyhow::Error>(LoadResult {
+                        ops: hist.len(),
+                        elapsed,
+                        hist,
+                    })
+                }
+            };
+            if !warm.is_zero() {
+                run(warm).await?;
+            }
+            let r = run(time).await?;
+            let mut store = Arc::try_unwrap(store)
+                .map_err(|_| anyhow::anyhow!("store still shared after the run"))?;
+            store.shutdown_gracefully().await?;
+            Ok::<_, anyhow::Error>(r)
+        });
+        let _ = owner.shutdown_runtime_blocking();
+        result
+    }
+}
