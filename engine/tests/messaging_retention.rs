@@ -167,3 +167,40 @@ fn quota_usage_counts_segments() {
     assert!((q.used_ratio(&lab.store).unwrap() - 0.5).abs() < 1e-9);
     lab.shutdown();
 }
+
+#[test]
+fn deletion_keeps_the_active_segment_and_survives_a_crash() {
+    let lab = Lab::new();
+    fill(&lab, 300);
+    let bases = lab.store.segment_bases();
+    let removed = lab.store.delete_segments_before(u64::MAX).unwrap();
+    assert!(!removed.is_empty());
+    assert_eq!(lab.store.segment_bases(), vec![*bases.last().unwrap()]);
+    let min = lab.store.min_offset();
+    assert!(matches!(
+        lab.store.get(bases[0]),
+        Err(mqlab_engine::Error::NotFound(_))
+    ));
+    // Queue reads clamp to what is left.
+    let first = lab.store.get_from_queue("Big", 0, 0, 1).unwrap();
+    assert!(first[0].phys_offset >= min);
+    // More writes, then a crash (no shutdown): recovery starts from the
+    // first remaining segment and keeps everything acknowledged.
+    for i in 0..50 {
+        assert!(lab
+            .broker
+            .put(&Message::new("Big", vec![i as u8; 100]))
+            .is_ok());
+    }
+    let end = lab.store.offsets().written;
+    wait_for(5, "flushed", || lab.store.offsets().flushed >= end);
+    let lab = lab.crash_and_reopen(broker_config(), clock::system());
+    assert!(lab.store.recovery_report().abnormal);
+    assert_eq!(lab.store.min_offset(), min);
+    assert_eq!(lab.store.offsets().written, end);
+    let (qmin, qmax) = lab.broker.queue_range(&MessageQueue::new("Big", 0));
+    let msgs = lab.store.get_from_queue("Big", 0, qmin, 1_000).unwrap();
+    assert_eq!(msgs.len() as u64, qmax - qmin);
+    assert!(msgs.iter().all(|m| m.phys_offset >= min));
+    lab.shutdown();
+}

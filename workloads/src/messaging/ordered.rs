@@ -126,18 +126,25 @@ pub fn run(ctx: &Ctx<'_>, variant: &str) -> Result<Outcome> {
     let producer = Producer::new(lab.broker.clone(), ProducerConfig::default());
     let produced = Arc::new(AtomicU64::new(0));
     let sampler = {
-        let (b, t, pr, topic, start) = (
+        let (b, t, pr, topic, start, members) = (
             lab.broker.clone(),
             tracker.clone(),
             produced.clone(),
             topic.clone(),
             lab.start,
+            members.clone(),
         );
         Sampler::start(ctx.sample(), move || Row {
             t_ms: start.elapsed().as_millis() as u64,
             produced: pr.load(Ordering::Relaxed),
             consumed: t.consumed.load(Ordering::Relaxed),
             backlog: b.total_lag(GROUP, &topic),
+            consumer_queue: members
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|c| c.cached() as u64)
+                .sum(),
             ..Row::default()
         })
     };

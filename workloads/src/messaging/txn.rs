@@ -60,7 +60,7 @@ impl Outcomes {
     }
     fn unanswered(&self, b: &[u8]) -> bool {
         !self.answers
-            || parse_body(b)
+            && parse_body(b)
                 .is_some_and(|(k, s, _)| chosen(self.seed, 2, k, s, self.unanswered_percent))
     }
 }
