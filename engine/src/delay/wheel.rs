@@ -234,8 +234,11 @@ pub struct WheelIndex {
     /// The timer log.
     pub tl: TimerLog,
     dirty: [Vec<u64>; 2],
-    /// Per timer-log file: the latest slot any of its units is linked into.
+    /// Per timer-log file: the latest slot any of its units is linked into
+    /// (the file being appended to is tracked in `cur_seg`).
     seg_max_slot: BTreeMap<u64, i64>,
+    /// (base, latest slot) of the file units are appended to.
+    cur_seg: Option<(u64, i64)>,
     /// Units linked into slots not yet taken.
     linked: u64,
     /// Next slot [`WheelIndex::expire`] looks at.
@@ -273,6 +276,7 @@ impl WheelIndex {
             tl,
             dirty: [vec![0; words], vec![0; words]],
             seg_max_slot: BTreeMap::new(),
+            cur_seg: None,
             linked: 0,
             cursor_ms: i64::MIN,
         })
@@ -350,8 +354,16 @@ impl WheelIndex {
         self.dirty[0][i / 64] |= 1 << (i % 64);
         self.dirty[1][i / 64] |= 1 << (i % 64);
         let seg = self.tl.segment_base(pos);
-        let m = self.seg_max_slot.entry(seg).or_insert(slot_ms);
-        *m = (*m).max(slot_ms);
+        match &mut self.cur_seg {
+            Some((b, m)) if *b == seg => *m = (*m).max(slot_ms),
+            cur => {
+                if let Some((b, m)) = cur.take() {
+                    let e = self.seg_max_slot.entry(b).or_insert(m);
+                    *e = (*e).max(m);
+                }
+                *cur = Some((seg, slot_ms));
+            }
+        }
         self.linked += 1;
         Ok(pos)
     }
@@ -437,6 +449,10 @@ impl WheelIndex {
     /// Deletes timer-log files, oldest first, while all of a file's units
     /// are linked into slots before `slot_ms`. Returns the bytes freed.
     pub fn release_before(&mut self, slot_ms: i64) -> Result<u64> {
+        if let Some((b, m)) = self.cur_seg {
+            let e = self.seg_max_slot.entry(b).or_insert(m);
+            *e = (*e).max(m);
+        }
         let active = self.tl.segment_base(self.tl.end());
         let seg = self.tl.segment_bytes();
         let mut freed = 0;
