@@ -156,7 +156,10 @@ impl Levels {
         )
         .expect("open queues");
         let queues = (0..LEVELS)
-            .map(|l| set.get_or_create("SCHEDULE_TOPIC_XXXX", l as u32).expect("queue"))
+            .map(|l| {
+                set.get_or_create("SCHEDULE_TOPIC_XXXX", l as u32)
+                    .expect("queue")
+            })
             .collect();
         Levels {
             queues,

@@ -4,6 +4,7 @@
 //! is delivered again, and the duplicates are counted. A clean restart
 //! delivers nothing twice.
 
+mod common;
 mod delay_common;
 
 use std::sync::Arc;
@@ -82,11 +83,15 @@ fn point(seed: u64, flush: FlushKind, crash: Crash) -> (usize, usize, usize) {
 fn run(name: &str, base: u64, flush: FlushKind, crash: Crash) -> usize {
     let (mut total, mut dups) = (0, 0);
     for seed in base..base + 10 {
-        let (n, lost, dup) = point(seed, flush, match crash {
-            Crash::Power => Crash::Power,
-            Crash::Process => Crash::Process,
-            Crash::Clean => Crash::Clean,
-        });
+        let (n, lost, dup) = point(
+            seed,
+            flush,
+            match crash {
+                Crash::Power => Crash::Power,
+                Crash::Process => Crash::Process,
+                Crash::Clean => Crash::Clean,
+            },
+        );
         assert_eq!(lost, 0, "{name}: seed {seed}: lost {lost} of {n}");
         total += n;
         dups += dup;
@@ -97,7 +102,12 @@ fn run(name: &str, base: u64, flush: FlushKind, crash: Crash) -> usize {
 
 #[test]
 fn power_loss_group_commit_loses_nothing() {
-    run("power_loss_group_commit", 10, FlushKind::Group, Crash::Power);
+    run(
+        "power_loss_group_commit",
+        10,
+        FlushKind::Group,
+        Crash::Power,
+    );
 }
 
 #[test]

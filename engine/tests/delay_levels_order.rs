@@ -3,6 +3,7 @@
 //! with the system properties removed; both thread modes deliver with
 //! their threads running.
 
+mod common;
 mod delay_common;
 
 use std::sync::Arc;

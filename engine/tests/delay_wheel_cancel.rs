@@ -2,10 +2,11 @@
 //! timer's slot is far away, already loaded, or beyond the window (rolled);
 //! a cancel survives a power loss; a cancel after the due time is refused.
 
+mod common;
 mod delay_common;
 
 use delay_common::*;
-use mqlab_engine::delay::{Clock, DeliverAt, WheelConfig};
+use mqlab_engine::delay::{DeliverAt, WheelConfig};
 use mqlab_engine::io::sim::SimEnv;
 use mqlab_engine::message::PROPERTY_UNIQ_KEY;
 use mqlab_engine::FlushKind;
@@ -66,7 +67,10 @@ fn a_cancel_survives_power_loss() {
     let s = open_wheel(&store, &env, config(), &clock);
     let mut handles = Vec::new();
     for i in 0..20u64 {
-        handles.push(s.schedule(msg(i), DeliverAt::AfterMs(1_000 + i * 100)).unwrap());
+        handles.push(
+            s.schedule(msg(i), DeliverAt::AfterMs(1_000 + i * 100))
+                .unwrap(),
+        );
     }
     run_until(s.as_ref(), &clock, T0 + 500, 50);
     for h in handles.iter().step_by(2) {

@@ -5,6 +5,7 @@
 //!
 //! A failure prints the seed; `MQLAB_DELAY_SEED=<seed>` replays one point.
 
+mod common;
 mod delay_common;
 
 use std::collections::BTreeSet;

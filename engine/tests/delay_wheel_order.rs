@@ -2,6 +2,7 @@
 //! early) whatever the slot width, in due order; levels, past due times and
 //! a dense burst in one slot work too.
 
+mod common;
 mod delay_common;
 
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! as the window moves), as often as needed, and still delivered at their
 //! due millisecond, also across a restart with rolled timers pending.
 
+mod common;
 mod delay_common;
 
 use std::sync::Arc;
@@ -35,7 +36,11 @@ fn long_delays_roll_and_arrive_on_time() {
             .unwrap();
         due.push(h.deliver_ms);
     }
-    due.push(s.schedule(msg(80), DeliverAt::AfterMs(10_000)).unwrap().deliver_ms);
+    due.push(
+        s.schedule(msg(80), DeliverAt::AfterMs(10_000))
+            .unwrap()
+            .deliver_ms,
+    );
     step_to(s.as_ref(), &clock, &store, &due, T0 + 11_000);
     let got = delivered(&store);
     assert_eq!(got.len(), 81);

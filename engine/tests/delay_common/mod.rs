@@ -1,6 +1,7 @@
 //! Helpers shared by the delay scheduler tests (`delay_*.rs`): a store on
 //! the simulated disk, schedulers driven by `tick` and a manual clock, and
-//! a reader of what reached the real topic.
+//! a reader of what reached the real topic. Test files declare `mod common;`
+//! (the engine tests' shared helpers) before `mod delay_common;`.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -13,9 +14,6 @@ use mqlab_engine::delay::{
 };
 use mqlab_engine::io::sim::SimEnv;
 use mqlab_engine::{Env, FlushKind, Message, Store, StoredMessage};
-
-#[path = "../common/mod.rs"]
-mod common;
 
 /// The real topic delayed messages go to.
 pub const REAL_TOPIC: &str = "DelayedTopic";
@@ -32,7 +30,9 @@ pub fn dir() -> PathBuf {
 /// Opens the store of the tests (small files, fast background services).
 pub fn open_store(env: &SimEnv, flush: FlushKind) -> Arc<Store> {
     let env: Arc<dyn Env> = Arc::new(env.clone());
-    Arc::new(Store::open_with_env(env, dir(), common::test_config(flush)).expect("open store"))
+    Arc::new(
+        Store::open_with_env(env, dir(), crate::common::test_config(flush)).expect("open store"),
+    )
 }
 
 /// A manual clock at [`T0`].
