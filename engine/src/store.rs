@@ -406,8 +406,17 @@ impl Store {
             in_flight: AtomicUsize::new(0),
             write_block: Mutex::new(None),
         });
-        // Re-dispatch what the queues and index may lack, before anyone reads.
-        report.redispatched = inner.dispatch_round()?;
+        // Re-dispatch what the queues and index may lack, before anyone
+        // reads. After a crash, unsynced queue units and index items may
+        // have reached the disk in any order (holes): rewrite every unit of
+        // the re-dispatched records, and rebuild the newest index file's
+        // tail, rather than trusting what looks present.
+        if crashlike && !config.read_only {
+            if let Some(ix) = &inner.index {
+                ix.rebuild_newest_from(dispatch_from)?;
+            }
+        }
+        report.redispatched = inner.dispatch_round_with(crashlike)?;
         if !config.read_only && crashlike {
             // Bytes a crashed process wrote may sit unsynced in the page
             // cache: make them durable before calling them flushed and
@@ -996,6 +1005,12 @@ impl Inner {
     /// Builds queue units and index items for every record between the
     /// dispatched and the confirm offset. Returns the records dispatched.
     fn dispatch_round(&self) -> Result<u64> {
+        self.dispatch_round_with(false)
+    }
+
+    /// [`Self::dispatch_round`]; with `rewrite`, units the queues already
+    /// claim to hold are written again (crash recovery).
+    fn dispatch_round_with(&self, rewrite: bool) -> Result<u64> {
         let _g = self.dispatch_lock.lock().unwrap_or_else(|e| e.into_inner());
         let from = self.dispatched.load(Ordering::Acquire);
         let to = self.confirm_offset();
@@ -1028,7 +1043,7 @@ impl Inner {
                 if run.0 + (run.1.len() as u64 / UNIT_BYTES) != m.queue_offset {
                     // Not contiguous: write what we have and start over.
                     let (q, bytes) = std::mem::replace(run, (m.queue_offset, Vec::new()));
-                    if let Err(e) = self.write_units(m.topic, m.queue_id, q, &bytes) {
+                    if let Err(e) = self.write_units(m.topic, m.queue_id, q, &bytes, rewrite) {
                         result = Err(e);
                         return false;
                     }
@@ -1051,7 +1066,7 @@ impl Inner {
         result?;
         for (topic, queues) in runs {
             for (qid, (q, bytes)) in queues {
-                self.write_units(&topic, qid, q, &bytes)?;
+                self.write_units(&topic, qid, q, &bytes, rewrite)?;
             }
         }
         if let ScanEnd::Bad(at, e) = outcome.reason {
@@ -1071,12 +1086,23 @@ impl Inner {
         Ok(count)
     }
 
-    /// Writes a run of units, skipping those the queue already holds.
-    fn write_units(&self, topic: &str, qid: u32, first: u64, bytes: &[u8]) -> Result<()> {
+    /// Writes a run of units, skipping those the queue already holds unless
+    /// `rewrite`.
+    fn write_units(
+        &self,
+        topic: &str,
+        qid: u32,
+        first: u64,
+        bytes: &[u8],
+        rewrite: bool,
+    ) -> Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
         let cq = self.queues.get_or_create(topic, qid)?;
+        if rewrite {
+            return cq.put_units(first, bytes);
+        }
         let have = cq.max_offset();
         let n = bytes.len() as u64 / UNIT_BYTES;
         if first + n <= have {

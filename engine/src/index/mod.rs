@@ -225,6 +225,82 @@ impl IndexFile {
         Ok(())
     }
 
+    fn read_item(&self, n: u32) -> Result<Option<(u32, u64, i32)>> {
+        let mut item = [0u8; 20];
+        let got = self
+            .file
+            .read_at(self.item_pos(n), &mut item)
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        if got < 20 || item == [0u8; 20] {
+            return Ok(None);
+        }
+        let hash = u32::from_be_bytes([item[0], item[1], item[2], item[3]]);
+        let mut p = [0u8; 8];
+        p.copy_from_slice(&item[4..12]);
+        let diff = i32::from_be_bytes([item[12], item[13], item[14], item[15]]);
+        Ok(Some((hash, u64::from_be_bytes(p), diff)))
+    }
+
+    fn rebuild_from(&self, phys: u64) -> Result<()> {
+        let mut h = self.header.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slots = vec![0u32; self.slots as usize];
+        let mut kept = IndexHeader {
+            begin_timestamp: h.begin_timestamp,
+            index_count: 1,
+            ..IndexHeader::default()
+        };
+        let mut n = 1u32;
+        while n < self.items {
+            match self.read_item(n)? {
+                Some((hash, p, diff)) if p < phys => {
+                    let slot = &mut slots[(hash % self.slots) as usize];
+                    if *slot == 0 {
+                        kept.hash_slot_count += 1;
+                    }
+                    *slot = n;
+                    if n == 1 {
+                        kept.begin_phys_offset = p;
+                    }
+                    kept.end_phys_offset = p;
+                    kept.end_timestamp = h
+                        .begin_timestamp
+                        .saturating_add((diff.max(0) as i64).saturating_mul(1000));
+                    n += 1;
+                }
+                _ => break,
+            }
+        }
+        kept.index_count = n;
+        if n == 1 {
+            kept.begin_timestamp = 0;
+        }
+        // Zero the dropped tail (until a long run of zero items: unsynced
+        // writes can leave holes), so no later scan adopts stale items.
+        let mut zeros_seen = 0u32;
+        let mut m = n;
+        while m < self.items && zeros_seen < 256 {
+            if self.read_item(m)?.is_some() {
+                zeros_seen = 0;
+                self.file
+                    .write_at(self.item_pos(m), &[0u8; 20])
+                    .map_err(|e| Error::io("write", &self.path, e))?;
+            } else {
+                zeros_seen += 1;
+            }
+            m += 1;
+        }
+        let mut table = Vec::with_capacity(slots.len() * 4);
+        for v in &slots {
+            table.extend_from_slice(&v.to_be_bytes());
+        }
+        self.file
+            .write_at(HEADER_BYTES, &table)
+            .map_err(|e| Error::io("write", &self.path, e))?;
+        *h = kept;
+        drop(h);
+        self.seal()
+    }
+
     /// Makes a full file durable before a newer one receives items:
     /// re-dispatch after a crash skips records at or below the newest
     /// file's end, which is only right if every older file is complete.
@@ -527,6 +603,24 @@ impl IndexService {
         }
         *files = keep;
         Ok(removed)
+    }
+
+    /// Crash recovery: keeps the newest file's items for records below
+    /// `phys` (durable: the checkpoint flushed them before recording the
+    /// offset), drops the rest and rebuilds the slot table from the kept
+    /// items, so holes or reordering among unsynced writes (items or slots)
+    /// cannot cut a hash chain. Re-dispatch from `phys` re-adds what was
+    /// dropped. Older files were sealed (synced) before the newest one got
+    /// items, so they need nothing.
+    pub fn rebuild_newest_from(&self, phys: u64) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(f) = self.files().last().cloned() else {
+            return Ok(());
+        };
+        f.rebuild_from(phys)
     }
 
     /// Writes every header and syncs every file (recovery).
