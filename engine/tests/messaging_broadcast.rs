@@ -48,6 +48,14 @@ fn broadcasting_delivers_to_all() {
     for i in 0..20 {
         p.send(Message::new("B", format!("old{i}")));
     }
+    wait_for(5, "old messages dispatched", || {
+        lab.broker
+            .queues_of("B")
+            .iter()
+            .map(|q| lab.broker.queue_range(q).1)
+            .sum::<u64>()
+            == 20
+    });
     let gots: Vec<Got> = (0..3).map(|_| Got::default()).collect();
     let cs: Vec<PushConsumer> = gots
         .iter()

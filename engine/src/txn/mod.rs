@@ -17,7 +17,9 @@
 //!    is re-appended with TRANSACTION_CHECK_TIMES + 1 and its producer group
 //!    is asked (one of its producers, round robin) to check it back. The
 //!    producer answers with an end; UNKNOWN leaves it pending for the next
-//!    round.
+//!    round. A copy re-appended by a check is not checked again until it is
+//!    itself a timeout old, so a producer has that long to answer (mqlab's
+//!    guard against asking twice while the answer is on its way).
 //!
 //! Progress (half and op queue offsets) is kept as offsets of the system
 //! group `CID_RMQ_SYS_TRANS` in `config/consumerOffset.json`. A commit
@@ -414,6 +416,13 @@ impl BrokerCore {
                 // everything after it is younger still.
                 break;
             }
+            if checks > 0 && now - half.store_timestamp_ms < cfg.timeout_ms as i64 {
+                // Checked back less than a timeout ago: give the producer
+                // that long to answer before asking again (asking again
+                // while an answer is on its way commits twice). Later
+                // copies were appended later still.
+                break;
+            }
             // Re-append with one more check, then ask about the copy.
             let mut again = Message::new(HALF_TOPIC, half.body.clone());
             again.flag = half.flag;
@@ -642,6 +651,16 @@ impl TransactionProducer {
         if let Some(w) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = w.join();
         }
+    }
+}
+
+impl Drop for TransactionProducer {
+    fn drop(&mut self) {
+        // Without shutdown: still leave the broker's registry, so the
+        // check-back thread (which holds the broker) ends.
+        let cfg = self.producer.config();
+        self.broker.unregister_producer(&cfg.group, &cfg.client_id);
+        self.checks.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 
