@@ -195,10 +195,7 @@ fn point(flush: FlushKind, fault: Fault, puts: u64, t: &mut Totals) -> Result<()
             let m = store
                 .get(a.phys)
                 .map_err(|e| format!("get {} from the poisoned store: {e}", a.i))?;
-            same_as_put(&m, &message(a.i)).map_err(|e| {
-                t.corrupt_reads += 1;
-                e
-            })?;
+            same_as_put(&m, &message(a.i)).inspect_err(|_| t.corrupt_reads += 1)?;
         }
         let off = store.offsets();
         if flush.acks_durable() && off.acked > off.flushed {
@@ -217,10 +214,7 @@ fn point(flush: FlushKind, fault: Fault, puts: u64, t: &mut Totals) -> Result<()
     for a in &acked {
         match store.get(a.phys) {
             Ok(m) => {
-                same_as_put(&m, &message(a.i)).map_err(|e| {
-                    t.corrupt_reads += 1;
-                    e
-                })?;
+                same_as_put(&m, &message(a.i)).inspect_err(|_| t.corrupt_reads += 1)?;
                 if m.queue_offset != a.queue_offset {
                     return Err(format!("{} moved queue offset", a.i));
                 }
