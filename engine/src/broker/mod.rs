@@ -18,8 +18,26 @@
 //! - backlog (lag) per (group, queue).
 //!
 //! Threads: the offset flusher and the transaction check service, plain
-//! periodic threads. Dropping a broker without [`Broker::shutdown`] stops
-//! them without persisting anything (a crash).
+//! periodic threads, and the delay levels scheduler's. Dropping a broker
+//! without [`Broker::shutdown`] stops them without persisting anything (a
+//! crash).
+//!
+//! Where mqlab differs from RocketMQ on purpose:
+//! - clustering consumers commit offsets to the broker after every batch
+//!   (RocketMQ's client caches them and sends them every 5 s); what the
+//!   broker has not flushed to `config/consumerOffset.json` is what a crash
+//!   re-delivers;
+//! - a held pull wakes on the dispatcher's signal for every round (RocketMQ:
+//!   the dispatcher's arrival notification plus a 5 s re-check);
+//! - ordered consumption: a rebalance marks a queue dropped only after it
+//!   holds the queue's consume lock, so the batch in flight commits first
+//!   (RocketMQ 4.x marks it dropped before taking the lock, and that
+//!   batch's commit is skipped);
+//! - transactions: a copy re-appended by a check is not checked again
+//!   before it is `timeout_ms` old (see [`crate::txn`]);
+//! - retention (see [`crate::retention`]): a segment's age comes from the
+//!   store time of the next segment's first record, not the file's mtime,
+//!   and the delete hour is UTC.
 
 pub mod config_file;
 pub mod delayed;
