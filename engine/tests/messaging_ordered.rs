@@ -149,3 +149,58 @@ fn without_the_process_queue_lock_nothing_is_lost() {
         o.consumed, o.duplicates, o.overlaps
     );
 }
+
+#[test]
+fn a_dead_members_lock_expires_after_60_s() {
+    let clock = mqlab_engine::clock::ManualClock::new();
+    let lab = Lab::with(broker_config(), clock.clone());
+    lab.broker.create_topic("K", 1).unwrap();
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let start = |client: &str| {
+        let g = got.clone();
+        PushConsumer::start(
+            lab.broker.clone(),
+            consumer_config("gk", client),
+            &[("K", "*")],
+            Listener::orderly(move |msgs, ctx| {
+                for m in msgs {
+                    g.lock().unwrap().push((
+                        ctx.client_id.clone(),
+                        String::from_utf8_lossy(&m.body).into_owned(),
+                    ));
+                }
+                OrderlyStatus::Success
+            }),
+        )
+        .unwrap()
+    };
+    let a = start("a");
+    for i in 0..10 {
+        lab.broker.put(&Message::new("K", format!("{i:02}")));
+    }
+    wait_for(5, "a consumed 10", || got.lock().unwrap().len() == 10);
+    // Crash: a keeps its broker lock; b cannot consume until it expires.
+    a.kill();
+    let b = start("b");
+    for i in 10..20 {
+        lab.broker.put(&Message::new("K", format!("{i:02}")));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        got.lock().unwrap().len(),
+        10,
+        "the dead member's lock holds"
+    );
+    let mq = mqlab_engine::broker::MessageQueue::new("K", 0);
+    assert_eq!(lab.broker.lock_owner("gk", &mq).as_deref(), Some("a"));
+    clock.advance(61_000);
+    wait_for(5, "b took over", || got.lock().unwrap().len() == 20);
+    let v = got.lock().unwrap().clone();
+    let tail: Vec<&str> = v[10..].iter().map(|(_, s)| s.as_str()).collect();
+    let want: Vec<String> = (10..20).map(|i| format!("{i:02}")).collect();
+    assert_eq!(tail, want.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(v[10..].iter().all(|(c, _)| c == "b"));
+    assert_eq!(lab.broker.lock_owner("gk", &mq).as_deref(), Some("b"));
+    b.shutdown().unwrap();
+    lab.shutdown();
+}
