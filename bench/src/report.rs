@@ -347,9 +347,7 @@ pub fn write_report(runs: &Path, device: &Path, out: &Path) -> Result<Vec<String
                 .with_context(|| format!("{} line {}", runs.display(), i + 1))?,
         );
     }
-    let dev: DeviceFigures = serde_json::from_slice(
-        &std::fs::read(device).with_context(|| format!("{}", device.display()))?,
-    )?;
+    let dev = read_device(device)?;
     let s = summarize(&rs, &dev);
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("summary.json"), serde_json::to_vec_pretty(&s)?)?;
@@ -357,6 +355,60 @@ pub fn write_report(runs: &Path, device: &Path, out: &Path) -> Result<Vec<String
     let mut files = vec!["summary.json".to_string(), "table.md".to_string()];
     files.extend(chart(&s, out)?);
     Ok(files)
+}
+
+/// Reads one device figure set (JSON) or one per round (JSON lines); with
+/// several, each figure is the median over the rounds.
+pub fn read_device(path: &Path) -> Result<DeviceFigures> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    if let Ok(d) = serde_json::from_str::<DeviceFigures>(&text) {
+        return Ok(d);
+    }
+    let all: Vec<DeviceFigures> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("{}: neither JSON nor JSON lines", path.display()))?;
+    Ok(median_device(&all))
+}
+
+/// Figure by figure median of several device measurements.
+pub fn median_device(all: &[DeviceFigures]) -> DeviceFigures {
+    let Some(first) = all.first() else {
+        return DeviceFigures::default();
+    };
+    let mut sizes: Vec<usize> = all
+        .iter()
+        .flat_map(|d| d.sync.iter().map(|s| s.batch_bytes))
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let sync = sizes
+        .into_iter()
+        .map(|b| {
+            let at: Vec<&crate::SyncFigure> = all
+                .iter()
+                .filter_map(|d| d.sync.iter().find(|s| s.batch_bytes == b))
+                .collect();
+            let ops = median_f(at.iter().map(|s| s.ops_per_s).collect());
+            crate::SyncFigure {
+                batch_bytes: b,
+                ops_per_s: ops,
+                mib_per_s: ops * b as f64 / (1024.0 * 1024.0),
+                p50_us: median_f(at.iter().map(|s| s.p50_us as f64).collect()) as u64,
+                p99_us: median_f(at.iter().map(|s| s.p99_us as f64).collect()) as u64,
+            }
+        })
+        .collect();
+    DeviceFigures {
+        dir: first.dir.clone(),
+        sync,
+        buffered_write_mib_per_s: median_f(
+            all.iter().map(|d| d.buffered_write_mib_per_s).collect(),
+        ),
+        memcpy_mib_per_s: median_f(all.iter().map(|d| d.memcpy_mib_per_s).collect()),
+    }
 }
 
 static FONTS: Once = Once::new();

@@ -319,6 +319,17 @@ fn run_peer(
     }
 }
 
+/// Debian's librocksdb 7.8.3 (linked through `ROCKSDB_LIB_DIR` by
+/// scripts/peers.sh, feature `system-rocksdb`) predates the C API's write
+/// buffer manager; the rocksdb crate references its destructor from a drop
+/// path this program never reaches (it creates no write buffer manager).
+#[cfg(feature = "system-rocksdb")]
+#[allow(unsafe_code)]
+// SAFETY: a no-op with the C signature `void f(rocksdb_write_buffer_manager_t*)`;
+// never called, since no write buffer manager is ever created.
+#[unsafe(no_mangle)]
+pub extern "C" fn rocksdb_write_buffer_manager_destroy(_manager: *mut std::ffi::c_void) {}
+
 #[cfg(feature = "peers")]
 mod peers {
     //! The peer engines, driven in-process like mqlab.
@@ -443,7 +454,8 @@ mod peers {
             None,
             false,
             StoreTelemetry::noop(),
-        )?;
+        )
+        .context("rocketmq-store rejected the configuration")?;
         let (mut store, _timer) = StoreFactory::open(factory_cfg, ctx)?.into_parts();
         let body = Bytes::from(vec![b'x'; msg_bytes]);
         let result = owner.block_on(async move {
