@@ -555,7 +555,12 @@ impl BrokerCore {
         if req.offset == max {
             return Ok(r);
         }
-        let scan = self.cfg.max_scan_units.max(req.max_msgs);
+        // Without a filter every unit is a message to return; with one,
+        // look further for matches.
+        let scan = match req.filter {
+            Some(_) => self.cfg.max_scan_units.max(req.max_msgs),
+            None => req.max_msgs.max(1),
+        };
         let units = self
             .store
             .queue_units(&req.mq.topic, req.mq.queue_id, req.offset, scan)?;
