@@ -99,7 +99,8 @@ pub struct DelayArgs {
     #[arg(long, value_enum, default_value_t = Pattern::Burst)]
     pub pattern: Pattern,
     /// Crash the process (scheduler and store dropped without shutdown,
-    /// page cache kept) this many seconds after the start, then recover.
+    /// page cache kept) this many seconds after scheduling starts, then
+    /// recover and go on.
     #[arg(long, value_name = "SECS")]
     pub crash_at: Option<f64>,
     /// Output folder. [default: results/delay-<timestamp>]
@@ -207,9 +208,14 @@ pub struct DelaySummary {
     pub lost: u64,
     /// Extra copies delivered.
     pub duplicated: u64,
+    /// Seconds after scheduling started.
     pub crash_at_s: Option<f64>,
-    /// Store + scheduler open after the crash, ms.
+    /// The scheduler's own recovery after the crash (reading its files,
+    /// re-linking, the dedup scan), ms.
     pub recovery_ms: Option<u64>,
+    /// The store's open after the crash (its recovery and pre-faulting the
+    /// active segment), ms; not part of recovery_ms.
+    pub store_open_ms: Option<u64>,
     /// Burst: due time of the first timer minus the end of scheduling, ms.
     pub scheduled_ahead_ms: Option<i64>,
     /// Scheduler counters at the end (after the crash: since reopening).
@@ -219,6 +225,8 @@ pub struct DelaySummary {
 struct Live {
     store: Arc<Store>,
     sched: Box<dyn DelayScheduler>,
+    /// How long the store's open (recovery, segment pre-faulting) took, ms.
+    store_open_ms: u64,
 }
 
 fn open_live(dir: &Path, args: &DelayArgs, kind: SchedulerKind) -> Result<Live> {
@@ -240,7 +248,9 @@ fn open_live(dir: &Path, args: &DelayArgs, kind: SchedulerKind) -> Result<Live> 
         },
         ..StoreConfig::default()
     };
+    let t = Instant::now();
     let store = Arc::new(Store::open_with_env(env.clone(), dir, cfg)?);
+    let store_open_ms = t.elapsed().as_millis() as u64;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let sched: Box<dyn DelayScheduler> = match kind {
         SchedulerKind::Wheel => Box::new(WheelScheduler::open(
@@ -272,7 +282,11 @@ fn open_live(dir: &Path, args: &DelayArgs, kind: SchedulerKind) -> Result<Live> 
             )?)
         }
     };
-    Ok(Live { store, sched })
+    Ok(Live {
+        store,
+        sched,
+        store_open_ms,
+    })
 }
 
 /// RocketMQ's 2-day window, or as much as 2^22 slots allow.
@@ -474,8 +488,10 @@ fn run_one(args: &DelayArgs, kind: SchedulerKind, out: &Path) -> Result<DelaySum
     let scratch = scratch_dir(&parent, &format!("mqlab-delay-{}-", kind.name()))?;
     let dir = scratch.path().to_path_buf();
     let rss0 = rss_bytes();
-    let start = Instant::now();
     let mut live = Some(open_live(&dir, args, kind)?);
+    // --crash-at counts from here: the first open (pre-faulting a segment
+    // can take seconds) is not part of the run.
+    let start = Instant::now();
     let clock = SystemClock;
     let plan = Plan::new(args, clock.now_ms());
     let levels_only = kind != SchedulerKind::Wheel;
@@ -483,12 +499,13 @@ fn run_one(args: &DelayArgs, kind: SchedulerKind, out: &Path) -> Result<DelaySum
     let body = vec![b'x'; args.body_bytes];
     let mut crash_pending = args.crash_at;
     let mut recovery_ms = None;
+    let mut store_open_ms = None;
     let mut acked = vec![false; args.timers as usize];
     let mut n_acked = 0u64;
     let mut last_due = i64::MIN;
     let mut first_due = i64::MAX;
     let log_start = live_ref(&live).store.offsets().written;
-    let crash = |live: &mut Option<Live>, at: f64| -> Result<u64> {
+    let crash = |live: &mut Option<Live>, at: f64| -> Result<(u64, u64)> {
         eprintln!("  {}: crash at {at:.1} s", kind.name());
         // Drop without shutdown: threads stop, nothing more is persisted;
         // the page cache keeps what was written (a process crash).
@@ -496,16 +513,18 @@ fn run_one(args: &DelayArgs, kind: SchedulerKind, out: &Path) -> Result<DelaySum
             drop(dead.sched);
             drop(dead.store);
         }
-        let t = Instant::now();
-        *live = Some(open_live(&dir, args, kind)?);
-        Ok(t.elapsed().as_millis() as u64)
+        let l = open_live(&dir, args, kind)?;
+        let r = (l.sched.stats().recovery_ms, l.store_open_ms);
+        *live = Some(l);
+        Ok(r)
     };
     let sched_start = Instant::now();
     let mut last_report = Instant::now();
     for i in 0..args.timers {
         if let Some(at) = crash_pending {
             if start.elapsed().as_secs_f64() >= at {
-                recovery_ms = Some(crash(&mut live, at)?);
+                let (r, s) = crash(&mut live, at)?;
+                (recovery_ms, store_open_ms) = (Some(r), Some(s));
                 crash_pending = None;
             }
         }
@@ -545,7 +564,8 @@ fn run_one(args: &DelayArgs, kind: SchedulerKind, out: &Path) -> Result<DelaySum
     loop {
         if let Some(at) = crash_pending {
             if start.elapsed().as_secs_f64() >= at {
-                recovery_ms = Some(crash(&mut live, at)?);
+                let (r, s) = crash(&mut live, at)?;
+                (recovery_ms, store_open_ms) = (Some(r), Some(s));
                 crash_pending = None;
             }
         }
@@ -572,7 +592,7 @@ fn run_one(args: &DelayArgs, kind: SchedulerKind, out: &Path) -> Result<DelaySum
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let Live { store, sched } = live.take().expect("the store is open");
+    let Live { store, sched, .. } = live.take().expect("the store is open");
     let stats = sched.stats();
     sched.shutdown()?;
     let rb = read_back(&store, args.queues, args.timers)?;
@@ -617,6 +637,7 @@ fn run_one(args: &DelayArgs, kind: SchedulerKind, out: &Path) -> Result<DelaySum
         duplicated: rb.duplicated,
         crash_at_s: args.crash_at,
         recovery_ms,
+        store_open_ms,
         scheduled_ahead_ms: (args.pattern == Pattern::Burst && first_due != i64::MAX)
             .then_some(first_due - sched_end_ms),
         stats,
