@@ -7,10 +7,9 @@
 //! and io_uring refuse the put with SERVICE_NOT_AVAILABLE and "No space
 //! left on device".
 //!
-//! The fix: the mmap backend reserves the blocks of every file it maps
-//! (fallocate, whatever `preallocate` says, falling back to an explicit
-//! error where the file system cannot), or checks free space before
-//! mapping.
+//! The fix: the mmap backend reserves the blocks of every writable file it
+//! maps (fallocate, whatever `preallocate` says), so a full disk fails the
+//! segment's creation with ENOSPC.
 //!
 //! Needs a small file system: `MQLAB_REL_TMPFS=<dir of a small tmpfs>`,
 //! e.g. `mount -t tmpfs -o size=8m tmpfs /tmp/small`. The scenario runs in
@@ -48,7 +47,6 @@ fn child() {
 }
 
 #[test]
-#[ignore = "engine bug: mmap backend dies of SIGBUS on a full file system unless preallocate"]
 fn mmap_full_disk_refuses_puts_instead_of_sigbus() {
     let Ok(dir) = std::env::var("MQLAB_REL_TMPFS") else {
         eprintln!("skipping: set MQLAB_REL_TMPFS to a small tmpfs");

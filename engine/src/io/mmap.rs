@@ -28,8 +28,11 @@
 //!   raises SIGBUS and kills the process. The store owns its directory; do not
 //!   run a second store, or tools that truncate files, on it.
 //! - A write into a hole of a sparse file allocates blocks at page-fault
-//!   time; on a full disk that is SIGBUS, not ENOSPC. Segments opened with
-//!   `preallocate` have their blocks reserved by fallocate up front.
+//!   time; on a full disk that is SIGBUS, not ENOSPC. So every writable
+//!   file has its blocks reserved by fallocate before it is mapped (at open
+//!   and on growth), whatever `preallocate` says: a full disk then fails the
+//!   open or the resize with ENOSPC, which the store turns into a refusal.
+//!   `preallocate` only adds pre-faulting (MAP_POPULATE).
 //! - A failed writeback cannot fail `write_at` (it is a memcpy); it surfaces
 //!   as an error from the next `sync_data`, after which the store refuses
 //!   writes.
@@ -157,7 +160,8 @@ impl MmapFile {
             m.len = new_len;
             self.len.store(new_len, Ordering::Release);
             self.len_dirty.store(true, Ordering::Release);
-            if self.preallocate && new_len > old_len {
+            if !self.read_only && new_len > old_len {
+                // No holes under a mapping: see the module comment.
                 fsutil::preallocate(&self.file, old_len, new_len - old_len)?;
             }
             Ok(())
@@ -259,6 +263,11 @@ impl Env for MmapEnv {
     fn open(&self, path: &Path, opts: OpenOptions) -> io::Result<Arc<dyn File>> {
         let file = fsutil::open_std(path, opts)?;
         let len = file.metadata()?.len();
+        if !opts.read_only && len > 0 {
+            // No holes under a mapping: see the module comment. Cheap for
+            // blocks already allocated.
+            fsutil::preallocate(&file, 0, len)?;
+        }
         let f = MmapFile {
             file,
             read_only: opts.read_only,
