@@ -143,6 +143,12 @@ pub struct RunArgs {
     /// `verify --acked`).
     #[arg(long, value_name = "FILE")]
     pub ack_log: Option<PathBuf>,
+    /// Write each ack-log line to the file as it is acknowledged (one
+    /// write per ack) instead of through a 64 KiB buffer, so that a run
+    /// killed with SIGKILL leaves every acknowledgement it made in the log
+    /// (scripts/reliability.sh needs this to measure what `pool` loses).
+    #[arg(long)]
+    pub ack_log_unbuffered: bool,
     /// Skip the device baseline (no ratios to the device in the summary).
     #[arg(long)]
     pub no_baseline: bool,

@@ -226,6 +226,7 @@ pub fn cmd_matrix(args: MatrixArgs) -> Result<()> {
             data_dir: scratch.path(),
             out: &run_dir,
             ack_log: None,
+            ack_log_unbuffered: false,
             baseline: baseline.clone(),
             shutdown: true,
             progress: true,

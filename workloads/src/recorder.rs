@@ -524,6 +524,7 @@ impl Sampler {
 /// writes a line for a message that was not acknowledged).
 pub struct AckLog {
     out: Mutex<BufWriter<File>>,
+    unbuffered: bool,
 }
 
 /// Header of an ack log.
@@ -542,13 +543,26 @@ impl AckLog {
         writeln!(out, "{ACK_LOG_HEADER}")?;
         Ok(AckLog {
             out: Mutex::new(out),
+            unbuffered: false,
         })
+    }
+
+    /// As [`AckLog::create`], but every line reaches the file as it is
+    /// written (`run --ack-log-unbuffered`).
+    pub fn create_unbuffered(path: &Path) -> Result<AckLog> {
+        let mut log = AckLog::create(path)?;
+        log.unbuffered = true;
+        log.flush()?;
+        Ok(log)
     }
 
     /// Appends one line.
     pub fn write(&self, topic: &str, queue_id: u32, queue_offset: u64, phys: u64, key: &str) {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(out, "{topic},{queue_id},{queue_offset},{phys},{key}");
+        if self.unbuffered {
+            let _ = out.flush();
+        }
     }
 
     /// Flushes the buffer.

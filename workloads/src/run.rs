@@ -26,6 +26,8 @@ pub struct ExecParams<'a> {
     pub out: &'a Path,
     /// Optional ack log.
     pub ack_log: Option<&'a Path>,
+    /// Write the ack log line by line, unbuffered.
+    pub ack_log_unbuffered: bool,
     /// Baseline measured beforehand, for the ratios.
     pub baseline: Option<Baseline>,
     /// Shut the store down cleanly at the end.
@@ -75,6 +77,7 @@ pub fn execute(p: &ExecParams<'_>) -> Result<Summary, ExecError> {
     };
     let open_ms = t_open.elapsed().as_secs_f64() * 1000.0;
     let ack_log = match p.ack_log {
+        Some(path) if p.ack_log_unbuffered => Some(Arc::new(AckLog::create_unbuffered(path)?)),
         Some(path) => Some(Arc::new(AckLog::create(path)?)),
         None => None,
     };
@@ -198,6 +201,7 @@ pub fn cmd_run(args: RunArgs) -> Result<()> {
         data_dir: &data_dir,
         out: &out,
         ack_log: args.ack_log.as_deref(),
+        ack_log_unbuffered: args.ack_log_unbuffered,
         baseline,
         shutdown: !args.no_shutdown,
         progress: true,
