@@ -40,7 +40,8 @@ use serde::{Deserialize, Serialize};
 use crate::cli::RunArgs;
 use crate::recorder::{latency_hist, LatencySummary, LossStats, SenderStats};
 use crate::spec::{SpecFile, Workload};
-use crate::summary::{self, round3, LossWindowJson, RunConfig, Summary};
+pub(crate) use crate::summary::round3;
+use crate::summary::{self, LossWindowJson, RunConfig, Summary};
 use crate::util::{self, MachineInfo};
 
 /// The experiments.
@@ -107,6 +108,10 @@ pub struct MessagingSpec {
     /// Ordered: a member leaves and a new one joins this often, ms.
     /// Default 1,000.
     pub churn_ms: Option<u64>,
+    /// Ordered: messages stored before the members start, to measure how
+    /// fast each variant drains them (`extra.drain_msgs_per_s`); 0 skips.
+    /// Default 20,000.
+    pub capacity_messages: Option<u64>,
     /// Retry: share of deliveries the consumer fails, percent. Overrides
     /// the `fail-N` variant names. Default from the variant.
     pub fail_percent: Option<f64>,

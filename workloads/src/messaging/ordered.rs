@@ -36,6 +36,104 @@ fn spin(us: u64) {
     }
 }
 
+/// How the members consume.
+#[derive(Clone, Copy)]
+struct Shape {
+    orderly: bool,
+    pq_lock: bool,
+    process_us: u64,
+}
+
+/// A member of `group` consuming `topic`.
+fn member(
+    b: &Arc<mqlab_engine::broker::Broker>,
+    group: &str,
+    topic: &str,
+    client: &str,
+    shape: Shape,
+    t: Arc<Tracker>,
+) -> Result<PushConsumer> {
+    let mut cfg = ConsumerConfig::new(group);
+    cfg.client_id = client.to_string();
+    cfg.from_where = ConsumeFromWhere::FirstOffset;
+    cfg.consume_threads = 4;
+    cfg.rebalance_interval_ms = 1_000;
+    cfg.lock_renew_interval_ms = 1_000;
+    cfg.process_queue_lock = shape.pq_lock;
+    cfg.pull_suspend_ms = 1_000;
+    let process_us = shape.process_us;
+    let listener = if shape.orderly {
+        Listener::orderly(move |msgs: &[StoredMessage], _| {
+            for msg in msgs {
+                spin(process_us);
+                t.delivery();
+                t.success(&msg.body, false);
+            }
+            OrderlyStatus::Success
+        })
+    } else {
+        Listener::concurrently(move |msgs: &[StoredMessage], _| {
+            for msg in msgs {
+                spin(process_us);
+                t.delivery();
+                t.success(&msg.body, false);
+            }
+            ConsumeStatus::ConsumeSuccess
+        })
+    };
+    Ok(PushConsumer::start(
+        b.clone(),
+        cfg,
+        &[(topic, "*")],
+        listener,
+    )?)
+}
+
+/// Consumption capacity: `capacity_messages` sharded messages stored
+/// first, then the members (no churn) drain them; messages per second.
+fn capacity(ctx: &Ctx<'_>, lab: &super::Lab, shape: Shape) -> Result<f64> {
+    let (w, m) = (ctx.w, ctx.m);
+    let n = m.capacity_messages.unwrap_or(20_000);
+    if n == 0 {
+        return Ok(0.0);
+    }
+    let topic = format!("{}-capacity", w.topic);
+    lab.broker.create_topic(&topic, w.queues)?;
+    let keys = m.keys.unwrap_or(64).max(1);
+    let producer = Producer::new(lab.broker.clone(), ProducerConfig::default());
+    for i in 0..n {
+        let key = (i % keys as u64) as u32;
+        producer.send_with_selector(
+            Message::new(topic.clone(), body(key, i / keys as u64, 0, w.msg_size)),
+            &HashKey,
+            &format!("key-{key}"),
+        );
+    }
+    producer.shutdown();
+    let end = lab.store.offsets().written;
+    wait_until(10.0, || lab.store.dispatched_offset() >= end);
+    let t = Arc::new(Tracker::new(std::time::Instant::now()));
+    let started = std::time::Instant::now();
+    let members = (0..m.consumers.unwrap_or(3).max(1))
+        .map(|i| {
+            member(
+                &lab.broker,
+                "ordered-capacity",
+                &topic,
+                &format!("cap-{i}"),
+                shape,
+                t.clone(),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    wait_until(ctx.drain_secs(), || t.distinct() >= n);
+    let secs = started.elapsed().as_secs_f64();
+    for c in members {
+        c.shutdown()?;
+    }
+    Ok(super::round3(t.distinct() as f64 / secs.max(1e-9)))
+}
+
 pub fn run(ctx: &Ctx<'_>, variant: &str) -> Result<Outcome> {
     let (w, m) = (ctx.w, ctx.m);
     let (orderly, pq_lock) = match variant {
@@ -46,11 +144,23 @@ pub fn run(ctx: &Ctx<'_>, variant: &str) -> Result<Outcome> {
             bail!("ordered variants are concurrent, orderly, orderly-no-pq-lock, not {other:?}")
         }
     };
+    let process_us = m.process_us.unwrap_or(200);
+    let shape = Shape {
+        orderly,
+        pq_lock,
+        process_us,
+    };
+    // Capacity first, on its own store, so the timed run starts clean.
+    let drain_msgs_per_s = {
+        let cap = ctx.lab(ctx.broker_config())?;
+        let r = capacity(ctx, &cap, shape)?;
+        cap.close()?;
+        r
+    };
     let lab = ctx.lab(ctx.broker_config())?;
     let topic = w.topic.clone();
     lab.broker.create_topic(&topic, w.queues)?;
     let tracker = Arc::new(Tracker::new(lab.start));
-    let process_us = m.process_us.unwrap_or(200);
     let seq_no = Arc::new(AtomicU64::new(0));
     let rebalances = Arc::new(AtomicU64::new(0));
     let start_member = {
@@ -61,40 +171,8 @@ pub fn run(ctx: &Ctx<'_>, variant: &str) -> Result<Outcome> {
             seq_no.clone(),
         );
         move || -> Result<PushConsumer> {
-            let mut cfg = ConsumerConfig::new(GROUP);
-            cfg.client_id = format!("member-{}", seq_no.fetch_add(1, Ordering::Relaxed));
-            cfg.from_where = ConsumeFromWhere::FirstOffset;
-            cfg.consume_threads = 4;
-            cfg.rebalance_interval_ms = 1_000;
-            cfg.lock_renew_interval_ms = 1_000;
-            cfg.process_queue_lock = pq_lock;
-            cfg.pull_suspend_ms = 1_000;
-            let t = t.clone();
-            let listener = if orderly {
-                Listener::orderly(move |msgs: &[StoredMessage], _| {
-                    for msg in msgs {
-                        spin(process_us);
-                        t.delivery();
-                        t.success(&msg.body, false);
-                    }
-                    OrderlyStatus::Success
-                })
-            } else {
-                Listener::concurrently(move |msgs: &[StoredMessage], _| {
-                    for msg in msgs {
-                        spin(process_us);
-                        t.delivery();
-                        t.success(&msg.body, false);
-                    }
-                    ConsumeStatus::ConsumeSuccess
-                })
-            };
-            Ok(PushConsumer::start(
-                b.clone(),
-                cfg,
-                &[(&topic, "*")],
-                listener,
-            )?)
+            let client = format!("member-{}", seq_no.fetch_add(1, Ordering::Relaxed));
+            member(&b, GROUP, &topic, &client, shape, t.clone())
         }
     };
     let members: Arc<Mutex<VecDeque<PushConsumer>>> = Arc::default();
@@ -211,5 +289,8 @@ pub fn run(ctx: &Ctx<'_>, variant: &str) -> Result<Outcome> {
     o.figures
         .extra
         .insert("process_us".into(), process_us as f64);
+    o.figures
+        .extra
+        .insert("drain_msgs_per_s".into(), drain_msgs_per_s);
     Ok(o)
 }
