@@ -25,7 +25,7 @@
 //! `RELIABILITY {json}` line. A failing directory is kept and named.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -109,7 +109,7 @@ fn read_log(path: &Path) -> Vec<Line> {
         .collect()
 }
 
-fn available_backends(bin: &str, t: &Mutex<Totals>) -> Vec<&'static str> {
+fn available_backends(t: &Mutex<Totals>) -> Vec<&'static str> {
     let mut out = Vec::new();
     for b in BACKENDS {
         if b == "uring" {
@@ -124,7 +124,6 @@ fn available_backends(bin: &str, t: &Mutex<Totals>) -> Vec<&'static str> {
         }
         out.push(b);
     }
-    let _ = bin;
     out
 }
 
@@ -284,7 +283,7 @@ fn kill9_loop() {
         suite: "kill9",
         ..Totals::default()
     }));
-    let backends = available_backends(&bin, &t);
+    let backends = available_backends(&t);
     let configs: Vec<(&str, &str)> = backends
         .iter()
         .flat_map(|b| FLUSHES.iter().map(move |f| (*f, *b)))
