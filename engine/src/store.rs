@@ -868,13 +868,17 @@ fn first_nonzero(log: &CommitLog, from: u64) -> Result<Option<u64>> {
     Ok(None)
 }
 
-/// True when nothing but zeros (or a segment boundary) follows `end`.
+/// True when nothing but zeros (or no segment at all) follows `end`.
 fn is_end_of_data(log: &CommitLog, end: u64) -> bool {
-    if end % log.segment_bytes() == 0 {
-        return true;
-    }
     let mut b = [0u8; 8];
-    matches!(log.read_raw(end, &mut b, u64::MAX), Ok(8)) && b == [0u8; 8]
+    match log.read_raw(end, &mut b, u64::MAX) {
+        // No segment holds `end`: only right at a boundary (the next
+        // segment was never created).
+        Ok(0) => end % log.segment_bytes() == 0,
+        // Zeros follow (also at a boundary: an empty next segment).
+        Ok(8) => b == [0u8; 8],
+        _ => false,
+    }
 }
 
 fn detect_crc_mode(log: &CommitLog, record_crc: bool) -> CrcCheck {

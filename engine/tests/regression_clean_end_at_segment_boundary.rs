@@ -24,7 +24,6 @@ use mqlab_engine::io::sim::{FaultPlan, SimEnv};
 use mqlab_engine::{FlushKind, PutStatus, Store};
 
 #[test]
-#[ignore = "engine bug: a clean end at an earlier segment boundary deletes later segments"]
 fn clean_end_at_an_earlier_segment_boundary_keeps_later_segments() {
     let root = PathBuf::from("/sim/clean-end");
     let mut cfg = test_config(FlushKind::Sync);
