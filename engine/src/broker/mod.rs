@@ -425,13 +425,15 @@ impl Broker {
     pub fn shutdown(&self) -> Result<()> {
         self.shut.store(true, Ordering::Release);
         self.stop_threads();
-        if let Some(l) = self
-            .levels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            crate::delay::DelayScheduler::persist(l.as_ref())?;
+        // Retries sent from now on are refused; the scheduler stops and
+        // persists its progress (shut down cleanly when nothing else holds
+        // it, else persisted as it stands).
+        self.set_delayed_send(Arc::new(Closed));
+        if let Some(l) = self.levels.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            match Arc::try_unwrap(l) {
+                Ok(l) => crate::delay::DelayScheduler::shutdown(Box::new(l))?,
+                Err(l) => crate::delay::DelayScheduler::persist(l.as_ref())?,
+            }
         }
         self.core.offsets.persist()?;
         self.core.persist_topics()
@@ -785,6 +787,22 @@ impl BrokerCore {
     /// Total backlog of `group` on `topic`.
     pub fn total_lag(&self, group: &str, topic: &str) -> u64 {
         self.lag(group, topic).iter().map(|l| l.lag).sum()
+    }
+}
+
+/// The delayed sender of a shut-down broker: refuses.
+struct Closed;
+
+impl DelayedSend for Closed {
+    fn name(&self) -> &'static str {
+        "closed"
+    }
+    fn send_delayed(&self, _msg: Message, _level: u32) -> PutResult {
+        PutResult {
+            status: PutStatus::ServiceNotAvailable,
+            offsets: None,
+            detail: Some("broker is shut down".into()),
+        }
     }
 }
 
