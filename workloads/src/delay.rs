@@ -497,7 +497,9 @@ fn run_one(args: &DelayArgs, kind: SchedulerKind, out: &Path) -> Result<DelaySum
     let mut live = Some(open_live(&dir, args, kind)?);
     // The first put creates (and with pre-faulting, populates) the first
     // segment, which can take seconds: do it before anything is measured.
-    let warm = live_ref(&live).store.put(&Message::new("DelayWarmup", Vec::new()));
+    let warm = live_ref(&live)
+        .store
+        .put(&Message::new("DelayWarmup", Vec::new()));
     if !warm.is_ok() {
         bail!("warm-up put failed: {:?}", warm.detail);
     }
