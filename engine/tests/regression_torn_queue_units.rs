@@ -20,10 +20,8 @@
 //!   hole: acknowledged, durable messages are unreachable through their
 //!   queue for good.
 //!
-//! The fix: after a crash, rebuild every unit for records at or past the
-//! recovery's parse start (rewrite instead of skip, and cut each queue at
-//! its last unit below the parse start before re-dispatching), since only
-//! units below the checkpoint are known durable.
+//! Fixed in d277d8d: after a crash, re-dispatch rewrites every unit of the
+//! re-dispatched records instead of skipping those below the loaded end.
 //!
 //! Each test builds the exact on-disk state such a power loss leaves (a
 //! process-crash image, every commit-log record synced under `sync`, the
@@ -105,7 +103,6 @@ fn zero(files: &mut BTreeMap<PathBuf, Vec<u8>>, path: &Path, from: usize, to: us
 /// A unit write cut after 16 of its 20 bytes: everything before it
 /// persisted, nothing after it.
 #[test]
-#[ignore = "engine bug: recovery keeps torn consume-queue units past the checkpoint"]
 fn torn_unit_gets_its_tags_code_back() {
     let (mut files, phys) = written(10);
     let cq = cq_file(&files, 0);
@@ -129,7 +126,6 @@ fn torn_unit_gets_its_tags_code_back() {
 /// The second file of units never reached the disk, the third did (page
 /// writeback in any order): consumers must still get every message.
 #[test]
-#[ignore = "engine bug: a hole in unsynced consume-queue units hides acknowledged messages"]
 fn hole_in_units_is_rebuilt() {
     let per_file = config().cq_units_per_file as usize;
     let n = (per_file * 2 + per_file / 2) as u64;

@@ -512,30 +512,18 @@ fn real_enospc_tmpfs() {
                 Some(l) if out.status.success() => eprintln!("{l}"),
                 _ => {
                     use std::os::unix::process::ExitStatusExt;
-                    let sig = out.status.signal();
-                    let why = match sig {
+                    let why = match out.status.signal() {
                         Some(sig) => format!("killed by signal {sig}"),
                         None => format!("exit {:?}", out.status.code()),
                     };
-                    // Known engine bug (regression_mmap_enospc_sigbus.rs):
-                    // a sparse mapped file on a full file system faults.
-                    let known =
-                        backend == BackendKind::Mmap && !preallocate && sig == Some(libc::SIGBUS);
-                    let outcome = if known {
-                        format!("KNOWN BUG: {why} (SIGBUS: mmap on a full file system without preallocate)")
-                    } else {
-                        format!("FAILED: {why}")
-                    };
                     eprintln!(
                         "RELIABILITY {}",
-                        serde_json::json!({"suite": "real-enospc", "backend": backend.to_string(), "flush": flush.to_string(), "preallocate": preallocate, "outcome": outcome})
+                        serde_json::json!({"suite": "real-enospc", "backend": backend.to_string(), "flush": flush.to_string(), "preallocate": preallocate, "outcome": format!("FAILED: {why}")})
                     );
-                    if !known {
-                        let tail: Vec<&str> = stderr.lines().rev().take(8).collect();
-                        failures.push(format!(
-                            "{backend} {flush} preallocate={preallocate}: {why}: {tail:?}"
-                        ));
-                    }
+                    let tail: Vec<&str> = stderr.lines().rev().take(8).collect();
+                    failures.push(format!(
+                        "{backend} {flush} preallocate={preallocate}: {why}: {tail:?}"
+                    ));
                     let _ = std::fs::remove_dir_all(
                         Path::new(&dir).join(format!("store-{backend}-{flush}-{preallocate}")),
                     );

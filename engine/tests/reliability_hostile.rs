@@ -377,21 +377,6 @@ fn mutate_once(rng: &mut ChaCha8Rng, base: &Base, c: &mut Case) {
     }
 }
 
-/// The known bug's trigger: no abort marker, and a checkpoint extension
-/// whose clean end is a segment boundary inside the log.
-fn clean_end_at_boundary(c: &Case, base: &Base) -> bool {
-    let Some(cp) = c.files.get(Path::new("checkpoint")) else {
-        return false;
-    };
-    if c.files.contains_key(Path::new("abort")) || cp.len() < 96 {
-        return false;
-    }
-    let be = |a: usize| u64::from_be_bytes(cp[a..a + 8].try_into().unwrap());
-    let magic = cp[64..72] == [0x4d, 0x51, 0x4c, 0x42, 0, 0, 0, 1];
-    let clean_end = be(88);
-    magic && clean_end > 0 && clean_end % SEGMENT_BYTES == 0 && clean_end < base.end
-}
-
 fn generate(seed: u64, base: &Base) -> Case {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut c = Case {
@@ -426,13 +411,6 @@ struct Totals {
     cli_panics: u64,
     cli_hangs: u64,
     cli_unclear: u64,
-    /// Cases whose only broken promise is the known engine bug of
-    /// `regression_clean_end_at_segment_boundary.rs`: a checkpoint clean
-    /// end at an earlier segment boundary deletes later segments. Reported,
-    /// not failed, until fixed.
-    known_bug_clean_end_at_segment_boundary: u64,
-    /// Records those cases lost.
-    known_bug_records_lost: u64,
     by_base: BTreeMap<String, u64>,
     failures: Vec<String>,
 }
@@ -710,18 +688,6 @@ fn case(seed: u64, t: &mut Totals, cli: Option<(&str, u64)>, verbose: bool) {
             Some(Err(_)) => {
                 t.panics += 1;
                 t.failures.push(format!("{label} ({where_}): panicked"));
-            }
-            Some(Ok(b))
-                if b.prefix_lost > 0
-                    && b.corrupt == 0
-                    && b.acked_lost == 0
-                    && clean_end_at_boundary(&c, base) =>
-            {
-                if where_ == "sim" {
-                    t.opened += 1;
-                    t.known_bug_clean_end_at_segment_boundary += 1;
-                }
-                t.known_bug_records_lost += b.prefix_lost;
             }
             Some(Ok(b)) => {
                 if where_ == "sim" {

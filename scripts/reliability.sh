@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# The reliability suite (issue 8): seeded crash simulation at scale, real
+# process kills, corrupt and hostile directories, disk faults, fuzzing.
+# Writes results/reliability/summary.json and results/reliability/README.md.
+#
+#   scripts/reliability.sh           full run (>= 100,000 simulated crash
+#                                    points, >= 1,000 kills; ~20-30 min)
+#   scripts/reliability.sh --quick   a few minutes
+#   options: --out DIR (default results/reliability), --seed N (shifts
+#            every seeded suite; default 0), --no-fuzz, --no-kill9
+#
+# Every suite is an ordinary test file under engine/tests/ whose defaults
+# are CI-sized (`cargo test` runs them); this script raises the counts with
+# environment variables, runs them in release mode under `nice -n 10`, two
+# at a time where they are single-threaded, and adds up the
+# `RELIABILITY {json}` lines they print. A failing test prints the command
+# that replays its seed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0
+OUT="$ROOT/results/reliability"
+SEED=0
+FUZZ=1
+KILL9=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1; shift ;;
+        --out) OUT=$2; shift 2 ;;
+        --seed) SEED=$2; shift 2 ;;
+        --no-fuzz) FUZZ=0; shift ;;
+        --no-kill9) KILL9=0; shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
+COMMAND="scripts/reliability.sh $*"
+[ "$QUICK" = 1 ] && COMMAND="scripts/reliability.sh --quick"
+
+if [ "$QUICK" = 1 ]; then
+    SIM_POINTS=500        # per flush strategy
+    FAULT_PUTS=20; FAULT_STRIDE=2
+    HOSTILE=200; CLI_EVERY=10
+    KILL9_CYCLES=24
+    FUZZ_ITERS=300; FUZZ_SECS=10
+else
+    SIM_POINTS=25000      # x 4 strategies = 100,000 crash points
+    FAULT_PUTS=60; FAULT_STRIDE=1
+    HOSTILE=3000; CLI_EVERY=10
+    KILL9_CYCLES=1000
+    FUZZ_ITERS=3000; FUZZ_SECS=60
+fi
+
+LOGS="$OUT/logs"
+mkdir -p "$LOGS"
+rm -f "$LOGS"/*.log
+NICE="nice -n 10"
+export CARGO_TERM_COLOR=never
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+T0=$(date +%s)
+declare -A STATUS
+
+step() { # name, then the command; its stderr+stdout go to $LOGS/name.log
+    local name=$1; shift
+    local t=$(date +%s)
+    echo "reliability: $name ..." >&2
+    "$@" > "$LOGS/$name.log" 2>&1
+    local rc=$?
+    STATUS[$name]=$rc
+    echo "reliability: $name exit $rc in $(( $(date +%s) - t )) s" >&2
+}
+
+echo "reliability: building (release)" >&2
+$NICE cargo build --release -p mqlab >&2 || exit 1
+$NICE cargo test --release -p mqlab-engine --no-run >&2 || exit 1
+export MQLAB_BIN="$ROOT/target/release/mqlab"
+
+# A small tmpfs for the real ENOSPC test, where the machine allows it.
+TMPFS=$(mktemp -d /tmp/mqlab-reliability-tmpfs.XXXXXX)
+if mount -t tmpfs -o size=8m tmpfs "$TMPFS" 2>/dev/null; then
+    export MQLAB_REL_TMPFS="$TMPFS"
+    TMPFS_NOTE="8 MiB tmpfs at $TMPFS"
+else
+    TMPFS_NOTE="skipped: could not mount a tmpfs (needs root)"
+    echo "reliability: real ENOSPC $TMPFS_NOTE" >&2
+fi
+cleanup() {
+    if [ -n "${MQLAB_REL_TMPFS:-}" ]; then umount "$TMPFS" 2>/dev/null; fi
+    rmdir "$TMPFS" 2>/dev/null
+}
+trap cleanup EXIT
+
+T="cargo test --release -p mqlab-engine --test"
+
+# 1. Seeded simulation: four flush strategies, two at a time.
+step sim env MQLAB_REL_SIM_POINTS=$SIM_POINTS MQLAB_REL_SIM_BASE=$SEED \
+    $NICE $T reliability_sim -- --nocapture --test-threads=2
+
+# 2. Disk faults (two strategies at a time) next to hostile directories
+#    (one thread).
+step_bg() { step "$@"; echo "${STATUS[$1]}" > "$LOGS/$1.rc"; }
+step_bg faults env MQLAB_REL_FAULT_PUTS=$FAULT_PUTS MQLAB_REL_FAULT_STRIDE=$FAULT_STRIDE \
+    $NICE $T reliability_faults -- --nocapture --test-threads=2 &
+BG=$!
+step hostile env MQLAB_REL_HOSTILE_CASES=$HOSTILE MQLAB_REL_HOSTILE_BASE=$SEED \
+    MQLAB_REL_HOSTILE_CLI_EVERY=$CLI_EVERY $NICE $T reliability_hostile -- --nocapture
+wait $BG
+STATUS[faults]=$(cat "$LOGS/faults.rc"); rm -f "$LOGS/faults.rc"
+
+# 3. Real process kills: two lineages at a time.
+if [ "$KILL9" = 1 ]; then
+    step kill9 env MQLAB_REL_KILL9_CYCLES=$KILL9_CYCLES MQLAB_REL_KILL9_SEED=$((SEED + 1)) \
+        MQLAB_REL_KILL9_WORKERS=2 $NICE $T reliability_kill9 -- --nocapture
+fi
+
+# 4. Fuzz target bodies over seeds and random mutations, then libFuzzer.
+step fuzz_harness env MQLAB_REL_FUZZ_ITERS=$FUZZ_ITERS \
+    $NICE $T reliability_fuzz -- --nocapture --test-threads=2
+if [ "$FUZZ" = 1 ]; then
+    step fuzz scripts/fuzz.sh --secs "$FUZZ_SECS" --out "$OUT/fuzz.json"
+fi
+
+ELAPSED=$(( $(date +%s) - T0 ))
+STATUS_JSON=$(for k in "${!STATUS[@]}"; do printf '"%s": %s,' "$k" "${STATUS[$k]}"; done)
+STATUS_JSON="{${STATUS_JSON%,}}"
+
+python3 - "$OUT" "$LOGS" "$COMMAND" "$STARTED" "$ELAPSED" "$STATUS_JSON" "$QUICK" "$SEED" "$TMPFS_NOTE" <<'PY'
+import json, os, platform, re, subprocess, sys
+out, logs, command, started, elapsed, status, quick, seed, tmpfs_note = sys.argv[1:]
+status = json.loads(status)
+recs = []
+for name in sorted(os.listdir(logs)):
+    if not name.endswith(".log"):
+        continue
+    for line in open(os.path.join(logs, name), errors="replace"):
+        m = re.search(r"RELIABILITY (\{.*\})", line)
+        if m:
+            recs.append(json.loads(m.group(1)))
+by = lambda s: [r for r in recs if r.get("suite") == s]
+tot = lambda rs, k: sum(r.get(k, 0) or 0 for r in rs)
+sim, faults, hostile, kill9, harness, enospc = (by("sim"), by("faults"), by("hostile"),
+                                               by("kill9"), by("fuzz-harness"), by("real-enospc"))
+fuzz = {}
+fp = os.path.join(out, "fuzz.json")
+if os.path.exists(fp):
+    fuzz = json.load(open(fp))
+def merge(rs, key):
+    m = {}
+    for r in rs:
+        for k, v in (r.get(key) or {}).items():
+            m[k] = m.get(k, 0) + (v if isinstance(v, int) else 0)
+    return m
+def commit():
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
+    except Exception:
+        return "?"
+s = {
+    "command": command,
+    "quick": quick == "1",
+    "seed_base": int(seed),
+    "started_utc": started,
+    "elapsed_s": int(elapsed),
+    "commit": commit(),
+    "machine": f"{platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}",
+    "steps_exit_status": status,
+    "passed": all(v == 0 for v in status.values()),
+    # --- the figures the issue asks for ---
+    "sim_crash_points": tot(sim, "crash_points"),
+    "sim_acked_lost_sync_group": tot(sim, "acked_lost_sync_group"),
+    "sim_loss_over_window": tot(sim, "loss_over_window"),
+    "corrupt_reads": tot(sim, "corrupt_reads") + tot(faults, "corrupt_reads")
+                     + tot(hostile, "corrupt_reads") + tot(kill9, "corrupt"),
+    "failed_recoveries": tot(sim, "failed_recoveries") + tot(faults, "failed_recoveries"),
+    "kill9_cycles": tot(kill9, "kill9_cycles"),
+    "kill9_acked_lost": tot(kill9, "kill9_acked_lost"),
+    "hostile_cases": tot(hostile, "cases"),
+    "panics": tot(sim, "panics") + tot(faults, "panics") + tot(hostile, "panics")
+              + tot(hostile, "cli_panics") + tot(harness, "panics"),
+    "hangs": tot(hostile, "hangs") + tot(hostile, "cli_hangs") + tot(harness, "hangs"),
+    "fault_points": tot(faults, "fault_points"),
+    "fuzz_execs": fuzz.get("execs", 0),
+    "fuzz_crashes_open": fuzz.get("crashes_new", 0),
+    # --- details ---
+    "sim": {
+        "lineages": tot(sim, "lineages"),
+        "power_losses": tot(sim, "power_losses"),
+        "process_crashes": tot(sim, "process_crashes"),
+        "crashes_at_an_io_point": tot(sim, "crashes_at_an_io_point"),
+        "crashes_during_recovery": tot(sim, "crashes_during_recovery"),
+        "clean_restarts": tot(sim, "clean_restarts"),
+        "puts_acked": tot(sim, "puts_acked"),
+        "consumer_reads": tot(sim, "consumer_reads"),
+        "key_lookups": tot(sim, "key_lookups"),
+        "acked_in_window_async_pool": tot(sim, "acked_in_window"),
+        "acked_lost_async_pool": tot(sim, "acked_lost_async_pool"),
+        "unreachable": tot(sim, "unreachable"),
+        "known_bug_lineages": merge(sim, "known_bugs"),
+        "per_flush": {r["flush"]: {k: r[k] for k in ("crash_points", "lineages", "puts_acked",
+                      "acked_lost_sync_group", "acked_lost_async_pool", "acked_in_window",
+                      "loss_over_window", "corrupt_reads", "unreachable", "failed_recoveries",
+                      "elapsed_s")}
+                      for r in sim},
+        "per_write_pattern_and_torn_mode": merge(sim, "by_mode"),
+        "failures": sum((r.get("failures") or [] for r in sim), []),
+    },
+    "kill9": {
+        "cycles_with_acks": tot(kill9, "cycles_with_acks"),
+        "acked_lines": tot(kill9, "acked_lines"),
+        "acked_line_checks": tot(kill9, "acked_line_checks"),
+        "pool_acked_lost_in_window": tot(kill9, "pool_acked_lost_in_window"),
+        "pool_max_lost_one_kill": max([r.get("pool_max_lost_one_kill", 0) for r in kill9] or [0]),
+        "unreachable": tot(kill9, "unreachable"),
+        "verify_errors": tot(kill9, "verify_errors"),
+        "skipped_backends": sum((r.get("skipped_backends") or [] for r in kill9), []),
+        "per_config": kill9[0].get("by_config", {}) if kill9 else {},
+        "failures": sum((r.get("failures") or [] for r in kill9), []),
+    },
+    "hostile": {
+        "opened": tot(hostile, "opened"),
+        "refused_with_error": tot(hostile, "refused_with_error"),
+        "real_fs_opens": tot(hostile, "real_fs_opens"),
+        "prefix_lost": tot(hostile, "prefix_lost"),
+        "acked_lost_after_restart": tot(hostile, "acked_lost_after_restart"),
+        "cli_runs": tot(hostile, "cli_runs"),
+        "cli_panics": tot(hostile, "cli_panics"),
+        "cli_hangs": tot(hostile, "cli_hangs"),
+        "cli_unclear": tot(hostile, "cli_unclear"),
+        "failures": sum((r.get("failures") or [] for r in hostile), []),
+    },
+    "faults": {
+        "write_eio_points": tot(faults, "write_eio_points"),
+        "sync_eio_points": tot(faults, "sync_eio_points"),
+        "enospc_points": tot(faults, "enospc_points"),
+        "refused": tot(faults, "refused"),
+        "open_failed_cleanly": tot(faults, "open_failed_cleanly"),
+        "acked": tot(faults, "acked"),
+        "acked_lost": tot(faults, "acked_lost"),
+        "real_enospc": {"where": tmpfs_note, "runs": enospc},
+        "failures": sum((r.get("failures") or [] for r in faults), []),
+    },
+    "fuzz": {
+        "libfuzzer": fuzz,
+        "harness_execs": tot(harness, "execs"),
+        "harness_panics": tot(harness, "panics"),
+        "harness_hangs": tot(harness, "hangs"),
+    },
+}
+json.dump(s, open(os.path.join(out, "summary.json"), "w"), indent=2)
+
+# The one-page report.
+f = lambda n: f"{n:,}"
+lt = fuzz.get("targets", {})
+enospc_rows = "\n".join(
+    f"| {r.get('backend')} | {r.get('flush', '')} | {r.get('preallocate', '')} | "
+    f"{f(r.get('acked', 0))} | {r.get('refused_status', '')} | {r.get('outcome', '')} |" for r in enospc)
+fuzz_rows = "\n".join(
+    f"| {t} | {f(v['execs'])} | {f(v['execs_per_s'])} | {v['new_corpus_units']} | {len(v['new_artifacts'])} |"
+    for t, v in lt.items())
+modes = s["sim"]["per_write_pattern_and_torn_mode"]
+mode_line = ", ".join(f"{k} {f(v)}" for k, v in sorted(modes.items()))
+per_flush = "\n".join(
+    f"| {k} | {f(v['crash_points'])} | {f(v['puts_acked'])} | {v['acked_lost_sync_group']} | "
+    f"{f(v['acked_lost_async_pool'])} / {f(v['acked_in_window'])} | {v['loss_over_window']} | "
+    f"{v['corrupt_reads']} | {v['unreachable']} | {v['failed_recoveries']} |"
+    for k, v in s["sim"]["per_flush"].items())
+known = s["sim"]["known_bug_lineages"]
+open_bugs = [
+    ("regression_torn_first_record_crc_mode", "a torn first record makes recovery pick the weaker CRC mode and return it with garbage properties (a corrupt read)"),
+    ("regression_stale_queue_unit_after_nested_crash", "a torn unit whose offset reads 0, past a queue's last record, survives recovery (consumers get a unit no record backs)"),
+    ("regression_index_after_nested_recovery_crash", "old keys lost when recovery's index rebuild is itself cut by a torn power loss"),
+]
+known_rows = "\n".join(f"- `{n}.rs`: {d}. Lineages: {known.get(n, 0)}." for n, d in open_bugs)
+unknown_note = ("No failure outside these signatures." if all(not r.get("failures") for r in sim)
+                else "Other failures: see `sim.failures` in summary.json.")
+verdict = "all suites passed" if s["passed"] else "SOME SUITES FAILED (see steps_exit_status and the failures in summary.json)"
+md = f"""# Reliability suite (issue 8)
+
+Command: `{command}` (commit {s['commit']}, {started}, {f(int(elapsed))} s wall time on {s['machine']};
+release mode, `nice -n 10`, two suites or two threads at a time). Verdict: **{verdict}**.
+Raw logs: `logs/`; every figure: `summary.json`.
+
+| figure | value | promise |
+|---|---|---|
+| sim_crash_points | {f(s['sim_crash_points'])} | >= 100,000 in the full run |
+| sim_acked_lost_sync_group | {s['sim_acked_lost_sync_group']} | 0 |
+| sim_loss_over_window | {s['sim_loss_over_window']} | 0 (async/pool lost {f(s['sim']['acked_lost_async_pool'])} of {f(s['sim']['acked_in_window_async_pool'])} acked messages inside their sampled windows) |
+| corrupt_reads | {s['corrupt_reads']} | 0 |
+| failed_recoveries | {s['failed_recoveries']} | 0 |
+| kill9_cycles | {f(s['kill9_cycles'])} | >= 1,000 in the full run ({f(s['kill9']['cycles_with_acks'])} with acks) |
+| kill9_acked_lost | {s['kill9_acked_lost']} | 0 (pool: {f(s['kill9']['pool_acked_lost_in_window'])} lost from the transient buffer, all past the recovered end, at most {f(s['kill9']['pool_max_lost_one_kill'])} per kill) |
+| hostile_cases | {f(s['hostile_cases'])} | + {f(s['hostile']['cli_runs'])} `mqlab verify`/`inspect` runs |
+| panics | {s['panics']} | 0 |
+| hangs | {s['hangs']} | 0 |
+| fault_points | {f(s['fault_points'])} | EIO write {f(s['faults']['write_eio_points'])}, EIO fsync {f(s['faults']['sync_eio_points'])}, ENOSPC {f(s['faults']['enospc_points'])}; acked durable lost: {s['faults']['acked_lost']} |
+| fuzz_execs | {f(s['fuzz_execs'])} | libFuzzer, {fuzz.get('seconds_per_target', 0)} s per target; + {f(s['fuzz']['harness_execs'])} harness runs in `cargo test` |
+| fuzz_crashes_open | {s['fuzz_crashes_open']} | 0 |
+
+## Seeded simulation (`engine/tests/reliability_sim.rs`)
+
+Lineages of random puts (one producer or several at once), consumer reads, key lookups and clean
+restarts on the `sim` disk, each epoch ending in a power loss or a process crash, at an exact I/O
+point or after the activity; {f(s['sim']['crashes_during_recovery'])} crashes hit a recovery in progress.
+Crash points by write pattern / torn mode: {mode_line}.
+
+| flush | crash points | acked puts | acked lost (sync/group) | lost / in window (async/pool) | loss over window | corrupt reads | unreachable | failed recoveries |
+|---|---|---|---|---|---|---|---|---|
+{per_flush}
+
+Replay any lineage: `MQLAB_REL_SIM_SEED=<seed> cargo test --release -p mqlab-engine --test reliability_sim replay -- --nocapture`
+(a failure prints its seed and this command).
+
+## Real process kills (`engine/tests/reliability_kill9.rs`)
+
+`mqlab run --ack-log-unbuffered` on pwrite, mmap and io_uring under every flush strategy, SIGKILL at a
+random moment, `mqlab verify --acked` with every surviving acknowledgement of the directory, restart on
+the same directory (8 kills per directory). {f(s['kill9']['acked_lines'])} acknowledged messages,
+checked {f(s['kill9']['acked_line_checks'])} times. Pool's loss is bounded only from the ack log against
+the recovered end (every line below the end present, every line past it lost), which is the
+process-crash window acked - committed.
+
+## Corrupt and hostile directories (`engine/tests/reliability_hostile.rs`)
+
+Seeded mutations of real store directories (pwrite clean, mmap and io_uring after a process crash):
+bit flips, truncation anywhere, zeroed ranges, duplicated and missing segments, wrong names and stray
+files, checkpoints past the end, huge length fields, abort marker flips, combinations. Opened
+in-process on the simulator ({f(s['hostile']['opened'])} opened, {s['hostile']['refused_with_error']} refused with an error;
+{f(s['hostile']['real_fs_opens'])} also on the real file system), every read path checked, valid prefix kept
+({s['hostile']['prefix_lost']} records of a valid prefix lost), a put after recovery survives a restart
+({s['hostile']['acked_lost_after_restart']} lost); every tenth case also through `mqlab verify --json` and `mqlab inspect --json`
+with a 30 s timeout ({s['hostile']['cli_panics']} panics, {s['hostile']['cli_hangs']} hangs, {s['hostile']['cli_unclear']} without a report).
+
+## Disk faults (`engine/tests/reliability_faults.rs`)
+
+EIO on the Nth write, EIO on the Nth fsync and ENOSPC after N bytes for every N of a {f(faults[0]['workload_puts']) if faults else '?'}-put
+workload per flush strategy on `sim`: refused puts name the fault, the store stays poisoned, acknowledged
+durable data survives a power loss and recovery. Real ENOSPC ({tmpfs_note}):
+
+| backend | flush | preallocate | acked before full | refusal | outcome |
+|---|---|---|---|---|---|
+{enospc_rows}
+
+## Fuzzing (`engine/fuzz`, `scripts/fuzz.sh`)
+
+| target | execs | execs/s | new corpus units | new crashes |
+|---|---|---|---|---|
+{fuzz_rows}
+
+## Bugs this suite found (each has `engine/tests/regression_<name>.rs`)
+
+Fixed by the engine owner during this work (regression tests enabled):
+
+1. Torn or out-of-order consume-queue units trusted after a crash (wrong tags code; a hole hiding
+   acknowledged messages from consumers): `regression_torn_queue_units.rs`, fixed in d277d8d.
+2. Index items lost by out-of-order writeback never re-added (keys of durable messages not found):
+   `regression_torn_index.rs`, fixed in d277d8d.
+3. A checkpoint clean end at an earlier segment boundary deleted every later segment:
+   `regression_clean_end_at_segment_boundary.rs`, fixed in 630c3db.
+4. mmap on a full file system without `preallocate` died of SIGBUS: `regression_mmap_enospc_sigbus.rs`,
+   fixed in ece7b36.
+
+Open (regression tests `#[ignore = "engine bug: ..."]`; the simulation counts these failures in the
+figures above but attributes them, by signature, instead of failing):
+
+{known_rows}
+
+{unknown_note}
+"""
+open(os.path.join(out, "README.md"), "w").write(md)
+print(json.dumps({k: s[k] for k in ("passed", "sim_crash_points", "sim_acked_lost_sync_group",
+      "sim_loss_over_window", "corrupt_reads", "failed_recoveries", "kill9_cycles", "kill9_acked_lost",
+      "hostile_cases", "panics", "hangs", "fault_points", "fuzz_execs", "fuzz_crashes_open")}, indent=1))
+PY
+RC=0
+for k in "${!STATUS[@]}"; do [ "${STATUS[$k]}" = 0 ] || RC=1; done
+echo "reliability: done in $(( $(date +%s) - T0 )) s; report in $OUT/README.md" >&2
+exit $RC
