@@ -96,6 +96,7 @@ struct Inner {
     index: Option<IndexService>,
     strategy: Box<dyn FlushStrategy>,
     crc: CrcCheck,
+    records_have_crc: bool,
     dispatched: AtomicU64,
     /// Store timestamp of the last record dispatched.
     dispatched_ts: AtomicI64,
@@ -214,17 +215,21 @@ impl Store {
 
         // Which CRCs to demand: all of them when our records carry the
         // record CRC, else the body CRC (stores from other writers).
+        let ext = cp.and_then(|c| c.ext);
+        let mode = crc_mode(&log, config.record_crc, ext);
+        // Recorded in the checkpoint: future recoveries require the record
+        // CRC only if every record has one.
+        let records_have_crc = mode == CrcCheck::Required && config.record_crc;
         let crc = if !config.check_crc_on_recover {
             CrcCheck::Off
         } else {
-            detect_crc_mode(&log, config.record_crc)
+            mode
         };
 
         let segs = log.segments();
         let s = log.segment_bytes();
         let first_base = segs.first().map(|g| g.base).unwrap_or(0);
         let log_end_bound = segs.last().map(|g| g.base + s).unwrap_or(first_base);
-        let ext = cp.and_then(|c| c.ext);
         let mut table = QueueTable::new();
         let mut records = 0u64;
         let note_queue = |m: &record::RecordView<'_>, table: &mut QueueTable| {
@@ -342,6 +347,22 @@ impl Store {
                     reason: format!("{cut} units pointed at or past the commit-log end {end}"),
                 });
             }
+            if crashlike {
+                // A torn unit can survive the cut (its offset field never
+                // reached the disk and reads low): the queue's last unit
+                // must point at its own record, else it goes.
+                let stale = cut_stale_tail(&log, &cq, &topic, qid, end, crc)?;
+                if stale > 0 {
+                    report.truncated.push(Truncation {
+                        file: dir.join("consumequeue").join(&topic).join(qid.to_string()),
+                        offset: cq.max_offset() * UNIT_BYTES,
+                        bytes: stale * UNIT_BYTES,
+                        reason: format!(
+                            "{stale} units at the queue's end point at no record of it"
+                        ),
+                    });
+                }
+            }
             let last = cq.last_phys_end()?;
             max_cq_end = max_cq_end.max(last);
             if cq.is_damaged() {
@@ -392,6 +413,7 @@ impl Store {
             index,
             strategy,
             crc,
+            records_have_crc,
             dispatched: AtomicU64::new(dispatch_from),
             dispatched_ts: AtomicI64::new(cp.map(|c| c.logics_msg_timestamp).unwrap_or(0)),
             checkpoint_ts: Mutex::new(
@@ -881,7 +903,50 @@ fn is_end_of_data(log: &CommitLog, end: u64) -> bool {
     }
 }
 
-fn detect_crc_mode(log: &CommitLog, record_crc: bool) -> CrcCheck {
+/// Cuts trailing units that do not point at their own record (topic,
+/// queue, queue offset, size). Returns how many were cut.
+fn cut_stale_tail(
+    log: &CommitLog,
+    cq: &crate::queue::ConsumeQueue,
+    topic: &str,
+    qid: u32,
+    end: u64,
+    crc: CrcCheck,
+) -> Result<u64> {
+    let mut cut = 0;
+    while cq.max_offset() > cq.min_offset() {
+        let q = cq.max_offset() - 1;
+        let ok = match cq.get_units(q, 1)?.first() {
+            // Below the log's first byte: retention deleted the record.
+            Some(u) if u.phys_offset < log.min_offset() => true,
+            Some(u) => matches!(
+                log.read_record(u.phys_offset, end, crc),
+                Ok(Decoded::Message(m)) if m.topic == topic
+                    && m.queue_id == qid
+                    && m.queue_offset == q
+                    && m.total_size == u.size
+            ),
+            None => false,
+        };
+        if ok {
+            break;
+        }
+        cut += cq.cut_at(q)?;
+    }
+    Ok(cut)
+}
+
+/// Which CRCs the store's records carry. mqlab's own stores say so in the
+/// checkpoint extension, so a torn first record cannot downgrade the
+/// checks; a store from another writer is judged by its first record.
+fn crc_mode(log: &CommitLog, record_crc: bool, ext: Option<CheckpointExt>) -> CrcCheck {
+    if let Some(e) = ext {
+        return if e.records_have_crc {
+            CrcCheck::Required
+        } else {
+            CrcCheck::Present
+        };
+    }
     let Some(first) = log.segments().first().map(|s| s.base) else {
         return if record_crc {
             CrcCheck::Required
@@ -891,13 +956,11 @@ fn detect_crc_mode(log: &CommitLog, record_crc: bool) -> CrcCheck {
     };
     match log.read_record(first, u64::MAX, CrcCheck::Required) {
         Ok(Decoded::Message(_)) => CrcCheck::Required,
-        Err(Error::Corrupt { .. }) | Ok(Decoded::Blank(_)) | Err(_) => {
-            match log.read_record(first, u64::MAX, CrcCheck::Present) {
-                Ok(Decoded::Message(_)) => CrcCheck::Present,
-                _ if record_crc => CrcCheck::Required,
-                _ => CrcCheck::Present,
-            }
-        }
+        _ => match log.read_record(first, u64::MAX, CrcCheck::Present) {
+            Ok(Decoded::Message(_)) => CrcCheck::Present,
+            _ if record_crc => CrcCheck::Required,
+            _ => CrcCheck::Present,
+        },
     }
 }
 
@@ -1148,6 +1211,7 @@ impl Inner {
                 dispatched,
                 flushed: self.log.flushed(),
                 clean_end,
+                records_have_crc: self.records_have_crc,
             }),
         })
     }

@@ -31,7 +31,7 @@ use mqlab_engine::io::sim::FaultPlan;
 use mqlab_engine::{FlushKind, Store};
 
 #[test]
-#[ignore = "engine bug: old keys lost when recovery itself is cut by a torn power loss"]
+#[ignore = "open: this disk image was produced by an engine whose index rebuild was not sealed before re-dispatch could create a newer file; the current engine seals it first, so the state should not recur, but recovering an older index file with damaged slots needs a full index rebuild, not done yet"]
 fn old_keys_survive_a_crash_during_recovery() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/reliability/index-nested-recovery/image");

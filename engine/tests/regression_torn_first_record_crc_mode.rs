@@ -28,7 +28,7 @@ use mqlab_engine::io::sim::{FaultPlan, SimEnv};
 use mqlab_engine::{FlushKind, PutStatus, Store};
 
 #[test]
-#[ignore = "engine bug: a torn first record downgrades CRC checks and is returned"]
+
 fn a_torn_first_record_is_not_returned() {
     let root = PathBuf::from("/sim/torn-first");
     let cfg = test_config(FlushKind::Async);

@@ -4,7 +4,8 @@
 //! timestamp @8, index msg timestamp @16, master flushed offset @24,
 //! confirm phys offset @32. mqlab adds, past what RocketMQ reads: magic
 //! "MQLB" @64, version @68, dispatched offset @72, flushed offset @80,
-//! clean-shutdown end offset @88 (0 unless the last shutdown was clean).
+//! clean-shutdown end offset @88 (0 unless the last shutdown was clean),
+//! flags @96 (bit 0: every record carries the record CRC).
 //! See FORMAT.md.
 
 use std::path::Path;
@@ -28,6 +29,9 @@ pub struct CheckpointExt {
     pub flushed: u64,
     /// End of the log at a clean shutdown, 0 otherwise.
     pub clean_end: u64,
+    /// Every record of the log carries the `__CRC32#` property, so
+    /// recovery requires it (flag bit 0 at byte 96).
+    pub records_have_crc: bool,
 }
 
 /// The checkpoint's fields.
@@ -62,14 +66,15 @@ fn be32(b: &[u8], at: usize) -> u32 {
 impl Checkpoint {
     /// Parses the file's bytes; a short file reads as zeros past its end.
     pub fn decode(bytes: &[u8]) -> Checkpoint {
-        let mut b = [0u8; 96];
-        let n = bytes.len().min(96);
+        let mut b = [0u8; 100];
+        let n = bytes.len().min(100);
         b[..n].copy_from_slice(&bytes[..n]);
         let ext =
             (be32(&b, 64) == EXT_MAGIC && be32(&b, 68) == EXT_VERSION).then(|| CheckpointExt {
                 dispatched: be64(&b, 72),
                 flushed: be64(&b, 80),
                 clean_end: be64(&b, 88),
+                records_have_crc: be32(&b, 96) & 1 == 1,
             });
         Checkpoint {
             physic_msg_timestamp: be64(&b, 0) as i64,
@@ -95,6 +100,7 @@ impl Checkpoint {
             b[72..80].copy_from_slice(&ext.dispatched.to_be_bytes());
             b[80..88].copy_from_slice(&ext.flushed.to_be_bytes());
             b[88..96].copy_from_slice(&ext.clean_end.to_be_bytes());
+            b[96..100].copy_from_slice(&u32::from(ext.records_have_crc).to_be_bytes());
         }
         b
     }
@@ -121,7 +127,7 @@ impl CheckpointFile {
                 },
             )
             .map_err(|e| Error::io("open", path, e))?;
-        let mut b = vec![0u8; 96];
+        let mut b = vec![0u8; 100];
         let n = f
             .read_at(0, &mut b)
             .map_err(|e| Error::io("read", path, e))?;
@@ -171,6 +177,7 @@ mod tests {
                 dispatched: 6,
                 flushed: 7,
                 clean_end: 8,
+                records_have_crc: true,
             }),
         };
         assert_eq!(Checkpoint::decode(&cp.encode()), cp);

@@ -602,6 +602,16 @@ pub fn decode_view(
             && tail[PROPERTY_CRC32.len()] == NAME_VALUE_SEPARATOR
             && tail[CRC32_RESERVED_LEN - 1] == PROPERTY_SEPARATOR
     };
+    // A `__CRC32#` anywhere but in its exact place is damage, whatever the
+    // mode (a torn record can leave a piece of it in the properties).
+    if crc != CrcCheck::Off
+        && !has_record_crc
+        && props
+            .windows(PROPERTY_CRC32.len())
+            .any(|w| w == PROPERTY_CRC32.as_bytes())
+    {
+        return Err(DecodeError::BadField("misplaced record CRC property"));
+    }
     if crc == CrcCheck::Required && !has_record_crc {
         return Err(DecodeError::BadField("record CRC property (required)"));
     }

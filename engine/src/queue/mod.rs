@@ -354,6 +354,19 @@ impl ConsumeQueue {
             .unwrap_or(0))
     }
 
+    /// Zeroes the units from queue offset `at` to the end; returns how many.
+    pub fn cut_at(&self, at: u64) -> Result<u64> {
+        let max = self.max_offset();
+        if at >= max {
+            return Ok(0);
+        }
+        let zeros = vec![0u8; ((max - at) * UNIT_BYTES) as usize];
+        self.put_units(at, &zeros)?;
+        self.max_offset.store(at, Ordering::Release);
+        self.flush()?;
+        Ok(max - at)
+    }
+
     /// Zeroes every unit whose physical offset is at or past `phys_end`.
     /// Returns how many units were removed.
     pub fn truncate_phys(&self, phys_end: u64) -> Result<u64> {
@@ -368,15 +381,7 @@ impl ConsumeQueue {
                 _ => hi = mid,
             }
         }
-        let cut = lo;
-        if cut >= max {
-            return Ok(0);
-        }
-        let zeros = vec![0u8; ((max - cut) * UNIT_BYTES) as usize];
-        self.put_units(cut, &zeros)?;
-        self.max_offset.store(cut, Ordering::Release);
-        self.flush()?;
-        Ok(max - cut)
+        self.cut_at(lo)
     }
 
     /// Retention: moves the queue's first offset to its first unit whose
