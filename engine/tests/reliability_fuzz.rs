@@ -11,7 +11,9 @@
 //! `MQLAB_REL_FUZZ_ITERS=<inputs per target>` (CI default 150); prints one
 //! `RELIABILITY {json}` line per target. A failing input is written to
 //! `target/reliability-fuzz-failures/` and replays with
-//! `cargo fuzz run <target> <file>` (RUSTC_BOOTSTRAP=1, in engine/fuzz).
+//! `MQLAB_REL_FUZZ_INPUT=<target>:<file> cargo test -p mqlab-engine --test
+//! reliability_fuzz -- --nocapture` (or `cargo fuzz run <target> <file>`
+//! with RUSTC_BOOTSTRAP=1, in engine/fuzz).
 //!
 //! `generate_fuzz_seeds` (ignored, run by hand) rebuilds the seeds from
 //! real stores.
@@ -152,6 +154,16 @@ fn harness(name: &str) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(150u64);
+    if let Ok(spec) = std::env::var("MQLAB_REL_FUZZ_INPUT") {
+        // Replays one input: `<target>:<file>`.
+        if let Some((target, file)) = spec.split_once(':') {
+            if target == name {
+                let r = run_one(body, std::fs::read(file).unwrap());
+                assert!(r.is_ok(), "{name} {file}: {r:?}");
+            }
+        }
+        return;
+    }
     let base = seeds(name);
     assert!(
         !base.is_empty(),

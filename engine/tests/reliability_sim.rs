@@ -835,7 +835,9 @@ fn known_bug(f: &Failure, torn_since_check: bool) -> Option<&'static str> {
         return None;
     }
     match f {
-        Failure::Corrupt(w) if w.starts_with("message at 0:") => {
+        Failure::Corrupt(w)
+            if w.starts_with("message at 0:") || w.starts_with("record at 0 has no key") =>
+        {
             Some("regression_torn_first_record_crc_mode")
         }
         Failure::Queue(_) => Some("regression_stale_queue_unit_after_nested_crash"),

@@ -372,6 +372,12 @@ pub fn open_store(data: &[u8]) {
     let r = store.put(&msg);
     let acked = match (r.status, r.offsets) {
         (PutStatus::PutOk, Some(o)) => {
+            // Under pool an acknowledged put is readable once committed.
+            let end = o.phys_offset + o.wrote_bytes as u64;
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while store.offsets().committed < end && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let got = store
                 .get(o.phys_offset)
                 .expect("read back an acknowledged put");
