@@ -160,6 +160,38 @@ impl std::str::FromStr for BackendKind {
     }
 }
 
+/// The directory half of [`Env`] for the backends that use the real file
+/// system through std::fs (pwrite, mmap, uring): they differ only in how
+/// file bytes move.
+macro_rules! std_dir_ops {
+    () => {
+        fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
+            super::fsutil::list_dir(path)
+        }
+
+        fn is_dir(&self, path: &std::path::Path) -> bool {
+            path.is_dir()
+        }
+
+        fn exists(&self, path: &std::path::Path) -> bool {
+            path.exists()
+        }
+
+        fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+            std::fs::create_dir_all(path)
+        }
+
+        fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+            std::fs::remove_file(path)
+        }
+
+        fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+            super::fsutil::sync_dir(path)
+        }
+    };
+}
+pub(crate) use std_dir_ops;
+
 /// Helpers shared by the std::fs based backends.
 pub(crate) mod fsutil {
     use super::*;

@@ -81,27 +81,5 @@ impl Env for PwriteEnv {
         }))
     }
 
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        fsutil::list_dir(path)
-    }
-
-    fn is_dir(&self, path: &Path) -> bool {
-        path.is_dir()
-    }
-
-    fn exists(&self, path: &Path) -> bool {
-        path.exists()
-    }
-
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(path)
-    }
-
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)
-    }
-
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        fsutil::sync_dir(path)
-    }
+    super::std_dir_ops!();
 }
