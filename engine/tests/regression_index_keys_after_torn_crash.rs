@@ -4,7 +4,7 @@
 //! unsynced index writes torn or out of order, the recovered store no
 //! longer finds some keys of messages that are in the log, far below the
 //! recovery's parse start (key-23 at 35732; parsing started at 131072).
-//! 16 lineages of the full run (100,000 crash points) ended so, under
+//! 17 lineages of the full run (100,000 crash points) ended so, under
 //! every flush strategy; the images they started from all reproduce.
 //!
 //! Unlike `regression_index_after_nested_recovery_crash.rs` (an image left
