@@ -19,43 +19,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
-
-use mqlab_engine::io::sim::FaultPlan;
-use mqlab_engine::{FlushKind, Store};
+use mqlab_engine::FlushKind;
 
 #[test]
 #[ignore = "engine bug: index keys below the checkpoint lost after torn power losses (current engine)"]
 fn every_key_in_the_log_is_found() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/reliability/index-after-torn-crash/image");
-    let root = PathBuf::from("/sim/reliability");
-    let files: BTreeMap<PathBuf, Vec<u8>> = common::read_tree(&dir)
-        .into_iter()
-        .map(|(rel, b)| (root.join(rel), b))
-        .collect();
-    let sim = common::sim_with_files(FaultPlan::default(), &files);
-    let store =
-        Store::open_with_env(Arc::new(sim), &root, common::test_config(FlushKind::Group)).unwrap();
-    let end = store.recovery_report().end_offset;
-    assert!(store.wait_dispatched(end, Duration::from_secs(10)));
-    let mut missing = Vec::new();
-    store
-        .scan(store.min_offset(), &mut |m| {
-            let m = m.unwrap();
-            let i = common::number_of(m).unwrap();
-            let hits = store
-                .query_by_key(&m.topic, &format!("key-{i}"), 0, i64::MAX)
-                .unwrap();
-            if !hits.iter().any(|h| h.phys_offset == m.phys_offset) {
-                missing.push((i, m.phys_offset));
-            }
-            true
-        })
-        .unwrap();
+    let missing =
+        common::keys_missing_after_replaying_image("index-after-torn-crash", FlushKind::Group);
     assert!(
         missing.is_empty(),
         "keys not found (message, offset): {missing:?}"

@@ -203,3 +203,41 @@ pub fn sim_with_files(plan: FaultPlan, files: &BTreeMap<PathBuf, Vec<u8>>) -> Si
     }
     sim
 }
+
+/// Opens the store dumped in `fixtures/reliability/<image>/image` on a
+/// simulated disk with `flush` and returns every message (number, offset)
+/// whose key the index no longer finds.
+pub fn keys_missing_after_replaying_image(
+    image: &str,
+    flush: mqlab_engine::FlushKind,
+) -> Vec<(u64, u64)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/reliability")
+        .join(image)
+        .join("image");
+    let root = PathBuf::from("/sim/reliability");
+    let files: BTreeMap<PathBuf, Vec<u8>> = read_tree(&dir)
+        .into_iter()
+        .map(|(rel, b)| (root.join(rel), b))
+        .collect();
+    let sim = sim_with_files(FaultPlan::default(), &files);
+    let store =
+        mqlab_engine::Store::open_with_env(Arc::new(sim), &root, test_config(flush)).unwrap();
+    let end = store.recovery_report().end_offset;
+    assert!(store.wait_dispatched(end, std::time::Duration::from_secs(10)));
+    let mut missing = Vec::new();
+    store
+        .scan(store.min_offset(), &mut |m| {
+            let m = m.unwrap();
+            let i = number_of(m).unwrap();
+            let hits = store
+                .query_by_key(&m.topic, &format!("key-{i}"), 0, i64::MAX)
+                .unwrap();
+            if !hits.iter().any(|h| h.phys_offset == m.phys_offset) {
+                missing.push((i, m.phys_offset));
+            }
+            true
+        })
+        .unwrap();
+    missing
+}
