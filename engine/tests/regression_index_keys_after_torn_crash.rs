@@ -8,11 +8,13 @@
 //! every flush strategy; the images they started from all reproduce.
 //!
 //! Unlike `regression_index_after_nested_recovery_crash.rs` (an image left
-//! by the engine before b491525), this image was written by the current
-//! engine, so the damaged older index file state still arises: recovery
-//! re-adds index items only from the checkpoint on, and a slot (or item)
-//! below it that a torn write damaged is never repaired. A full rebuild
-//! of the damaged file from the log (or checksummed slots/items) is needed.
+//! by the engine before b491525), this image was written by the engine of
+//! the time: recovery kept the newest index file's items only up to the
+//! first one at or past the checkpoint and trusted every kept item's link
+//! to its predecessor, so a link or slot that a torn or reordered write had
+//! damaged cut the chain of older keys. Fixed: recovery now keeps every
+//! item below the checkpoint wherever it sits, zeroes the others, and
+//! recomputes every link and slot from the kept items.
 //!
 //! The fixture (`fixtures/reliability/index-after-torn-crash/image/`) is
 //! the exact disk image the failing recovery started from.
@@ -22,7 +24,6 @@ mod common;
 use mqlab_engine::FlushKind;
 
 #[test]
-#[ignore = "engine bug: index keys below the checkpoint lost after torn power losses (current engine)"]
 fn every_key_in_the_log_is_found() {
     let missing =
         common::keys_missing_after_replaying_image("index-after-torn-crash", FlushKind::Group);

@@ -225,77 +225,97 @@ impl IndexFile {
         Ok(())
     }
 
-    fn read_item(&self, n: u32) -> Result<Option<(u32, u64, i32)>> {
-        let mut item = [0u8; 20];
-        let got = self
-            .file
-            .read_at(self.item_pos(n), &mut item)
-            .map_err(|e| Error::io("read", &self.path, e))?;
-        if got < 20 || item == [0u8; 20] {
-            return Ok(None);
-        }
-        let hash = u32::from_be_bytes([item[0], item[1], item[2], item[3]]);
-        let mut p = [0u8; 8];
-        p.copy_from_slice(&item[4..12]);
-        let diff = i32::from_be_bytes([item[12], item[13], item[14], item[15]]);
-        Ok(Some((hash, u64::from_be_bytes(p), diff)))
-    }
-
+    /// Crash rebuild: keeps every item, wherever it sits, whose record is
+    /// below `phys`, zeroes every other item, and recomputes every hash
+    /// chain (each kept item's previous-item link and the whole slot table)
+    /// from the kept items in item order. Nothing written before the crash
+    /// is trusted but the items themselves: unsynced writes may have reached
+    /// the disk in any order, torn, or not at all, so a slot or a link may
+    /// point at an item that never landed or at one of another hash.
+    ///
+    /// Idempotent, so a crash during the rebuild is repaired by the next
+    /// one: items keep their positions (nothing is copied, so a torn write
+    /// cannot lose an item), only links, slots and dropped items change,
+    /// and the kept set depends on the items alone.
     fn rebuild_from(&self, phys: u64) -> Result<()> {
         let mut h = self.header.lock().unwrap_or_else(|e| e.into_inner());
         let mut slots = vec![0u32; self.slots as usize];
-        let mut kept = IndexHeader {
-            begin_timestamp: h.begin_timestamp,
-            index_count: 1,
-            ..IndexHeader::default()
-        };
-        let mut n = 1u32;
-        while n < self.items {
-            match self.read_item(n)? {
-                Some((hash, p, diff)) if p < phys => {
-                    let slot = &mut slots[(hash % self.slots) as usize];
-                    if *slot == 0 {
-                        kept.hash_slot_count += 1;
-                    }
-                    *slot = n;
-                    if n == 1 {
-                        kept.begin_phys_offset = p;
-                    }
-                    kept.end_phys_offset = p;
-                    kept.end_timestamp = h
-                        .begin_timestamp
-                        .saturating_add((diff.max(0) as i64).saturating_mul(1000));
-                    n += 1;
+        let mut kept = IndexHeader::default();
+        let mut last_kept = 0u32;
+        let mut links = Vec::new();
+        let mut zero = Vec::new();
+        const CHUNK: u32 = 16 * 1024;
+        let mut buf = vec![0u8; CHUNK as usize * ITEM_BYTES as usize];
+        let mut first = 1u32;
+        while first < self.items {
+            let count = CHUNK.min(self.items - first);
+            let bytes = &mut buf[..count as usize * ITEM_BYTES as usize];
+            let got = self
+                .file
+                .read_at(self.item_pos(first), bytes)
+                .map_err(|e| Error::io("read", &self.path, e))?;
+            for (i, item) in bytes[..got - got % ITEM_BYTES as usize]
+                .chunks_exact(ITEM_BYTES as usize)
+                .enumerate()
+            {
+                if item.iter().all(|&b| b == 0) {
+                    continue;
                 }
-                _ => break,
+                let n = first + i as u32;
+                let hash = u32::from_be_bytes([item[0], item[1], item[2], item[3]]);
+                let mut p = [0u8; 8];
+                p.copy_from_slice(&item[4..12]);
+                let p = u64::from_be_bytes(p);
+                if p >= phys {
+                    zero.push(n);
+                    continue;
+                }
+                let diff = i32::from_be_bytes([item[12], item[13], item[14], item[15]]);
+                let prev = u32::from_be_bytes([item[16], item[17], item[18], item[19]]);
+                let slot = &mut slots[(hash % self.slots) as usize];
+                if *slot == 0 {
+                    kept.hash_slot_count += 1;
+                }
+                if prev != *slot {
+                    links.push((n, *slot));
+                }
+                *slot = n;
+                if last_kept == 0 {
+                    kept.begin_phys_offset = p;
+                }
+                last_kept = n;
+                kept.end_phys_offset = kept.end_phys_offset.max(p);
+                kept.end_timestamp = kept.end_timestamp.max(
+                    h.begin_timestamp
+                        .saturating_add((diff.max(0) as i64).saturating_mul(1000)),
+                );
             }
-        }
-        kept.index_count = n;
-        if n == 1 {
-            kept.begin_timestamp = 0;
-        }
-        // Zero the dropped tail (until a long run of zero items: unsynced
-        // writes can leave holes), so no later scan adopts stale items.
-        let mut zeros_seen = 0u32;
-        let mut m = n;
-        while m < self.items && zeros_seen < 256 {
-            if self.read_item(m)?.is_some() {
-                zeros_seen = 0;
-                self.file
-                    .write_at(self.item_pos(m), &[0u8; 20])
-                    .map_err(|e| Error::io("write", &self.path, e))?;
-            } else {
-                zeros_seen += 1;
+            if got < bytes.len() {
+                break;
             }
-            m += 1;
+            first += count;
+        }
+        let write = |pos: u64, b: &[u8]| {
+            self.file
+                .write_at(pos, b)
+                .map_err(|e| Error::io("write", &self.path, e))
+        };
+        for (n, prev) in links {
+            write(self.item_pos(n) + 16, &prev.to_be_bytes())?;
+        }
+        for n in zero {
+            write(self.item_pos(n), &[0u8; ITEM_BYTES as usize])?;
         }
         let mut table = Vec::with_capacity(slots.len() * 4);
         for v in &slots {
             table.extend_from_slice(&v.to_be_bytes());
         }
-        self.file
-            .write_at(HEADER_BYTES, &table)
-            .map_err(|e| Error::io("write", &self.path, e))?;
+        write(HEADER_BYTES, &table)?;
+        kept.index_count = last_kept + 1;
+        kept.begin_timestamp = if last_kept == 0 { 0 } else { h.begin_timestamp };
+        if last_kept == 0 {
+            kept.end_timestamp = 0;
+        }
         *h = kept;
         drop(h);
         self.seal()
