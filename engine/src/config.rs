@@ -48,6 +48,13 @@ pub struct FlushConfig {
     /// long for more before flushing, µs. Default 0: flush at once, and let
     /// the next batch form while the fdatasync runs.
     pub group_wait_us: u64,
+    /// Group commit: puts copy their records into a memory staging area
+    /// (as `pool` does) and the service writes each batch to the file with
+    /// one write just before its fdatasync, instead of one write per put.
+    /// Acknowledgement is unchanged (after the fdatasync covering the
+    /// put). Default true; false gives RocketMQ's GroupCommitService, where
+    /// every put writes its own record.
+    pub group_batch_writes: bool,
 }
 
 impl Default for FlushConfig {
@@ -62,6 +69,7 @@ impl Default for FlushConfig {
             sync_flush_timeout_ms: 5_000,
             group_max_waiters: 4_096,
             group_wait_us: 0,
+            group_batch_writes: true,
         }
     }
 }

@@ -101,11 +101,15 @@ fn check_all(store: &Store, acked: &[Acked], flush: FlushKind) {
 }
 
 fn scenario(backend: Backend, flush: FlushKind) {
+    scenario_with(backend, test_config(flush));
+}
+
+fn scenario_with(backend: Backend, cfg: mqlab_engine::StoreConfig) {
+    let flush = cfg.flush.kind;
     let Some(env) = env_for(backend, 7) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let cfg = test_config(flush);
     let store = Store::open_with_env(env.clone(), dir.path(), cfg.clone()).unwrap();
     assert!(!store.recovery_report().abnormal);
     let mut acked = put_all(&store, 0..N);
@@ -164,6 +168,22 @@ conformance! {
     sim_group: Backend::Sim, FlushKind::Group;
     sim_async: Backend::Sim, FlushKind::Async;
     sim_pool: Backend::Sim, FlushKind::Pool;
+}
+
+/// Group commit with one write per put (RocketMQ's GroupCommitService)
+/// instead of one write per batch.
+#[test]
+fn pwrite_group_unbatched() {
+    let mut cfg = test_config(FlushKind::Group);
+    cfg.flush.group_batch_writes = false;
+    scenario_with(Backend::Real(BackendKind::Pwrite), cfg);
+}
+
+#[test]
+fn sim_group_unbatched() {
+    let mut cfg = test_config(FlushKind::Group);
+    cfg.flush.group_batch_writes = false;
+    scenario_with(Backend::Sim, cfg);
 }
 
 /// Power loss on the simulator under every strategy: what was acked under

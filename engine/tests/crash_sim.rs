@@ -53,6 +53,8 @@ fn crash_point(flush: FlushKind, seed: u64, process_crash: bool) -> PointResult 
     // Vary the background timing per seed so crashes land in every phase.
     cfg.flush.flush_interval_ms = rng.random_range(1..8);
     cfg.flush.commit_interval_ms = rng.random_range(1..5);
+    // Group commit: one write per batch (the default) or per put.
+    cfg.flush.group_batch_writes = rng.random_bool(0.5);
     let store = Store::open_with_env(Arc::new(sim.clone()), &dir, cfg.clone())
         .unwrap_or_else(|e| panic!("seed {seed}: open: {e}"));
     let puts = rng.random_range(1..120u64);

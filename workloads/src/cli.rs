@@ -95,6 +95,13 @@ pub struct WorkloadArgs {
     /// Async/pool flusher period in ms (flushIntervalCommitLog). [default: 500]
     #[arg(long, value_name = "MS")]
     pub flush_interval_ms: Option<u64>,
+    /// Group commit only: puts copy into a memory staging area and the
+    /// group-commit service writes each batch with one write before its
+    /// fdatasync (true), or every put writes its own record, as RocketMQ's
+    /// GroupCommitService does (false). Acks wait for the fdatasync either
+    /// way. [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub group_batch_writes: Option<bool>,
     /// Commit-log segment size in bytes. [default: 1073741824 (1 GiB)]
     #[arg(long, value_name = "BYTES")]
     pub segment_bytes: Option<u64>,

@@ -241,6 +241,7 @@ pub fn one_crash(p: &CrashParams, index: u32, seed: u64) -> Result<CrashRecord> 
         keys: true,
         topic: "mqlab".into(),
         flush_interval_ms: p.flush_interval_ms,
+        group_batch_writes: cfg.flush.group_batch_writes,
         segment_bytes: cfg.segment_bytes,
         sample_ms: 2,
         timeseries_ms: 1000,

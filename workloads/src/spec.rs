@@ -48,6 +48,8 @@ pub struct SpecFile {
     pub topic: Option<String>,
     /// Async flusher period, ms.
     pub flush_interval_ms: Option<u64>,
+    /// Group commit: one write per batch (true) or per put (false).
+    pub group_batch_writes: Option<bool>,
     /// Segment size, bytes.
     pub segment_bytes: Option<u64>,
     /// Bursty load: send for `burst_on_ms`...
@@ -106,6 +108,9 @@ pub struct Workload {
     pub topic: String,
     /// Async/pool flusher period, ms.
     pub flush_interval_ms: u64,
+    /// Group commit: one write per batch (true) or per put (false).
+    #[serde(default = "default_group_batch_writes")]
+    pub group_batch_writes: bool,
     /// Commit-log segment size, bytes.
     pub segment_bytes: u64,
     /// Loss-window sampling period, ms.
@@ -126,6 +131,10 @@ fn default_timeseries_ms() -> u64 {
     1000
 }
 
+fn default_group_batch_writes() -> bool {
+    true
+}
+
 /// Defaults of a `run`.
 pub const DEFAULT_DURATION_SECS: f64 = 5.0;
 
@@ -141,11 +150,20 @@ impl Workload {
         let flush = flush.or(spec.flush).unwrap_or(FlushKind::Async);
         let backend = backend.or(spec.backend).unwrap_or(BackendKind::Pwrite);
         let messages = args.messages.or(spec.messages);
+        let group_batch_writes = args
+            .group_batch_writes
+            .or(spec.group_batch_writes)
+            .unwrap_or(true);
         let w = Workload {
             name: name
                 .map(str::to_string)
                 .or_else(|| spec.name.clone())
-                .unwrap_or_else(|| format!("{}-{}", flush.name(), backend.name())),
+                .unwrap_or_else(|| match flush {
+                    FlushKind::Group if !group_batch_writes => {
+                        format!("group-unbatched-{}", backend.name())
+                    }
+                    _ => format!("{}-{}", flush.name(), backend.name()),
+                }),
             flush,
             backend,
             producers: args.producers.or(spec.producers).unwrap_or(4),
@@ -172,6 +190,7 @@ impl Workload {
                 .flush_interval_ms
                 .or(spec.flush_interval_ms)
                 .unwrap_or(500),
+            group_batch_writes,
             segment_bytes: args.segment_bytes.or(spec.segment_bytes).unwrap_or(
                 if args.small_files {
                     StoreConfig::small().segment_bytes
@@ -247,6 +266,7 @@ impl Workload {
         };
         cfg.flush.kind = self.flush;
         cfg.flush.flush_interval_ms = self.flush_interval_ms;
+        cfg.flush.group_batch_writes = self.group_batch_writes;
         cfg
     }
 
@@ -259,6 +279,9 @@ impl Workload {
                 self.flush_interval_ms,
                 self.backend.name()
             ),
+            FlushKind::Group if !self.group_batch_writes => {
+                format!("group-unbatched/{}", self.backend.name())
+            }
             _ => format!("{}/{}", self.flush.name(), self.backend.name()),
         }
     }

@@ -20,6 +20,13 @@
 //!   `group_wait_us` > 0 it sleeps that fixed time instead (the previous
 //!   behaviour).
 //!
+//! Batched writes (`group_batch_writes`, default on): puts copy their
+//! records into the commit log's staging area (the one `pool` uses) and
+//! the service writes the whole batch with one write right before its
+//! fdatasync. At hundreds of puts in flight this removes a system call per
+//! put from the append lock, and on io_uring it turns hundreds of small
+//! buffered writes (which ext4 punts to worker threads) into one.
+//!
 //! Invariant: a waiter is acknowledged only once `flushed >= end`; the
 //! service marks a waiter done only after `flush` returned, and the waiter
 //! re-checks `flushed` itself.
@@ -40,6 +47,10 @@ pub const NAME: &str = "group";
 
 /// How often a waiting put re-checks whether the log was poisoned.
 const POISON_CHECK: Duration = Duration::from_millis(10);
+
+/// Staging bound with batched writes: a put past it waits until the
+/// service has written the batch before it.
+pub const BATCH_STAGING_BYTES: usize = 64 << 20;
 
 /// Longest the service waits for returning waiters before a flush.
 const MAX_GATHER: Duration = Duration::from_micros(500);
@@ -159,7 +170,8 @@ fn service(sh: &Shared) {
         }
         let t = Instant::now();
         // An error poisons the log; waiters are released and see it.
-        let _ = sh.log.flush(false);
+        // `commit` writes the staged batch (a no-op without batching).
+        let _ = sh.log.commit().and_then(|_| sh.log.flush(false));
         last_flush = t.elapsed();
         let flushed = sh.log.flushed();
         let poisoned = sh.log.poisoned().is_some();
