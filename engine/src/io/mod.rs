@@ -42,6 +42,14 @@ pub trait File: Send + Sync {
     /// Makes every byte written so far durable (fdatasync / msync(MS_SYNC) /
     /// IORING_OP_FSYNC with DATASYNC).
     fn sync_data(&self) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`, then makes every byte written so far
+    /// durable: `write_at` followed by `sync_data`, which a backend may
+    /// chain into one operation (io_uring: a write linked to an fsync, one
+    /// submission and one wait). Group commit writes each batch this way.
+    fn write_at_and_sync(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.write_at(offset, buf)?;
+        self.sync_data()
+    }
     /// Truncates or extends the file; new bytes read as zero.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Current length in bytes.

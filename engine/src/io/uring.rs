@@ -220,6 +220,59 @@ unsafe fn submit_one(entry: &squeue::Entry) -> io::Result<i32> {
     }
 }
 
+/// Submits `first` linked to `second` (the caller sets `IO_LINK` on
+/// `first`) on this thread's ring, waits for both completions and returns
+/// their results in that order. If `first` fails or is short, the kernel
+/// cancels `second` (`-ECANCELED`).
+///
+/// # Safety
+///
+/// As [`submit_one`], for the buffers of both entries.
+#[allow(unsafe_code)]
+unsafe fn submit_linked(first: &squeue::Entry, second: &squeue::Entry) -> io::Result<(i32, i32)> {
+    let mut ring = take_ring()?;
+    assert!(
+        ring.submission().is_empty() && ring.completion().is_empty(),
+        "io_uring ring not empty between operations"
+    );
+    let pair = [first.clone().user_data(0), second.clone().user_data(1)];
+    // SAFETY: as in `submit_one`; both completions are reaped before we
+    // return, or the ring is dropped while the kernel has consumed neither.
+    unsafe { ring.submission().push_multiple(&pair) }
+        .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+    let mut results = [None::<i32>; 2];
+    let mut failures = 0u32;
+    while results.iter().any(Option::is_none) {
+        let waiting = results.iter().filter(|r| r.is_none()).count();
+        match ring.submit_and_wait(waiting) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                failures += 1;
+                let transient = matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY));
+                let none_consumed = ring.submission().len() == pair.len();
+                if none_consumed && (!transient || failures > MAX_RETRIES) {
+                    // The kernel holds no pointer: drop the ring and its
+                    // stale entries.
+                    return Err(e);
+                }
+                if !none_consumed && failures > MAX_RETRIES {
+                    eprintln!("mqlab: io_uring: cannot reap in-flight operations ({e}); aborting");
+                    std::process::abort();
+                }
+                std::thread::yield_now();
+            }
+        }
+        for cqe in ring.completion() {
+            if let Some(slot) = results.get_mut(cqe.user_data() as usize) {
+                *slot = Some(cqe.result());
+            }
+        }
+    }
+    put_ring(ring);
+    Ok((results[0].unwrap_or(0), results[1].unwrap_or(0)))
+}
+
 /// What to do with a negative completion result of a read or write.
 fn retry_or_error(res: i32, retries: &mut u32) -> io::Result<()> {
     let errno = -res;
@@ -331,6 +384,51 @@ impl File for UringFile {
             return Err(io::Error::from_raw_os_error(-res));
         }
         Ok(())
+    }
+
+    fn write_at_and_sync(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if self.read_only {
+            return Err(read_only_error());
+        }
+        let end = io_end(offset, buf.len())?;
+        if buf.is_empty() || buf.len() > MAX_IO_BYTES {
+            self.write_at(offset, buf)?;
+            return self.sync_data();
+        }
+        let write = opcode::Write::new(self.fd(), buf.as_ptr(), buf.len() as u32)
+            .offset(offset)
+            .build()
+            .flags(squeue::Flags::IO_LINK);
+        let sync = opcode::Fsync::new(self.fd())
+            .flags(types::FsyncFlags::DATASYNC)
+            .build();
+        #[allow(unsafe_code)]
+        // SAFETY: the write points into `buf`, borrowed for this call, and
+        // `submit_linked` returns only once both operations have completed;
+        // the fsync points to no memory of ours.
+        let (written, synced) = unsafe { submit_linked(&write, &sync) }?;
+        match written {
+            n if n >= 0 && n as usize == buf.len() => {
+                self.len.fetch_max(end, Ordering::AcqRel);
+                if synced < 0 {
+                    // Never retried: see the `File` contract.
+                    return Err(io::Error::from_raw_os_error(-synced));
+                }
+                Ok(())
+            }
+            // Short: the kernel cancelled the fsync; finish unchained.
+            n if n > 0 => {
+                self.write_at(offset + n as u64, &buf[n as usize..])?;
+                self.len.fetch_max(end, Ordering::AcqRel);
+                self.sync_data()
+            }
+            0 => Err(io::ErrorKind::WriteZero.into()),
+            e if matches!(-e, libc::EINTR | libc::EAGAIN) => {
+                self.write_at(offset, buf)?;
+                self.sync_data()
+            }
+            e => Err(io::Error::from_raw_os_error(-e)),
+        }
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
@@ -498,6 +596,33 @@ mod tests {
         let mut want = vec![0u8; 8192];
         want[..100].fill(7);
         assert_eq!(read_vec(&*f, 0, 8192), want);
+    }
+
+    #[test]
+    fn write_and_sync_linked() {
+        let Some(env) = env_or_skip("write_and_sync_linked") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let f = env.open(&path, create(4096)).unwrap();
+        f.write_at_and_sync(100, b"linked write").unwrap();
+        assert_eq!(read_vec(f.as_ref(), 100, 12), b"linked write");
+        // Past the end: the length follows.
+        f.write_at_and_sync(4090, b"0123456789").unwrap();
+        assert_eq!(f.len(), 4100);
+        drop(f);
+        assert_eq!(std::fs::read(&path).unwrap()[4090..], *b"0123456789");
+        let ro = env
+            .open(
+                &path,
+                OpenOptions {
+                    read_only: true,
+                    ..OpenOptions::default()
+                },
+            )
+            .unwrap();
+        assert!(ro.write_at_and_sync(0, b"x").is_err());
     }
 
     #[test]

@@ -103,6 +103,32 @@ struct StagingBuf {
     spare: Vec<u8>,
 }
 
+/// Takes the staged bytes (with their start offset), leaving the spare
+/// buffer in their place; None when nothing is staged. The caller holds the
+/// commit lock and hands the buffer back with [`return_spare`].
+fn take_staged(st: &Staging) -> Option<(u64, Vec<u8>)> {
+    let mut s = st.state.lock().unwrap_or_else(|e| e.into_inner());
+    if s.data.is_empty() {
+        return None;
+    }
+    let spare = std::mem::take(&mut s.spare);
+    let data = std::mem::replace(&mut s.data, spare);
+    let start = s.start;
+    s.start += data.len() as u64;
+    Some((start, data))
+}
+
+/// Returns a written batch's buffer for reuse and wakes appenders waiting
+/// for room.
+fn return_spare(st: &Staging, mut data: Vec<u8>) {
+    {
+        let mut s = st.state.lock().unwrap_or_else(|e| e.into_inner());
+        data.clear();
+        s.spare = data;
+    }
+    st.drained.notify_all();
+}
+
 /// Per-topic, per-queue next queue offset.
 pub type QueueTable = HashMap<String, HashMap<u32, u64>>;
 
@@ -572,42 +598,70 @@ impl CommitLog {
         };
         let _c = st.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         self.check_poison()?;
-        let (start, data) = {
-            let mut s = st.state.lock().unwrap_or_else(|e| e.into_inner());
-            if s.data.is_empty() {
-                return Ok(s.start);
-            }
-            let spare = std::mem::take(&mut s.spare);
-            let data = std::mem::replace(&mut s.data, spare);
-            let start = s.start;
-            s.start += data.len() as u64;
-            (start, data)
+        let Some((start, data)) = take_staged(st) else {
+            return Ok(self.committed());
         };
-        // Split at segment boundaries (a blank record ends each segment,
-        // so runs never straddle, but the staged bytes may span several).
-        let mut pos = start;
-        let mut off = 0usize;
-        let result = (|| {
-            while off < data.len() {
-                let room = (self.segment_bytes - pos % self.segment_bytes) as usize;
-                let n = room.min(data.len() - off);
-                self.write_file(pos, &data[off..off + n])?;
-                pos += n as u64;
-                off += n;
-            }
-            Ok(())
-        })();
+        let result = self.write_staged(start, &data);
         let end = start + data.len() as u64;
-        {
-            let mut s = st.state.lock().unwrap_or_else(|e| e.into_inner());
-            let mut data = data;
-            data.clear();
-            s.spare = data;
-        }
-        st.drained.notify_all();
+        return_spare(st, data);
         result?;
         self.committed.store(end, Ordering::Release);
         Ok(end)
+    }
+
+    /// Group commit with batched writes: writes the staged batch and makes
+    /// everything up to its end durable. When the batch lies in one segment
+    /// and everything before that segment is already durable, the write
+    /// and the fdatasync go to the backend as one
+    /// [`File::write_at_and_sync`] (one io_uring submission); otherwise
+    /// `commit` then `flush`. Returns the new flushed offset.
+    pub fn commit_and_flush(&self) -> Result<u64> {
+        let Some(st) = &self.staging else {
+            return self.flush(false);
+        };
+        let c = st.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_poison()?;
+        let Some((start, data)) = take_staged(st) else {
+            drop(c);
+            return self.flush(false);
+        };
+        let end = start + data.len() as u64;
+        let _g = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let one = self.segment_for(start).filter(|g| {
+            end <= g.base + self.segment_bytes && self.flushed.load(Ordering::Acquire) >= g.base
+        });
+        let result = match &one {
+            Some(g) => g
+                .file
+                .write_at_and_sync(start - g.base, &data)
+                .map_err(|e| self.poison("write+fdatasync", &g.path, e)),
+            None => self.write_staged(start, &data),
+        };
+        return_spare(st, data);
+        result?;
+        self.committed.store(end, Ordering::Release);
+        drop(c);
+        if one.is_some() {
+            self.flushed.fetch_max(end, Ordering::AcqRel);
+            return Ok(end);
+        }
+        self.flush_locked(false)
+    }
+
+    /// Writes staged bytes starting at `start` into the segment files,
+    /// split at segment boundaries (a blank record ends each segment, so
+    /// records never straddle, but the staged bytes may span several).
+    fn write_staged(&self, start: u64, data: &[u8]) -> Result<()> {
+        let mut pos = start;
+        let mut off = 0usize;
+        while off < data.len() {
+            let room = (self.segment_bytes - pos % self.segment_bytes) as usize;
+            let n = room.min(data.len() - off);
+            self.write_file(pos, &data[off..off + n])?;
+            pos += n as u64;
+            off += n;
+        }
+        Ok(())
     }
 
     /// Wakes writers blocked on a full pool (after poisoning).
@@ -623,6 +677,11 @@ impl CommitLog {
     /// offset.
     pub fn flush(&self, force: bool) -> Result<u64> {
         let _g = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.flush_locked(force)
+    }
+
+    /// [`CommitLog::flush`] with `flush_lock` held.
+    fn flush_locked(&self, force: bool) -> Result<u64> {
         self.check_poison()?;
         let from = self.flushed.load(Ordering::Acquire);
         let target = self.committed.load(Ordering::Acquire);
