@@ -440,7 +440,11 @@ impl Store {
         // have reached the disk in any order (holes): rewrite every unit of
         // the re-dispatched records, and rebuild the newest index file's
         // tail, rather than trusting what looks present.
-        if crashlike && !config.read_only {
+        // Read-only opens too: their writes land in the in-memory overlay,
+        // and without the rebuild a store killed during an earlier rebuild
+        // (items below the re-dispatch start already zeroed, the header
+        // still past them) would look as if those keys were lost.
+        if crashlike {
             if let Some(ix) = &inner.index {
                 ix.rebuild_newest_from(dispatch_from)?;
             }

@@ -627,11 +627,12 @@ impl IndexService {
 
     /// Crash recovery: keeps the newest file's items for records below
     /// `phys` (durable: the checkpoint flushed them before recording the
-    /// offset), drops the rest and rebuilds the slot table from the kept
-    /// items, so holes or reordering among unsynced writes (items or slots)
-    /// cannot cut a hash chain. Re-dispatch from `phys` re-adds what was
-    /// dropped. Older files were sealed (synced) before the newest one got
-    /// items, so they need nothing.
+    /// offset) wherever they sit, drops the rest and recomputes every link
+    /// and the slot table from the kept items, so holes, torn items or
+    /// reordering among unsynced writes cannot cut a hash chain (see
+    /// `IndexFile::rebuild_from`). Re-dispatch from `phys` re-adds what
+    /// was dropped. Older files were sealed (synced) before the newest one
+    /// got items, so they need nothing.
     pub fn rebuild_newest_from(&self, phys: u64) -> Result<()> {
         if self.read_only {
             return Ok(());
