@@ -363,6 +363,10 @@ Fixed by the engine owner during this work, after the report (regression tests e
    `regression_index_after_nested_recovery_crash.rs` (fixtures: the exact disk images the failing
    recoveries started from). Fixed: every crash recovery recomputes the newest file's links and slots
    from its items.
+8. A process killed during that rebuild left zeroed items under a header that still counted them;
+   read-only recovery (`mqlab verify`) skipped the rebuild and reported those keys lost (kill9,
+   io_uring): `regression_read_only_open_after_interrupted_index_rebuild.rs`. Fixed: read-only opens
+   rebuild too, on their in-memory overlay.
 
 {open_note}
 
