@@ -494,7 +494,9 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, s: &Summary) -> Result
      -> Result<()> {
         let vals: Vec<f64> = s.engines.iter().map(value).filter(|v| *v > 0.0).collect();
         let lo = vals.iter().copied().fold(f64::INFINITY, f64::min).max(1.0) / 2.0;
-        let hi = vals.iter().copied().fold(1.0, f64::max) * 4.0;
+        // Bars use the lower 60% of the log range; the legend sits above.
+        let top = vals.iter().copied().fold(1.0, f64::max) * 1.5;
+        let hi = (lo.ln() + (top.ln() - lo.ln()) / 0.6).exp();
         let mut chart = ChartBuilder::on(&area)
             .caption(title, ("sans-serif", 20))
             .margin(10)
