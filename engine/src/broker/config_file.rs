@@ -55,13 +55,7 @@ impl ConfigFile {
         }
         let f = self
             .env
-            .open(
-                path,
-                OpenOptions {
-                    read_only: true,
-                    ..OpenOptions::default()
-                },
-            )
+            .open(path, OpenOptions::read_only())
             .map_err(|e| Error::io("open", path, e))?;
         let mut buf = vec![0u8; f.len() as usize];
         let n = f

@@ -370,13 +370,7 @@ pub(crate) fn read_config_file<T>(
             continue;
         }
         let f = env
-            .open(
-                &p,
-                OpenOptions {
-                    read_only: true,
-                    ..OpenOptions::default()
-                },
-            )
+            .open(&p, OpenOptions::read_only())
             .map_err(|e| Error::io("open", &p, e))?;
         let mut buf = vec![0u8; f.len() as usize];
         let n = f

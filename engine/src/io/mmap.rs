@@ -393,10 +393,7 @@ mod tests {
             .unwrap()
             .write_at(0, b"data")
             .unwrap();
-        let ro = OpenOptions {
-            read_only: true,
-            ..OpenOptions::default()
-        };
+        let ro = OpenOptions::read_only();
         let f = env.open(&path, ro).unwrap();
         assert_eq!(read_vec(&*f, 0, 4), b"data");
         let err = f.write_at(0, b"nope").unwrap_err();

@@ -76,6 +76,17 @@ pub struct OpenOptions {
     pub read_only: bool,
 }
 
+impl OpenOptions {
+    /// Open an existing file without write access (`verify`, `inspect`,
+    /// reading config files and checkpoints).
+    pub fn read_only() -> OpenOptions {
+        OpenOptions {
+            read_only: true,
+            ..OpenOptions::default()
+        }
+    }
+}
+
 /// A file system: opens files and manages directories.
 pub trait Env: Send + Sync {
     /// Short name used in results and chart legends ("pwrite", "mmap", ...).

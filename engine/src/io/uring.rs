@@ -613,15 +613,7 @@ mod tests {
         assert_eq!(f.len(), 4100);
         drop(f);
         assert_eq!(std::fs::read(&path).unwrap()[4090..], *b"0123456789");
-        let ro = env
-            .open(
-                &path,
-                OpenOptions {
-                    read_only: true,
-                    ..OpenOptions::default()
-                },
-            )
-            .unwrap();
+        let ro = env.open(&path, OpenOptions::read_only()).unwrap();
         assert!(ro.write_at_and_sync(0, b"x").is_err());
     }
 
@@ -648,10 +640,7 @@ mod tests {
             .unwrap()
             .write_at(0, b"data")
             .unwrap();
-        let ro = OpenOptions {
-            read_only: true,
-            ..OpenOptions::default()
-        };
+        let ro = OpenOptions::read_only();
         let f = env.open(&path, ro).unwrap();
         assert_eq!(read_vec(&*f, 0, 4), b"data");
         let err = f.write_at(0, b"nope").unwrap_err();

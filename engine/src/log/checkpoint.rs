@@ -119,13 +119,7 @@ impl CheckpointFile {
             return Ok(None);
         }
         let f = env
-            .open(
-                path,
-                OpenOptions {
-                    read_only: true,
-                    ..OpenOptions::default()
-                },
-            )
+            .open(path, OpenOptions::read_only())
             .map_err(|e| Error::io("open", path, e))?;
         let mut b = vec![0u8; 100];
         let n = f

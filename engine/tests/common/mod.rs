@@ -161,15 +161,7 @@ pub fn env_files(env: &dyn Env, root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
                 dirs.push(path);
                 continue;
             }
-            let f = env
-                .open(
-                    &path,
-                    OpenOptions {
-                        read_only: true,
-                        ..OpenOptions::default()
-                    },
-                )
-                .unwrap();
+            let f = env.open(&path, OpenOptions::read_only()).unwrap();
             let mut bytes = vec![0u8; f.len() as usize];
             let n = f.read_at(0, &mut bytes).unwrap();
             bytes.truncate(n);
