@@ -47,27 +47,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::plot::{nines_label, register_fonts};
+use crate::plot::{both, draw_legend, labelled_line, nines_label, pe, register_fonts};
 use crate::recorder::{latency_hist, LatencySummary};
 use crate::summary::{hgrm_text, round3};
 use crate::util::{scratch_dir, scratch_parent, thousands, timestamp, write_command, write_json};
-
-/// Draws `$f(root, $data)` into `<name>.svg` and `<name>.png`.
-macro_rules! both {
-    ($out:expr, $name:expr, $f:ident, $data:expr) => {{
-        let svg = $out.join(format!("{}.svg", $name));
-        let root = SVGBackend::new(&svg, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(pe)?;
-        $f(&root, $data)?;
-        root.present().map_err(pe)?;
-        drop(root);
-        let png = $out.join(format!("{}.png", $name));
-        let root = BitMapBackend::new(&png, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(pe)?;
-        $f(&root, $data)?;
-        root.present().map_err(pe)?;
-    }};
-}
 
 /// Real topic the timers are delivered to.
 const TOPIC: &str = "DelayTarget";
@@ -767,20 +750,23 @@ pub fn cmd_delay(mut args: DelayArgs) -> Result<()> {
             .iter()
             .map(|(name, hgrm, csv)| Curves::parse(name, hgrm, csv))
             .collect();
-        both!(&out, "lateness_spectrum", spectrum, &curves);
-        both!(&out, "lateness_over_time", over_time, &curves);
+        both(
+            &out,
+            "lateness_spectrum",
+            |a| spectrum(&a, &curves),
+            |a| spectrum(&a, &curves),
+        )?;
+        both(
+            &out,
+            "lateness_over_time",
+            |a| over_time(&a, &curves),
+            |a| over_time(&a, &curves),
+        )?;
     }
     crate::util::print_out(&table(&runs));
     eprintln!("results in {}", out.display());
     Ok(())
 }
-
-fn pe<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("drawing failed: {e:?}")
-}
-
-const W: u32 = 1100;
-const H: u32 = 700;
 
 /// One scheduler's curves: lateness by percentile and over time.
 struct Curves {
@@ -814,6 +800,8 @@ impl Curves {
     }
 }
 
+/// Color of the i-th scheduler: the delay charts' own five-colour palette
+/// (blue, red, green, ...), not `crate::plot::color`'s order.
 fn color(i: usize) -> RGBColor {
     [
         RGBColor(31, 119, 180),
@@ -860,23 +848,14 @@ fn spectrum<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[Curves]
         .map_err(pe)?;
     for (i, c) in curves.iter().enumerate() {
         let col = color(i);
-        chart
-            .draw_series(LineSeries::new(
-                c.spectrum.iter().map(|&(x, y)| (x, floor_ms(y))),
-                col.stroke_width(2),
-            ))
-            .map_err(pe)?
-            .label(c.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3)));
+        labelled_line(
+            &mut chart,
+            c.spectrum.iter().map(|&(x, y)| (x, floor_ms(y))),
+            col,
+            c.name.clone(),
+        )?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(pe)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 14)?;
     Ok(())
 }
 
@@ -910,14 +889,12 @@ fn over_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[Curves
         .map_err(pe)?;
     for (i, c) in curves.iter().enumerate() {
         let col = color(i);
-        chart
-            .draw_series(LineSeries::new(
-                c.series.iter().map(|&(t, _, max)| (t, floor_ms(max))),
-                col.stroke_width(2),
-            ))
-            .map_err(pe)?
-            .label(c.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3)));
+        labelled_line(
+            &mut chart,
+            c.series.iter().map(|&(t, _, max)| (t, floor_ms(max))),
+            col,
+            c.name.clone(),
+        )?;
         chart
             .draw_series(DashedLineSeries::new(
                 c.series.iter().map(|&(t, p50, _)| (t, floor_ms(p50))),
@@ -927,13 +904,6 @@ fn over_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[Curves
             ))
             .map_err(pe)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(pe)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 14)?;
     Ok(())
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use anyhow::{anyhow, Context, Result};
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -42,7 +42,8 @@ pub fn register_fonts() {
     });
 }
 
-fn pe<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+/// Wraps a plotters error.
+pub(crate) fn pe<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e:?}")
 }
 
@@ -205,6 +206,49 @@ pub(crate) fn color(i: usize) -> RGBColor {
     C[i % C.len()]
 }
 
+/// Draws the series legend: `position`, translucent white box, black
+/// border, `font_px` sans-serif labels.
+pub(crate) fn draw_legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    font_px: u32,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", font_px))
+        .draw()
+        .map_err(pe)?;
+    Ok(())
+}
+
+/// Draws `points` as a 2 px line in `c`, listed in the legend as `label`
+/// with a 3 px line marker.
+pub(crate) fn labelled_line<'a, DB, CT, I>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    points: I,
+    c: RGBColor,
+    label: impl Into<String>,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate<From = (f64, f64)>,
+    I: IntoIterator<Item = (f64, f64)>,
+{
+    chart
+        .draw_series(LineSeries::new(points, c.stroke_width(2)))
+        .map_err(pe)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+    Ok(())
+}
+
 /// Color of a flush strategy.
 fn flush_color(flush: &str) -> RGBColor {
     match flush {
@@ -272,20 +316,9 @@ fn latency_spectrum<DB: DrawingBackend>(
         .map_err(pe)?;
     for (i, r) in with.iter().enumerate() {
         let c = color(i);
-        chart
-            .draw_series(LineSeries::new(pts(r), c.stroke_width(2)))
-            .map_err(pe)?
-            .label(r.summary.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        labelled_line(&mut chart, pts(r), c, r.summary.label.clone())?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(pe)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 13)?;
     Ok(())
 }
 
@@ -422,14 +455,7 @@ fn loss_vs_throughput<DB: DrawingBackend>(
             ))
             .map_err(pe)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(pe)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 14)?;
     Ok(())
 }
 
@@ -541,10 +567,7 @@ fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]
             .iter()
             .map(|s| (s.t_s + s.interval_s / 2.0, s.msgs_per_s))
             .collect();
-        c1.draw_series(LineSeries::new(rate, c.stroke_width(2)))
-            .map_err(pe)?
-            .label(r.summary.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        labelled_line(&mut c1, rate, c, r.summary.label.clone())?;
         let p99: Vec<(f64, f64)> = r
             .series
             .iter()
@@ -554,13 +577,7 @@ fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]
         c2.draw_series(LineSeries::new(p99, c.stroke_width(2)))
             .map_err(pe)?;
     }
-    c1.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 11))
-        .draw()
-        .map_err(pe)?;
+    draw_legend(&mut c1, SeriesLabelPosition::UpperRight, 11)?;
     Ok(())
 }
 
@@ -634,14 +651,7 @@ fn crash_loss<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, sets: &[CrashDat
             )
             .map_err(pe)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(pe)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 14)?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::plot::{both, color, nines_label, register_fonts};
+use crate::plot::{both, color, draw_legend, labelled_line, nines_label, pe, register_fonts};
 use crate::summary::parse_hgrm;
 
 /// One variant folder.
@@ -65,10 +65,6 @@ fn discover(inputs: &[PathBuf]) -> Vec<Variant> {
     out
 }
 
-fn pe<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow::anyhow!("drawing failed: {e:?}")
-}
-
 fn backlog<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, vs: &[Variant]) -> Result<()> {
     let (top, bottom) = root.split_vertically(350);
     let max_t = vs
@@ -118,26 +114,19 @@ fn backlog<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, vs: &[Variant]) -> 
         .map_err(pe)?;
     for (i, v) in vs.iter().enumerate() {
         let c = color(i);
-        c1.draw_series(LineSeries::new(
+        labelled_line(
+            &mut c1,
             v.series.iter().map(|s| (s.0, s.1)),
-            c.stroke_width(2),
-        ))
-        .map_err(pe)?
-        .label(v.label.clone())
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+            c,
+            v.label.clone(),
+        )?;
         c2.draw_series(LineSeries::new(
             v.series.iter().map(|s| (s.0, s.2)),
             c.stroke_width(2),
         ))
         .map_err(pe)?;
     }
-    c1.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(pe)?;
+    draw_legend(&mut c1, SeriesLabelPosition::UpperRight, 14)?;
     Ok(())
 }
 
@@ -185,20 +174,9 @@ fn e2e<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, vs: &[Variant]) -> Resu
         .map_err(pe)?;
     for (i, v) in with.iter().enumerate() {
         let c = color(i);
-        chart
-            .draw_series(LineSeries::new(pts(v), c.stroke_width(2)))
-            .map_err(pe)?
-            .label(v.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        labelled_line(&mut chart, pts(v), c, v.label.clone())?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(pe)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 14)?;
     Ok(())
 }
 
