@@ -11,9 +11,9 @@ use mqlab_engine::consumer::{
     ConsumeFromWhere, ConsumeStatus, ConsumerConfig, Listener, MessageModel,
 };
 use mqlab_engine::producer::{Producer, ProducerConfig};
-use mqlab_engine::{Message, StoredMessage};
+use mqlab_engine::StoredMessage;
 
-use super::{body, drive, wait_until, Ctx, Experiment, Outcome, Produced, Row, Sampler, Tracker};
+use super::{drive, plain_send, wait_until, Ctx, Experiment, Outcome, Row, Sampler, Tracker};
 
 const GROUP: &str = "fanout";
 
@@ -78,21 +78,7 @@ pub fn run(ctx: &Ctx<'_>, variant: &str) -> Result<Outcome> {
             }
         })
     };
-    let send = {
-        let (p, topic, size, produced) = (
-            producer.clone(),
-            topic.clone(),
-            w.msg_size,
-            produced.clone(),
-        );
-        Arc::new(move |slot: u32, seq: u64, sent_us: u64| {
-            let r = p.send(Message::new(topic.clone(), body(slot, seq, sent_us, size)));
-            if r.is_ok() {
-                produced.fetch_add(1, Ordering::Relaxed);
-            }
-            r.status
-        })
-    };
+    let send = plain_send(&producer, &topic, w.msg_size, &produced);
     let stats = drive(&ctx.plan(), lab.start, send);
     let produce_secs = lab.start.elapsed().as_secs_f64();
     let want = stats.msgs;
@@ -106,25 +92,12 @@ pub fn run(ctx: &Ctx<'_>, variant: &str) -> Result<Outcome> {
     }
     producer.shutdown();
     drop(producer);
-    let total_secs = lab.start.elapsed().as_secs_f64();
-    let offsets_end = lab.store.offsets();
-    lab.close()?;
+    let produced_by = lab.finish(stats, produce_secs)?;
     let per_consumer_dups: u64 = trackers
         .iter()
         .map(|t| t.duplicates.load(Ordering::Relaxed))
         .sum();
-    let mut o = Outcome::from_tracker(
-        Experiment::Broadcast,
-        variant,
-        Produced {
-            stats,
-            produce_secs,
-            total_secs,
-            offsets_end,
-        },
-        &all,
-        rows,
-    );
+    let mut o = Outcome::from_tracker(Experiment::Broadcast, variant, produced_by, &all, rows);
     // Duplicates: deliveries a consumer had already seen (fan-out copies
     // to other consumers are the point of broadcasting, not duplicates).
     o.figures.duplicates = per_consumer_dups;

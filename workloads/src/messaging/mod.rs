@@ -34,6 +34,8 @@ use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use mqlab_engine::broker::{Broker, BrokerConfig};
 use mqlab_engine::clock;
+use mqlab_engine::producer::Producer;
+use mqlab_engine::Message;
 use mqlab_engine::{PutStatus, Store};
 use serde::{Deserialize, Serialize};
 
@@ -429,6 +431,20 @@ impl Lab {
         })
     }
 
+    /// Ends a variant: the producers' statistics with the total run time
+    /// and the store's end offsets, then a clean [`Lab::close`].
+    pub fn finish(self, stats: SenderStats, produce_secs: f64) -> Result<Produced> {
+        let total_secs = self.start.elapsed().as_secs_f64();
+        let offsets_end = self.store.offsets();
+        self.close()?;
+        Ok(Produced {
+            stats,
+            produce_secs,
+            total_secs,
+            offsets_end,
+        })
+    }
+
     /// Shuts broker and store down cleanly (waits for other holders to let
     /// go, at most 10 s).
     pub fn close(self) -> Result<()> {
@@ -527,6 +543,24 @@ pub struct Produced {
     pub total_secs: f64,
     /// Store offsets at the end.
     pub offsets_end: mqlab_engine::Offsets,
+}
+
+/// The plain sender: message `(slot, seq)` of `size` bytes to `topic`,
+/// counting what the store accepted in `produced`.
+pub fn plain_send(
+    producer: &Arc<Producer>,
+    topic: &str,
+    size: usize,
+    produced: &Arc<AtomicU64>,
+) -> SendFn {
+    let (p, topic, produced) = (producer.clone(), topic.to_string(), produced.clone());
+    Arc::new(move |slot: u32, seq: u64, sent_us: u64| {
+        let r = p.send(Message::new(topic.clone(), body(slot, seq, sent_us, size)));
+        if r.is_ok() {
+            produced.fetch_add(1, Ordering::Relaxed);
+        }
+        r.status
+    })
 }
 
 /// A sender: (slot, sequence, send time µs) to the put status.

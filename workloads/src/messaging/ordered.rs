@@ -26,7 +26,7 @@ use mqlab_engine::consumer::{
 use mqlab_engine::producer::{HashKey, Producer, ProducerConfig};
 use mqlab_engine::{Message, StoredMessage};
 
-use super::{body, drive, wait_until, Ctx, Experiment, Outcome, Produced, Row, Sampler, Tracker};
+use super::{body, drive, wait_until, Ctx, Experiment, Outcome, Row, Sampler, Tracker};
 
 const GROUP: &str = "ordered";
 
@@ -267,21 +267,8 @@ pub fn run(ctx: &Ctx<'_>, variant: &str) -> Result<Outcome> {
     }
     producer.shutdown();
     drop(producer);
-    let total_secs = lab.start.elapsed().as_secs_f64();
-    let offsets_end = lab.store.offsets();
-    lab.close()?;
-    let mut o = Outcome::from_tracker(
-        Experiment::Ordered,
-        variant,
-        Produced {
-            stats,
-            produce_secs,
-            total_secs,
-            offsets_end,
-        },
-        &tracker,
-        rows,
-    );
+    let produced_by = lab.finish(stats, produce_secs)?;
+    let mut o = Outcome::from_tracker(Experiment::Ordered, variant, produced_by, &tracker, rows);
     o.figures.extra.insert(
         "membership_changes".into(),
         rebalances.load(Ordering::Relaxed) as f64,

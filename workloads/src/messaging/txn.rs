@@ -30,9 +30,7 @@ use mqlab_engine::{Message, StoredMessage};
 
 use crate::recorder::{latency_hist, LatencySummary};
 
-use super::{
-    body, drive, parse_body, wait_until, Ctx, Experiment, Outcome, Produced, Row, Sampler, Tracker,
-};
+use super::{body, drive, parse_body, wait_until, Ctx, Experiment, Outcome, Row, Sampler, Tracker};
 
 const GROUP: &str = "txn-observer";
 
@@ -238,23 +236,16 @@ pub fn run(ctx: &Ctx<'_>, variant: &str) -> Result<Outcome> {
     if let Some(p) = plain {
         p.shutdown();
     }
-    let total_secs = lab.start.elapsed().as_secs_f64();
-    let offsets_end = lab.store.offsets();
     let stats_txn = lab.broker.txn_stats();
     let (checks_sent, discards) = (
         stats_txn.checks_sent.load(Ordering::Relaxed),
         stats_txn.discarded.load(Ordering::Relaxed),
     );
-    lab.close()?;
+    let produced_by = lab.finish(stats, produce_secs)?;
     let mut o = Outcome::from_tracker(
         Experiment::Transactions,
         variant,
-        Produced {
-            stats,
-            produce_secs,
-            total_secs,
-            offsets_end,
-        },
+        produced_by,
         &tracker,
         rows,
     );
