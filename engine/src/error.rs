@@ -22,6 +22,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Another open holds the store directory's lock.
+    #[error("store directory {dir} is locked by {holder}: one writer at a time (stop it, or open read-only)")]
+    Locked {
+        /// The store directory.
+        dir: PathBuf,
+        /// Who holds it ("pid N", or a read-only open).
+        holder: String,
+    },
     /// A previous write or fsync failed; the store refuses writes from then
     /// on (a failed fsync is never retried: the kernel may have dropped the
     /// dirty pages). Reopen the store to recover from what is durable.

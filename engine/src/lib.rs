@@ -17,6 +17,7 @@ pub mod error;
 pub mod flush;
 pub mod index;
 pub mod io;
+pub mod lock;
 pub mod log;
 pub mod message;
 pub mod producer;

@@ -117,6 +117,11 @@ struct Inner {
 pub struct Store {
     inner: Arc<Inner>,
     threads: Vec<Periodic>,
+    /// Why a read-only open could not take the shared lock (a writer is
+    /// active), if so.
+    lock_warning: Option<String>,
+    /// The directory lock (dropped last: after the threads stopped).
+    _lock: Option<crate::lock::DirLock>,
 }
 
 impl std::fmt::Debug for Store {
@@ -133,7 +138,44 @@ impl Store {
     /// Opens (creating or recovering) the store in `dir` with the backend
     /// named in `config.backend`. With `config.read_only`, the directory is
     /// read through an in-memory overlay and never modified.
+    ///
+    /// A writable open takes the directory's exclusive lock
+    /// ([`crate::lock`]) and fails with [`Error::Locked`] while another
+    /// open holds it; a read-only open takes a shared lock when it can and
+    /// otherwise opens anyway, with [`Store::lock_warning`] set.
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
+        let dir = dir.as_ref();
+        let (lock, lock_warning) = if config.read_only {
+            if !dir.is_dir() {
+                return Err(Error::io(
+                    "open store directory",
+                    dir,
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        if dir.exists() {
+                            "not a directory"
+                        } else {
+                            "no such directory"
+                        },
+                    ),
+                ));
+            }
+            match crate::lock::lock_shared(dir)? {
+                crate::lock::SharedLock::Held(l) => (Some(l), None),
+                crate::lock::SharedLock::WriterActive(holder) => (
+                    None,
+                    Some(format!(
+                        "a writer ({holder}) is active on {}: what is read may change while it runs",
+                        dir.display()
+                    )),
+                ),
+                crate::lock::SharedLock::NoLockFile => (None, None),
+            }
+        } else {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io("create store directory", dir, e))?;
+            (Some(crate::lock::lock_exclusive(dir)?), None)
+        };
         let env: Arc<dyn Env> = if config.read_only {
             Arc::new(crate::io::overlay::OverlayEnv::new())
         } else {
@@ -145,7 +187,15 @@ impl Store {
                     reason: e.to_string(),
                 })?
         };
-        Self::open_with_env(env, dir, config)
+        let mut store = Self::open_with_env(env, dir, config)?;
+        store._lock = lock;
+        store.lock_warning = lock_warning;
+        Ok(store)
+    }
+
+    /// Set when a read-only open found a writer active on the directory.
+    pub fn lock_warning(&self) -> Option<&str> {
+        self.lock_warning.as_deref()
     }
 
     /// Opens the store on an explicit environment (the simulator, or an
@@ -511,7 +561,12 @@ impl Store {
                 },
             ));
         }
-        Ok(Store { inner, threads })
+        Ok(Store {
+            inner,
+            threads,
+            lock_warning: None,
+            _lock: None,
+        })
     }
 
     /// Appends a message and waits as the flush strategy requires.

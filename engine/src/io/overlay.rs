@@ -5,9 +5,11 @@
 //!
 //! Unlike loading files into memory, only what is written is held: a
 //! store with many 1 GiB segments costs the memory of its recovery writes
-//! (consume-queue units, index items), not of its data. Writes are kept as
-//! non-overlapping byte ranges; a shrink hides the real bytes past it.
-//! Nothing here is durable: `sync_data` is a no-op.
+//! (consume-queue units, index items), not of its data. Writes land in
+//! 4 KiB pages (a page is filled from the real file the first time it is
+//! written), so a write costs its own bytes plus at most two page fills,
+//! whatever the file's size or how many writes came before; a shrink hides
+//! the real bytes past it. Nothing here is durable: `sync_data` is a no-op.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -19,6 +21,9 @@ use super::{fsutil, Env, File, OpenOptions};
 
 /// Name in results.
 pub const NAME: &str = "overlay";
+
+/// Bytes per overlay page.
+const PAGE_BYTES: u64 = 4096;
 
 /// Read-through, write-to-memory environment over a real directory.
 #[derive(Debug, Default)]
@@ -41,8 +46,9 @@ struct State {
     len: u64,
     /// Real bytes at or past this offset read as zero (a shrink hid them).
     real_visible: u64,
-    /// Written ranges: start -> bytes, non-overlapping.
-    patches: BTreeMap<u64, Vec<u8>>,
+    /// Written pages: page number -> the page's whole content (real bytes
+    /// where nothing was written, zero past `real_visible`).
+    pages: BTreeMap<u64, Box<[u8]>>,
 }
 
 #[derive(Debug)]
@@ -52,58 +58,12 @@ struct OverlayFile {
 }
 
 impl OverlayFile {
-    fn insert(&self, st: &mut State, off: u64, data: &[u8]) {
-        if data.is_empty() {
-            return;
-        }
-        let end = off + data.len() as u64;
-        // Merge with every overlapping or touching range into one.
-        let mut start = off;
-        let mut merged_end = end;
-        let overlapping: Vec<u64> = st
-            .patches
-            .range(..=end)
-            .filter(|(s, b)| **s + b.len() as u64 >= off)
-            .map(|(s, _)| *s)
-            .collect();
-        let mut pieces = Vec::new();
-        for s in overlapping {
-            let b = st.patches.remove(&s).expect("key just listed");
-            start = start.min(s);
-            merged_end = merged_end.max(s + b.len() as u64);
-            pieces.push((s, b));
-        }
-        let mut buf = vec![0u8; (merged_end - start) as usize];
-        for (s, b) in pieces {
-            let at = (s - start) as usize;
-            buf[at..at + b.len()].copy_from_slice(&b);
-        }
-        let at = (off - start) as usize;
-        buf[at..at + data.len()].copy_from_slice(data);
-        st.patches.insert(start, buf);
-    }
-}
-
-impl File for OverlayFile {
-    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-        self.insert(&mut st, offset, buf);
-        if !buf.is_empty() {
-            st.len = st.len.max(offset + buf.len() as u64);
-        }
-        Ok(())
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-        if offset >= st.len {
-            return Ok(0);
-        }
-        let n = ((st.len - offset) as usize).min(buf.len());
-        let out = &mut buf[..n];
+    /// Reads real bytes `[offset, offset + out.len())` below
+    /// `real_visible` into `out`; the rest of `out` is zero.
+    fn read_real(&self, real_visible: u64, offset: u64, out: &mut [u8]) -> io::Result<()> {
         out.fill(0);
-        let end = offset + n as u64;
-        let real_end = st.real_visible.min(end);
+        let end = offset + out.len() as u64;
+        let real_end = real_visible.min(end);
         if let (Some(f), true) = (&self.real, offset < real_end) {
             let want = (real_end - offset) as usize;
             let mut done = 0;
@@ -116,13 +76,54 @@ impl File for OverlayFile {
                 }
             }
         }
-        for (s, b) in st.patches.range(..end) {
-            let (ps, pe) = (*s, *s + b.len() as u64);
-            if pe <= offset {
-                continue;
+        Ok(())
+    }
+}
+
+impl File for OverlayFile {
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let end = offset + buf.len() as u64;
+        let mut at = offset;
+        while at < end {
+            let page = at / PAGE_BYTES;
+            let page_start = page * PAGE_BYTES;
+            let from = (at - page_start) as usize;
+            let to = ((end - page_start).min(PAGE_BYTES)) as usize;
+            if !st.pages.contains_key(&page) {
+                let mut fresh = vec![0u8; PAGE_BYTES as usize].into_boxed_slice();
+                // A page past the file's end holds zeros; below it, what
+                // a read would see.
+                self.read_real(st.real_visible, page_start, &mut fresh)?;
+                st.pages.insert(page, fresh);
             }
+            let src = (at - offset) as usize;
+            let p = st.pages.get_mut(&page).expect("page just ensured");
+            p[from..to].copy_from_slice(&buf[src..src + (to - from)]);
+            at = page_start + to as u64;
+        }
+        st.len = st.len.max(end);
+        Ok(())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        if offset >= st.len {
+            return Ok(0);
+        }
+        let n = ((st.len - offset) as usize).min(buf.len());
+        let out = &mut buf[..n];
+        let end = offset + n as u64;
+        self.read_real(st.real_visible, offset, out)?;
+        let first = offset / PAGE_BYTES;
+        let last = (end - 1) / PAGE_BYTES;
+        for (page, b) in st.pages.range(first..=last) {
+            let ps = page * PAGE_BYTES;
             let from = ps.max(offset);
-            let to = pe.min(end);
+            let to = (ps + PAGE_BYTES).min(end);
             out[(from - offset) as usize..(to - offset) as usize]
                 .copy_from_slice(&b[(from - ps) as usize..(to - ps) as usize]);
         }
@@ -137,15 +138,15 @@ impl File for OverlayFile {
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
         if len < st.len {
             st.real_visible = st.real_visible.min(len);
-            // Drop or cut patches past the new end.
-            let past: Vec<u64> = st.patches.range(len..).map(|(s, _)| *s).collect();
-            for s in past {
-                st.patches.remove(&s);
+            // Drop pages past the new end, zero the cut part of the last.
+            let first_past = len.div_ceil(PAGE_BYTES);
+            let past: Vec<u64> = st.pages.range(first_past..).map(|(p, _)| *p).collect();
+            for p in past {
+                st.pages.remove(&p);
             }
-            if let Some((s, b)) = st.patches.range_mut(..len).next_back() {
-                let keep = (len - *s) as usize;
-                if b.len() > keep {
-                    b.truncate(keep);
+            if len % PAGE_BYTES != 0 {
+                if let Some(b) = st.pages.get_mut(&(len / PAGE_BYTES)) {
+                    b[(len % PAGE_BYTES) as usize..].fill(0);
                 }
             }
         }
@@ -200,7 +201,7 @@ impl Env for OverlayEnv {
             state: RwLock::new(State {
                 len: real_len.max(opts.len),
                 real_visible: real_len,
-                patches: BTreeMap::new(),
+                pages: BTreeMap::new(),
             }),
         });
         files.insert(path.to_path_buf(), f.clone());
@@ -323,6 +324,78 @@ mod tests {
         assert!(env.list_dir(dir.path()).unwrap().is_empty());
         // The real file is untouched.
         assert_eq!(std::fs::read(&path).unwrap(), b"0123456789");
+    }
+
+    #[test]
+    fn matches_a_model_across_pages_shrinks_and_grows() {
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let seed = 0x0fe7_1a75;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut model: Vec<u8> = (0..3 * PAGE_BYTES as usize + 123)
+            .map(|_| rng.random())
+            .collect();
+        std::fs::write(&path, &model).unwrap();
+        let original = model.clone();
+        let env = OverlayEnv::new();
+        let f = env.open(&path, opts()).unwrap();
+        for step in 0..2_000 {
+            match rng.random_range(0..10) {
+                0 => {
+                    let len = rng.random_range(0..5 * PAGE_BYTES) as usize;
+                    f.set_len(len as u64).unwrap();
+                    model.resize(len, 0);
+                }
+                _ => {
+                    let off = rng.random_range(0..5 * PAGE_BYTES) as usize;
+                    let n = rng.random_range(1..2 * PAGE_BYTES) as usize;
+                    let data: Vec<u8> = (0..n).map(|_| rng.random()).collect();
+                    f.write_at(off as u64, &data).unwrap();
+                    if model.len() < off + n {
+                        model.resize(off + n, 0);
+                    }
+                    model[off..off + n].copy_from_slice(&data);
+                }
+            }
+            assert_eq!(f.len(), model.len() as u64, "seed {seed:#x} step {step}");
+            let off = rng.random_range(0..=model.len());
+            let mut b = vec![0u8; rng.random_range(0..3 * PAGE_BYTES as usize)];
+            let n = f.read_at(off as u64, &mut b).unwrap();
+            let want = &model[off..(off + b.len()).min(model.len())];
+            assert_eq!(&b[..n], want, "seed {seed:#x} step {step}");
+        }
+        // The real file is untouched.
+        assert_eq!(std::fs::read(&path).unwrap(), original);
+    }
+
+    #[test]
+    fn cost_follows_what_is_written_not_the_file_size() {
+        // 100,000 touching 20-byte writes (an index rebuild's pattern)
+        // into a 400 MB sparse file: pages held = pages touched.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(400_000_000)
+            .unwrap();
+        let env = OverlayEnv::new();
+        let f = env.open(&path, opts()).unwrap();
+        for i in 0..100_000u64 {
+            f.write_at(1_000_000 + i * 20, &i.to_be_bytes().repeat(2)[..16])
+                .unwrap();
+            f.write_at(1_000_000 + i * 20 + 16, &[1, 2, 3, 4]).unwrap();
+        }
+        let mut b = [0u8; 20];
+        f.read_at(1_000_000 + 77_777 * 20, &mut b).unwrap();
+        assert_eq!(&b[..8], &77_777u64.to_be_bytes());
+        assert_eq!(&b[16..], &[1, 2, 3, 4]);
+        let file = env.files.lock().unwrap()[&path].clone();
+        let pages = file.state.read().unwrap().pages.len() as u64;
+        assert_eq!(
+            pages,
+            (2_000_000u64 + 999_999) / PAGE_BYTES - 1_000_000 / PAGE_BYTES + 1
+        );
     }
 
     #[test]
