@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::flush::{self, FlushStrategy, Periodic};
-use crate::index::IndexService;
+use crate::index::{IndexEntry, IndexService};
 use crate::io::{Env, OpenOptions};
 use crate::log::checkpoint::{Checkpoint, CheckpointExt, CheckpointFile};
 use crate::log::record::{self, CrcCheck, Decoded};
@@ -112,6 +112,9 @@ struct Inner {
     /// are. Unlike poisoning this is lifted again.
     write_block: Mutex<Option<String>>,
 }
+
+/// Index keys buffered by a dispatch round before they are written.
+const INDEX_BATCH_KEYS: usize = 16 * 1024;
 
 /// A RocketMQ-compatible message store.
 pub struct Store {
@@ -687,7 +690,8 @@ impl Store {
         self.inner.dispatched.load(Ordering::Acquire)
     }
 
-    /// Waits until the dispatcher reached `phys_offset` (or timeout).
+    /// Waits until the dispatcher reached `phys_offset` (or timeout, or
+    /// the store is poisoned: a failed dispatcher never gets there).
     pub fn wait_dispatched(&self, phys_offset: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let (m, cv) = &self.inner.dispatch_signal;
@@ -695,6 +699,9 @@ impl Store {
         loop {
             if self.dispatched_offset() >= phys_offset {
                 return true;
+            }
+            if self.inner.log.poisoned().is_some() {
+                return false;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -1184,19 +1191,30 @@ impl Inner {
                 run.1.extend_from_slice(&unit.encode());
             }
             if let Some(ix) = &self.index {
-                keys.clear();
-                keys.extend(m.keys().map(|k| format!("{}#{k}", m.topic)));
+                let entry = |key: String| IndexEntry {
+                    key,
+                    phys: m.phys_offset,
+                    store_ts: m.store_timestamp_ms,
+                };
+                keys.extend(m.keys().map(|k| entry(format!("{}#{k}", m.topic))));
                 if let Some(u) = m.property(PROPERTY_UNIQ_KEY) {
-                    keys.push(format!("{}#{u}", m.topic));
+                    keys.push(entry(format!("{}#{u}", m.topic)));
                 }
-                if let Err(e) = ix.put(&keys, m.phys_offset, m.store_timestamp_ms) {
-                    result = Err(e);
-                    return false;
+                // Bounded memory on a large backlog.
+                if keys.len() >= INDEX_BATCH_KEYS {
+                    if let Err(e) = ix.put_batch(&keys) {
+                        result = Err(e);
+                        return false;
+                    }
+                    keys.clear();
                 }
             }
             true
         })?;
         result?;
+        if let Some(ix) = &self.index {
+            ix.put_batch(&keys)?;
+        }
         for (topic, queues) in runs {
             for (qid, (q, bytes)) in queues {
                 self.write_units(&topic, qid, q, &bytes, rewrite)?;

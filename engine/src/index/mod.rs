@@ -80,6 +80,17 @@ pub fn key_hash(key: &str) -> u32 {
     }
 }
 
+/// One key of a record to index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// `topic#key`.
+    pub key: String,
+    /// Physical offset of the record.
+    pub phys: u64,
+    /// Store timestamp of the record, ms.
+    pub store_ts: i64,
+}
+
 /// One index file.
 pub struct IndexFile {
     path: PathBuf,
@@ -87,6 +98,8 @@ pub struct IndexFile {
     slots: u32,
     items: u32,
     header: Mutex<IndexHeader>,
+    /// The slot table while this file takes items (lock after `header`).
+    slot_cache: Mutex<Option<Vec<u32>>>,
 }
 
 impl IndexFile {
@@ -121,44 +134,114 @@ impl IndexFile {
         self.header().index_count >= self.items
     }
 
-    /// Adds one key; false when the file is full.
-    fn put(&self, key: &str, phys: u64, store_ts: i64) -> Result<bool> {
-        let mut h = self.header.lock().unwrap_or_else(|e| e.into_inner());
-        if h.index_count >= self.items {
-            return Ok(false);
+    /// Adds keys `(hash, phys, store_ts)` in order until the file is full;
+    /// returns how many it took. The items go out in one write; the slots
+    /// come from the in-memory copy of the slot table and the touched ones
+    /// go out as a few coalesced runs (a dispatch round costs a handful of
+    /// writes, not three I/O round trips per key). The header is updated
+    /// only once the writes succeeded.
+    fn put_many(&self, entries: &[(u32, u64, i64)]) -> Result<usize> {
+        let mut hdr = self.header.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.slot_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.is_none() {
+            let mut raw = vec![0u8; self.slots as usize * 4];
+            let got = self
+                .file
+                .read_at(HEADER_BYTES, &mut raw)
+                .map_err(|e| Error::io("read", &self.path, e))?;
+            raw[got..].fill(0);
+            *cache = Some(
+                raw.chunks_exact(4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            );
         }
-        let hash = key_hash(key);
-        let slot_pos = self.slot_pos(hash);
-        let mut slot_value = self.read_u32(slot_pos)?;
-        if slot_value > h.index_count {
-            slot_value = 0;
+        let table = cache.as_mut().expect("loaded above");
+        let mut h = *hdr;
+        let first = h.index_count;
+        let take = entries.len().min(self.items.saturating_sub(first) as usize);
+        let mut items = Vec::with_capacity(take * ITEM_BYTES as usize);
+        let mut dirty = Vec::with_capacity(take);
+        for &(hash, phys, store_ts) in &entries[..take] {
+            let slot = (hash % self.slots) as usize;
+            let mut prev = table[slot];
+            if prev > h.index_count {
+                prev = 0;
+            }
+            let diff_s = if h.begin_timestamp <= 0 {
+                0
+            } else {
+                (store_ts.saturating_sub(h.begin_timestamp) / 1000).clamp(0, i32::MAX as i64)
+            };
+            let n = h.index_count;
+            items.extend_from_slice(&hash.to_be_bytes());
+            items.extend_from_slice(&phys.to_be_bytes());
+            items.extend_from_slice(&(diff_s as i32).to_be_bytes());
+            items.extend_from_slice(&prev.to_be_bytes());
+            table[slot] = n;
+            dirty.push(slot as u32);
+            if h.index_count <= 1 {
+                h.begin_phys_offset = phys;
+                h.begin_timestamp = store_ts;
+            }
+            if prev == 0 {
+                h.hash_slot_count += 1;
+            }
+            h.index_count += 1;
+            h.end_phys_offset = phys;
+            h.end_timestamp = store_ts;
         }
-        let diff_s = if h.begin_timestamp <= 0 {
-            0
-        } else {
-            (store_ts.saturating_sub(h.begin_timestamp) / 1000).clamp(0, i32::MAX as i64)
+        debug_assert_eq!(items.len() as u64, take as u64 * ITEM_BYTES);
+        let result = self.write_items_and_slots(first, &items, &mut dirty, table);
+        if result.is_err() {
+            // What reached the file is unknown: reload the table next time.
+            *cache = None;
+        }
+        result?;
+        *hdr = h;
+        Ok(take)
+    }
+
+    fn write_items_and_slots(
+        &self,
+        first: u32,
+        items: &[u8],
+        dirty: &mut Vec<u32>,
+        table: &[u32],
+    ) -> Result<()> {
+        let write = |pos: u64, b: &[u8]| {
+            self.file
+                .write_at(pos, b)
+                .map_err(|e| Error::io("write", &self.path, e))
         };
-        let n = h.index_count;
-        let mut item = [0u8; 20];
-        item[0..4].copy_from_slice(&hash.to_be_bytes());
-        item[4..12].copy_from_slice(&phys.to_be_bytes());
-        item[12..16].copy_from_slice(&(diff_s as i32).to_be_bytes());
-        item[16..20].copy_from_slice(&slot_value.to_be_bytes());
-        self.file
-            .write_at(self.item_pos(n), &item)
-            .and_then(|_| self.file.write_at(slot_pos, &n.to_be_bytes()))
-            .map_err(|e| Error::io("write", &self.path, e))?;
-        if h.index_count <= 1 {
-            h.begin_phys_offset = phys;
-            h.begin_timestamp = store_ts;
+        write(self.item_pos(first), items)?;
+        dirty.sort_unstable();
+        dirty.dedup();
+        // Runs of touched slots; gaps up to a page are written through.
+        const GAP_SLOTS: u32 = 1024;
+        let mut i = 0;
+        let mut run = Vec::new();
+        while i < dirty.len() {
+            let start = dirty[i];
+            let mut end = start;
+            while i + 1 < dirty.len() && dirty[i + 1] - end <= GAP_SLOTS {
+                i += 1;
+                end = dirty[i];
+            }
+            i += 1;
+            run.clear();
+            for v in &table[start as usize..=end as usize] {
+                run.extend_from_slice(&v.to_be_bytes());
+            }
+            write(HEADER_BYTES + start as u64 * 4, &run)?;
         }
-        if slot_value == 0 {
-            h.hash_slot_count += 1;
-        }
-        h.index_count += 1;
-        h.end_phys_offset = phys;
-        h.end_timestamp = store_ts;
-        Ok(true)
+        Ok(())
+    }
+
+    /// Forgets the in-memory slot table (after slots were written
+    /// directly, or when the file is sealed).
+    fn drop_slot_cache(&self) {
+        *self.slot_cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The header is written lazily (at flush and roll); after a crash the
@@ -239,6 +322,7 @@ impl IndexFile {
     /// and the kept set depends on the items alone.
     fn rebuild_from(&self, phys: u64) -> Result<()> {
         let mut h = self.header.lock().unwrap_or_else(|e| e.into_inner());
+        self.drop_slot_cache();
         let mut slots = vec![0u32; self.slots as usize];
         let mut kept = IndexHeader::default();
         let mut last_kept = 0u32;
@@ -325,6 +409,7 @@ impl IndexFile {
     /// re-dispatch after a crash skips records at or below the newest
     /// file's end, which is only right if every older file is complete.
     fn seal(&self) -> Result<()> {
+        self.drop_slot_cache();
         self.write_header()?;
         self.file
             .sync_data()
@@ -461,6 +546,7 @@ impl IndexService {
                 slots: fs,
                 items: fi,
                 header: Mutex::new(header),
+                slot_cache: Mutex::new(None),
             };
             f.repair_header(notes)?;
             files.push(Arc::new(f));
@@ -532,6 +618,7 @@ impl IndexService {
                 index_count: 1,
                 ..IndexHeader::default()
             }),
+            slot_cache: Mutex::new(None),
         });
         self.files
             .write()
@@ -543,32 +630,59 @@ impl IndexService {
     /// Indexes `keys` of the message at `phys`. Records below the newest
     /// file's end offset are already indexed and skipped.
     pub fn put(&self, keys: &[String], phys: u64, store_ts: i64) -> Result<()> {
-        if self.read_only || keys.is_empty() {
+        let batch: Vec<IndexEntry> = keys
+            .iter()
+            .map(|k| IndexEntry {
+                key: k.clone(),
+                phys,
+                store_ts,
+            })
+            .collect();
+        self.put_batch(&batch)
+    }
+
+    /// Indexes a dispatch round's keys, in record order, with a few writes
+    /// per file (see `IndexFile::put_many`). Records below the newest
+    /// file's end offset are already indexed and skipped.
+    pub fn put_batch(&self, batch: &[IndexEntry]) -> Result<()> {
+        if self.read_only || batch.is_empty() {
             return Ok(());
         }
         let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(last) = self.files().last() {
-            let h = last.header();
-            // Strictly below: the record at the end offset may have had only
-            // some of its keys indexed before a crash. Re-adding one gives a
-            // duplicate item, which lookups de-duplicate.
-            if h.index_count > 1 && phys < h.end_phys_offset {
-                return Ok(());
-            }
-        }
-        for key in keys {
-            let mut file = match self.files().last() {
+        // Strictly below: the record at the end offset may have had only
+        // some of its keys indexed before a crash. Re-adding one gives a
+        // duplicate item, which lookups de-duplicate.
+        let skip_below = self.files().last().and_then(|f| {
+            let h = f.header();
+            (h.index_count > 1).then_some(h.end_phys_offset)
+        });
+        let entries: Vec<(u32, u64, i64)> = batch
+            .iter()
+            .filter(|e| skip_below.is_none_or(|end| e.phys >= end))
+            .map(|e| (key_hash(&e.key), e.phys, e.store_ts))
+            .collect();
+        debug_assert!(
+            entries.windows(2).all(|w| w[0].1 <= w[1].1),
+            "index entries out of record order"
+        );
+        let mut at = 0;
+        while at < entries.len() {
+            let file = match self.files().last() {
                 Some(f) if !f.is_full() => f.clone(),
                 Some(f) => {
                     f.seal()?;
-                    self.new_file(store_ts)?
+                    self.new_file(entries[at].2)?
                 }
-                None => self.new_file(store_ts)?,
+                None => self.new_file(entries[at].2)?,
             };
-            if !file.put(key, phys, store_ts)? {
+            let took = file.put_many(&entries[at..])?;
+            if took == 0 {
+                // Full after all (only a file that was full when opened).
                 file.seal()?;
-                file = self.new_file(store_ts)?;
-                file.put(key, phys, store_ts)?;
+                let fresh = self.new_file(entries[at].2)?;
+                at += fresh.put_many(&entries[at..])?;
+            } else {
+                at += took;
             }
         }
         Ok(())
@@ -716,5 +830,63 @@ mod tests {
         // "polygenelubricants".hashCode() == Integer.MIN_VALUE
         assert_eq!(java_hash("polygenelubricants"), i32::MIN);
         assert_eq!(key_hash("polygenelubricants"), 0);
+    }
+
+    fn service(dir: &Path) -> IndexService {
+        let env: Arc<dyn Env> = Arc::new(crate::io::pwrite::PwriteEnv::new());
+        IndexService::open(env, dir, 64, 1_000, false, &mut Vec::new()).unwrap()
+    }
+
+    fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_batch_writes_the_same_bytes_as_one_key_at_a_time() {
+        // 64 slots, 1,000 items a file: long chains, collisions, two rolls.
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (one, batched) = (service(a.path()), service(b.path()));
+        let ts = 1_700_000_000_000i64;
+        let entries: Vec<IndexEntry> = (0..2_500u64)
+            .map(|i| IndexEntry {
+                key: format!("T#k{}", i % 700),
+                phys: i * 100,
+                store_ts: ts + i as i64 * 7,
+            })
+            .collect();
+        for e in &entries {
+            one.put(std::slice::from_ref(&e.key), e.phys, e.store_ts)
+                .unwrap();
+        }
+        for chunk in entries.chunks(333) {
+            batched.put_batch(chunk).unwrap();
+        }
+        for f in one.files().iter().chain(batched.files().iter()) {
+            f.write_header().unwrap();
+        }
+        assert_eq!(one.files().len(), 3);
+        assert_eq!(all_bytes(a.path()), all_bytes(b.path()));
+        // Every key finds its newest records, newest first.
+        for k in [0u64, 1, 350, 699] {
+            let hits = batched.query(&format!("T#k{k}"), 0, i64::MAX).unwrap();
+            let newest = k + 700 * ((2_499 - k) / 700);
+            assert_eq!(hits.first(), Some(&(newest * 100)), "key {k}");
+            assert!(hits.contains(&(k * 100)), "key {k}: {hits:?}");
+        }
+        // A record already indexed is skipped on a second pass.
+        let count = batched.files().last().unwrap().header().index_count;
+        batched.put_batch(&entries[..10]).unwrap();
+        assert_eq!(batched.files().last().unwrap().header().index_count, count);
     }
 }
