@@ -333,11 +333,29 @@ pub fn raw_scan(dir: &Path) -> Result<RawScan> {
     Ok(out)
 }
 
+/// Fails unless `dir` looks like a store: a directory with a `commitlog`
+/// directory in it (an empty commit log is a store with no messages yet).
+pub fn require_store(dir: &Path) -> Result<()> {
+    match fs::metadata(dir) {
+        Err(e) => {
+            Err(anyhow::Error::new(e).context(format!("reading store directory {}", dir.display())))
+        }
+        Ok(m) if !m.is_dir() => anyhow::bail!(
+            "{} is not a directory (expected a store directory)",
+            dir.display()
+        ),
+        Ok(_) if !dir.join("commitlog").is_dir() => anyhow::bail!(
+            "{} is not a store: it has no commitlog directory ({} is missing)",
+            dir.display(),
+            dir.join("commitlog").display()
+        ),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// Opens the store read-only (recovery in memory, the directory untouched).
 pub fn open_read_only(dir: &Path) -> Result<Store> {
-    if !dir.is_dir() {
-        anyhow::bail!("{} is not a directory", dir.display());
-    }
+    require_store(dir)?;
     let cfg = StoreConfig {
         read_only: true,
         ..StoreConfig::default()
@@ -417,11 +435,15 @@ fn read_checkpoint(dir: &Path) -> Option<Checkpoint> {
 
 /// Builds the inspection of `dir`.
 pub fn inspect(dir: &Path) -> Result<Inspection> {
+    require_store(dir)?;
     let abort_marker = dir.join("abort").exists();
     let commit_log = raw_scan(dir)?;
     let (corruption, warnings) = commit_log.findings(!abort_marker);
     let (offsets, queues, recovery, recovery_error) = match open_read_only(dir) {
         Ok(store) => {
+            if let Some(w) = store.lock_warning() {
+                eprintln!("warning: {w}");
+            }
             let r = (
                 Some(store.offsets().into()),
                 store.queues(),
@@ -636,7 +658,8 @@ pub fn render(i: &Inspection) -> String {
     o
 }
 
-/// `mqlab inspect`.
+/// `mqlab inspect`: exits 1 when recovery (in memory) failed, after
+/// printing what it could read.
 pub fn cmd_inspect(args: InspectArgs) -> Result<()> {
     let dir: PathBuf = args.data_dir;
     let i = inspect(&dir)?;
@@ -644,6 +667,9 @@ pub fn cmd_inspect(args: InspectArgs) -> Result<()> {
         crate::util::print_out(&format!("{}\n", serde_json::to_string_pretty(&i)?));
     } else {
         crate::util::print_out(&render(&i));
+    }
+    if let Some(e) = &i.recovery_error {
+        anyhow::bail!("recovery of {} failed: {e}", dir.display());
     }
     Ok(())
 }

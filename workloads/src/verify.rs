@@ -148,6 +148,82 @@ pub struct VerifyReport {
 
 const MAX_EXAMPLES: usize = 20;
 
+/// The flushed offset the checkpoint vouches for (mqlab's checkpoint
+/// extension), if the store has one.
+fn checkpoint_flushed(dir: &Path) -> Option<u64> {
+    let b = std::fs::read(dir.join("checkpoint")).ok()?;
+    mqlab_engine::log::checkpoint::Checkpoint::decode(&b)
+        .ext
+        .map(|e| e.flushed)
+}
+
+/// Which of recovery's cuts are corruption. After a clean shutdown every
+/// cut is. After a crash, cuts at or past the last flushed offset are the
+/// torn tail of unacknowledged (or not yet durable) writes and the queue
+/// units and index items that pointed into it; a cut below the flushed
+/// offset lost durable data, and a segment after a gap is never a crash's
+/// doing. Without a flushed offset (a checkpoint from another writer) only
+/// the gap rule and the raw scan's findings apply.
+pub fn judge_truncations(r: &RecoveryReport, clean: bool, flushed: Option<u64>) -> Vec<String> {
+    let mut out = Vec::new();
+    if !clean {
+        if let Some(f) = flushed.filter(|f| r.end_offset < *f) {
+            out.push(format!(
+                "recovery ends at {} below the checkpoint's flushed offset {f}: durable data would be cut",
+                r.end_offset
+            ));
+        }
+    }
+    for t in &r.truncated {
+        let what = format!(
+            "recovery would cut {} at {} ({} bytes): {}",
+            t.file.display(),
+            t.offset,
+            t.bytes,
+            t.reason
+        );
+        let in_log = t
+            .file
+            .parent()
+            .and_then(|p| p.file_name())
+            .is_some_and(|n| n == "commitlog");
+        if clean {
+            out.push(format!("{what} (after a clean shutdown)"));
+        } else if t.reason.contains("after a gap") {
+            out.push(what);
+        } else if in_log && flushed.is_some_and(|f| t.offset < f) {
+            out.push(format!(
+                "{what} (below the checkpoint's flushed offset {})",
+                flushed.unwrap_or(0)
+            ));
+        }
+    }
+    out
+}
+
+/// The ack-log check's failures as corruption lines, so the summary agrees
+/// with the counts.
+fn ack_corruption(a: &AckCheck) -> Vec<String> {
+    let mut out = Vec::new();
+    if a.corrupt > 0 {
+        out.push(format!(
+            "{} acknowledged messages fail their checksum",
+            a.corrupt
+        ));
+    }
+    if a.missing > 0 {
+        out.push(format!("{} acknowledged messages are missing", a.missing));
+    }
+    let unreachable = a.unreachable_via_queue + a.unreachable_via_index;
+    if unreachable > 0 {
+        out.push(format!(
+            "{unreachable} acknowledged messages cannot be reached ({} via queue, {} via index)",
+            a.unreachable_via_queue, a.unreachable_via_index
+        ));
+    }
+    out
+}
+
 fn check_acks(store: &Store, acks: &[AckLine], end: u64, use_index: bool) -> AckCheck {
     let mut c = AckCheck::default();
     let example = |c: &mut AckCheck, s: String| {
@@ -257,13 +333,31 @@ fn check_acks(store: &Store, acks: &[AckLine], end: u64, use_index: bool) -> Ack
 
 /// Verifies `dir` (and the ack log, if given).
 pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<VerifyReport> {
+    crate::inspect::require_store(dir)?;
     let clean_shutdown = !dir.join("abort").exists();
     let raw = raw_scan(dir)?;
-    let (mut corruption, warnings) = raw.findings(clean_shutdown);
+    let (mut corruption, mut warnings) = raw.findings(clean_shutdown);
     let mut notes = Vec::new();
+    let flushed = checkpoint_flushed(dir);
     let store = open_read_only(dir)?;
+    if let Some(w) = store.lock_warning() {
+        warnings.push(w.to_string());
+    }
     let recovery = store.recovery_report().clone();
-    store.wait_dispatched(recovery.end_offset, Duration::from_secs(30));
+    corruption.extend(judge_truncations(&recovery, clean_shutdown, flushed));
+    if !store.wait_dispatched(recovery.end_offset, Duration::from_secs(60)) {
+        corruption.push(format!(
+            "consume queues and index not rebuilt: the dispatcher stopped at {} of {}{}",
+            store.dispatched_offset(),
+            recovery.end_offset,
+            store
+                .poisoned()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default()
+        ));
+    } else if let Some(p) = store.poisoned() {
+        corruption.push(format!("the recovered store failed: {p}"));
+    }
     let mut records = 0u64;
     let mut scan_error = None;
     let scan_end = store
@@ -293,16 +387,6 @@ pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<Verif
             recovery.end_offset
         ));
     }
-    if clean_shutdown && !recovery.truncated.is_empty() {
-        for t in &recovery.truncated {
-            notes.push(format!(
-                "clean store, yet recovery would truncate {} at {}: {}",
-                t.file.display(),
-                t.offset,
-                t.reason
-            ));
-        }
-    }
     let acked = match acked {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -314,6 +398,9 @@ pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<Verif
         None => None,
     };
     drop(store);
+    if let Some(a) = &acked {
+        corruption.extend(ack_corruption(a));
+    }
     let acks_ok = acked.as_ref().is_none_or(|a| {
         a.missing == 0
             && a.corrupt == 0
@@ -408,7 +495,7 @@ pub fn render(r: &VerifyReport) -> String {
     if r.corruption.is_empty() {
         let _ = writeln!(o, "corruption: none");
     } else {
-        let _ = writeln!(o, "CORRUPTION:");
+        let _ = writeln!(o, "CORRUPTION or LOSS:");
         for c in &r.corruption {
             let _ = writeln!(o, "  {c}");
         }
@@ -434,6 +521,62 @@ pub fn cmd_verify(args: VerifyArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(abnormal: bool, end: u64, cuts: &[(&str, u64, &str)]) -> RecoveryReport {
+        RecoveryReport {
+            abnormal,
+            end_offset: end,
+            truncated: cuts
+                .iter()
+                .map(|(f, off, why)| mqlab_engine::store::Truncation {
+                    file: f.into(),
+                    offset: *off,
+                    bytes: 1,
+                    reason: why.to_string(),
+                })
+                .collect(),
+            ..RecoveryReport::default()
+        }
+    }
+
+    #[test]
+    fn only_a_torn_tail_past_the_flushed_offset_is_tolerated() {
+        let seg = "/s/commitlog/00000000000000000000";
+        let cq = "/s/consumequeue/T/0";
+        let torn = report(
+            true,
+            5_000,
+            &[(seg, 5_000, "bad CRC"), (cq, 200, "units past end")],
+        );
+        assert!(judge_truncations(&torn, false, Some(4_000)).is_empty());
+        // The same cuts below the flushed offset lose durable data.
+        let deep = report(true, 3_000, &[(seg, 3_000, "bad CRC")]);
+        let found = judge_truncations(&deep, false, Some(4_000));
+        assert_eq!(found.len(), 2, "{found:?}");
+        // Any cut after a clean shutdown, and a gap always.
+        assert_eq!(judge_truncations(&torn, true, Some(4_000)).len(), 2);
+        let gap = report(
+            true,
+            9_000,
+            &[(seg, 0, "segment after a gap in the segment sequence")],
+        );
+        assert_eq!(judge_truncations(&gap, false, None).len(), 1);
+        assert!(judge_truncations(&report(false, 9, &[]), true, Some(9)).is_empty());
+    }
+
+    #[test]
+    fn acked_failures_reach_the_summary() {
+        let a = AckCheck {
+            lines: 1_000,
+            ok: 574,
+            corrupt: 426,
+            ..AckCheck::default()
+        };
+        let c = ack_corruption(&a);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].contains("426"));
+        assert!(ack_corruption(&AckCheck::default()).is_empty());
+    }
 
     #[test]
     fn ack_log_parsing() {
