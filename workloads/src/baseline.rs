@@ -157,7 +157,7 @@ fn measure_buffered(path: &Path, time: Duration) -> Result<f64> {
 
 /// Measures the device under `dir` (scratch files are removed afterwards).
 pub fn measure(dir: &Path, p: &BaselineParams) -> Result<Baseline> {
-    fs::create_dir_all(dir)?;
+    fs::create_dir_all(dir).with_context(|| format!("create data dir {}", dir.display()))?;
     let t = Instant::now();
     let path = dir.join(format!("mqlab-baseline-{}.tmp", std::process::id()));
     let mut batches = Vec::new();
@@ -198,11 +198,15 @@ pub fn cmd_baseline(args: crate::cli::BaselineArgs) -> Result<()> {
     if p.batch_sizes.contains(&0) {
         anyhow::bail!("--batch-sizes must be > 0");
     }
+    if let Some(&b) = p.batch_sizes.iter().find(|&&b| b as u64 > FILE_BYTES) {
+        anyhow::bail!("--batch-sizes: {b} is larger than the {FILE_BYTES}-byte scratch file");
+    }
     let b = measure(scratch.path(), &p)?;
     if let Some(out) = &args.out {
-        fs::create_dir_all(out)?;
+        let dir = crate::util::OutDir::given(out, "output folder")?;
         crate::util::write_json(&out.join("baseline.json"), &b)?;
         crate::util::write_command(out)?;
+        dir.keep();
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&b)?);

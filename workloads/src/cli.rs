@@ -134,7 +134,8 @@ pub struct RunArgs {
     pub backend: Option<BackendKind>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
-    /// Store directory. [default: a fresh temporary directory, removed
+    /// Store directory, created if missing (and then removed again if the
+    /// run fails). [default: a fresh temporary directory, removed
     /// afterwards]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -142,7 +143,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub keep_data: bool,
     /// The run's output folder (summary.json, timeseries.csv,
-    /// ack_latency.hgrm, command.txt). [default: results/<timestamp>-<name>/]
+    /// ack_latency.hgrm, command.txt), created if missing (and then removed
+    /// again if the run fails); an existing folder is written into and
+    /// never removed. [default: results/<timestamp>-<name>/, with -2, -3,
+    /// ... added when that folder exists]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Write one CSV line per acknowledged message, as acks arrive, with the
@@ -194,8 +198,10 @@ pub struct MatrixArgs {
     /// system temporary directory]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Output folder. [default: results/<timestamp>/, and results/latest is
-    /// pointed at it]
+    /// Output folder, created if missing (and then removed again if the
+    /// matrix fails). [default: results/<timestamp>/, with -2, -3, ...
+    /// added when that folder exists; results/latest is pointed at it once
+    /// the matrix succeeded]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Do not draw charts.
@@ -228,11 +234,10 @@ pub struct BaselineArgs {
     /// [default: 4096,16384,65536,262144,1048576]
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub batch_sizes: Vec<usize>,
-    /// Seconds spent on each batch size. [default: 0.4]
+    /// Seconds spent on each batch size.
     #[arg(long, default_value_t = 0.4, value_name = "SECS")]
     pub secs_per_size: f64,
     /// Seconds of buffered writes (no sync) for the bandwidth figure.
-    /// [default: 0.5]
     #[arg(long, default_value_t = 0.5, value_name = "SECS")]
     pub buffered_secs: f64,
     /// Write baseline.json into this folder as well.
@@ -256,43 +261,46 @@ pub enum CrashMode {
 
 #[derive(Debug, Args)]
 pub struct CrashArgs {
-    /// Flush strategy under test. [default: async]
+    /// Flush strategy under test.
     #[arg(long, default_value = "async", value_name = "STRATEGY")]
     pub flush: FlushKind,
     /// power (only durable bytes survive) or process (the page cache
-    /// survives; interesting for `pool`). [default: power]
+    /// survives; interesting for `pool`).
     #[arg(long, value_enum, default_value_t = CrashMode::Power)]
     pub mode: CrashMode,
     /// Number of crashes; crash i runs its own workload on a fresh simulated
-    /// disk seeded with seed + i. [default: 10]
+    /// disk seeded with seed + i.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub crashes: u32,
-    /// Seed of the first crash (disk, crash moment, torn writes). [default: 1]
+    /// Seed of the first crash (disk, crash moment, torn writes).
     #[arg(long, default_value_t = 1, value_name = "S")]
     pub seed: u64,
-    /// Producer threads. [default: 4]
+    /// Producer threads.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub producers: usize,
-    /// Message body size in bytes. [default: 256]
+    /// Message body size in bytes.
     #[arg(long, default_value_t = 256, value_name = "BYTES")]
     pub msg_size: usize,
-    /// Queues of the topic. [default: 4]
+    /// Queues of the topic.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub queues: u32,
-    /// Async/pool flusher period in ms. [default: 100]
+    /// Async/pool flusher period in ms.
     #[arg(long, default_value_t = 100, value_name = "MS")]
     pub flush_interval_ms: u64,
-    /// Earliest crash moment after the workload starts, ms. [default: 50]
+    /// Earliest crash moment after the workload starts, ms.
     #[arg(long, default_value_t = 50, value_name = "MS")]
     pub min_ms: u64,
-    /// Latest crash moment after the workload starts, ms. [default: 400]
+    /// Latest crash moment after the workload starts, ms.
     #[arg(long, default_value_t = 400, value_name = "MS")]
     pub max_ms: u64,
     /// Power mode only: let a seeded prefix of the in-flight writes survive,
-    /// the last one torn at a random byte (as real disks do). [default: true]
+    /// the last one torn at a random byte (as real disks do).
     #[arg(long, default_value_t = true, value_name = "BOOL", action = clap::ArgAction::Set)]
     pub torn: bool,
-    /// Output folder. [default: results/<timestamp>-crash-<flush>-<mode>/]
+    /// Output folder, created if missing (and then removed again if the
+    /// experiment cannot run). [default:
+    /// results/<timestamp>-crash-<flush>-<mode>/, with -2, -3, ... added
+    /// when that folder exists]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }

@@ -2,8 +2,10 @@
 //!
 //! Crash i (seed = --seed + i) runs its own workload on a fresh
 //! `io::sim::SimEnv`, crashes it at a moment drawn from the seed, and then:
-//! 1. marks the crash instant (acks returned after it are not counted: the
-//!    producer would never have seen them), stops and joins the senders;
+//! 1. marks the crash instant just before crashing the disk (acks returned
+//!    after it are not counted: the producer would never have seen them,
+//!    and puts failing on the dead disk are not store failures), stops and
+//!    joins the senders;
 //! 2. samples the loss window at that instant from the store's offsets and
 //!    the loss tracker: acked - flushed for power loss, acked - committed
 //!    for a process crash. The disk is dead, so no offset can advance past
@@ -96,6 +98,28 @@ impl CrashParams {
             self.max_ms,
             self.torn
         )
+    }
+
+    /// Rejects settings that cannot run, before anything is created.
+    pub fn validate(&self) -> Result<()> {
+        if self.producers == 0 || self.producers > 1024 {
+            anyhow::bail!("--producers must be between 1 and 1024");
+        }
+        if self.queues == 0 {
+            anyhow::bail!("--queues must be at least 1");
+        }
+        if self.flush_interval_ms == 0 {
+            anyhow::bail!("--flush-interval-ms must be > 0");
+        }
+        let max = self.store_config().max_message_bytes as usize;
+        if self.msg_size < 16 || self.msg_size > max {
+            anyhow::bail!(
+                "--msg-size {} is outside 16..={max} bytes (the body carries the sender id and \
+                 sequence; {max} is the simulated store's maximum message size)",
+                self.msg_size
+            );
+        }
+        Ok(())
     }
 
     fn store_config(&self) -> StoreConfig {
@@ -267,13 +291,19 @@ pub fn one_crash(p: &CrashParams, index: u32, seed: u64) -> Result<CrashRecord> 
     while Instant::now() < crash_at && !util::stopped() {
         std::thread::sleep((crash_at - Instant::now()).min(Duration::from_millis(5)));
     }
-    // The crash instant.
+    // The crash instant. The senders are told first: a put that returns
+    // after this point is not counted (the producer of a crashed machine
+    // never sees its ack), and the puts that fail because the disk is gone
+    // are the crash itself, not a store failure worth a warning (the
+    // workload warns about 1000 failed puts in a row, and a store that
+    // refuses writes after the crash fails that many in microseconds
+    // while the crash copies the disk image).
+    crashed.store(true, Ordering::SeqCst);
     let recovered_env = match p.mode {
         CrashMode::Power => env.crash(p.torn, torn_seed),
         CrashMode::Process => env.process_crash(),
     };
     let crash_instant = Instant::now();
-    crashed.store(true, Ordering::SeqCst);
     let tracker = running.tracker().clone();
     running.stop();
     let outcome = running.finish();
@@ -461,7 +491,8 @@ pub fn one_crash(p: &CrashParams, index: u32, seed: u64) -> Result<CrashRecord> 
     })
 }
 
-/// Default output folder.
+/// Default output folder (claimed with `OutDir::unique`, which adds a
+/// suffix when it exists).
 fn default_out(p: &CrashParams) -> PathBuf {
     PathBuf::from("results").join(format!(
         "{}-crash-{}-{}",
@@ -512,7 +543,7 @@ pub fn run_crashes(
     crashes: u32,
     out: &Path,
 ) -> Result<(Vec<CrashRecord>, CrashSummary)> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("create directory {}", out.display()))?;
     util::write_command(out)?;
     let mut records = Vec::new();
     for i in 0..crashes {
@@ -567,8 +598,15 @@ pub fn run_crashes(
 /// `mqlab crash`: exits 1 when any crash failed.
 pub fn cmd_crash(args: CrashArgs) -> Result<()> {
     let p = CrashParams::from_args(&args);
-    let out = args.out.clone().unwrap_or_else(|| default_out(&p));
-    let (records, summary) = run_crashes(&p, args.seed, args.crashes, &out)?;
+    p.validate()?;
+    let out_dir = match &args.out {
+        Some(o) => util::OutDir::given(o, "output folder")?,
+        None => util::OutDir::unique(&default_out(&p), "results folder")?,
+    };
+    let (records, summary) = run_crashes(&p, args.seed, args.crashes, out_dir.path())?;
+    // Failed crashes are a result (with their replay commands), not a
+    // failure to run: the folder stays.
+    let out = out_dir.keep();
     print!("{}", table(&records));
     println!(
         "{} / {} crashes ok; {} acked, {} lost (max {} in one crash, largest window {} msgs / {:.1} ms), {} corrupt, {} lost outside the window",

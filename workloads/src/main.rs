@@ -28,10 +28,10 @@ use clap::Parser;
 
 use cli::{Cli, Command, MatrixArgs};
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
     util::install_ctrlc();
-    match cli.command {
+    let result = match cli.command {
         Some(Command::Run(a)) => run::cmd_run(a),
         Some(Command::Matrix(a)) => matrix::cmd_matrix(a),
         None => matrix::cmd_matrix(MatrixArgs::parse_default()),
@@ -41,5 +41,11 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Inspect(a)) => inspect::cmd_inspect(a),
         Some(Command::Plot(a)) => plot::cmd_plot(a),
         Some(Command::Delay(a)) => delay::cmd_delay(a),
+    };
+    if let Err(e) = result {
+        // One line with every context: "create data dir /x: File exists
+        // (os error 17)", the operation and the path before the OS error.
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
     }
 }

@@ -160,14 +160,13 @@ pub fn cmd_matrix(args: MatrixArgs) -> Result<()> {
     }
     wargs.warmup = wargs.warmup.or(Some(warmup));
 
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(&started));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    if args.out.is_none() {
-        util::update_latest(&out)?;
-    }
+    // Claimed now, removed again if the matrix fails before it has a
+    // result; results/latest moves only once it succeeded.
+    let out_dir = match &args.out {
+        Some(p) => util::OutDir::given(p, "output folder")?,
+        None => util::OutDir::unique(&PathBuf::from("results").join(&started), "results folder")?,
+    };
+    let out = out_dir.path().to_path_buf();
     util::write_command(&out)?;
     let parent = util::scratch_parent(args.data_dir.as_deref())?;
 
@@ -177,7 +176,9 @@ pub fn cmd_matrix(args: MatrixArgs) -> Result<()> {
         eprintln!("mqlab: measuring the device in {} ...", parent.display());
         let scratch = util::scratch_dir(&parent, "mqlab-baseline-")?;
         let b = baseline::measure(scratch.path(), &base)?;
-        std::fs::create_dir_all(out.join("baseline"))?;
+        let dir = out.join("baseline");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("create directory {}", dir.display()))?;
         util::write_json(&out.join("baseline").join("baseline.json"), &b)?;
         println!("device baseline ({}):", b.filesystem);
         print!("{}", b.table());
@@ -212,6 +213,7 @@ pub fn cmd_matrix(args: MatrixArgs) -> Result<()> {
             Some(&cell.dir_name()),
         )?;
         let run_dir = out.join(cell.dir_name());
+        let run_dir_existed = run_dir.exists();
         let scratch = util::scratch_dir(&parent, "mqlab-matrix-")?;
         eprintln!(
             "mqlab: [{}/{}] {} ({:.1} s + {:.1} s warmup)",
@@ -248,6 +250,10 @@ pub fn cmd_matrix(args: MatrixArgs) -> Result<()> {
                 });
             }
             Err(ExecError::Other(e)) => {
+                if !run_dir_existed {
+                    // Whatever the failed run left half-written.
+                    let _ = std::fs::remove_dir_all(&run_dir);
+                }
                 eprintln!("mqlab: {} failed: {e:#}", cell.dir_name());
                 skipped.push(Skipped {
                     config: cell.dir_name(),
@@ -255,6 +261,16 @@ pub fn cmd_matrix(args: MatrixArgs) -> Result<()> {
                 });
             }
         }
+    }
+
+    if summaries.is_empty() {
+        if util::stopped() {
+            anyhow::bail!("interrupted before any configuration finished");
+        }
+        anyhow::bail!(
+            "no configuration of the matrix ran ({} tried, all failed or skipped)",
+            cells.len()
+        );
     }
 
     // The device again: a baseline that moved a lot means the machine was
@@ -313,7 +329,8 @@ pub fn cmd_matrix(args: MatrixArgs) -> Result<()> {
             );
         }
     }
-    std::fs::write(out.join("table.md"), &table)?;
+    let table_md = out.join("table.md");
+    std::fs::write(&table_md, &table).with_context(|| format!("write {}", table_md.display()))?;
     util::write_json(
         &out.join("matrix.json"),
         &MatrixReport {
@@ -331,6 +348,12 @@ pub fn cmd_matrix(args: MatrixArgs) -> Result<()> {
         match crate::plot::plot_dirs(std::slice::from_ref(&out), &out) {
             Ok(files) => println!("charts: {}", files.join(", ")),
             Err(e) => eprintln!("mqlab: drawing charts failed: {e:#}"),
+        }
+    }
+    let out = out_dir.keep();
+    if args.out.is_none() {
+        if let Err(e) = util::update_latest(&out) {
+            eprintln!("mqlab: warning: results/latest not updated: {e:#}");
         }
     }
     println!(

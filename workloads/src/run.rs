@@ -13,7 +13,7 @@ use crate::cli::RunArgs;
 use crate::recorder::{AckLog, LatencySummary, WindowSummary};
 use crate::spec::{SpecFile, Workload};
 use crate::summary::{self, round3, LossWindowJson, Ratios, RunConfig, Summary};
-use crate::util::{self, MachineInfo};
+use crate::util::{self, MachineInfo, OutDir};
 use crate::workload::{RunOptions, Running};
 
 /// Everything one execution needs.
@@ -56,7 +56,7 @@ impl From<anyhow::Error> for ExecError {
 pub fn execute(p: &ExecParams<'_>) -> Result<Summary, ExecError> {
     let w = p.w;
     std::fs::create_dir_all(p.data_dir)
-        .with_context(|| format!("creating {}", p.data_dir.display()))?;
+        .with_context(|| format!("create data dir {}", p.data_dir.display()))?;
     let machine = MachineInfo::collect(p.data_dir);
     let cfg = w.store_config();
     let started_utc = util::timestamp();
@@ -71,14 +71,22 @@ pub fn execute(p: &ExecParams<'_>) -> Result<Summary, ExecError> {
         Err(e) => {
             return Err(ExecError::Other(
                 anyhow::Error::new(e)
-                    .context(format!("opening the store in {}", p.data_dir.display())),
+                    .context(format!("open the store in {}", p.data_dir.display())),
             ))
         }
     };
     let open_ms = t_open.elapsed().as_secs_f64() * 1000.0;
     let ack_log = match p.ack_log {
-        Some(path) if p.ack_log_unbuffered => Some(Arc::new(AckLog::create_unbuffered(path)?)),
-        Some(path) => Some(Arc::new(AckLog::create(path)?)),
+        Some(path) => {
+            let log = if p.ack_log_unbuffered {
+                AckLog::create_unbuffered(path)
+            } else {
+                AckLog::create(path)
+            };
+            Some(Arc::new(log.with_context(|| {
+                format!("create ack log {}", path.display())
+            })?))
+        }
         None => None,
     };
     let mut running = Running::start(
@@ -97,7 +105,9 @@ pub fn execute(p: &ExecParams<'_>) -> Result<Summary, ExecError> {
     let shutdown_ms = if p.shutdown {
         let t = Instant::now();
         match Arc::try_unwrap(store) {
-            Ok(s) => s.shutdown().context("shutting the store down")?,
+            Ok(s) => s
+                .shutdown()
+                .with_context(|| format!("shut down the store in {}", p.data_dir.display()))?,
             Err(_) => return Err(anyhow::anyhow!("store still shared at shutdown").into()),
         }
         Some(round3(t.elapsed().as_secs_f64() * 1000.0))
@@ -106,6 +116,23 @@ pub fn execute(p: &ExecParams<'_>) -> Result<Summary, ExecError> {
         std::mem::forget(store);
         None
     };
+    // A run that acknowledged nothing measured nothing: a table of zeros
+    // would pass for a result.
+    let acked_total: u64 = outcome.stats.seconds.iter().map(|b| b.msgs).sum();
+    if acked_total == 0 {
+        let why = if outcome.stats.errors.is_empty() {
+            "no put completed".to_string()
+        } else {
+            let failed: Vec<String> = outcome
+                .stats
+                .errors
+                .iter()
+                .map(|(status, n)| format!("{n} {status}"))
+                .collect();
+            format!("every put failed ({})", failed.join(", "))
+        };
+        return Err(anyhow::anyhow!("{}: no message was acknowledged: {why}", w.label()).into());
+    }
     let secs = outcome.measured_secs.max(1e-9);
     let msgs_per_s = round3(outcome.stats.msgs as f64 / secs);
     let mib_per_s = round3(outcome.stats.bytes as f64 / secs / (1024.0 * 1024.0));
@@ -153,53 +180,74 @@ pub fn execute(p: &ExecParams<'_>) -> Result<Summary, ExecError> {
         &outcome.stats,
         &outcome.loss,
         outcome.total_secs,
-    )?;
+    )
+    .with_context(|| format!("write the run's results into {}", p.out.display()))?;
     Ok(summary)
 }
 
-/// Default output folder of a named run.
+/// Default output folder of a named run: `results/<timestamp>-<name>`
+/// (claimed with [`OutDir::unique`], which adds `-2`, `-3`, ... when a run
+/// of the same second took it).
 pub fn default_out(name: &str) -> PathBuf {
     PathBuf::from("results").join(format!("{}-{}", util::timestamp(), name))
 }
 
+/// The output folder of a run: the one given with `--out` (created if
+/// missing, used as it is if it exists) or a fresh `results/<ts>-<name>`.
+pub fn out_dir(given: Option<&Path>, name: &str) -> Result<OutDir> {
+    match given {
+        Some(p) => OutDir::given(p, "output folder"),
+        None => OutDir::unique(&default_out(name), "results folder"),
+    }
+}
+
 /// `mqlab run`.
-pub fn cmd_run(args: RunArgs) -> Result<()> {
+pub fn cmd_run(mut args: RunArgs) -> Result<()> {
     let spec = match &args.spec {
         Some(p) => SpecFile::load(p)?,
         None => SpecFile::default(),
     };
-    if let Some(m) = &spec.messaging {
-        return crate::messaging::cmd_run(&spec, m, &args);
-    }
+    // Every value is checked before anything is created or measured.
     let w = Workload::resolve(
         &spec,
         args.flush,
         args.backend,
         &args.workload,
         args.name.as_deref(),
-    )?;
-    let out = args.out.clone().unwrap_or_else(|| default_out(&w.name));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    )
+    .with_context(|| match &args.spec {
+        Some(p) => format!("spec {}", p.display()),
+        None => "invalid workload".to_string(),
+    })?;
+    let out = out_dir(args.out.as_deref(), &w.name)?;
+    if let Some(m) = &spec.messaging {
+        args.out = Some(out.path().to_path_buf());
+        crate::messaging::cmd_run(&spec, m, &args)?;
+        out.keep();
+        return Ok(());
+    }
     let (scratch, data_dir) = match &args.data_dir {
-        Some(d) => (None, d.clone()),
+        Some(d) => (None, Some(OutDir::given(d, "data dir")?)),
         None => {
             let parent = util::scratch_parent(None)?;
-            let t = util::scratch_dir(&parent, "mqlab-run-")?;
-            let path = t.path().to_path_buf();
-            (Some(t), path)
+            (Some(util::scratch_dir(&parent, "mqlab-run-")?), None)
         }
     };
-    std::fs::create_dir_all(&data_dir)?;
+    let data_path = match (&scratch, &data_dir) {
+        (Some(t), _) => t.path().to_path_buf(),
+        (None, Some(d)) => d.path().to_path_buf(),
+        (None, None) => unreachable!("one of the two is set"),
+    };
     let baseline = if args.no_baseline {
         None
     } else {
-        eprintln!("mqlab: measuring the device in {} ...", data_dir.display());
-        Some(baseline::measure(&data_dir, &BaselineParams::default())?)
+        eprintln!("mqlab: measuring the device in {} ...", data_path.display());
+        Some(baseline::measure(&data_path, &BaselineParams::default())?)
     };
     let result = execute(&ExecParams {
         w: &w,
-        data_dir: &data_dir,
-        out: &out,
+        data_dir: &data_path,
+        out: out.path(),
         ack_log: args.ack_log.as_deref(),
         ack_log_unbuffered: args.ack_log_unbuffered,
         baseline,
@@ -213,6 +261,10 @@ pub fn cmd_run(args: RunArgs) -> Result<()> {
         }
         Err(ExecError::Other(e)) => return Err(e),
     };
+    let out = out.keep();
+    if let Some(d) = data_dir {
+        d.keep();
+    }
     if let Some(t) = scratch {
         if args.keep_data {
             let kept = t.keep();

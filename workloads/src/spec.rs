@@ -67,9 +67,9 @@ impl SpecFile {
     /// Reads and parses a spec file.
     pub fn load(path: &Path) -> Result<SpecFile> {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading spec {}", path.display()))?;
+            .with_context(|| format!("read spec {}", path.display()))?;
         let mut spec: SpecFile =
-            toml::from_str(&text).with_context(|| format!("parsing spec {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parse spec {}", path.display()))?;
         if spec.name.is_none() {
             spec.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
         }
@@ -154,7 +154,7 @@ impl Workload {
             .group_batch_writes
             .or(spec.group_batch_writes)
             .unwrap_or(true);
-        let w = Workload {
+        let mut w = Workload {
             name: name
                 .map(str::to_string)
                 .or_else(|| spec.name.clone())
@@ -200,10 +200,20 @@ impl Workload {
             ),
             small_files: args.small_files,
             sample_ms: args.sample_ms.unwrap_or(5),
-            timeseries_ms: args.timeseries_ms.or(spec.timeseries_ms).unwrap_or(1000),
+            timeseries_ms: args
+                .timeseries_ms
+                .or(spec.timeseries_ms)
+                .unwrap_or(crate::recorder::LONG_RUN_BUCKET_MS),
             burst_on_ms: spec.burst_on_ms,
             burst_off_ms: spec.burst_off_ms,
         };
+        if args.timeseries_ms.or(spec.timeseries_ms).is_none() {
+            let run = w
+                .messages
+                .is_none()
+                .then_some(w.duration_secs + w.warmup_secs);
+            w.timeseries_ms = crate::recorder::default_timeseries_ms(run, w.senders());
+        }
         w.validate()?;
         Ok(w)
     }
@@ -241,6 +251,25 @@ impl Workload {
         if self.msg_size < 16 {
             bail!("--msg-size must be at least 16 bytes (the body carries the sender id and sequence)");
         }
+        let cfg = self.store_config();
+        if self.msg_size > cfg.max_message_bytes as usize {
+            bail!(
+                "--msg-size {} is over the store's maximum message size of {} bytes \
+                 (max_message_bytes{})",
+                self.msg_size,
+                cfg.max_message_bytes,
+                if self.small_files {
+                    " with --small-files"
+                } else {
+                    ""
+                }
+            );
+        }
+        if let Err(why) = mqlab_engine::topic::validate(&self.topic) {
+            bail!("--topic: {why}");
+        }
+        cfg.sanitize()
+            .map_err(|e| anyhow::anyhow!("store configuration: {e}"))?;
         if matches!(self.burst_on_ms, Some(0)) {
             bail!("burst_on_ms must be > 0");
         }
@@ -334,5 +363,60 @@ mod tests {
             ..WorkloadArgs::default()
         };
         assert!(Workload::resolve(&SpecFile::default(), None, None, &args, None).is_err());
+    }
+
+    #[test]
+    fn message_size_is_checked_against_the_store_maximum() {
+        let resolve = |msg_size: usize, small_files: bool| {
+            let args = WorkloadArgs {
+                msg_size: Some(msg_size),
+                small_files,
+                ..WorkloadArgs::default()
+            };
+            Workload::resolve(&SpecFile::default(), None, None, &args, None)
+        };
+        for small_files in [false, true] {
+            let max = if small_files {
+                StoreConfig::small()
+            } else {
+                StoreConfig::default()
+            }
+            .max_message_bytes as usize;
+            assert!(resolve(max, small_files).is_ok());
+            let e = resolve(max + 1, small_files).unwrap_err().to_string();
+            assert!(e.contains(&max.to_string()), "{e}");
+        }
+        let spec = SpecFile {
+            msg_size: Some(999_999_999),
+            ..SpecFile::default()
+        };
+        assert!(Workload::resolve(&spec, None, None, &WorkloadArgs::default(), None).is_err());
+    }
+
+    #[test]
+    fn illegal_topics_are_rejected() {
+        for topic in ["", "a/b", "a b", "..", &"x".repeat(300)] {
+            let args = WorkloadArgs {
+                topic: Some(topic.to_string()),
+                ..WorkloadArgs::default()
+            };
+            assert!(
+                Workload::resolve(&SpecFile::default(), None, None, &args, None).is_err(),
+                "{topic:?}"
+            );
+            let spec = SpecFile {
+                topic: Some(topic.to_string()),
+                ..SpecFile::default()
+            };
+            assert!(
+                Workload::resolve(&spec, None, None, &WorkloadArgs::default(), None).is_err(),
+                "spec topic {topic:?}"
+            );
+        }
+        let args = WorkloadArgs {
+            topic: Some("%RETRY%x-y_z|1".into()),
+            ..WorkloadArgs::default()
+        };
+        assert!(Workload::resolve(&SpecFile::default(), None, None, &args, None).is_ok());
     }
 }
