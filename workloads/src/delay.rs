@@ -47,7 +47,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::plot::{both, draw_legend, labelled_line, nines_label, pe, register_fonts};
+use crate::plot::{
+    both, draw_marker, legend_column, line_only, marker_indices, marker_phase, nines_label, pe,
+    register_fonts, series_style, split_at_gaps, styled_line, with_legend_column, Glyph,
+    LegendEntry, SeriesStyle, MARKERS_PER_LINE, SPECTRUM_RIGHT_MARGIN,
+};
 use crate::recorder::{latency_hist, LatencySummary};
 use crate::summary::{hgrm_text, round3};
 use crate::util::{scratch_dir, scratch_parent, thousands, timestamp, write_command, write_json};
@@ -745,23 +749,11 @@ pub fn cmd_delay(mut args: DelayArgs) -> Result<()> {
     }
     write_json(&out.join("summary.json"), &All { runs: &runs })?;
     if !args.no_plot {
-        register_fonts();
         let curves: Vec<Curves> = hgrams
             .iter()
             .map(|(name, hgrm, csv)| Curves::parse(name, hgrm, csv))
             .collect();
-        both(
-            &out,
-            "lateness_spectrum",
-            |a| spectrum(&a, &curves),
-            |a| spectrum(&a, &curves),
-        )?;
-        both(
-            &out,
-            "lateness_over_time",
-            |a| over_time(&a, &curves),
-            |a| over_time(&a, &curves),
-        )?;
+        draw_charts(&out, &curves)?;
     }
     crate::util::print_out(&table(&runs));
     eprintln!("results in {}", out.display());
@@ -800,16 +792,86 @@ impl Curves {
     }
 }
 
-/// Color of the i-th scheduler: the delay charts' own five-colour palette
-/// (blue, red, green, ...), not `crate::plot::color`'s order.
-fn color(i: usize) -> RGBColor {
-    [
+/// Draws lateness_spectrum and lateness_over_time into `out`.
+fn draw_charts(out: &Path, curves: &[Curves]) -> Result<Vec<String>> {
+    register_fonts();
+    let mut files = both(
+        out,
+        "lateness_spectrum",
+        |a| spectrum(&a, curves),
+        |a| spectrum(&a, curves),
+    )?;
+    files.extend(both(
+        out,
+        "lateness_over_time",
+        |a| over_time(&a, curves),
+        |a| over_time(&a, curves),
+    )?);
+    Ok(files)
+}
+
+/// Schedulers of a `mqlab delay` output folder (its summary.json lists
+/// runs with a `scheduler`), in run order; None for any other folder.
+pub fn delay_schedulers(dir: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(dir.join("summary.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("runs")?
+        .as_array()?
+        .iter()
+        .map(|r| Some(r.get("scheduler")?.as_str()?.to_string()))
+        .collect()
+}
+
+/// `mqlab plot` on `mqlab delay` folders: redraws their charts into `out`
+/// from the saved lateness.hgrm and lateness_timeseries.csv (several
+/// folders: one chart, lines named folder/scheduler).
+pub fn draw_delay_only(inputs: &[PathBuf], out: &Path) -> Result<Vec<String>> {
+    let dirs: Vec<(&PathBuf, Vec<String>)> = inputs
+        .iter()
+        .filter_map(|d| Some((d, delay_schedulers(d)?)))
+        .collect();
+    let mut curves = Vec::new();
+    for (dir, schedulers) in &dirs {
+        for name in schedulers {
+            let sub = dir.join(name);
+            let read = |f: &str| {
+                std::fs::read_to_string(sub.join(f))
+                    .with_context(|| format!("reading {}/{f}", sub.display()))
+            };
+            let label = if dirs.len() > 1 {
+                let folder = dir.file_name().map(|f| f.to_string_lossy().into_owned());
+                format!("{}/{name}", folder.unwrap_or_default())
+            } else {
+                name.clone()
+            };
+            curves.push(Curves::parse(
+                &label,
+                &read("lateness.hgrm")?,
+                &read("lateness_timeseries.csv")?,
+            ));
+        }
+    }
+    if curves.is_empty() {
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(out)?;
+    draw_charts(out, &curves)
+}
+
+/// Style of the i-th scheduler: the delay charts' own colours (blue, red,
+/// green, ...), not `crate::plot::series_style`'s order, with its markers.
+fn style(i: usize) -> SeriesStyle {
+    const C: [RGBColor; 5] = [
         RGBColor(31, 119, 180),
         RGBColor(214, 39, 40),
         RGBColor(44, 160, 44),
         RGBColor(255, 127, 14),
         RGBColor(148, 103, 189),
-    ][i % 5]
+    ];
+    SeriesStyle {
+        color: C[i % C.len()],
+        ..series_style(i)
+    }
 }
 
 /// Lateness is often 0 ms: plotted at 0.5 ms on the log axis.
@@ -828,9 +890,16 @@ fn spectrum<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[Curves]
         .iter()
         .flat_map(|c| c.spectrum.iter().map(|p| p.1))
         .fold(1.0, f64::max);
-    let mut chart = ChartBuilder::on(root)
-        .caption("Delivery lateness by percentile", ("sans-serif", 26))
+    let entries: Vec<LegendEntry> = curves
+        .iter()
+        .enumerate()
+        .map(|(i, c)| LegendEntry::new(c.name.clone(), Glyph::Series(style(i))))
+        .collect();
+    let labels: Vec<String> = entries.iter().map(|e| e.label.clone()).collect();
+    let (plot, legend) = with_legend_column(root, "Delivery lateness by percentile", 26, &labels)?;
+    let mut chart = ChartBuilder::on(&plot)
         .margin(15)
+        .margin_right(SPECTRUM_RIGHT_MARGIN)
         .x_label_area_size(50)
         .y_label_area_size(80)
         .build_cartesian_2d(0f64..max_x, (0.4f64..max_y * 2.0).log_scale())
@@ -847,15 +916,10 @@ fn spectrum<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[Curves]
         .draw()
         .map_err(pe)?;
     for (i, c) in curves.iter().enumerate() {
-        let col = color(i);
-        labelled_line(
-            &mut chart,
-            c.spectrum.iter().map(|&(x, y)| (x, floor_ms(y))),
-            col,
-            c.name.clone(),
-        )?;
+        let pts: Vec<(f64, f64)> = c.spectrum.iter().map(|&(x, y)| (x, floor_ms(y))).collect();
+        styled_line(&mut chart, &pts, style(i), marker_phase(i, curves.len()))?;
     }
-    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 14)?;
+    legend_column(&legend, &entries, 15)?;
     Ok(())
 }
 
@@ -868,12 +932,28 @@ fn over_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[Curves
         .iter()
         .flat_map(|c| c.series.iter().map(|p| p.2))
         .fold(1.0, f64::max);
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            "Delivery lateness over time (max solid, median dashed)",
-            ("sans-serif", 24),
-        )
+    let mut entries: Vec<LegendEntry> = curves
+        .iter()
+        .enumerate()
+        .map(|(i, c)| LegendEntry::new(c.name.clone(), Glyph::Series(style(i))))
+        .collect();
+    let grey = RGBColor(90, 90, 90);
+    entries.push(LegendEntry::new("max (solid)", Glyph::Line(grey, 2, false)));
+    entries.push(LegendEntry::new(
+        "median (dashed)",
+        Glyph::Line(grey, 1, true),
+    ));
+    entries.push(LegendEntry::new("gaps: nothing delivered", Glyph::Note));
+    let labels: Vec<String> = entries.iter().map(|e| e.label.clone()).collect();
+    let (plot, legend) = with_legend_column(
+        root,
+        "Delivery lateness over time (max solid, median dashed)",
+        24,
+        &labels,
+    )?;
+    let mut chart = ChartBuilder::on(&plot)
         .margin(15)
+        .margin_right(25)
         .x_label_area_size(50)
         .y_label_area_size(80)
         .build_cartesian_2d(0f64..max_x * 1.02, (0.4f64..max_y * 2.0).log_scale())
@@ -888,22 +968,28 @@ fn over_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[Curves
         .draw()
         .map_err(pe)?;
     for (i, c) in curves.iter().enumerate() {
-        let col = color(i);
-        labelled_line(
-            &mut chart,
-            c.series.iter().map(|&(t, _, max)| (t, floor_ms(max))),
-            col,
-            c.name.clone(),
-        )?;
-        chart
-            .draw_series(DashedLineSeries::new(
-                c.series.iter().map(|&(t, p50, _)| (t, floor_ms(p50))),
-                6,
-                4,
-                col.stroke_width(1),
-            ))
-            .map_err(pe)?;
+        let st = style(i);
+        let max: Vec<(f64, f64)> = c.series.iter().map(|&(t, _, m)| (t, floor_ms(m))).collect();
+        let p50: Vec<(f64, f64)> = c.series.iter().map(|&(t, p, _)| (t, floor_ms(p))).collect();
+        // Buckets without deliveries are not in the file: no line across them.
+        for part in split_at_gaps(&max, 3.0) {
+            if let [only] = part[..] {
+                chart
+                    .draw_series(std::iter::once(Circle::new(only, 2, st.color.filled())))
+                    .map_err(pe)?;
+            }
+            line_only(&mut chart, &part, st.color, false, 2)?;
+        }
+        for part in split_at_gaps(&p50, 3.0) {
+            if part.len() > 1 {
+                line_only(&mut chart, &part, st.color, true, 1)?;
+            }
+        }
+        let xs: Vec<f64> = max.iter().map(|p| p.0).collect();
+        for k in marker_indices(&xs, MARKERS_PER_LINE, marker_phase(i, curves.len())) {
+            draw_marker(chart.plotting_area(), max[k], st.marker, st.color, 4)?;
+        }
     }
-    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 14)?;
+    legend_column(&legend, &entries, 15)?;
     Ok(())
 }

@@ -5,10 +5,17 @@
 //! - loss_vs_throughput: the headline chart, one point per configuration,
 //!   log-log, the Pareto frontier (nothing else is both faster and loses
 //!   less) drawn and ringed;
-//! - timeseries: throughput and p99 per second over each run;
+//! - timeseries: throughput and p99 per time-series bucket over each run
+//!   (throughput on a log axis when the runs are orders of magnitude
+//!   apart, as sync/group and async/pool are);
 //! - crash_loss: per crash, acknowledged messages lost vs the window
 //!   sampled at the crash instant (every point must be on or under the
 //!   diagonal).
+//!
+//! Every series has its own colour, marker and line pattern
+//! ([`style::series_style`]) and legends sit in a column right of the plot,
+//! never over data. `mqlab plot` also redraws messaging charts
+//! (`crate::messaging::plot`) and `mqlab delay` folders' charts.
 //!
 //! PNG text is rendered with DejaVu Sans compiled into the binary (the
 //! `dejavu` crate) through plotters' ab_glyph backend, so charts render on
@@ -19,8 +26,17 @@ use std::sync::Once;
 
 use anyhow::{anyhow, Context, Result};
 use plotters::coord::{CoordTranslate, Shift};
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
+
+mod style;
+
+pub use style::{
+    legend_width, marker_indices, marker_phase, needs_log_axis, series_style, split_at_gaps,
+    Marker, SeriesStyle, MARKERS_PER_LINE,
+};
 
 use crate::cli::PlotArgs;
 use crate::crash::CrashRecord;
@@ -89,6 +105,10 @@ pub fn discover(inputs: &[PathBuf]) -> Result<(Vec<RunData>, Vec<CrashData>)> {
     let mut crashes = Vec::new();
     let mut visit = |d: &Path| -> Result<bool> {
         let mut found = false;
+        if crate::delay::delay_schedulers(d).is_some() {
+            // A `mqlab delay` folder: drawn by crate::delay::draw_delay_only.
+            return Ok(true);
+        }
         if d.join("summary.json").is_file() {
             runs.push(load_run(d)?);
             found = true;
@@ -126,10 +146,19 @@ pub fn discover(inputs: &[PathBuf]) -> Result<(Vec<RunData>, Vec<CrashData>)> {
 
 /// Draws every chart the inputs allow into `out`; returns the file names.
 pub fn plot_dirs(inputs: &[PathBuf], out: &Path) -> Result<Vec<String>> {
+    let files = plot_runs(inputs, out)?;
+    if files.is_empty() {
+        anyhow::bail!("no summary.json or crashes.json found in the inputs");
+    }
+    Ok(files)
+}
+
+/// [`plot_dirs`] without the error when the inputs hold no runs.
+fn plot_runs(inputs: &[PathBuf], out: &Path) -> Result<Vec<String>> {
     register_fonts();
     let (runs, crashes) = discover(inputs)?;
     if runs.is_empty() && crashes.is_empty() {
-        anyhow::bail!("no summary.json or crashes.json found in the inputs");
+        return Ok(Vec::new());
     }
     std::fs::create_dir_all(out)?;
     let mut files = Vec::new();
@@ -187,66 +216,217 @@ where
     Ok(vec![format!("{name}.svg"), format!("{name}.png")])
 }
 
-/// Color of the i-th series.
-pub(crate) fn color(i: usize) -> RGBColor {
-    const C: [RGBColor; 12] = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(127, 127, 127),
-        RGBColor(188, 189, 34),
-        RGBColor(23, 190, 207),
-        RGBColor(0, 0, 128),
-        RGBColor(128, 0, 0),
-    ];
-    C[i % C.len()]
-}
-
-/// Draws the series legend: `position`, translucent white box, black
-/// border, `font_px` sans-serif labels.
-pub(crate) fn draw_legend<'a, DB, CT>(
-    chart: &mut ChartContext<'a, DB, CT>,
-    position: SeriesLabelPosition,
-    font_px: u32,
+/// Draws `m` in `c` centred on `at` (a point of `area`'s coordinates),
+/// about `r` pixels from centre to edge.
+pub(crate) fn draw_marker<DB, CT>(
+    area: &DrawingArea<DB, CT>,
+    at: CT::From,
+    m: Marker,
+    c: RGBColor,
+    r: i32,
 ) -> Result<()>
 where
-    DB: DrawingBackend + 'a,
+    DB: DrawingBackend,
     CT: CoordTranslate,
+    CT::From: Clone + 'static,
 {
-    chart
-        .configure_series_labels()
-        .position(position)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", font_px))
-        .draw()
-        .map_err(pe)?;
-    Ok(())
+    let e = EmptyElement::at(at);
+    match m {
+        Marker::Circle => area.draw(&(e + Circle::new((0, 0), r, c.filled()))),
+        Marker::Square => {
+            area.draw(&(e + Rectangle::new([(-r + 1, -r + 1), (r - 1, r - 1)], c.filled())))
+        }
+        Marker::TriangleUp => area.draw(
+            &(e + Polygon::new(
+                vec![(0, -r - 1), (r + 1, r - 1), (-r - 1, r - 1)],
+                c.filled(),
+            )),
+        ),
+        Marker::Diamond => area.draw(
+            &(e + Polygon::new(
+                vec![(0, -r - 1), (r + 1, 0), (0, r + 1), (-r - 1, 0)],
+                c.filled(),
+            )),
+        ),
+        Marker::TriangleDown => area.draw(
+            &(e + Polygon::new(
+                vec![(0, r + 1), (r + 1, -r + 1), (-r - 1, -r + 1)],
+                c.filled(),
+            )),
+        ),
+        Marker::Cross => area.draw(
+            &(e + PathElement::new(vec![(-r, -r), (r, r)], c.stroke_width(3))
+                + PathElement::new(vec![(-r, r), (r, -r)], c.stroke_width(3))),
+        ),
+        Marker::Ring => area.draw(
+            &(e + Circle::new((0, 0), r, WHITE.filled())
+                + Circle::new((0, 0), r, c.stroke_width(2))),
+        ),
+    }
+    .map_err(pe)
 }
 
-/// Draws `points` as a 2 px line in `c`, listed in the legend as `label`
-/// with a 3 px line marker.
-pub(crate) fn labelled_line<'a, DB, CT, I>(
+/// Draws one series: a 2 px line (dashed when the style says so) through
+/// `points` (sorted by x) and its marker on about [`MARKERS_PER_LINE`] of
+/// them, shifted by `phase` (see [`style::marker_phase`]).
+pub(crate) fn styled_line<'a, DB, CT>(
     chart: &mut ChartContext<'a, DB, CT>,
-    points: I,
-    c: RGBColor,
-    label: impl Into<String>,
+    points: &[(f64, f64)],
+    s: SeriesStyle,
+    phase: f64,
 ) -> Result<()>
 where
     DB: DrawingBackend + 'a,
     CT: CoordTranslate<From = (f64, f64)>,
-    I: IntoIterator<Item = (f64, f64)>,
 {
-    chart
-        .draw_series(LineSeries::new(points, c.stroke_width(2)))
-        .map_err(pe)?
-        .label(label)
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+    line_only(chart, points, s.color, s.dashed, 2)?;
+    let xs: Vec<f64> = points.iter().map(|p| p.0).collect();
+    for i in marker_indices(&xs, MARKERS_PER_LINE, phase) {
+        draw_marker(chart.plotting_area(), points[i], s.marker, s.color, 4)?;
+    }
     Ok(())
+}
+
+/// Draws a plain line, solid or dashed, `width` px.
+pub(crate) fn line_only<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    points: &[(f64, f64)],
+    c: RGBColor,
+    dashed: bool,
+    width: u32,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    if dashed {
+        chart
+            .draw_series(DashedLineSeries::new(
+                points.to_vec(),
+                9,
+                5,
+                c.stroke_width(width),
+            ))
+            .map_err(pe)?;
+    } else {
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                c.stroke_width(width),
+            ))
+            .map_err(pe)?;
+    }
+    Ok(())
+}
+
+/// What a legend entry shows before its label.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Glyph {
+    /// A series: its line with its marker.
+    Series(SeriesStyle),
+    /// A line without marker: colour, width, dashed.
+    Line(RGBColor, u32, bool),
+    /// A marker without line.
+    Point(Marker, RGBColor),
+    /// Nothing: a note.
+    Note,
+}
+
+/// One legend row.
+pub(crate) struct LegendEntry {
+    /// Text.
+    pub label: String,
+    /// Sample drawn before the text.
+    pub glyph: Glyph,
+}
+
+impl LegendEntry {
+    pub(crate) fn new(label: impl Into<String>, glyph: Glyph) -> LegendEntry {
+        LegendEntry {
+            label: label.into(),
+            glyph,
+        }
+    }
+}
+
+/// Legend text size, px.
+pub(crate) const LEGEND_PX: u32 = 13;
+
+/// Splits `root` into a title, the plotting part and a legend column on the
+/// right wide enough for `labels`: legends never cover data.
+pub(crate) fn with_legend_column<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    title_px: u32,
+    labels: &[String],
+) -> Result<(DrawingArea<DB, Shift>, DrawingArea<DB, Shift>)> {
+    let body = root.titled(title, ("sans-serif", title_px)).map_err(pe)?;
+    let w = body.dim_in_pixel().0;
+    let legend_w = legend_width(labels, LEGEND_PX);
+    Ok(body.split_horizontally(w.saturating_sub(legend_w)))
+}
+
+/// Draws `entries` top-down in `area` (a legend column), starting `top` px
+/// below its top edge, in a thin box.
+pub(crate) fn legend_column<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[LegendEntry],
+    top: i32,
+) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let row = LEGEND_PX as i32 + 9;
+    let (w, _) = area.dim_in_pixel();
+    let font = ("sans-serif", LEGEND_PX)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    let bottom = top + 6 + row * entries.len() as i32;
+    area.draw(&Rectangle::new(
+        [(2, top), (w as i32 - 6, bottom)],
+        BLACK.mix(0.4).stroke_width(1),
+    ))
+    .map_err(pe)?;
+    for (k, e) in entries.iter().enumerate() {
+        let y = top + 3 + row * k as i32 + row / 2;
+        let (x0, x1) = (10, 44);
+        match e.glyph {
+            Glyph::Series(s) => {
+                let path = vec![(x0, y), (x1, y)];
+                if s.dashed {
+                    area.draw(&DashedPathElement::new(path, 9, 5, s.color.stroke_width(2)))
+                } else {
+                    area.draw(&PathElement::new(path, s.color.stroke_width(2)))
+                }
+                .map_err(pe)?;
+                draw_marker(area, ((x0 + x1) / 2, y), s.marker, s.color, 4)?;
+            }
+            Glyph::Line(c, width, dashed) => {
+                let path = vec![(x0, y), (x1, y)];
+                if dashed {
+                    area.draw(&DashedPathElement::new(path, 6, 4, c.stroke_width(width)))
+                } else {
+                    area.draw(&PathElement::new(path, c.stroke_width(width)))
+                }
+                .map_err(pe)?;
+            }
+            Glyph::Point(m, c) => draw_marker(area, ((x0 + x1) / 2, y), m, c, 5)?,
+            Glyph::Note => {}
+        }
+        area.draw(&Text::new(e.label.clone(), (x1 + 8, y), font.clone()))
+            .map_err(pe)?;
+    }
+    Ok(())
+}
+
+/// Legend rows for series labelled `labels`, styled by [`series_style`].
+pub(crate) fn series_entries(labels: &[String]) -> Vec<LegendEntry> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| LegendEntry::new(l.clone(), Glyph::Series(series_style(i))))
+        .collect()
 }
 
 /// Color of a flush strategy.
@@ -259,6 +439,10 @@ fn flush_color(flush: &str) -> RGBColor {
         _ => RGBColor(127, 127, 127),
     }
 }
+
+/// Right margin of the percentile charts, px: room for half of the last
+/// tick label ("99.9999%").
+pub(crate) const SPECTRUM_RIGHT_MARGIN: u32 = 50;
 
 /// "90%", "99%", "99.9%" for 1, 2, 3 nines.
 pub fn nines_label(x: f64) -> String {
@@ -296,9 +480,12 @@ fn latency_spectrum<DB: DrawingBackend>(
         .iter()
         .flat_map(|r| r.hgrm.iter().map(|(v, _)| v.max(1.0)))
         .fold((f64::MAX, 1.0f64), |(a, b), v| (a.min(v), b.max(v)));
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Ack latency by percentile", ("sans-serif", 26))
+    let labels: Vec<String> = with.iter().map(|r| r.summary.label.clone()).collect();
+    let (plot, legend) = with_legend_column(&root, "Ack latency by percentile", 26, &labels)?;
+    let mut chart = ChartBuilder::on(&plot)
         .margin(15)
+        // The last tick label ("99.9999%") is centred on the right edge.
+        .margin_right(SPECTRUM_RIGHT_MARGIN)
         .x_label_area_size(50)
         .y_label_area_size(80)
         .build_cartesian_2d(0f64..max_x, ((ymin / 1.5).max(0.5)..ymax * 2.0).log_scale())
@@ -315,10 +502,14 @@ fn latency_spectrum<DB: DrawingBackend>(
         .draw()
         .map_err(pe)?;
     for (i, r) in with.iter().enumerate() {
-        let c = color(i);
-        labelled_line(&mut chart, pts(r), c, r.summary.label.clone())?;
+        styled_line(
+            &mut chart,
+            &pts(r),
+            series_style(i),
+            marker_phase(i, with.len()),
+        )?;
     }
-    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 13)?;
+    legend_column(&legend, &series_entries(&labels), 15)?;
     Ok(())
 }
 
@@ -334,6 +525,9 @@ pub fn pareto(points: &[(f64, f64)]) -> Vec<usize> {
         })
         .collect()
 }
+
+/// Colour of the Pareto frontier.
+const PARETO: RGBColor = RGBColor(255, 140, 0);
 
 /// Loss-window floor on the log axis: zero windows are drawn here.
 const LOSS_FLOOR_MS: f64 = 0.01;
@@ -356,12 +550,32 @@ fn loss_vs_throughput<DB: DrawingBackend>(
         .iter()
         .fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
     let ymax = pts.iter().map(|p| p.1).fold(1.0, f64::max);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Loss window vs throughput (power loss), Pareto frontier ringed",
-            ("sans-serif", 24),
-        )
+    let mut entries = vec![LegendEntry::new(
+        "Pareto frontier",
+        Glyph::Line(PARETO, 3, false),
+    )];
+    let mut flushes: Vec<&str> = runs
+        .iter()
+        .map(|r| r.summary.config.workload.flush.name())
+        .collect();
+    flushes.sort_unstable();
+    flushes.dedup();
+    entries.extend(
+        flushes
+            .iter()
+            .map(|f| LegendEntry::new(*f, Glyph::Point(Marker::Circle, flush_color(f)))),
+    );
+    let labels: Vec<String> = entries.iter().map(|e| e.label.clone()).collect();
+    let (plot, legend) = with_legend_column(
+        &root,
+        "Loss window vs throughput (power loss), Pareto frontier ringed",
+        24,
+        &labels,
+    )?;
+    let mut chart = ChartBuilder::on(&plot)
         .margin(15)
+        // Room for half of a tick label on the right edge.
+        .margin_right(35)
         .x_label_area_size(50)
         .y_label_area_size(80)
         .build_cartesian_2d(
@@ -391,38 +605,22 @@ fn loss_vs_throughput<DB: DrawingBackend>(
     let mut fpts: Vec<(f64, f64)> = front.iter().map(|&i| pts[i]).collect();
     fpts.sort_by(|a, b| a.0.total_cmp(&b.0));
     chart
-        .draw_series(LineSeries::new(
-            fpts,
-            RGBColor(255, 140, 0).mix(0.7).stroke_width(3),
-        ))
-        .map_err(pe)?
-        .label("Pareto frontier")
-        .legend(|(x, y)| {
-            PathElement::new(
-                vec![(x, y), (x + 20, y)],
-                RGBColor(255, 140, 0).stroke_width(3),
-            )
-        });
+        .draw_series(LineSeries::new(fpts, PARETO.mix(0.7).stroke_width(3)))
+        .map_err(pe)?;
     for &i in &front {
         chart
             .draw_series(std::iter::once(Circle::new(
                 pts[i],
                 11,
-                RGBColor(255, 140, 0).stroke_width(3),
+                PARETO.stroke_width(3),
             )))
             .map_err(pe)?;
     }
-    let mut seen = std::collections::BTreeSet::new();
     for (i, r) in runs.iter().enumerate() {
-        let flush = r.summary.config.workload.flush.name();
-        let c = flush_color(flush);
-        let s = chart
+        let c = flush_color(r.summary.config.workload.flush.name());
+        chart
             .draw_series(std::iter::once(Circle::new(pts[i], 6, c.filled())))
             .map_err(pe)?;
-        if seen.insert(flush) {
-            s.label(flush.to_string())
-                .legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
-        }
     }
     // Labels: greedy placement around each point, avoiding the labels
     // already placed and the points themselves.
@@ -455,7 +653,7 @@ fn loss_vs_throughput<DB: DrawingBackend>(
             ))
             .map_err(pe)?;
     }
-    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 14)?;
+    legend_column(&legend, &entries, 15)?;
     Ok(())
 }
 
@@ -463,7 +661,9 @@ fn loss_vs_throughput<DB: DrawingBackend>(
 /// greedily so labels overlap neither each other nor the points. Label
 /// sizes are estimated from the character count at `font_px`.
 pub fn place_labels(points: &[(i32, i32)], labels: &[String], font_px: i32) -> Vec<(i32, i32)> {
-    let char_w = font_px * 6 / 10;
+    // DejaVu Sans averages about 0.62 em per character; rounded up, plus a
+    // few pixels of air, so neighbouring labels never touch.
+    let char_w = (font_px * 65 + 99) / 100;
     let h = font_px + 2;
     let mut placed: Vec<(i32, i32, i32, i32)> = points
         .iter()
@@ -482,7 +682,7 @@ pub fn place_labels(points: &[(i32, i32)], labels: &[String], font_px: i32) -> V
     let mut result = vec![(9, -h / 2); points.len()];
     for i in order {
         let (x, y) = points[i];
-        let w = labels[i].chars().count() as i32 * char_w;
+        let w = labels[i].chars().count() as i32 * char_w + 4;
         let mut best = (usize::MAX, (9, -h / 2));
         for k in 0..12 {
             let step = (k / 4 + 1) * h;
@@ -514,71 +714,190 @@ fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]
     if with.is_empty() {
         return Ok(());
     }
-    let (top, bottom) = root.split_vertically(H / 2);
+    let labels: Vec<String> = with.iter().map(|r| r.summary.label.clone()).collect();
+    let mut entries = series_entries(&labels);
+    if let Some(r) = with.first().and_then(|r| r.series.first()) {
+        let ms = (r.interval_s * 1000.0).round();
+        let every = if ms >= 1000.0 {
+            format!("{} s", ms / 1000.0)
+        } else {
+            format!("{ms} ms")
+        };
+        entries.push(LegendEntry::new(
+            format!("a point every {every}"),
+            Glyph::Note,
+        ));
+    }
+    let legend_labels: Vec<String> = entries.iter().map(|e| e.label.clone()).collect();
+    let (plot, legend) = with_legend_column(
+        &root,
+        "Throughput and p99 ack latency over time",
+        24,
+        &legend_labels,
+    )?;
+    let (top, bottom) = plot.split_vertically(plot.dim_in_pixel().1 / 2);
     let max_t = with
         .iter()
         .flat_map(|r| r.series.iter().map(|s| s.t_s + s.interval_s))
         .fold(1.0, f64::max);
-    let max_rate = with
+    let rates: Vec<f64> = with
         .iter()
         .flat_map(|r| r.series.iter().map(|s| s.msgs_per_s))
-        .fold(1.0, f64::max);
+        .collect();
+    let max_rate = rates.iter().copied().fold(1.0, f64::max);
+    // Runs orders of magnitude apart (sync/group next to async/pool) get a
+    // log axis, on which the slow ones do not lie flat on zero. Compared on
+    // each run's median, so a few empty buckets do not force it.
+    let medians: Vec<f64> = with.iter().map(|r| median_rate(&r.series)).collect();
+    let log_rate = needs_log_axis(&medians);
+    let min_rate = rates
+        .iter()
+        .copied()
+        .filter(|v| *v > 0.0)
+        .fold(f64::MAX, f64::min)
+        .min(max_rate);
+    let rate_floor = (min_rate / 2.0).max(0.1);
     let (pmin, pmax) = with
         .iter()
         .flat_map(|r| r.series.iter().filter(|s| s.p99_us > 0.0).map(|s| s.p99_us))
         .fold((f64::MAX, 1.0f64), |(a, b), v| (a.min(v), b.max(v)));
     let pmin = if pmin == f64::MAX { 1.0 } else { pmin };
-    let mut c1 = ChartBuilder::on(&top)
-        .caption(
-            "Throughput and p99 ack latency over time",
-            ("sans-serif", 24),
-        )
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(90)
-        .build_cartesian_2d(0f64..max_t, 0f64..max_rate * 1.1)
-        .map_err(pe)?;
-    c1.configure_mesh()
-        .y_desc("msgs/s")
-        .y_label_formatter(&|y| crate::util::thousands(*y))
-        .label_style(("sans-serif", 14))
-        .axis_desc_style(("sans-serif", 16))
-        .draw()
-        .map_err(pe)?;
+    // Warmup, shaded when every run had the same.
+    let warmup = with[0].summary.config.workload.warmup_secs;
+    let warmup = with
+        .iter()
+        .all(|r| r.summary.config.workload.warmup_secs == warmup)
+        .then_some(warmup)
+        .filter(|w| *w > 0.0);
+    let mid = |s: &TimeRow| s.t_s + s.interval_s / 2.0;
+    let rate_pts = |r: &RunData, floor: f64| -> Vec<(f64, f64)> {
+        r.series
+            .iter()
+            .map(|s| (mid(s), s.msgs_per_s.max(floor)))
+            .collect()
+    };
+    let p99_pts = |r: &RunData| -> Vec<(f64, f64)> {
+        r.series
+            .iter()
+            .filter(|s| s.p99_us > 0.0)
+            .map(|s| (mid(s), s.p99_us))
+            .collect()
+    };
+    let n = with.len();
+    if log_rate {
+        let mut c1 = ChartBuilder::on(&top)
+            .margin(10)
+            .margin_right(20)
+            .x_label_area_size(30)
+            .y_label_area_size(90)
+            .build_cartesian_2d(0f64..max_t, (rate_floor..max_rate * 2.0).log_scale())
+            .map_err(pe)?;
+        c1.configure_mesh()
+            .y_desc(if rates.iter().any(|r| *r <= 0.0) {
+                "msgs/s (log; 0 at the bottom)"
+            } else {
+                "msgs/s (log)"
+            })
+            .y_label_formatter(&|y| crate::util::thousands(*y))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()
+            .map_err(pe)?;
+        shade_warmup(c1.plotting_area(), warmup, rate_floor, max_rate * 2.0)?;
+        for (i, r) in with.iter().enumerate() {
+            styled_line(
+                &mut c1,
+                &rate_pts(r, rate_floor),
+                series_style(i),
+                marker_phase(i, n),
+            )?;
+        }
+    } else {
+        let mut c1 = ChartBuilder::on(&top)
+            .margin(10)
+            .margin_right(20)
+            .x_label_area_size(30)
+            .y_label_area_size(90)
+            .build_cartesian_2d(0f64..max_t, 0f64..max_rate * 1.1)
+            .map_err(pe)?;
+        c1.configure_mesh()
+            .y_desc("msgs/s")
+            .y_label_formatter(&|y| crate::util::thousands(*y))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()
+            .map_err(pe)?;
+        shade_warmup(c1.plotting_area(), warmup, 0.0, max_rate * 1.1)?;
+        for (i, r) in with.iter().enumerate() {
+            styled_line(
+                &mut c1,
+                &rate_pts(r, 0.0),
+                series_style(i),
+                marker_phase(i, n),
+            )?;
+        }
+    }
     let mut c2 = ChartBuilder::on(&bottom)
         .margin(10)
+        .margin_right(20)
         .x_label_area_size(40)
         .y_label_area_size(90)
         .build_cartesian_2d(0f64..max_t, ((pmin / 1.5).max(0.5)..pmax * 2.0).log_scale())
         .map_err(pe)?;
     c2.configure_mesh()
-        .x_desc("seconds since start (warmup included)")
+        .x_desc(if warmup.is_some() {
+            "seconds since start (warmup shaded)"
+        } else {
+            "seconds since start"
+        })
         .y_desc("p99 ack latency (µs, log)")
         .y_label_formatter(&|y| crate::util::thousands(*y))
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 16))
         .draw()
         .map_err(pe)?;
+    shade_warmup(
+        c2.plotting_area(),
+        warmup,
+        (pmin / 1.5).max(0.5),
+        pmax * 2.0,
+    )?;
     for (i, r) in with.iter().enumerate() {
-        let c = color(i);
-        // Each bucket's value is drawn at the middle of the bucket.
-        let rate: Vec<(f64, f64)> = r
-            .series
-            .iter()
-            .map(|s| (s.t_s + s.interval_s / 2.0, s.msgs_per_s))
-            .collect();
-        labelled_line(&mut c1, rate, c, r.summary.label.clone())?;
-        let p99: Vec<(f64, f64)> = r
-            .series
-            .iter()
-            .filter(|s| s.p99_us > 0.0)
-            .map(|s| (s.t_s + s.interval_s / 2.0, s.p99_us))
-            .collect();
-        c2.draw_series(LineSeries::new(p99, c.stroke_width(2)))
-            .map_err(pe)?;
+        styled_line(&mut c2, &p99_pts(r), series_style(i), marker_phase(i, n))?;
     }
-    draw_legend(&mut c1, SeriesLabelPosition::UpperRight, 11)?;
+    legend_column(&legend, &entries, 12)?;
     Ok(())
+}
+
+/// Shades x from 0 to `warmup` s (y from `y0` to `y1`), if any.
+fn shade_warmup<DB, CT>(
+    area: &DrawingArea<DB, CT>,
+    warmup: Option<f64>,
+    y0: f64,
+    y1: f64,
+) -> Result<()>
+where
+    DB: DrawingBackend,
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    if let Some(w) = warmup {
+        area.draw(&Rectangle::new(
+            [(0.0, y0), (w, y1)],
+            RGBColor(0, 0, 0).mix(0.06).filled(),
+        ))
+        .map_err(pe)?;
+    }
+    Ok(())
+}
+
+/// Median of a run's per-bucket throughputs (0 for none).
+fn median_rate(series: &[TimeRow]) -> f64 {
+    let mut v: Vec<f64> = series.iter().map(|s| s.msgs_per_s).collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn crash_loss<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, sets: &[CrashData]) -> Result<()> {
@@ -591,12 +910,43 @@ fn crash_loss<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, sets: &[CrashDat
         })
         .fold(1.0, f64::max)
         * 1.1;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Crash experiment: acknowledged messages lost vs window at the crash",
-            ("sans-serif", 22),
-        )
+    let names: Vec<String> = sets
+        .iter()
+        .map(|s| {
+            s.records
+                .first()
+                .map(|r| format!("{} / {} ({} crashes)", r.flush, r.mode, s.records.len()))
+                .unwrap_or_else(|| s.dir.display().to_string())
+        })
+        .collect();
+    let mut entries = vec![LegendEntry::new(
+        "lost = window (upper bound)",
+        Glyph::Line(RGBColor(128, 128, 128), 2, false),
+    )];
+    for (i, name) in names.iter().enumerate() {
+        let st = series_style(i);
+        entries.push(LegendEntry::new(
+            name.clone(),
+            Glyph::Point(st.marker, st.color),
+        ));
+    }
+    if sets.iter().any(|s| s.records.iter().any(|r| !r.ok)) {
+        entries.push(LegendEntry::new(
+            "failed (lost more than the window)",
+            Glyph::Point(Marker::Cross, RED),
+        ));
+    }
+    let labels: Vec<String> = entries.iter().map(|e| e.label.clone()).collect();
+    let (plot, legend) = with_legend_column(
+        &root,
+        "Crash experiment: acknowledged messages lost vs window at the crash",
+        22,
+        &labels,
+    )?;
+    let mut chart = ChartBuilder::on(&plot)
         .margin(15)
+        // Room for half of a tick label on the right edge.
+        .margin_right(35)
         .x_label_area_size(50)
         .y_label_area_size(80)
         .build_cartesian_2d(0f64..max, 0f64..max)
@@ -616,28 +966,13 @@ fn crash_loss<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, sets: &[CrashDat
             vec![(0.0, 0.0), (max, max)],
             BLACK.mix(0.5).stroke_width(2),
         ))
-        .map_err(pe)?
-        .label("lost = window (upper bound)")
-        .legend(|(x, y)| {
-            PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5).stroke_width(2))
-        });
+        .map_err(pe)?;
     for (i, s) in sets.iter().enumerate() {
-        let c = color(i);
-        let name = s
-            .records
-            .first()
-            .map(|r| format!("{} / {} ({} crashes)", r.flush, r.mode, s.records.len()))
-            .unwrap_or_else(|| s.dir.display().to_string());
-        let pts: Vec<(f64, f64)> = s
-            .records
-            .iter()
-            .map(|r| (r.window.predicted.msgs as f64, r.lost_msgs as f64))
-            .collect();
-        chart
-            .draw_series(pts.into_iter().map(move |p| Circle::new(p, 6, c.filled())))
-            .map_err(pe)?
-            .label(name)
-            .legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
+        let st = series_style(i);
+        for r in &s.records {
+            let p = (r.window.predicted.msgs as f64, r.lost_msgs as f64);
+            draw_marker(chart.plotting_area(), p, st.marker, st.color, 5)?;
+        }
         let bad: Vec<(f64, f64)> = s
             .records
             .iter()
@@ -651,17 +986,21 @@ fn crash_loss<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, sets: &[CrashDat
             )
             .map_err(pe)?;
     }
-    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 14)?;
+    legend_column(&legend, &entries, 15)?;
     Ok(())
 }
 
 /// `mqlab plot`.
 pub fn cmd_plot(args: PlotArgs) -> Result<()> {
-    let mut files = plot_dirs(&args.inputs, &args.out)?;
+    let mut files = plot_runs(&args.inputs, &args.out)?;
     files.extend(crate::messaging::plot::draw_messaging_only(
         &args.inputs,
         &args.out,
     )?);
+    files.extend(crate::delay::draw_delay_only(&args.inputs, &args.out)?);
+    if files.is_empty() {
+        anyhow::bail!("no summary.json, crashes.json or mqlab delay output found in the inputs");
+    }
     for f in files {
         println!("{}", args.out.join(f).display());
     }

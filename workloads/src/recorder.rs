@@ -460,6 +460,40 @@ pub struct LossStats {
     pub seconds: Vec<SecondWindow>,
 }
 
+/// Runs shorter than this (warmup included) get fine time-series buckets.
+pub const SHORT_RUN_SECS: f64 = 10.0;
+
+/// Time-series bucket of a short run, ms.
+pub const SHORT_RUN_BUCKET_MS: u64 = 100;
+
+/// Time-series bucket of a long run (or one bounded by a message count,
+/// whose length is not known in advance), ms.
+pub const LONG_RUN_BUCKET_MS: u64 = 1000;
+
+/// At most this many per-sender bucket histograms (about 27 KB each) for
+/// the finer buckets of a short run: many senders fall back to coarser ones.
+pub const MAX_BUCKET_HISTOGRAMS: u64 = 4096;
+
+/// Time-series bucket (timeseries.csv rows, the over-time charts) when
+/// none is given, for a run of `run_secs` (warmup included; None: bounded
+/// by a message count) with `senders` sender threads: 100 ms for runs under
+/// 10 s, so a 3.5 s run has 35 points instead of 4, else 1 s. A short run
+/// with so many senders that their per-bucket histograms would pass
+/// [`MAX_BUCKET_HISTOGRAMS`] gets the finest of 200, 500 and 1000 ms that
+/// stays under it.
+pub fn default_timeseries_ms(run_secs: Option<f64>, senders: usize) -> u64 {
+    let Some(secs) = run_secs.filter(|s| s.is_finite() && *s < SHORT_RUN_SECS) else {
+        return LONG_RUN_BUCKET_MS;
+    };
+    [SHORT_RUN_BUCKET_MS, 200, 500]
+        .into_iter()
+        .find(|&ms| {
+            let buckets = (secs * 1000.0 / ms as f64).ceil() as u64 + 1;
+            buckets * senders.max(1) as u64 <= MAX_BUCKET_HISTOGRAMS
+        })
+        .unwrap_or(LONG_RUN_BUCKET_MS)
+}
+
 /// A running sampler thread.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
@@ -657,5 +691,19 @@ mod tests {
         let s = LatencySummary::of(&a.ack);
         assert_eq!(s.count, 2);
         assert!(s.max >= 1000 && s.max < 1002);
+    }
+
+    #[test]
+    fn timeseries_bucket_by_run_length() {
+        // The matrix default (3 s + 0.5 s warmup, 4 producers): 100 ms.
+        assert_eq!(default_timeseries_ms(Some(3.5), 4), 100);
+        assert_eq!(default_timeseries_ms(Some(9.99), 16), 100);
+        assert_eq!(default_timeseries_ms(Some(10.0), 4), 1000);
+        assert_eq!(default_timeseries_ms(Some(61.0), 1), 1000);
+        assert_eq!(default_timeseries_ms(None, 4), 1000);
+        // 256 senders for 3.5 s: 100 and 200 ms would need 9,216 and
+        // 4,864 histograms.
+        assert_eq!(default_timeseries_ms(Some(3.5), 256), 500);
+        assert_eq!(default_timeseries_ms(Some(9.5), 1024), 1000);
     }
 }

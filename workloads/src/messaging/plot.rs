@@ -9,7 +9,10 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::plot::{both, color, draw_legend, labelled_line, nines_label, pe, register_fonts};
+use crate::plot::{
+    both, legend_column, marker_phase, nines_label, pe, register_fonts, series_entries,
+    series_style, styled_line, with_legend_column, SPECTRUM_RIGHT_MARGIN,
+};
 use crate::summary::parse_hgrm;
 
 /// One variant folder.
@@ -66,7 +69,14 @@ fn discover(inputs: &[PathBuf]) -> Vec<Variant> {
 }
 
 fn backlog<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, vs: &[Variant]) -> Result<()> {
-    let (top, bottom) = root.split_vertically(350);
+    let labels: Vec<String> = vs.iter().map(|v| v.label.clone()).collect();
+    let (plot, legend) = with_legend_column(
+        &root,
+        "Backlog (not yet consumed by the group)",
+        22,
+        &labels,
+    )?;
+    let (top, bottom) = plot.split_vertically(plot.dim_in_pixel().1 / 2);
     let max_t = vs
         .iter()
         .flat_map(|v| v.series.iter().map(|s| s.0))
@@ -80,11 +90,8 @@ fn backlog<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, vs: &[Variant]) -> 
         .flat_map(|v| v.series.iter().map(|s| s.2))
         .fold(1.0, f64::max);
     let mut c1 = ChartBuilder::on(&top)
-        .caption(
-            "Backlog (not yet consumed by the group)",
-            ("sans-serif", 22),
-        )
         .margin(10)
+        .margin_right(20)
         .x_label_area_size(30)
         .y_label_area_size(80)
         .build_cartesian_2d(0f64..max_t, 0f64..max_b * 1.1)
@@ -101,6 +108,7 @@ fn backlog<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, vs: &[Variant]) -> 
             ("sans-serif", 20),
         )
         .margin(10)
+        .margin_right(20)
         .x_label_area_size(40)
         .y_label_area_size(80)
         .build_cartesian_2d(0f64..max_t, 0f64..max_q * 1.1)
@@ -113,20 +121,13 @@ fn backlog<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, vs: &[Variant]) -> 
         .draw()
         .map_err(pe)?;
     for (i, v) in vs.iter().enumerate() {
-        let c = color(i);
-        labelled_line(
-            &mut c1,
-            v.series.iter().map(|s| (s.0, s.1)),
-            c,
-            v.label.clone(),
-        )?;
-        c2.draw_series(LineSeries::new(
-            v.series.iter().map(|s| (s.0, s.2)),
-            c.stroke_width(2),
-        ))
-        .map_err(pe)?;
+        let (s, phase) = (series_style(i), marker_phase(i, vs.len()));
+        let backlog: Vec<(f64, f64)> = v.series.iter().map(|s| (s.0, s.1)).collect();
+        styled_line(&mut c1, &backlog, s, phase)?;
+        let queue: Vec<(f64, f64)> = v.series.iter().map(|s| (s.0, s.2)).collect();
+        styled_line(&mut c2, &queue, s, phase)?;
     }
-    draw_legend(&mut c1, SeriesLabelPosition::UpperRight, 14)?;
+    legend_column(&legend, &series_entries(&labels), 12)?;
     Ok(())
 }
 
@@ -153,12 +154,16 @@ fn e2e<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, vs: &[Variant]) -> Resu
         .iter()
         .flat_map(|v| pts(v))
         .fold((f64::MAX, 0.001f64), |(a, b), (_, y)| (a.min(y), b.max(y)));
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "End-to-end latency (send to consumption) by percentile",
-            ("sans-serif", 24),
-        )
+    let labels: Vec<String> = with.iter().map(|v| v.label.clone()).collect();
+    let (plot, legend) = with_legend_column(
+        &root,
+        "End-to-end latency (send to consumption) by percentile",
+        24,
+        &labels,
+    )?;
+    let mut chart = ChartBuilder::on(&plot)
         .margin(15)
+        .margin_right(SPECTRUM_RIGHT_MARGIN)
         .x_label_area_size(50)
         .y_label_area_size(80)
         .build_cartesian_2d(0f64..max_x, ((lo / 1.5).max(0.001)..hi * 2.0).log_scale())
@@ -173,10 +178,14 @@ fn e2e<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, vs: &[Variant]) -> Resu
         .draw()
         .map_err(pe)?;
     for (i, v) in with.iter().enumerate() {
-        let c = color(i);
-        labelled_line(&mut chart, pts(v), c, v.label.clone())?;
+        styled_line(
+            &mut chart,
+            &pts(v),
+            series_style(i),
+            marker_phase(i, with.len()),
+        )?;
     }
-    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 14)?;
+    legend_column(&legend, &series_entries(&labels), 15)?;
     Ok(())
 }
 
