@@ -680,6 +680,16 @@ impl Store {
         Ok(out)
     }
 
+    /// Every `(key hash, phys)` that [`Store::query_by_key`] can reach in
+    /// the index (hash: [`crate::index::key_hash`] of `topic#key`), from
+    /// bulk reads: for checking many keys at once (`mqlab verify`).
+    pub fn for_each_indexed(&self, f: &mut dyn FnMut(u32, u64)) -> Result<()> {
+        match &self.inner.index {
+            Some(ix) => ix.for_each_reachable(f),
+            None => Ok(()),
+        }
+    }
+
     /// The four offsets, read with atomics (cheap; call as often as needed).
     pub fn offsets(&self) -> Offsets {
         self.inner.log.offsets()
@@ -951,6 +961,11 @@ fn first_nonzero(log: &CommitLog, from: u64) -> Result<Option<u64>> {
     let mut buf = vec![0u8; crate::log::scan::CHUNK_BYTES];
     let mut pos = from;
     while pos < seg_end {
+        // Holes of a sparse segment read as zeros: skip them unread.
+        match log.next_data_in_segment(pos)? {
+            Some(at) if at < seg_end => pos = at,
+            _ => break,
+        }
         let n = log.read_raw(pos, &mut buf, seg_end)?;
         if n == 0 {
             break;

@@ -225,6 +225,58 @@ fn find_resume(f: &fs::File, base: u64, from: u64, file_len: u64) -> Result<Opti
     Ok(None)
 }
 
+/// Reads a file through a large buffer: the raw scan decodes records from
+/// memory instead of two reads per record.
+struct Chunked<'a> {
+    f: &'a fs::File,
+    file_bytes: u64,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    start: u64,
+    /// Valid bytes in `buf`.
+    len: usize,
+}
+
+impl<'a> Chunked<'a> {
+    const BYTES: usize = 4 << 20;
+
+    fn new(f: &'a fs::File, file_bytes: u64) -> Self {
+        Chunked {
+            f,
+            file_bytes,
+            buf: Vec::new(),
+            start: 0,
+            len: 0,
+        }
+    }
+
+    /// Up to `n` bytes at `pos` (fewer only at the end of the file).
+    fn get(&mut self, pos: u64, n: usize) -> std::io::Result<&[u8]> {
+        let inside = pos >= self.start && pos + n as u64 <= self.start + self.len as u64;
+        if !inside {
+            let want = n
+                .max(Self::BYTES)
+                .min((self.file_bytes - pos.min(self.file_bytes)) as usize);
+            self.buf.resize(want.max(n), 0);
+            let mut done = 0;
+            while done < want {
+                match self
+                    .f
+                    .read_at(&mut self.buf[done..want], pos + done as u64)?
+                {
+                    0 => break,
+                    k => done += k,
+                }
+            }
+            self.start = pos;
+            self.len = done;
+        }
+        let at = (pos - self.start) as usize;
+        let end = (at + n).min(self.len);
+        Ok(&self.buf[at..end])
+    }
+}
+
 fn scan_segment(path: &Path, name: &str, base: u64) -> Result<SegmentScan> {
     let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let file_bytes = f.metadata()?.len();
@@ -242,12 +294,10 @@ fn scan_segment(path: &Path, name: &str, base: u64) -> Result<SegmentScan> {
         last_record_at: None,
     };
     let mut pos = 0u64;
-    let mut head = [0u8; 8];
-    let mut buf = Vec::new();
+    let mut chunk = Chunked::new(&f, file_bytes);
     while pos < file_bytes {
         let left = file_bytes - pos;
-        let got = f.read_at(&mut head[..(left.min(8) as usize)], pos)?;
-        let header = record::peek_header(&head[..got]);
+        let header = record::peek_header(chunk.get(pos, left.min(8) as usize)?);
         let total = match header {
             Ok((total, _)) => total as u64,
             Err(e) => {
@@ -272,9 +322,7 @@ fn scan_segment(path: &Path, name: &str, base: u64) -> Result<SegmentScan> {
             }
         };
         let want = total.min(left) as usize;
-        buf.resize(want.max(8), 0);
-        let got = f.read_at(&mut buf[..want], pos)?;
-        match record::decode(&buf[..got], base + pos, left, CrcCheck::Present) {
+        match record::decode(chunk.get(pos, want)?, base + pos, left, CrcCheck::Present) {
             Ok(Decoded::Blank(_)) => {
                 s.ends_with_blank = true;
                 s.valid_bytes = file_bytes;

@@ -16,10 +16,13 @@
 //! Exit status 0 only when nothing acknowledged is missing and nothing is
 //! corrupt.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use mqlab_engine::index::key_hash;
+use mqlab_engine::message::StoredMessage;
 use mqlab_engine::{Error as EngineError, RecoveryReport, Store};
 use serde::Serialize;
 
@@ -144,6 +147,25 @@ pub struct VerifyReport {
     pub notes: Vec<String>,
     /// Verdict.
     pub ok: bool,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+/// Wall time of verify's phases, ms (the raw scan and the store's scan
+/// each read the whole commit log; recovery includes re-dispatch).
+#[derive(Debug, Default, Serialize)]
+pub struct Timings {
+    /// Raw CRC scan of every segment file.
+    pub raw_scan_ms: u64,
+    /// Read-only recovery (in memory).
+    pub recovery_ms: u64,
+    /// Waiting for re-dispatch and the store's scan (joined with the ack
+    /// log).
+    pub store_scan_ms: u64,
+    /// Queue and index reachability of the acknowledged messages.
+    pub acks_ms: u64,
+    /// Everything.
+    pub total_ms: u64,
 }
 
 const MAX_EXAMPLES: usize = 20;
@@ -224,13 +246,22 @@ fn ack_corruption(a: &AckCheck) -> Vec<String> {
     out
 }
 
-fn check_acks(store: &Store, acks: &[AckLine], end: u64, use_index: bool) -> AckCheck {
-    let mut c = AckCheck::default();
-    let example = |c: &mut AckCheck, s: String| {
-        if c.examples.len() < MAX_EXAMPLES {
-            c.examples.push(s);
-        }
-    };
+fn example(c: &mut AckCheck, s: String) {
+    if c.examples.len() < MAX_EXAMPLES {
+        c.examples.push(s);
+    }
+}
+
+/// The ack-log check, one lookup per line (a record read, a consume-queue
+/// read and an index lookup each): the reference the bulk check must
+/// agree with, and its path for lines the scan did not reach.
+pub fn check_each<'a>(
+    store: &Store,
+    acks: impl IntoIterator<Item = &'a AckLine>,
+    end: u64,
+    use_index: bool,
+    mut c: AckCheck,
+) -> AckCheck {
     for a in acks {
         c.lines += 1;
         let m = match store.get(a.phys) {
@@ -331,11 +362,196 @@ fn check_acks(store: &Store, acks: &[AckLine], end: u64, use_index: bool) -> Ack
     c
 }
 
+/// The ack log matched against the store's own scan (a merge join on the
+/// physical offset: no read per line), then reachability checked from bulk
+/// reads of each queue's units and of the index. Lines the scan never
+/// reached (it stops at a bad record) go through [`check_each`].
+pub struct AckJoin<'a> {
+    acks: &'a [AckLine],
+    /// Indexes into `acks`, by physical offset.
+    order: Vec<usize>,
+    next: usize,
+    /// Per line: None = not seen by the scan; Some(None) = record matches;
+    /// Some(Some(why)) = another record at that offset.
+    seen: Vec<Option<Option<String>>>,
+}
+
+impl<'a> AckJoin<'a> {
+    /// Prepares the join of `acks`.
+    pub fn new(acks: &'a [AckLine]) -> Self {
+        let mut order: Vec<usize> = (0..acks.len()).collect();
+        order.sort_by_key(|&i| acks[i].phys);
+        AckJoin {
+            acks,
+            order,
+            next: 0,
+            seen: vec![None; acks.len()],
+        }
+    }
+
+    /// Feeds one record of the scan (in offset order).
+    pub fn record(&mut self, m: &StoredMessage) {
+        while let Some(&i) = self.order.get(self.next) {
+            let a = &self.acks[i];
+            if a.phys > m.phys_offset {
+                break;
+            }
+            self.next += 1;
+            if a.phys < m.phys_offset {
+                continue; // no record starts there: check_each says why
+            }
+            let key_ok = a.key.is_empty() || m.keys().any(|k| k == a.key);
+            self.seen[i] = Some(
+                if m.topic == a.topic
+                    && m.queue_id == a.queue_id
+                    && m.queue_offset == a.queue_offset
+                    && key_ok
+                {
+                    None
+                } else {
+                    Some(format!(
+                        "line {}: at phys {} expected {}/{}@{} key {:?}, found {}/{}@{} keys {:?}",
+                        a.line,
+                        a.phys,
+                        a.topic,
+                        a.queue_id,
+                        a.queue_offset,
+                        a.key,
+                        m.topic,
+                        m.queue_id,
+                        m.queue_offset,
+                        m.keys().collect::<Vec<_>>().join(" ")
+                    ))
+                },
+            );
+        }
+    }
+
+    /// Finishes the check.
+    pub fn finish(self, store: &Store, end: u64, use_index: bool) -> Result<AckCheck> {
+        let mut c = AckCheck::default();
+        let mut matched = Vec::new();
+        let mut unseen = Vec::new();
+        for (i, s) in self.seen.into_iter().enumerate() {
+            match s {
+                Some(None) => matched.push(i),
+                Some(Some(why)) => {
+                    c.lines += 1;
+                    c.missing += 1;
+                    example(&mut c, why);
+                }
+                None => unseen.push(&self.acks[i]),
+            }
+        }
+        // Consume queues: each queue's units read in bulk over the range
+        // the acks cover.
+        let mut by_queue: HashMap<(&str, u32), Vec<usize>> = HashMap::new();
+        for &i in &matched {
+            let a = &self.acks[i];
+            by_queue
+                .entry((a.topic.as_str(), a.queue_id))
+                .or_default()
+                .push(i);
+        }
+        let mut bad = vec![false; self.acks.len()];
+        for ((topic, qid), mut idx) in by_queue {
+            idx.sort_by_key(|&i| self.acks[i].queue_offset);
+            const CHUNK_UNITS: u64 = 1 << 20;
+            let mut k = 0;
+            while k < idx.len() {
+                let from = self.acks[idx[k]].queue_offset;
+                let units = store
+                    .queue_units(topic, qid, from, CHUNK_UNITS as usize)
+                    .with_context(|| format!("reading consume queue {topic}/{qid}"))?;
+                let first = store
+                    .queue_info(topic, qid)
+                    .map_or(0, |q| q.min_offset)
+                    .max(from);
+                while k < idx.len() && self.acks[idx[k]].queue_offset < from + CHUNK_UNITS {
+                    let a = &self.acks[idx[k]];
+                    let unit = a
+                        .queue_offset
+                        .checked_sub(first)
+                        .and_then(|d| units.get(d as usize));
+                    if unit.is_none_or(|u| u.phys_offset != a.phys) {
+                        bad[idx[k]] = true;
+                        c.unreachable_via_queue += 1;
+                        let what = match unit {
+                            Some(u) => format!("unit points at phys {}", u.phys_offset),
+                            None => "no unit".to_string(),
+                        };
+                        example(
+                            &mut c,
+                            format!(
+                                "line {}: {}/{}@{} not reachable through its consume queue: {what}",
+                                a.line, a.topic, a.queue_id, a.queue_offset
+                            ),
+                        );
+                    }
+                    k += 1;
+                }
+            }
+        }
+        // Index: every reachable (hash, phys), matched against the keyed acks.
+        if use_index {
+            let mut wanted: HashMap<(u32, u64), bool> = HashMap::new();
+            for &i in &matched {
+                let a = &self.acks[i];
+                if !a.key.is_empty() {
+                    wanted.insert((key_hash(&format!("{}#{}", a.topic, a.key)), a.phys), false);
+                }
+            }
+            if !wanted.is_empty() {
+                store
+                    .for_each_indexed(&mut |h, p| {
+                        if let Some(found) = wanted.get_mut(&(h, p)) {
+                            *found = true;
+                        }
+                    })
+                    .context("walking the index")?;
+                for &i in &matched {
+                    let a = &self.acks[i];
+                    if a.key.is_empty() {
+                        continue;
+                    }
+                    let h = key_hash(&format!("{}#{}", a.topic, a.key));
+                    if wanted.get(&(h, a.phys)) != Some(&true) {
+                        bad[i] = true;
+                        c.unreachable_via_index += 1;
+                        example(
+                            &mut c,
+                            format!(
+                                "line {}: key {:?} not found through the index",
+                                a.line, a.key
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        for &i in &matched {
+            c.lines += 1;
+            if !bad[i] {
+                c.ok += 1;
+            }
+        }
+        Ok(check_each(store, unseen, end, use_index, c))
+    }
+}
+
 /// Verifies `dir` (and the ack log, if given).
 pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<VerifyReport> {
     crate::inspect::require_store(dir)?;
+    let started = Instant::now();
+    let mut phase = Instant::now();
+    let mut timings = Timings::default();
+    let mut lap = |t: &mut u64| {
+        *t = phase.elapsed().as_millis() as u64;
+        phase = Instant::now();
+    };
     let clean_shutdown = !dir.join("abort").exists();
     let raw = raw_scan(dir)?;
+    lap(&mut timings.raw_scan_ms);
     let (mut corruption, mut warnings) = raw.findings(clean_shutdown);
     let mut notes = Vec::new();
     let flushed = checkpoint_flushed(dir);
@@ -345,6 +561,7 @@ pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<Verif
     }
     let recovery = store.recovery_report().clone();
     corruption.extend(judge_truncations(&recovery, clean_shutdown, flushed));
+    lap(&mut timings.recovery_ms);
     if !store.wait_dispatched(recovery.end_offset, Duration::from_secs(60)) {
         corruption.push(format!(
             "consume queues and index not rebuilt: the dispatcher stopped at {} of {}{}",
@@ -358,12 +575,26 @@ pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<Verif
     } else if let Some(p) = store.poisoned() {
         corruption.push(format!("the recovered store failed: {p}"));
     }
+    let acks = match acked {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the ack log {}", path.display()))?;
+            let (lines, n) = parse_ack_log(&text)?;
+            notes.extend(n);
+            Some(lines)
+        }
+        None => None,
+    };
+    let mut join = acks.as_deref().map(AckJoin::new);
     let mut records = 0u64;
     let mut scan_error = None;
     let scan_end = store
         .scan(store.min_offset(), &mut |r| match r {
-            Ok(_) => {
+            Ok(m) => {
                 records += 1;
+                if let Some(j) = &mut join {
+                    j.record(m);
+                }
                 true
             }
             Err(e) => {
@@ -387,16 +618,13 @@ pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<Verif
             recovery.end_offset
         ));
     }
-    let acked = match acked {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the ack log {}", path.display()))?;
-            let (lines, n) = parse_ack_log(&text)?;
-            notes.extend(n);
-            Some(check_acks(&store, &lines, recovery.end_offset, use_index))
-        }
+    lap(&mut timings.store_scan_ms);
+    let acked = match join {
+        Some(j) => Some(j.finish(&store, recovery.end_offset, use_index)?),
         None => None,
     };
+    lap(&mut timings.acks_ms);
+    timings.total_ms = started.elapsed().as_millis() as u64;
     drop(store);
     if let Some(a) = &acked {
         corruption.extend(ack_corruption(a));
@@ -423,6 +651,7 @@ pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<Verif
         acked,
         notes,
         ok,
+        timings,
     })
 }
 
@@ -500,6 +729,12 @@ pub fn render(r: &VerifyReport) -> String {
             let _ = writeln!(o, "  {c}");
         }
     }
+    let t = &r.timings;
+    let _ = writeln!(
+        o,
+        "time: {} ms (raw scan {}, recovery {}, store scan {}, ack checks {})",
+        t.total_ms, t.raw_scan_ms, t.recovery_ms, t.store_scan_ms, t.acks_ms
+    );
     let _ = writeln!(o, "{}", if r.ok { "OK" } else { "FAILED" });
     o
 }
@@ -576,6 +811,70 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert!(c[0].contains("426"));
         assert!(ack_corruption(&AckCheck::default()).is_empty());
+    }
+
+    #[test]
+    fn the_bulk_check_agrees_with_one_lookup_per_line() {
+        use mqlab_engine::message::Message;
+        use mqlab_engine::StoreConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::small()).unwrap();
+        let mut acks = Vec::new();
+        for i in 0..3_000u32 {
+            let topic = if i % 3 == 0 { "TA" } else { "TB" };
+            let msg = Message::new(topic, vec![7u8; 100])
+                .with_queue(i % 4)
+                .with_keys(format!("k{i}"));
+            let r = store.put(&msg);
+            let o = r.offsets.expect("stored");
+            acks.push(AckLine {
+                line: i as usize + 2,
+                topic: topic.into(),
+                queue_id: i % 4,
+                queue_offset: o.queue_offset,
+                phys: o.phys_offset,
+                key: format!("k{i}"),
+            });
+        }
+        store.shutdown().unwrap();
+        // Lines that must fail: no record there, wrong key, wrong queue
+        // offset, past the end.
+        let mut bad = acks[10].clone();
+        bad.phys += 1;
+        acks.push(bad);
+        let mut bad = acks[20].clone();
+        bad.key = "other".into();
+        acks.push(bad);
+        let mut bad = acks[30].clone();
+        bad.queue_offset += 1;
+        acks.push(bad);
+        let mut bad = acks[40].clone();
+        bad.phys = 1 << 40;
+        acks.push(bad);
+        let ro = open_read_only(dir.path()).unwrap();
+        let end = ro.recovery_report().end_offset;
+        assert!(ro.wait_dispatched(end, Duration::from_secs(10)));
+        let mut join = AckJoin::new(&acks);
+        ro.scan(ro.min_offset(), &mut |r| {
+            join.record(r.unwrap());
+            true
+        })
+        .unwrap();
+        let bulk = join.finish(&ro, end, true).unwrap();
+        let each = check_each(&ro, &acks, end, true, AckCheck::default());
+        let counts = |c: &AckCheck| {
+            (
+                c.lines,
+                c.ok,
+                c.missing,
+                c.corrupt,
+                c.unreachable_via_queue,
+                c.unreachable_via_index,
+            )
+        };
+        assert_eq!(counts(&bulk), counts(&each));
+        assert_eq!(bulk.lines, 3_004);
+        assert_eq!(bulk.ok, 3_000);
     }
 
     #[test]

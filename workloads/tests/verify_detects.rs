@@ -182,8 +182,10 @@ fn verify_classifies_the_engine_corruption_fixtures() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
-    // A torn last record after an unclean shutdown: not corruption.
-    let out = common::mqlab_ok(
+    // The torn-tail fixture's checkpoint says its last record was flushed
+    // (the generator tore a cleanly shut down store): recovery would cut
+    // durable data, so verify fails and says why.
+    let o = common::mqlab(
         dir.path(),
         &[
             "verify",
@@ -191,5 +193,39 @@ fn verify_classifies_the_engine_corruption_fixtures() {
             engine_fixture("corrupt/torn-tail").to_str().unwrap(),
         ],
     );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("below the checkpoint's flushed offset"),
+        "{out}"
+    );
+    // The same bytes after a real crash, where the checkpoint had flushed
+    // only up to the last segment: a torn tail of unflushed data, not
+    // corruption.
+    let copy = dir.path().join("torn-tail");
+    copy_dir(&engine_fixture("corrupt/torn-tail"), &copy);
+    let cp = copy.join("checkpoint");
+    let mut b = fs::read(&cp).unwrap();
+    for at in [72, 80] {
+        b[at..at + 8].copy_from_slice(&73_728u64.to_be_bytes());
+    }
+    b[88..96].copy_from_slice(&0u64.to_be_bytes());
+    fs::write(&cp, b).unwrap();
+    let out = common::mqlab_ok(
+        dir.path(),
+        &["verify", "--data-dir", copy.to_str().unwrap()],
+    );
     assert!(out.contains("torn tail"), "{out}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }

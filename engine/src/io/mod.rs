@@ -50,6 +50,14 @@ pub trait File: Send + Sync {
         self.write_at(offset, buf)?;
         self.sync_data()
     }
+    /// The first offset at or after `offset` that may hold data (not a
+    /// hole of a sparse file), or None when only zeros follow. Lets scans
+    /// for the end of data skip what was never written, so their cost
+    /// follows the data, not the preallocated file size. A backend that
+    /// cannot tell answers `offset` itself (never wrong, only slower).
+    fn next_data(&self, offset: u64) -> io::Result<Option<u64>> {
+        Ok((offset < self.len()).then_some(offset))
+    }
     /// Truncates or extends the file; new bytes read as zero.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Current length in bytes.
@@ -234,6 +242,22 @@ pub(crate) mod fsutil {
 
     pub fn sync_dir(path: &Path) -> io::Result<()> {
         std::fs::File::open(path)?.sync_all()
+    }
+
+    /// `lseek(SEEK_DATA)`: the next offset holding data (the page cache
+    /// counts), None past the last; where the file system cannot tell,
+    /// `offset` itself.
+    pub fn seek_data(f: &std::fs::File, offset: u64, len: u64) -> io::Result<Option<u64>> {
+        if offset >= len {
+            return Ok(None);
+        }
+        match rustix::fs::seek(f, rustix::fs::SeekFrom::Data(offset)) {
+            Ok(at) if at >= len => Ok(None),
+            Ok(at) => Ok(Some(at.max(offset))),
+            Err(rustix::io::Errno::NXIO) => Ok(None),
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::OPNOTSUPP) => Ok(Some(offset)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Opens a std file per `opts`, extending it to `opts.len` when shorter.

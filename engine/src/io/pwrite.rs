@@ -32,6 +32,10 @@ struct PwriteFile {
 }
 
 impl File for PwriteFile {
+    fn next_data(&self, offset: u64) -> io::Result<Option<u64>> {
+        super::fsutil::seek_data(&self.file, offset, self.len())
+    }
+
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         self.file.write_all_at(buf, offset)?;
         self.len

@@ -319,6 +319,10 @@ fn io_end(offset: u64, len: usize) -> io::Result<u64> {
 }
 
 impl File for UringFile {
+    fn next_data(&self, offset: u64) -> io::Result<Option<u64>> {
+        super::fsutil::seek_data(&self.file, offset, self.len())
+    }
+
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         if self.read_only {
             return Err(read_only_error());

@@ -723,6 +723,20 @@ impl CommitLog {
             .map_err(|e| Error::io("read", &seg.path, e))
     }
 
+    /// The first physical offset at or after `phys`, in `phys`'s segment,
+    /// that may hold data (see [`crate::io::File::next_data`]); None when
+    /// only zeros (or holes) follow in that segment.
+    pub fn next_data_in_segment(&self, phys: u64) -> Result<Option<u64>> {
+        let Some(seg) = self.segment_for(phys) else {
+            return Ok(None);
+        };
+        Ok(seg
+            .file
+            .next_data(phys - seg.base)
+            .map_err(|e| Error::io("seek data", &seg.path, e))?
+            .map(|at| seg.base + at))
+    }
+
     /// Reads and decodes the record at `phys` (below `limit`).
     pub fn read_record(&self, phys: u64, limit: u64, crc: CrcCheck) -> Result<Decoded> {
         if phys >= limit || phys < self.min_offset() {
