@@ -111,7 +111,8 @@ pub struct WorkloadArgs {
     #[arg(long)]
     pub small_files: bool,
     /// Time-series bucket in ms (timeseries.csv rows and the over-time
-    /// chart). [default: 1000; 200 for matrix --quick]
+    /// chart). [default: 100 for runs under 10 s with warmup (coarser with
+    /// hundreds of senders), else 1000; 200 for matrix --quick]
     #[arg(long, value_name = "MS")]
     pub timeseries_ms: Option<u64>,
     /// Loss-window sampling period in ms (at most 10). [default: 5]
