@@ -102,3 +102,28 @@ fn a_run_that_acknowledges_nothing_fails() {
     let err = failed_cleanly(dir.path(), &out);
     assert!(err.contains("no message was acknowledged"), "{err}");
 }
+
+#[test]
+fn crash_rejects_messages_its_store_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    // `crash` runs on the small geometry of the simulated disk.
+    let max = StoreConfig::small().max_message_bytes;
+    let over = (max + 1).to_string();
+    let out = common::mqlab(
+        dir.path(),
+        &[
+            "crash",
+            "--crashes",
+            "1",
+            "--max-ms",
+            "60",
+            "--msg-size",
+            &over,
+        ],
+    );
+    let err = failed_cleanly(dir.path(), &out);
+    assert!(
+        err.contains("--msg-size") && err.contains(&max.to_string()),
+        "{err}"
+    );
+}
