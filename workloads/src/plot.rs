@@ -34,8 +34,8 @@ use plotters::style::FontStyle;
 mod style;
 
 pub use style::{
-    legend_width, marker_indices, marker_phase, needs_log_axis, series_style, split_at_gaps,
-    Marker, SeriesStyle, MARKERS_PER_LINE,
+    legend_width, log_range, marker_indices, marker_phase, needs_log_axis, series_style,
+    split_at_gaps, Marker, SeriesStyle, MARKERS_PER_LINE,
 };
 
 use crate::cli::PlotArgs;
@@ -565,6 +565,14 @@ fn loss_vs_throughput<DB: DrawingBackend>(
             .iter()
             .map(|f| LegendEntry::new(*f, Glyph::Point(Marker::Circle, flush_color(f)))),
     );
+    // A log axis holding fewer than two powers of ten gets one or no tick
+    // label: widen it to the powers of ten around the points (plotters then
+    // labels the steps in between).
+    let (mut x_lo, mut x_hi) = (xmin / 2.0, xmax * 3.0);
+    if x_hi.log10().floor() - x_lo.log10().ceil() < 1.0 {
+        let decade = 10f64.powf(x_lo.log10().floor());
+        (x_lo, x_hi) = (decade * 0.8, x_hi.max(decade * 12.0));
+    }
     let labels: Vec<String> = entries.iter().map(|e| e.label.clone()).collect();
     let (plot, legend) = with_legend_column(
         &root,
@@ -579,13 +587,21 @@ fn loss_vs_throughput<DB: DrawingBackend>(
         .x_label_area_size(50)
         .y_label_area_size(80)
         .build_cartesian_2d(
-            (xmin / 2.0..xmax * 3.0).log_scale(),
+            (x_lo..x_hi).log_scale(),
             (LOSS_FLOOR_MS / 2.0..ymax * 4.0).log_scale(),
         )
         .map_err(pe)?;
     chart
         .configure_mesh()
-        .x_label_formatter(&|x| crate::util::thousands(*x))
+        .x_label_formatter(&|x| {
+            // Within one decade plotters labels 1..9 x 10^k: keep 1, 2, 5.
+            let lead = (x / 10f64.powf(x.log10().floor())).round();
+            if [1.0, 2.0, 5.0].contains(&lead) {
+                crate::util::thousands(*x)
+            } else {
+                String::new()
+            }
+        })
         .y_label_formatter(&|y| {
             if *y <= LOSS_FLOOR_MS * 1.01 {
                 "0".to_string()
@@ -756,12 +772,13 @@ fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]
         .filter(|v| *v > 0.0)
         .fold(f64::MAX, f64::min)
         .min(max_rate);
-    let rate_floor = (min_rate / 2.0).max(0.1);
+    let (rate_floor, rate_top) = log_range((min_rate / 2.0).max(0.1), max_rate * 2.0);
     let (pmin, pmax) = with
         .iter()
         .flat_map(|r| r.series.iter().filter(|s| s.p99_us > 0.0).map(|s| s.p99_us))
         .fold((f64::MAX, 1.0f64), |(a, b), v| (a.min(v), b.max(v)));
     let pmin = if pmin == f64::MAX { 1.0 } else { pmin };
+    let (p_lo, p_hi) = log_range((pmin / 1.5).max(0.5), pmax * 2.0);
     // Warmup, shaded when every run had the same.
     let warmup = with[0].summary.config.workload.warmup_secs;
     let warmup = with
@@ -790,7 +807,7 @@ fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]
             .margin_right(20)
             .x_label_area_size(30)
             .y_label_area_size(90)
-            .build_cartesian_2d(0f64..max_t, (rate_floor..max_rate * 2.0).log_scale())
+            .build_cartesian_2d(0f64..max_t, (rate_floor..rate_top).log_scale())
             .map_err(pe)?;
         c1.configure_mesh()
             .y_desc(if rates.iter().any(|r| *r <= 0.0) {
@@ -803,7 +820,7 @@ fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]
             .axis_desc_style(("sans-serif", 16))
             .draw()
             .map_err(pe)?;
-        shade_warmup(c1.plotting_area(), warmup, rate_floor, max_rate * 2.0)?;
+        shade_warmup(c1.plotting_area(), warmup, rate_floor, rate_top)?;
         for (i, r) in with.iter().enumerate() {
             styled_line(
                 &mut c1,
@@ -842,7 +859,7 @@ fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]
         .margin_right(20)
         .x_label_area_size(40)
         .y_label_area_size(90)
-        .build_cartesian_2d(0f64..max_t, ((pmin / 1.5).max(0.5)..pmax * 2.0).log_scale())
+        .build_cartesian_2d(0f64..max_t, (p_lo..p_hi).log_scale())
         .map_err(pe)?;
     c2.configure_mesh()
         .x_desc(if warmup.is_some() {
@@ -856,12 +873,7 @@ fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]
         .axis_desc_style(("sans-serif", 16))
         .draw()
         .map_err(pe)?;
-    shade_warmup(
-        c2.plotting_area(),
-        warmup,
-        (pmin / 1.5).max(0.5),
-        pmax * 2.0,
-    )?;
+    shade_warmup(c2.plotting_area(), warmup, p_lo, p_hi)?;
     for (i, r) in with.iter().enumerate() {
         styled_line(&mut c2, &p99_pts(r), series_style(i), marker_phase(i, n))?;
     }

@@ -14,7 +14,8 @@ use std::path::Path;
 mod style;
 
 use style::{
-    marker_indices, marker_phase, needs_log_axis, series_style, split_at_gaps, Marker, PALETTE,
+    log_range, marker_indices, marker_phase, needs_log_axis, series_style, split_at_gaps, Marker,
+    PALETTE,
 };
 
 /// Image width of every chart (plot.rs `W`).
@@ -75,6 +76,15 @@ fn throughput_axis_is_log_when_runs_are_orders_of_magnitude_apart() {
     // Empty buckets do not count.
     assert!(!needs_log_axis(&[0.0, 4_000.0, 3_990.0]));
     assert!(!needs_log_axis(&[]));
+}
+
+#[test]
+fn narrow_log_axes_widen_to_whole_decades() {
+    // Two decades or more: as given.
+    assert_eq!(log_range(0.7, 7_000.0), (0.7, 7_000.0));
+    // Less: the powers of ten around it, at least two decades.
+    assert_eq!(log_range(4.7, 132.0), (1.0, 1_000.0));
+    assert_eq!(log_range(20.0, 60.0), (10.0, 1_000.0));
 }
 
 #[test]

@@ -84,11 +84,12 @@ fn backlog<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, vs: &[Variant]) -> 
     let max_b = vs
         .iter()
         .flat_map(|v| v.series.iter().map(|s| s.1))
-        .fold(1.0, f64::max);
+        // At least 0..5 messages, so the tick labels are whole numbers.
+        .fold(5.0, f64::max);
     let max_q = vs
         .iter()
         .flat_map(|v| v.series.iter().map(|s| s.2))
-        .fold(1.0, f64::max);
+        .fold(5.0, f64::max);
     let mut c1 = ChartBuilder::on(&top)
         .margin(10)
         .margin_right(20)

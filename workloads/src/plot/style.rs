@@ -148,3 +148,15 @@ pub fn legend_width(labels: &[String], font_px: u32) -> u32 {
     let chars = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) as u32;
     (50 + chars * font_px * 62 / 100 + 16).clamp(120, 340)
 }
+
+/// Range of a log axis for data from `lo` to `hi` (both > 0): kept when it
+/// spans at least two decades, else widened to the powers of ten around it
+/// (over a narrower range plotters piles its tick labels up).
+pub fn log_range(lo: f64, hi: f64) -> (f64, f64) {
+    if hi / lo >= 100.0 {
+        return (lo, hi);
+    }
+    let lo = 10f64.powf(lo.log10().floor());
+    let hi = 10f64.powf(hi.log10().ceil()).max(lo * 100.0);
+    (lo, hi)
+}
