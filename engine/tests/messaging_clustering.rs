@@ -211,7 +211,8 @@ fn crash_reconsumes_from_persisted_offsets() {
         more += pc.poll(10, Duration::from_millis(500)).len();
     }
     pc.commit();
-    drop(pc);
+    // The crashed process's clients die with it.
+    drop((pc, p));
     let lab = lab.crash_and_reopen(bcfg, clock::system());
     wait_for(5, "100 redispatched", || {
         dispatched(&lab.broker, "C") == 100
@@ -241,7 +242,6 @@ fn crash_reconsumes_from_persisted_offsets() {
     );
     assert!(duplicates >= (first + more) as u64 - persisted);
     pc.shutdown().unwrap();
-    drop(p);
     lab.shutdown();
 }
 

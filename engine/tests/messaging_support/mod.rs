@@ -63,6 +63,12 @@ impl Lab {
     pub fn crash_and_reopen(self, cfg: BrokerConfig, clock: Arc<dyn Clock>) -> Lab {
         let Lab { dir, store, broker } = self;
         drop(broker);
+        // The directory lock admits one store at a time: wait (bounded)
+        // until consumer threads have let go of the old one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while Arc::strong_count(&store) > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         drop(store);
         let store = Arc::new(Store::open(dir.path(), store_config()).unwrap());
         let broker = Broker::open(store.clone(), cfg, clock).unwrap();
