@@ -119,7 +119,7 @@ impl Timers for Wheel {
         self.out.clear();
         let n = self.index.expire(now_ms, &mut self.out).expect("expire");
         self.ticks += 1;
-        if self.ticks % 1_024 == 0 {
+        if self.ticks.is_multiple_of(1_024) {
             // Timer-log files whose slots all passed are deleted, as the
             // scheduler's checkpoint does.
             self.index.release_before(now_ms).expect("release");

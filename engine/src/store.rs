@@ -984,7 +984,7 @@ fn is_end_of_data(log: &CommitLog, end: u64) -> bool {
     match log.read_raw(end, &mut b, u64::MAX) {
         // No segment holds `end`: only right at a boundary (the next
         // segment was never created).
-        Ok(0) => end % log.segment_bytes() == 0,
+        Ok(0) => end.is_multiple_of(log.segment_bytes()),
         // Zeros follow (also at a boundary: an empty next segment).
         Ok(8) => b == [0u8; 8],
         _ => false,

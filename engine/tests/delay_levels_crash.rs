@@ -29,7 +29,7 @@ fn point(seed: u64, flush: FlushKind, crash: Crash) -> (usize, usize, usize) {
     let sim = SimEnv::new(seed);
     let store = open_store(&sim, flush);
     let clock = clock();
-    let mode = if seed % 2 == 0 {
+    let mode = if seed.is_multiple_of(2) {
         LevelMode::PerLevel
     } else {
         LevelMode::SingleThread

@@ -666,7 +666,7 @@ fn case(seed: u64, t: &mut Totals, cli: Option<(&str, u64)>, verbose: bool) {
     let panics_before = store_thread_panics();
     let cc = c.clone();
     results.push(("sim", with_deadline(move || on_sim(&bases()[idx], &cc))));
-    if seed % 5 == 0 {
+    if seed.is_multiple_of(5) {
         t.real_fs_opens += 1;
         let cc = c.clone();
         results.push((
@@ -708,7 +708,7 @@ fn case(seed: u64, t: &mut Totals, cli: Option<(&str, u64)>, verbose: bool) {
         }
     }
     if let Some((bin, every)) = cli {
-        if every > 0 && seed % every == 0 {
+        if every > 0 && seed.is_multiple_of(every) {
             let tmp = tempfile::tempdir().unwrap();
             write_case(tmp.path(), &c.files);
             let d = tmp.path().to_str().unwrap();

@@ -132,7 +132,7 @@ impl TimerLog {
     /// they hold only units the checkpoint does not cover, which the
     /// scheduler re-creates from the commit log.
     pub fn open(env: Arc<dyn Env>, dir: &Path, segment_bytes: u64, end: u64) -> Result<TimerLog> {
-        if segment_bytes % UNIT_BYTES != 0 || segment_bytes < 4096 {
+        if !segment_bytes.is_multiple_of(UNIT_BYTES) || segment_bytes < 4096 {
             return Err(Error::Config(format!(
                 "timer log segment_bytes {segment_bytes} must be >= 4096 and a multiple of 32"
             )));

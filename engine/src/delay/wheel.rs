@@ -141,7 +141,7 @@ impl WheelConfig {
         if self.precision_ms == 0 {
             return bad("precision_ms must be > 0".into());
         }
-        if self.window_ms % self.precision_ms != 0 {
+        if !self.window_ms.is_multiple_of(self.precision_ms) {
             return bad(format!(
                 "window_ms {} is not a multiple of precision_ms {}",
                 self.window_ms, self.precision_ms
@@ -165,7 +165,9 @@ impl WheelConfig {
         if !(1..=64).contains(&self.deliver_threads) {
             return bad("deliver_threads must be 1 to 64".into());
         }
-        if self.timerlog_segment_bytes % UNIT_BYTES != 0 || self.timerlog_segment_bytes < 4096 {
+        if !self.timerlog_segment_bytes.is_multiple_of(UNIT_BYTES)
+            || self.timerlog_segment_bytes < 4096
+        {
             return bad("timerlog_segment_bytes must be >= 4096 and a multiple of 32".into());
         }
         if self.levels_ms.is_empty() {

@@ -589,7 +589,7 @@ impl IndexService {
             let geometry = |s: u64, i: u64| HEADER_BYTES + s * 4 + i * ITEM_BYTES;
             let (fs, fi) = if len == geometry(slots as u64, items as u64) {
                 (slots, items)
-            } else if len > HEADER_BYTES && (len - HEADER_BYTES) % 84 == 0 {
+            } else if len > HEADER_BYTES && (len - HEADER_BYTES).is_multiple_of(84) {
                 let s = (len - HEADER_BYTES) / 84;
                 (s as u32, (s * 4) as u32)
             } else {

@@ -167,7 +167,7 @@ impl File for OverlayFile {
             for p in past {
                 st.pages.remove(&p);
             }
-            if len % PAGE_BYTES != 0 {
+            if !len.is_multiple_of(PAGE_BYTES) {
                 if let Some(b) = st.pages.get_mut(&(len / PAGE_BYTES)) {
                     b[(len % PAGE_BYTES) as usize..].fill(0);
                 }

@@ -521,7 +521,7 @@ impl CommitLog {
                     self.committed.store(pos, Ordering::Release);
                 }
             }
-            if pos % s == 0 && self.segment_for(pos).is_none() {
+            if pos.is_multiple_of(s) && self.segment_for(pos).is_none() {
                 self.create_segment(pos)?;
             }
             // Look up by &str first: no allocation per put once the topic

@@ -52,7 +52,11 @@ pub fn test_config(flush: FlushKind) -> StoreConfig {
 /// Deterministic message number `i`: topic, queue, key and a body whose
 /// size varies from 1 to ~3 KiB.
 pub fn message(i: u64) -> Message {
-    let topic = if i % 3 == 0 { "TopicB" } else { "TopicA" };
+    let topic = if i.is_multiple_of(3) {
+        "TopicB"
+    } else {
+        "TopicA"
+    };
     let size = 1 + (i * 7919 % 3000) as usize;
     let body: Vec<u8> = (0..size).map(|j| (i as usize * 31 + j) as u8).collect();
     Message::new(topic, body)
