@@ -47,7 +47,7 @@ if [ "$QUICK" = 1 ]; then
 else
     SIM_POINTS=25000      # x 4 strategies = 100,000 crash points
     FAULT_PUTS=60; FAULT_STRIDE=1
-    HOSTILE=3000; CLI_EVERY=10
+    HOSTILE=10000; CLI_EVERY=10
     KILL9_CYCLES=1000
     FUZZ_ITERS=3000; FUZZ_SECS=60
 fi
