@@ -47,8 +47,11 @@ impl Cell {
     }
 }
 
-/// The default interval of async and pool (RocketMQ's flushIntervalCommitLog).
-pub const DEFAULT_INTERVAL_MS: u64 = 500;
+/// The default interval of async and pool (RocketMQ's flushIntervalCommitLog),
+/// as the engine's `FlushConfig::default()` sets it.
+pub fn default_interval_ms() -> u64 {
+    mqlab_engine::FlushConfig::default().flush_interval_ms
+}
 
 /// The cells to run, in table order.
 pub fn cells(flushes: &[FlushKind], backends: &[BackendKind], intervals: &[u64]) -> Vec<Cell> {
@@ -58,7 +61,7 @@ pub fn cells(flushes: &[FlushKind], backends: &[BackendKind], intervals: &[u64])
             out.push(Cell {
                 flush,
                 backend,
-                flush_interval_ms: DEFAULT_INTERVAL_MS,
+                flush_interval_ms: default_interval_ms(),
             });
         }
         if flush == FlushKind::Async {
@@ -71,7 +74,7 @@ pub fn cells(flushes: &[FlushKind], backends: &[BackendKind], intervals: &[u64])
                 }
             };
             for &ms in intervals {
-                if ms != DEFAULT_INTERVAL_MS {
+                if ms != default_interval_ms() {
                     out.push(Cell {
                         flush,
                         backend,

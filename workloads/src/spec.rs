@@ -132,7 +132,7 @@ fn default_timeseries_ms() -> u64 {
 }
 
 fn default_group_batch_writes() -> bool {
-    true
+    mqlab_engine::FlushConfig::default().group_batch_writes
 }
 
 /// Defaults of a `run`.
@@ -147,13 +147,15 @@ impl Workload {
         args: &WorkloadArgs,
         name: Option<&str>,
     ) -> Result<Workload> {
-        let flush = flush.or(spec.flush).unwrap_or(FlushKind::Async);
+        let flush = flush
+            .or(spec.flush)
+            .unwrap_or_else(|| mqlab_engine::FlushConfig::default().kind);
         let backend = backend.or(spec.backend).unwrap_or(BackendKind::Pwrite);
         let messages = args.messages.or(spec.messages);
         let group_batch_writes = args
             .group_batch_writes
             .or(spec.group_batch_writes)
-            .unwrap_or(true);
+            .unwrap_or_else(default_group_batch_writes);
         let mut w = Workload {
             name: name
                 .map(str::to_string)
@@ -189,7 +191,7 @@ impl Workload {
             flush_interval_ms: args
                 .flush_interval_ms
                 .or(spec.flush_interval_ms)
-                .unwrap_or(500),
+                .unwrap_or_else(|| mqlab_engine::FlushConfig::default().flush_interval_ms),
             group_batch_writes,
             segment_bytes: args.segment_bytes.or(spec.segment_bytes).unwrap_or(
                 if args.small_files {
