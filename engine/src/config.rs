@@ -1,10 +1,12 @@
 //! Store configuration: plain structs with documented defaults, validated
-//! once by [`StoreConfig::sanitize`] at open.
+//! once by [`StoreConfig::sanitize`] at open. The flush strategy's settings
+//! live beside the strategies ([`crate::flush::FlushConfig`]) and are
+//! re-exported here.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use crate::error::{Error, Result};
-use crate::flush::FlushKind;
+pub use crate::flush::FlushConfig;
 use crate::io::BackendKind;
 
 /// 1 GiB, RocketMQ's commit-log segment size.
@@ -17,62 +19,6 @@ pub const DEFAULT_INDEX_SLOTS: u32 = 5_000_000;
 pub const DEFAULT_INDEX_ITEMS: u32 = 20_000_000;
 /// RocketMQ's maximum message size: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 4 * 1024 * 1024;
-
-/// Flush strategy settings (RocketMQ's names in brackets).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct FlushConfig {
-    /// Which strategy acknowledges puts. Default `async` (ASYNC_FLUSH).
-    pub kind: FlushKind,
-    /// Async flusher period, ms. Default 500 [flushIntervalCommitLog].
-    pub flush_interval_ms: u64,
-    /// Async flusher runs only with at least this many dirty 4 KiB pages.
-    /// Default 4 [flushCommitLogLeastPages].
-    pub flush_least_pages: u64,
-    /// Async flusher flushes everything at least this often, ms.
-    /// Default 10,000 [flushCommitLogThoroughInterval].
-    pub flush_thorough_interval_ms: u64,
-    /// Pool committer period, ms. Default 200 [commitIntervalCommitLog].
-    pub commit_interval_ms: u64,
-    /// Pool: number of write buffers, one segment each. Default 5
-    /// [transientStorePoolSize].
-    pub pool_buffers: usize,
-    /// Group commit: a put not durable after this long returns
-    /// FLUSH_DISK_TIMEOUT (the message stays written). Default 5,000
-    /// [syncFlushTimeout].
-    pub sync_flush_timeout_ms: u64,
-    /// Group commit: at most this many puts wait for one flush; more block
-    /// before appending. Default 4,096.
-    pub group_max_waiters: usize,
-    /// Group commit: after a request arrives the service waits at most this
-    /// long for more before flushing, µs. Default 0: flush at once, and let
-    /// the next batch form while the fdatasync runs.
-    pub group_wait_us: u64,
-    /// Group commit: puts copy their records into a memory staging area
-    /// (as `pool` does) and the service writes each batch to the file with
-    /// one write just before its fdatasync, instead of one write per put.
-    /// Acknowledgement is unchanged (after the fdatasync covering the
-    /// put). Default true; false gives RocketMQ's GroupCommitService, where
-    /// every put writes its own record.
-    pub group_batch_writes: bool,
-}
-
-impl Default for FlushConfig {
-    fn default() -> Self {
-        FlushConfig {
-            kind: FlushKind::Async,
-            flush_interval_ms: 500,
-            flush_least_pages: 4,
-            flush_thorough_interval_ms: 10_000,
-            commit_interval_ms: 200,
-            pool_buffers: 5,
-            sync_flush_timeout_ms: 5_000,
-            group_max_waiters: 4_096,
-            group_wait_us: 0,
-            group_batch_writes: true,
-        }
-    }
-}
 
 /// Everything [`crate::Store::open`] needs to know.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -176,17 +122,7 @@ impl StoreConfig {
         if self.checkpoint_interval_ms == 0 {
             return bad("checkpoint_interval_ms must be > 0".into());
         }
-        let f = &self.flush;
-        if f.flush_interval_ms == 0 || f.commit_interval_ms == 0 {
-            return bad("flush_interval_ms and commit_interval_ms must be > 0".into());
-        }
-        if f.pool_buffers < 2 {
-            return bad("pool_buffers must be >= 2".into());
-        }
-        if f.group_max_waiters == 0 {
-            return bad("group_max_waiters must be > 0".into());
-        }
-        Ok(())
+        self.flush.sanitize()
     }
 }
 

@@ -27,9 +27,9 @@ pub mod store;
 pub mod topic;
 pub mod txn;
 
-pub use config::{FlushConfig, StoreConfig};
+pub use config::StoreConfig;
 pub use error::{Error, Result};
-pub use flush::FlushKind;
+pub use flush::{FlushConfig, FlushKind};
 pub use io::{BackendKind, Env};
 pub use message::{AppendOffsets, Message, Offsets, PutResult, PutStatus, StoredMessage};
 pub use store::{QueueInfo, RecoveryReport, Store, Truncation};

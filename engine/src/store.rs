@@ -218,17 +218,7 @@ impl Store {
         let cp_path = dir.join("checkpoint");
         report.abnormal = env.exists(&abort_path);
         let cp = CheckpointFile::read(env.as_ref(), &cp_path)?;
-        let staging = match config.flush.kind {
-            flush::FlushKind::Pool => Some(
-                (config.flush.pool_buffers as u64 * config.segment_bytes).min(usize::MAX as u64)
-                    as usize,
-            ),
-            // A bound on one batch; puts wait for the write past it.
-            flush::FlushKind::Group if config.flush.group_batch_writes => {
-                Some(flush::group::BATCH_STAGING_BYTES)
-            }
-            _ => None,
-        };
+        let staging = config.flush.staging_bytes(config.segment_bytes);
         let (log, beyond_gap) = CommitLog::open(
             env.clone(),
             &dir.join("commitlog"),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{FlushStrategy, Periodic};
-use crate::config::FlushConfig;
 use crate::error::Result;
+use crate::flush::FlushConfig;
 use crate::log::CommitLog;
 use crate::message::PutStatus;
 

@@ -39,8 +39,8 @@ use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use super::FlushStrategy;
-use crate::config::FlushConfig;
 use crate::error::{Error, Result};
+use crate::flush::FlushConfig;
 use crate::log::CommitLog;
 use crate::message::PutStatus;
 

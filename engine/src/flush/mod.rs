@@ -75,6 +75,7 @@ impl std::str::FromStr for FlushKind {
 }
 
 pub mod asynchronous;
+mod config;
 pub mod group;
 pub mod pool;
 pub mod sync;
@@ -83,10 +84,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::config::FlushConfig;
 use crate::error::Result;
 use crate::log::CommitLog;
 use crate::message::PutStatus;
+pub use config::FlushConfig;
 
 /// A flush strategy, as seen by the put path.
 pub trait FlushStrategy: Send + Sync {

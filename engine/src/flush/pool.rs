@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::asynchronous::spawn_flusher;
 use super::{FlushStrategy, Periodic};
-use crate::config::FlushConfig;
 use crate::error::Result;
+use crate::flush::FlushConfig;
 use crate::log::CommitLog;
 use crate::message::PutStatus;
 

@@ -14,17 +14,19 @@
 pub mod checkpoint;
 pub mod record;
 pub mod scan;
+mod staging;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::io::{Env, File, OpenOptions};
 use crate::message::{AppendOffsets, Message};
 use record::{CrcCheck, DecodeError, Decoded};
+use staging::Staging;
 
 /// One segment file.
 pub struct Segment {
@@ -85,48 +87,6 @@ fn segment_geometry(
         ));
     }
     size
-}
-
-/// Bytes appended but not yet committed, for the transient-pool strategy.
-struct Staging {
-    state: Mutex<StagingBuf>,
-    drained: Condvar,
-    capacity_bytes: usize,
-    /// Serializes commits (committer thread vs shutdown).
-    commit_lock: Mutex<()>,
-}
-
-struct StagingBuf {
-    /// Physical offset of `data[0]`.
-    start: u64,
-    data: Vec<u8>,
-    spare: Vec<u8>,
-}
-
-/// Takes the staged bytes (with their start offset), leaving the spare
-/// buffer in their place; None when nothing is staged. The caller holds the
-/// commit lock and hands the buffer back with [`return_spare`].
-fn take_staged(st: &Staging) -> Option<(u64, Vec<u8>)> {
-    let mut s = st.state.lock().unwrap_or_else(|e| e.into_inner());
-    if s.data.is_empty() {
-        return None;
-    }
-    let spare = std::mem::take(&mut s.spare);
-    let data = std::mem::replace(&mut s.data, spare);
-    let start = s.start;
-    s.start += data.len() as u64;
-    Some((start, data))
-}
-
-/// Returns a written batch's buffer for reuse and wakes appenders waiting
-/// for room.
-fn return_spare(st: &Staging, mut data: Vec<u8>) {
-    {
-        let mut s = st.state.lock().unwrap_or_else(|e| e.into_inner());
-        data.clear();
-        s.spare = data;
-    }
-    st.drained.notify_all();
 }
 
 /// Per-topic, per-queue next queue offset.
@@ -273,16 +233,7 @@ impl CommitLog {
                 file,
             }));
         }
-        let staging = opts.staging_bytes.map(|cap| Staging {
-            state: Mutex::new(StagingBuf {
-                start: 0,
-                data: Vec::new(),
-                spare: Vec::new(),
-            }),
-            drained: Condvar::new(),
-            capacity_bytes: cap,
-            commit_lock: Mutex::new(()),
-        });
+        let staging = opts.staging_bytes.map(Staging::new);
         Ok((
             CommitLog {
                 env,
@@ -345,9 +296,7 @@ impl CommitLog {
         self.flushed.store(end, Ordering::SeqCst);
         self.acked.store(end, Ordering::SeqCst);
         if let Some(st) = &self.staging {
-            let mut s = st.state.lock().unwrap_or_else(|e| e.into_inner());
-            s.start = end;
-            s.data.clear();
+            st.reset(end);
         }
         self.append
             .lock()
@@ -567,15 +516,7 @@ impl CommitLog {
     /// for the pool strategy, else into the segment file.
     fn write_bytes(&self, pos: u64, bytes: &[u8]) -> Result<()> {
         if let Some(st) = &self.staging {
-            let mut s = st.state.lock().unwrap_or_else(|e| e.into_inner());
-            while !s.data.is_empty() && s.data.len() + bytes.len() > st.capacity_bytes {
-                // Backpressure: the committer has fallen a whole pool behind.
-                s = st.drained.wait(s).unwrap_or_else(|e| e.into_inner());
-                self.check_poison()?;
-            }
-            debug_assert_eq!(s.start + s.data.len() as u64, pos);
-            s.data.extend_from_slice(bytes);
-            return Ok(());
+            return st.push(pos, bytes, || self.check_poison());
         }
         self.write_file(pos, bytes)
     }
@@ -596,14 +537,14 @@ impl CommitLog {
         let Some(st) = &self.staging else {
             return Ok(self.committed());
         };
-        let _c = st.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = st.commit_lock();
         self.check_poison()?;
-        let Some((start, data)) = take_staged(st) else {
+        let Some((start, data)) = st.take() else {
             return Ok(self.committed());
         };
         let result = self.write_staged(start, &data);
         let end = start + data.len() as u64;
-        return_spare(st, data);
+        st.return_spare(data);
         result?;
         self.committed.store(end, Ordering::Release);
         Ok(end)
@@ -619,9 +560,9 @@ impl CommitLog {
         let Some(st) = &self.staging else {
             return self.flush(false);
         };
-        let c = st.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let c = st.commit_lock();
         self.check_poison()?;
-        let Some((start, data)) = take_staged(st) else {
+        let Some((start, data)) = st.take() else {
             drop(c);
             return self.flush(false);
         };
@@ -637,7 +578,7 @@ impl CommitLog {
                 .map_err(|e| self.poison("write+fdatasync", &g.path, e)),
             None => self.write_staged(start, &data),
         };
-        return_spare(st, data);
+        st.return_spare(data);
         result?;
         self.committed.store(end, Ordering::Release);
         drop(c);
@@ -667,7 +608,7 @@ impl CommitLog {
     /// Wakes writers blocked on a full pool (after poisoning).
     pub fn wake_blocked(&self) {
         if let Some(st) = &self.staging {
-            st.drained.notify_all();
+            st.wake();
         }
     }
 
