@@ -10,6 +10,7 @@
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod config_file;
 pub mod consumer;
 pub mod delay;
 pub mod device;

@@ -39,7 +39,6 @@
 //!   store time of the next segment's first record, not the file's mtime,
 //!   and the delete hour is UTC.
 
-pub mod config_file;
 pub mod delayed;
 pub mod filter;
 pub mod lock;
@@ -57,7 +56,7 @@ use crate::message::{Message, PutResult, PutStatus, StoredMessage, PROPERTY_UNIQ
 use crate::store::Store;
 use crate::txn::{CheckCallback, TxnConfig};
 
-use config_file::ConfigFile;
+use crate::config_file::ConfigFile;
 use delayed::{DelayedSend, SchedulerDelay, TimerDelay, ROCKETMQ_LEVELS_MS};
 use filter::Subscription;
 use lock::LockManager;

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::config_file::ConfigFile;
+use crate::config_file::ConfigFile;
 use crate::error::Result;
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::broker::config_file::ConfigFile;
+use crate::config_file::ConfigFile;
 use crate::broker::{Broker, MessageQueue};
 use crate::error::Result;
 

@@ -31,8 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{
-    deliver_ms_of, put_outcome, read_config_file, to_real_topic, to_system_topic,
-    write_config_file, Clock, Counter, DelayScheduler, DelayStats, DeliverAt, PutOutcome, Threads,
+    deliver_ms_of, progress_file, put_outcome, to_real_topic, to_system_topic, Clock, Counter, DelayScheduler, DelayStats, DeliverAt, PutOutcome, Threads,
     TimerHandle, PROPERTY_DELAY, PROPERTY_TIMER_OUT_MS, SCHEDULE_TOPIC,
 };
 use crate::error::{Error, Result};
@@ -172,9 +171,8 @@ impl LevelsScheduler {
         let started = Instant::now();
         let path = dir.as_ref().join("config").join("delayOffset.json");
         let n = cfg.levels_ms.len();
-        let loaded = read_config_file(env.as_ref(), &path, |b| {
-            serde_json::from_slice::<OffsetFile>(b).ok()
-        })?;
+        let loaded = progress_file(env.clone(), &path)
+            .load_with(|b| serde_json::from_slice::<OffsetFile>(b).ok())?;
         let mut offsets = vec![0u64; n];
         if let Some(f) = loaded {
             for (k, v) in f.offset_table {
@@ -368,7 +366,7 @@ impl Inner {
                 .collect(),
         };
         let json = serde_json::to_vec_pretty(&f).expect("offsets serialize");
-        write_config_file(self.env.as_ref(), &self.path, &json)
+        progress_file(self.env.clone(), &self.path).store_bytes(&json)
     }
 
     fn tick(&self) -> Result<u64> {

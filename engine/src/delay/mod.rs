@@ -36,7 +36,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::io::{Env, OpenOptions};
+use crate::config_file::ConfigFile;
+use crate::io::Env;
 use crate::message::{Message, PutResult, PutStatus, StoredMessage};
 
 pub mod levels;
@@ -326,68 +327,10 @@ pub(crate) fn put_outcome(r: &PutResult) -> PutOutcome {
     }
 }
 
-/// Writes a small config file so that a crash at any instant leaves a
-/// readable copy: the new content goes to `<path>.bak` first (synced), then
-/// to `<path>` (synced). [`read_config_file`] takes `<path>` when it parses,
-/// else `<path>.bak`.
-pub(crate) fn write_config_file(env: &dyn Env, path: &Path, content: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        env.create_dir_all(dir)
-            .map_err(|e| Error::io("create dir", dir, e))?;
-    }
-    let bak = bak_path(path);
-    for p in [&bak, &path.to_path_buf()] {
-        let f = env
-            .open(
-                p,
-                OpenOptions {
-                    create: true,
-                    ..OpenOptions::default()
-                },
-            )
-            .map_err(|e| Error::io("open", p, e))?;
-        f.write_at(0, content)
-            .and_then(|_| f.set_len(content.len() as u64))
-            .and_then(|_| f.sync_data())
-            .map_err(|e| Error::io("write", p, e))?;
-    }
-    if let Some(dir) = path.parent() {
-        env.sync_dir(dir)
-            .map_err(|e| Error::io("sync dir", dir, e))?;
-    }
-    Ok(())
-}
-
-/// Reads what [`write_config_file`] wrote: the first of `<path>`,
-/// `<path>.bak` that `parse` accepts; `None` when neither exists or parses.
-pub(crate) fn read_config_file<T>(
-    env: &dyn Env,
-    path: &Path,
-    parse: impl Fn(&[u8]) -> Option<T>,
-) -> Result<Option<T>> {
-    for p in [path.to_path_buf(), bak_path(path)] {
-        if !env.exists(&p) {
-            continue;
-        }
-        let f = env
-            .open(&p, OpenOptions::read_only())
-            .map_err(|e| Error::io("open", &p, e))?;
-        let mut buf = vec![0u8; f.len() as usize];
-        let n = f
-            .read_at(0, &mut buf)
-            .map_err(|e| Error::io("read", &p, e))?;
-        buf.truncate(n);
-        if let Some(v) = parse(&buf) {
-            return Ok(Some(v));
-        }
-    }
-    Ok(None)
-}
-
-fn bak_path(path: &Path) -> std::path::PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".bak");
-    s.into()
+/// The delay levels' progress file: `<path>`, written after its companion
+/// `<path>.bak` (see [`crate::config_file`]).
+pub(crate) fn progress_file(env: Arc<dyn Env>, path: &Path) -> ConfigFile {
+    ConfigFile::with_companion(env, path, ".bak")
 }
 
 /// A stop flag with a condvar, shared by a scheduler's threads: `wait`
@@ -489,21 +432,5 @@ mod tests {
         assert!(parse_levels("5x").is_err());
         assert!(parse_levels("").is_err());
         assert_eq!(parse_levels("10ms 2d").unwrap(), vec![10, 172_800_000]);
-    }
-
-    #[test]
-    fn config_file_falls_back_to_bak() {
-        let env = crate::io::sim::SimEnv::new(1);
-        let p = Path::new("/x/config/a.json");
-        write_config_file(&env, p, b"{\"a\":1}").unwrap();
-        let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).ok();
-        assert!(read_config_file(&env, p, parse).unwrap().is_some());
-        // A torn main file: the .bak still parses.
-        let f = env.open(p, OpenOptions::default()).unwrap();
-        f.write_at(0, b"{{{").unwrap();
-        assert_eq!(
-            read_config_file(&env, p, parse).unwrap().unwrap()["a"],
-            serde_json::json!(1)
-        );
     }
 }

@@ -1,12 +1,16 @@
-//! Small JSON files beside the store (`config/consumerOffset.json`,
-//! `config/topics.json`, a broadcasting consumer's local offsets), written
-//! through the store's [`Env`] so the simulator sees and crashes them too.
+//! The one crash-safe writer of small JSON files beside the store: the
+//! delay levels' `config/delayOffset.json`, and the broker's
+//! `config/consumerOffset.json`, `config/topics.json` and a broadcasting
+//! consumer's local offsets. Written through the store's [`Env`] so the
+//! simulator sees and crashes them too.
 //!
 //! The `Env` has no rename, so a file is replaced in two synced steps:
-//! first `<name>.tmp` gets the whole new content, then `<name>` is cut and
-//! rewritten. At any instant one of the two holds a complete copy; loading
-//! prefers `<name>` and falls back to `<name>.tmp` when `<name>` does not
-//! parse (a write torn by a crash).
+//! first its companion `<name><suffix>` gets the whole new content, then
+//! `<name>` is rewritten. At any instant one of the two holds a complete
+//! copy; loading prefers `<name>` and falls back to the companion when
+//! `<name>` does not parse (a write torn by a crash). The companion's
+//! suffix is part of the on-disk layout (FORMAT.md): `.tmp` for the
+//! broker's files, `.bak` for the delay levels' progress.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +23,7 @@ use crate::io::{Env, OpenOptions};
 pub struct ConfigFile {
     env: Arc<dyn Env>,
     path: PathBuf,
+    suffix: &'static str,
 }
 
 impl std::fmt::Debug for ConfigFile {
@@ -30,11 +35,22 @@ impl std::fmt::Debug for ConfigFile {
 }
 
 impl ConfigFile {
-    /// The file at `path` (its directory is created on the first write).
+    /// The file at `path` with the companion `<path>.tmp` (its directory
+    /// is created on the first write).
     pub fn new(env: Arc<dyn Env>, path: impl Into<PathBuf>) -> ConfigFile {
+        Self::with_companion(env, path, ".tmp")
+    }
+
+    /// The file at `path` with the companion `<path><suffix>`.
+    pub fn with_companion(
+        env: Arc<dyn Env>,
+        path: impl Into<PathBuf>,
+        suffix: &'static str,
+    ) -> ConfigFile {
         ConfigFile {
             env,
             path: path.into(),
+            suffix,
         }
     }
 
@@ -45,7 +61,7 @@ impl ConfigFile {
 
     fn tmp_path(&self) -> PathBuf {
         let mut name = self.path.as_os_str().to_os_string();
-        name.push(".tmp");
+        name.push(self.suffix);
         PathBuf::from(name)
     }
 
@@ -65,8 +81,20 @@ impl ConfigFile {
         Ok(Some(buf))
     }
 
+    /// The first of the file and its companion that `parse` accepts; `None`
+    /// when neither exists or parses.
+    pub fn load_with<T>(&self, parse: impl Fn(&[u8]) -> Option<T>) -> Result<Option<T>> {
+        for path in [self.path.clone(), self.tmp_path()] {
+            if let Some(v) = self.read(&path)?.and_then(|b| parse(&b)) {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
     /// Loads and parses the newest complete copy; `None` when neither the
-    /// file nor its `.tmp` exists. Fails when both exist and neither parses.
+    /// file nor its companion exists. Fails when both exist and neither
+    /// parses.
     pub fn load<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>> {
         let mut last_err = None;
         for path in [self.path.clone(), self.tmp_path()] {
@@ -112,14 +140,19 @@ impl ConfigFile {
             offset: 0,
             reason: format!("cannot encode: {e}"),
         })?;
+        self.store_bytes(&bytes)
+    }
+
+    /// Replaces the file's content with `bytes`, durably.
+    pub fn store_bytes(&self, bytes: &[u8]) -> Result<()> {
         if let Some(dir) = self.path.parent() {
             self.env
                 .create_dir_all(dir)
                 .map_err(|e| Error::io("create dir", dir, e))?;
         }
         let tmp = self.tmp_path();
-        self.write_synced(&tmp, &bytes)?;
-        self.write_synced(&self.path, &bytes)?;
+        self.write_synced(&tmp, bytes)?;
+        self.write_synced(&self.path, bytes)?;
         if let Some(dir) = self.path.parent() {
             self.env
                 .sync_dir(dir)
@@ -150,5 +183,23 @@ mod tests {
             .unwrap();
         main.set_len(3).unwrap();
         assert_eq!(f.load::<BTreeMap<String, u64>>().unwrap(), Some(m));
+    }
+
+    #[test]
+    fn load_with_falls_back_to_bak() {
+        let env: Arc<dyn Env> = Arc::new(SimEnv::new(1));
+        let p = Path::new("/x/config/a.json");
+        let f = ConfigFile::with_companion(env.clone(), p, ".bak");
+        f.store_bytes(b"{\"a\":1}").unwrap();
+        let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).ok();
+        assert!(f.load_with(parse).unwrap().is_some());
+        // A torn main file: the .bak still parses.
+        let main = env.open(p, OpenOptions::default()).unwrap();
+        main.write_at(0, b"{{{").unwrap();
+        assert_eq!(
+            f.load_with(parse).unwrap().unwrap()["a"],
+            serde_json::json!(1)
+        );
+        assert!(env.exists(Path::new("/x/config/a.json.bak")));
     }
 }
