@@ -14,6 +14,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod body;
 pub mod codes;
 pub mod command;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod fields;
 pub mod frame;
 mod header_binary;
 mod header_json;
+pub mod headers;
 
 pub use command::{LanguageCode, RemotingCommand, SerializeType, FLAG_ONEWAY, FLAG_RESPONSE};
 pub use error::ProtocolError;

@@ -1,0 +1,4 @@
+//! JSON bodies: route data (name server) and heartbeats (clients).
+
+pub mod heartbeat;
+pub mod route;
