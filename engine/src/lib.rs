@@ -24,6 +24,7 @@ pub mod message;
 pub mod producer;
 pub mod queue;
 pub mod retention;
+pub mod service;
 pub mod store;
 pub mod topic;
 pub mod txn;

@@ -80,13 +80,13 @@ pub mod group;
 pub mod pool;
 pub mod sync;
 
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::Arc;
 
 use crate::error::Result;
 use crate::log::CommitLog;
 use crate::message::PutStatus;
+/// The broker's path to the helper until it leaves this crate.
+pub(crate) use crate::service::Periodic;
 pub use config::FlushConfig;
 
 /// A flush strategy, as seen by the put path.
@@ -108,69 +108,5 @@ pub fn start(log: Arc<CommitLog>, cfg: &FlushConfig) -> Box<dyn FlushStrategy> {
         FlushKind::Group => Box::new(group::GroupCommit::start(log, cfg)),
         FlushKind::Async => Box::new(asynchronous::AsyncFlush::start(log, cfg)),
         FlushKind::Pool => Box::new(pool::PoolFlush::start(log, cfg)),
-    }
-}
-
-/// A background thread running `tick` every `interval` until stopped or
-/// until `tick` returns false. Stopping wakes it at once.
-pub(crate) struct Periodic {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    handle: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Periodic {
-    pub(crate) fn spawn(
-        name: &str,
-        interval: Duration,
-        mut tick: impl FnMut() -> bool + Send + 'static,
-    ) -> Periodic {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let s2 = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || {
-                let (m, cv) = &*s2;
-                let mut stopped = m.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
-                    if *stopped {
-                        return;
-                    }
-                    stopped = cv
-                        .wait_timeout(stopped, interval)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                    if *stopped {
-                        return;
-                    }
-                    drop(stopped);
-                    let go_on = tick();
-                    stopped = m.lock().unwrap_or_else(|e| e.into_inner());
-                    if !go_on {
-                        return;
-                    }
-                }
-            })
-            .expect("spawn background thread");
-        Periodic {
-            stop,
-            handle: Mutex::new(Some(handle)),
-        }
-    }
-
-    pub(crate) fn stop(&self) {
-        {
-            let (m, cv) = &*self.stop;
-            *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cv.notify_all();
-        }
-        if let Some(h) = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for Periodic {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::asynchronous::spawn_flusher;
-use super::{FlushStrategy, Periodic};
+use super::FlushStrategy;
 use crate::error::Result;
 use crate::flush::FlushConfig;
 use crate::log::CommitLog;
 use crate::message::PutStatus;
+use crate::service::Periodic;
 
 /// Name in results.
 pub const NAME: &str = "pool";

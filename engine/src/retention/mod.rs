@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::flush::Periodic;
+use crate::service::Periodic;
 use crate::store::Store;
 
 /// How full the disk holding the store is.
