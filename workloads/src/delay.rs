@@ -54,7 +54,9 @@ use crate::plot::{
 };
 use crate::recorder::{latency_hist, LatencySummary};
 use crate::summary::{hgrm_text, round3};
-use crate::util::{scratch_dir, scratch_parent, thousands, timestamp, write_command, write_json};
+use crate::util::{
+    scratch_dir, scratch_parent, thousands, timestamp, write_command, write_json, OutDir,
+};
 
 /// Real topic the timers are delivered to.
 const TOPIC: &str = "DelayTarget";
@@ -476,9 +478,13 @@ fn time_series(points: &[(i64, i64)], first_due_ms: i64) -> Vec<(f64, u64, u64, 
         .collect()
 }
 
-fn run_one(args: &DelayArgs, kind: SchedulerKind, out: &Path) -> Result<DelaySummary> {
-    let parent = scratch_parent(args.data_dir.as_deref())?;
-    let scratch = scratch_dir(&parent, &format!("mqlab-delay-{}-", kind.name()))?;
+fn run_one(
+    args: &DelayArgs,
+    kind: SchedulerKind,
+    parent: &Path,
+    out: &Path,
+) -> Result<DelaySummary> {
+    let scratch = scratch_dir(parent, &format!("mqlab-delay-{}-", kind.name()))?;
     let dir = scratch.path().to_path_buf();
     let rss0 = rss_bytes();
     let mut live = Some(open_live(&dir, args, kind)?);
@@ -657,16 +663,41 @@ fn run_one(args: &DelayArgs, kind: SchedulerKind, out: &Path) -> Result<DelaySum
             .then_some(first_due - sched_end_ms),
         stats,
     };
-    std::fs::create_dir_all(out)?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("create scheduler folder {}", out.display()))?;
     write_json(&out.join("summary.json"), &summary)?;
-    std::fs::write(out.join("lateness.hgrm"), hgrm_text(&rb.hist))?;
+    write_text(&out.join("lateness.hgrm"), hgrm_text(&rb.hist))?;
     let mut csv = String::from("t_s,delivered,lateness_p50_ms,lateness_p99_ms,lateness_max_ms\n");
     for (t, n, p50, p99, max) in time_series(&rb.points, rb.first_due_ms) {
         csv.push_str(&format!("{t:.3},{n},{p50},{p99},{max}\n"));
     }
-    std::fs::write(out.join("lateness_timeseries.csv"), csv)?;
+    write_text(&out.join("lateness_timeseries.csv"), csv)?;
     write_command(out)?;
     Ok(summary)
+}
+
+/// Writes `text` to `path`; the error names both.
+fn write_text(path: &Path, text: String) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
+}
+
+/// Reads `path`; the error names it.
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))
+}
+
+/// A delay run in which no scheduler delivered a single timer measured
+/// nothing: a table of zeros would pass for a result.
+/// `runs`: (scheduler, acknowledged, delivered).
+fn check_delivered(runs: &[(&str, u64, u64)]) -> Result<()> {
+    if runs.is_empty() || runs.iter().any(|r| r.2 > 0) {
+        return Ok(());
+    }
+    let what: Vec<String> = runs
+        .iter()
+        .map(|(name, acked, _)| format!("{name}: 0 of {acked} acknowledged timers"))
+        .collect();
+    bail!("no timer was delivered ({})", what.join("; "))
 }
 
 fn live_ref(live: &Option<Live>) -> &Live {
@@ -719,11 +750,18 @@ pub fn cmd_delay(mut args: DelayArgs) -> Result<()> {
     if args.queues == 0 {
         bail!("--queues must be > 0");
     }
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(format!("delay-{}", timestamp())));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // The data directory first: a bad one fails before anything is created.
+    let parent = scratch_parent(args.data_dir.as_deref())?;
+    // Claimed now (a fresh `delay-<ts>`, `-2`, ... when taken), removed
+    // again if the run fails.
+    let out_dir = match &args.out {
+        Some(p) => OutDir::given(p, "output folder")?,
+        None => OutDir::unique(
+            &PathBuf::from("results").join(format!("delay-{}", timestamp())),
+            "results folder",
+        )?,
+    };
+    let out = out_dir.path().to_path_buf();
     write_command(&out)?;
     let mut runs = Vec::new();
     let mut hgrams = Vec::new();
@@ -735,11 +773,11 @@ pub fn cmd_delay(mut args: DelayArgs) -> Result<()> {
             args.pattern
         );
         let sub = out.join(kind.name());
-        let s = run_one(&args, kind, &sub)?;
+        let s = run_one(&args, kind, &parent, &sub)?;
         hgrams.push((
             s.scheduler.clone(),
-            std::fs::read_to_string(sub.join("lateness.hgrm"))?,
-            std::fs::read_to_string(sub.join("lateness_timeseries.csv"))?,
+            read_text(&sub.join("lateness.hgrm"))?,
+            read_text(&sub.join("lateness_timeseries.csv"))?,
         ));
         runs.push(s);
     }
@@ -747,6 +785,12 @@ pub fn cmd_delay(mut args: DelayArgs) -> Result<()> {
     struct All<'a> {
         runs: &'a [DelaySummary],
     }
+    check_delivered(
+        &runs
+            .iter()
+            .map(|r| (r.scheduler.as_str(), r.acked, r.delivered))
+            .collect::<Vec<_>>(),
+    )?;
     write_json(&out.join("summary.json"), &All { runs: &runs })?;
     if !args.no_plot {
         let curves: Vec<Curves> = hgrams
@@ -755,6 +799,7 @@ pub fn cmd_delay(mut args: DelayArgs) -> Result<()> {
             .collect();
         draw_charts(&out, &curves)?;
     }
+    let out = out_dir.keep();
     crate::util::print_out(&table(&runs));
     eprintln!("results in {}", out.display());
     Ok(())
@@ -834,10 +879,7 @@ pub fn draw_delay_only(inputs: &[PathBuf], out: &Path) -> Result<Vec<String>> {
     for (dir, schedulers) in &dirs {
         for name in schedulers {
             let sub = dir.join(name);
-            let read = |f: &str| {
-                std::fs::read_to_string(sub.join(f))
-                    .with_context(|| format!("reading {}/{f}", sub.display()))
-            };
+            let read = |f: &str| read_text(&sub.join(f));
             let label = if dirs.len() > 1 {
                 let folder = dir.file_name().map(|f| f.to_string_lossy().into_owned());
                 format!("{}/{name}", folder.unwrap_or_default())
@@ -854,7 +896,8 @@ pub fn draw_delay_only(inputs: &[PathBuf], out: &Path) -> Result<Vec<String>> {
     if curves.is_empty() {
         return Ok(Vec::new());
     }
-    std::fs::create_dir_all(out)?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("create chart folder {}", out.display()))?;
     draw_charts(out, &curves)
 }
 
@@ -992,4 +1035,20 @@ fn over_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[Curves
     }
     legend_column(&legend, &entries, 15)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_delivered_is_an_error() {
+        let err = check_delivered(&[("wheel", 10, 0), ("levels", 0, 0)]).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("no timer was delivered"), "{msg}");
+        assert!(msg.contains("wheel: 0 of 10"), "{msg}");
+        // One scheduler delivering is a result (the others lost everything).
+        assert!(check_delivered(&[("wheel", 10, 0), ("levels", 10, 3)]).is_ok());
+        assert!(check_delivered(&[("wheel", 10, 10)]).is_ok());
+    }
 }
