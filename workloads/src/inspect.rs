@@ -13,8 +13,10 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mqlab_engine::log::checkpoint::Checkpoint;
 use mqlab_engine::log::parse_file_name;
 use mqlab_engine::log::record::{self, CrcCheck, DecodeError, Decoded};
@@ -359,8 +361,59 @@ fn scan_segment(path: &Path, name: &str, base: u64) -> Result<SegmentScan> {
     Ok(s)
 }
 
-/// Scans `<dir>/commitlog/` read-only.
-pub fn raw_scan(dir: &Path) -> Result<RawScan> {
+/// Phase progress of `verify` and `inspect` on stderr: a spinner naming
+/// the phase and the time spent in it, drawn only when stderr is a
+/// terminal (indicatif hides it otherwise: pipes and captured output see
+/// nothing), cleared when dropped. Stdout is never touched.
+pub struct Phases {
+    pb: ProgressBar,
+}
+
+impl Phases {
+    /// Progress of command `cmd` ("verify", "inspect") on stderr.
+    pub fn new(cmd: &str) -> Phases {
+        Phases::with_target(cmd, ProgressDrawTarget::stderr())
+    }
+
+    fn with_target(cmd: &str, target: ProgressDrawTarget) -> Phases {
+        let pb = ProgressBar::with_draw_target(None, target);
+        let style = ProgressStyle::with_template("{spinner} mqlab {prefix}: {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        pb.set_style(style);
+        pb.set_prefix(cmd.to_string());
+        pb.set_message("starting");
+        if !pb.is_hidden() {
+            pb.enable_steady_tick(Duration::from_millis(100));
+        }
+        Phases { pb }
+    }
+
+    /// Enters a phase ("raw scan of the commit log", ...).
+    pub fn phase(&self, what: impl Into<String>) {
+        self.pb.reset_elapsed();
+        self.pb.set_message(what.into());
+    }
+
+    /// Updates the current phase's text without resetting its clock.
+    pub fn detail(&self, what: impl Into<String>) {
+        self.pb.set_message(what.into());
+    }
+
+    /// Prints a line on stderr without garbling the spinner.
+    pub fn eprintln(&self, line: &str) {
+        self.pb.suspend(|| eprintln!("{line}"));
+    }
+}
+
+impl Drop for Phases {
+    fn drop(&mut self) {
+        self.pb.finish_and_clear();
+    }
+}
+
+/// Scans `<dir>/commitlog/` read-only, showing which segment it reads in
+/// `phases`.
+pub fn raw_scan_with(dir: &Path, phases: &Phases) -> Result<RawScan> {
     let cl = dir.join("commitlog");
     let mut out = RawScan::default();
     let mut names: Vec<(u64, String)> = Vec::new();
@@ -374,7 +427,13 @@ pub fn raw_scan(dir: &Path) -> Result<RawScan> {
         }
     }
     names.sort();
-    for (base, name) in names {
+    let n = names.len();
+    phases.phase(format!("raw scan of the commit log, {n} segments"));
+    for (i, (base, name)) in names.into_iter().enumerate() {
+        phases.detail(format!(
+            "raw scan of the commit log, segment {} of {n}",
+            i + 1
+        ));
         out.segments
             .push(scan_segment(&cl.join(&name), &name, base)?);
     }
@@ -481,16 +540,17 @@ fn read_checkpoint(dir: &Path) -> Option<Checkpoint> {
     Some(Checkpoint::decode(&b))
 }
 
-/// Builds the inspection of `dir`.
-pub fn inspect(dir: &Path) -> Result<Inspection> {
+/// Builds the inspection of `dir`, showing its phases in `phases`.
+pub fn inspect_with(dir: &Path, phases: &Phases) -> Result<Inspection> {
     require_store(dir)?;
     let abort_marker = dir.join("abort").exists();
-    let commit_log = raw_scan(dir)?;
+    let commit_log = raw_scan_with(dir, phases)?;
     let (corruption, warnings) = commit_log.findings(!abort_marker);
+    phases.phase("recovery (in memory)");
     let (offsets, queues, recovery, recovery_error) = match open_read_only(dir) {
         Ok(store) => {
             if let Some(w) = store.lock_warning() {
-                eprintln!("warning: {w}");
+                phases.eprintln(&format!("warning: {w}"));
             }
             let r = (
                 Some(store.offsets().into()),
@@ -710,7 +770,10 @@ pub fn render(i: &Inspection) -> String {
 /// printing what it could read.
 pub fn cmd_inspect(args: InspectArgs) -> Result<()> {
     let dir: PathBuf = args.data_dir;
-    let i = inspect(&dir)?;
+    let phases = Phases::new("inspect");
+    let i = inspect_with(&dir, &phases);
+    drop(phases);
+    let i = i?;
     if args.json {
         crate::util::print_out(&format!("{}\n", serde_json::to_string_pretty(&i)?));
     } else {

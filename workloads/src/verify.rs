@@ -27,7 +27,7 @@ use mqlab_engine::{Error as EngineError, RecoveryReport, Store};
 use serde::Serialize;
 
 use crate::cli::VerifyArgs;
-use crate::inspect::{open_read_only, raw_scan};
+use crate::inspect::{open_read_only, raw_scan_with, Phases};
 use crate::recorder::ACK_LOG_HEADER;
 use crate::util::thousands;
 
@@ -539,8 +539,14 @@ impl<'a> AckJoin<'a> {
     }
 }
 
-/// Verifies `dir` (and the ack log, if given).
-pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<VerifyReport> {
+/// Verifies `dir` (and the ack log, if given), showing its phases in
+/// `phases`.
+pub fn verify_with(
+    dir: &Path,
+    acked: Option<&Path>,
+    use_index: bool,
+    phases: &Phases,
+) -> Result<VerifyReport> {
     crate::inspect::require_store(dir)?;
     let started = Instant::now();
     let mut phase = Instant::now();
@@ -550,8 +556,9 @@ pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<Verif
         phase = Instant::now();
     };
     let clean_shutdown = !dir.join("abort").exists();
-    let raw = raw_scan(dir)?;
+    let raw = raw_scan_with(dir, phases)?;
     lap(&mut timings.raw_scan_ms);
+    phases.phase("recovery (in memory)");
     let (mut corruption, mut warnings) = raw.findings(clean_shutdown);
     let mut notes = Vec::new();
     let flushed = checkpoint_flushed(dir);
@@ -562,6 +569,7 @@ pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<Verif
     let recovery = store.recovery_report().clone();
     corruption.extend(judge_truncations(&recovery, clean_shutdown, flushed));
     lap(&mut timings.recovery_ms);
+    phases.phase("rebuilding consume queues and index");
     if !store.wait_dispatched(recovery.end_offset, Duration::from_secs(60)) {
         corruption.push(format!(
             "consume queues and index not rebuilt: the dispatcher stopped at {} of {}{}",
@@ -577,6 +585,7 @@ pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<Verif
     }
     let acks = match acked {
         Some(path) => {
+            phases.phase("reading the ack log");
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the ack log {}", path.display()))?;
             let (lines, n) = parse_ack_log(&text)?;
@@ -585,6 +594,7 @@ pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<Verif
         }
         None => None,
     };
+    phases.phase("store scan, CRC of every record");
     let mut join = acks.as_deref().map(AckJoin::new);
     let mut records = 0u64;
     let mut scan_error = None;
@@ -620,7 +630,10 @@ pub fn verify(dir: &Path, acked: Option<&Path>, use_index: bool) -> Result<Verif
     }
     lap(&mut timings.store_scan_ms);
     let acked = match join {
-        Some(j) => Some(j.finish(&store, recovery.end_offset, use_index)?),
+        Some(j) => Some({
+            phases.phase("ack checks via queues and index");
+            j.finish(&store, recovery.end_offset, use_index)?
+        }),
         None => None,
     };
     lap(&mut timings.acks_ms);
@@ -741,7 +754,15 @@ pub fn render(r: &VerifyReport) -> String {
 
 /// `mqlab verify`: exits 1 when something is missing or corrupt.
 pub fn cmd_verify(args: VerifyArgs) -> Result<()> {
-    let r = verify(&args.data_dir, args.acked.as_deref(), !args.no_index)?;
+    let phases = Phases::new("verify");
+    let r = verify_with(
+        &args.data_dir,
+        args.acked.as_deref(),
+        !args.no_index,
+        &phases,
+    );
+    drop(phases);
+    let r = r?;
     if args.json {
         crate::util::print_out(&format!("{}\n", serde_json::to_string_pretty(&r)?));
     } else {
