@@ -3,9 +3,11 @@
 //! after one device baseline measured in the same place; then the table and
 //! the charts.
 //!
-//! Default budget: about 2 minutes (15 runs of 0.5 s warmup + 3 s, plus the
-//! time `pool` and `async` need to drain at shutdown), `--quick` about 30 s
-//! (0.25 s + 1 s each, shorter baseline).
+//! Budget: 15 runs of 0.5 s warmup + 3 s each, plus the device baseline
+//! before and after and the charts: 78 s on the 2-core development
+//! machine; `--quick` (0.25 s + 1 s each, shorter baseline) 29 s there.
+//! Both use the run-length default time-series bucket (100 ms, see
+//! `recorder::default_timeseries_ms`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -158,9 +160,6 @@ pub fn cmd_matrix(args: MatrixArgs) -> Result<()> {
         (3.0, 0.5, BaselineParams::default())
     };
     wargs.duration = wargs.duration.or(Some(duration));
-    if args.quick {
-        wargs.timeseries_ms = wargs.timeseries_ms.or(Some(200));
-    }
     wargs.warmup = wargs.warmup.or(Some(warmup));
 
     // Claimed now, removed again if the matrix fails before it has a
