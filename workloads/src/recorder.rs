@@ -569,12 +569,14 @@ impl AckLog {
     pub fn create(path: &Path) -> Result<AckLog> {
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)?;
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("create the folder of the ack log {}", parent.display())
+                })?;
             }
         }
-        let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let f = File::create(path).with_context(|| format!("create {}", path.display()))?;
         let mut out = BufWriter::with_capacity(64 * 1024, f);
-        writeln!(out, "{ACK_LOG_HEADER}")?;
+        writeln!(out, "{ACK_LOG_HEADER}").with_context(|| format!("write {}", path.display()))?;
         Ok(AckLog {
             out: Mutex::new(out),
             unbuffered: false,

@@ -1,12 +1,15 @@
 //! `mqlab run`: one workload against an in-process store, and
 //! [`execute`], which `matrix` calls once per configuration.
 
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use mqlab_engine::{Error as EngineError, Store};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mqlab_engine::{Error as EngineError, Offsets, Store};
 
 use crate::baseline::{self, Baseline, BaselineParams};
 use crate::cli::RunArgs;
@@ -105,9 +108,10 @@ pub fn execute(p: &ExecParams<'_>) -> Result<Summary, ExecError> {
     let shutdown_ms = if p.shutdown {
         let t = Instant::now();
         match Arc::try_unwrap(store) {
-            Ok(s) => s
-                .shutdown()
-                .with_context(|| format!("shut down the store in {}", p.data_dir.display()))?,
+            Ok(s) => show_slow_wait(SLOW_WAIT, &durable_message(&w.label(), offsets_end), || {
+                s.shutdown()
+            })
+            .with_context(|| format!("shut down the store in {}", p.data_dir.display()))?,
             Err(_) => return Err(anyhow::anyhow!("store still shared at shutdown").into()),
         }
         Some(round3(t.elapsed().as_secs_f64() * 1000.0))
@@ -120,17 +124,7 @@ pub fn execute(p: &ExecParams<'_>) -> Result<Summary, ExecError> {
     // would pass for a result.
     let acked_total: u64 = outcome.stats.seconds.iter().map(|b| b.msgs).sum();
     if acked_total == 0 {
-        let why = if outcome.stats.errors.is_empty() {
-            "no put completed".to_string()
-        } else {
-            let failed: Vec<String> = outcome
-                .stats
-                .errors
-                .iter()
-                .map(|(status, n)| format!("{n} {status}"))
-                .collect();
-            format!("every put failed ({})", failed.join(", "))
-        };
+        let why = why_nothing_acked(&outcome.stats.errors);
         return Err(anyhow::anyhow!("{}: no message was acknowledged: {why}", w.label()).into());
     }
     let secs = outcome.measured_secs.max(1e-9);
@@ -183,6 +177,91 @@ pub fn execute(p: &ExecParams<'_>) -> Result<Summary, ExecError> {
     )
     .with_context(|| format!("write the run's results into {}", p.out.display()))?;
     Ok(summary)
+}
+
+/// How long a wait goes on before [`show_slow_wait`] says what it waits for.
+pub const SLOW_WAIT: Duration = Duration::from_secs(1);
+
+/// What a store's shutdown waits for: "<label>: making 123 MiB durable"
+/// (what was appended but is not durable yet when it starts).
+pub fn durable_message(label: &str, o: Offsets) -> String {
+    let mib = o.written.saturating_sub(o.flushed) as f64 / (1024.0 * 1024.0);
+    let mib = if mib < 10.0 {
+        format!("{mib:.1}")
+    } else {
+        format!("{mib:.0}")
+    };
+    format!("{label}: making {mib} MiB durable at shutdown")
+}
+
+/// Runs `work`; when it takes longer than `after`, says on stderr what it
+/// waits for: a spinner when stderr is a terminal, else one line when the
+/// wait starts to be long and one when it ends.
+pub fn show_slow_wait<T>(after: Duration, what: &str, work: impl FnOnce() -> T) -> T {
+    let terminal = std::io::stderr().is_terminal();
+    show_slow_wait_to(after, what, terminal, &mut std::io::stderr(), work)
+}
+
+/// [`show_slow_wait`] writing its lines to `sink` (not a terminal) or
+/// drawing an indicatif spinner on stderr (`terminal`).
+pub fn show_slow_wait_to<T>(
+    after: Duration,
+    what: &str,
+    terminal: bool,
+    sink: &mut (dyn Write + Send),
+    work: impl FnOnce() -> T,
+) -> T {
+    let started = Instant::now();
+    let (done, wait) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            if !matches!(wait.recv_timeout(after), Err(RecvTimeoutError::Timeout)) {
+                return;
+            }
+            if terminal {
+                let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                let style = ProgressStyle::with_template("{spinner} mqlab: {msg}... {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner());
+                pb.set_style(style);
+                pb.set_message(what.to_string());
+                pb.enable_steady_tick(Duration::from_millis(100));
+                let _ = wait.recv();
+                pb.finish_and_clear();
+                let _ = writeln!(
+                    sink,
+                    "mqlab: {what}: done in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            } else {
+                let _ = writeln!(sink, "mqlab: {what}...");
+                let _ = wait.recv();
+                let _ = writeln!(
+                    sink,
+                    "mqlab: {what}: done in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        });
+        let r = work();
+        drop(done);
+        r
+    })
+}
+
+/// Why a run acknowledged nothing, from its put errors (status -> count).
+pub fn why_nothing_acked<'a, I>(errors: I) -> String
+where
+    I: IntoIterator<Item = (&'a String, &'a u64)>,
+{
+    let failed: Vec<String> = errors
+        .into_iter()
+        .map(|(status, n)| format!("{n} {status}"))
+        .collect();
+    if failed.is_empty() {
+        "no put completed".to_string()
+    } else {
+        format!("every put failed ({})", failed.join(", "))
+    }
 }
 
 /// Default output folder of a named run: `results/<timestamp>-<name>`
@@ -286,4 +365,56 @@ pub fn cmd_run(mut args: RunArgs) -> Result<()> {
     }
     println!("results: {}", out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_wait_says_what_it_waits_for() {
+        let mut out = Vec::new();
+        let r = show_slow_wait_to(
+            Duration::from_millis(50),
+            "x: making 3.0 MiB durable at shutdown",
+            false,
+            &mut out,
+            || {
+                std::thread::sleep(Duration::from_millis(300));
+                7
+            },
+        );
+        assert_eq!(r, 7);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0], "mqlab: x: making 3.0 MiB durable at shutdown...");
+        assert!(lines[1].contains(": done in 0."), "{text}");
+        // A short wait says nothing.
+        let mut out = Vec::new();
+        show_slow_wait_to(Duration::from_secs(5), "y", false, &mut out, || ());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn durable_message_names_the_backlog() {
+        let o = Offsets {
+            written: 300 << 20,
+            committed: 300 << 20,
+            flushed: 100 << 20,
+            acked: 300 << 20,
+        };
+        assert_eq!(
+            durable_message("async-pwrite", o),
+            "async-pwrite: making 200 MiB durable at shutdown"
+        );
+        let o = Offsets {
+            written: 3 << 19,
+            ..Offsets::default()
+        };
+        assert_eq!(
+            durable_message("s", o),
+            "s: making 1.5 MiB durable at shutdown"
+        );
+    }
 }

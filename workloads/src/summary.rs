@@ -320,10 +320,14 @@ pub fn write_run_outputs(
     loss: &LossStats,
     total_s: f64,
 ) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("create run folder {}", dir.display()))?;
     crate::util::write_json(&dir.join("summary.json"), summary)?;
-    fs::write(
-        dir.join("timeseries.csv"),
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        fs::write(&path, text).with_context(|| format!("write {}", path.display()))
+    };
+    write(
+        "timeseries.csv",
         timeseries_csv(
             stats,
             loss,
@@ -332,14 +336,11 @@ pub fn write_run_outputs(
             total_s,
         ),
     )?;
-    fs::write(dir.join("ack_latency.hgrm"), hgrm_text(&stats.ack))?;
+    write("ack_latency.hgrm", hgrm_text(&stats.ack))?;
     if summary.intended_latency_us.is_some() {
-        fs::write(
-            dir.join("intended_latency.hgrm"),
-            hgrm_text(&stats.intended),
-        )?;
+        write("intended_latency.hgrm", hgrm_text(&stats.intended))?;
     }
-    fs::write(dir.join("command.txt"), format!("{}\n", summary.command))?;
+    write("command.txt", format!("{}\n", summary.command))?;
     Ok(())
 }
 

@@ -460,7 +460,14 @@ impl Lab {
             }
             if broker.is_none() {
                 match Arc::try_unwrap(store) {
-                    Ok(s) => return Ok(s.shutdown()?),
+                    Ok(s) => {
+                        let what = crate::run::durable_message("messaging store", s.offsets());
+                        return Ok(crate::run::show_slow_wait(
+                            crate::run::SLOW_WAIT,
+                            &what,
+                            || s.shutdown(),
+                        )?);
+                    }
                     Err(s) => store = s,
                 }
             }
@@ -698,7 +705,8 @@ pub fn cmd_run(spec: &SpecFile, m: &MessagingSpec, args: &RunArgs) -> Result<()>
         .out
         .clone()
         .unwrap_or_else(|| crate::run::default_out(&w.name));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("create output folder {}", out.display()))?;
     let parent = util::scratch_parent(args.data_dir.as_deref())?;
     let machine = MachineInfo::collect(&parent);
     let ctx = Ctx {
@@ -712,6 +720,15 @@ pub fn cmd_run(spec: &SpecFile, m: &MessagingSpec, args: &RunArgs) -> Result<()>
         eprintln!("mqlab: {} / {v} ...", exp.name());
         let started_utc = util::timestamp();
         let o = run_variant(&ctx, exp, v).with_context(|| format!("variant {v}"))?;
+        // A variant that acknowledged nothing measured nothing: a row of
+        // zeros would pass for a result.
+        if o.stats.msgs == 0 && !util::stopped() {
+            bail!(
+                "{} / {v}: no message was acknowledged: {}",
+                exp.name(),
+                crate::run::why_nothing_acked(&o.stats.errors)
+            );
+        }
         let dir = out.join(v);
         let mut wv = w.clone();
         wv.name = format!("{}-{v}", w.name);
@@ -753,8 +770,12 @@ pub fn cmd_run(spec: &SpecFile, m: &MessagingSpec, args: &RunArgs) -> Result<()>
             &LossStats::default(),
             o.total_secs,
         )?;
-        std::fs::write(dir.join("messaging.csv"), rows_csv(&o.rows))?;
-        std::fs::write(dir.join("e2e_latency.hgrm"), summary::hgrm_text(&o.e2e))?;
+        let csv = dir.join("messaging.csv");
+        std::fs::write(&csv, rows_csv(&o.rows))
+            .with_context(|| format!("write {}", csv.display()))?;
+        let hgrm = dir.join("e2e_latency.hgrm");
+        std::fs::write(&hgrm, summary::hgrm_text(&o.e2e))
+            .with_context(|| format!("write {}", hgrm.display()))?;
         summaries.push(summary);
         if util::stopped() {
             break;

@@ -1,0 +1,146 @@
+//! `mqlab run` (plain and messaging) fails clearly: a messaging run that
+//! acknowledged nothing exits non-zero and removes its folder, and every
+//! output file or folder it cannot write is named in the error with the
+//! operation.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+/// Runs `mqlab args` in `cwd`, expects a failure and returns the error
+/// line of stderr.
+fn error_line(cwd: &Path, args: &[&str]) -> String {
+    let out = common::mqlab(cwd, args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "mqlab {args:?} should fail:\nstdout:\n{}\nstderr:\n{err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    err.lines()
+        .find(|l| l.starts_with("Error:"))
+        .unwrap_or_else(|| panic!("no error line in:\n{err}"))
+        .to_string()
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The shipped broadcast spec, copied into `cwd`.
+fn broadcast_spec(cwd: &Path) -> String {
+    let specs = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs");
+    fs::copy(specs.join("broadcast.toml"), cwd.join("broadcast.toml")).unwrap();
+    "broadcast.toml".to_string()
+}
+
+#[test]
+fn a_messaging_run_that_acknowledges_nothing_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let spec = broadcast_spec(cwd);
+    // Producers that stop before their first send: nothing acknowledged.
+    let line = error_line(
+        cwd,
+        &[
+            "run",
+            "--spec",
+            &spec,
+            "--duration",
+            "0.000000001",
+            "--small-files",
+            "--out",
+            "o",
+        ],
+    );
+    assert!(
+        line.contains("no message was acknowledged") && line.contains("no put completed"),
+        "{line}"
+    );
+    assert!(line.contains("clustering"), "names the variant: {line}");
+    // The folder the run created is gone again.
+    assert_eq!(names(cwd), ["broadcast.toml"]);
+}
+
+#[test]
+fn messaging_output_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let spec = broadcast_spec(cwd);
+    for file in ["messaging.csv", "e2e_latency.hgrm"] {
+        let out = format!("o-{file}");
+        // A directory where the file goes.
+        fs::create_dir_all(cwd.join(&out).join("clustering").join(file)).unwrap();
+        let line = error_line(
+            cwd,
+            &[
+                "run",
+                "--spec",
+                &spec,
+                "--duration",
+                "0.2",
+                "--small-files",
+                "--out",
+                &out,
+            ],
+        );
+        let path = format!("{out}/clustering/{file}");
+        assert!(line.contains(&format!("write {path}: ")), "{line}");
+        assert!(line.contains("Is a directory"), "{line}");
+    }
+}
+
+#[test]
+fn run_output_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    fs::create_dir_all(cwd.join("o/timeseries.csv")).unwrap();
+    let line = error_line(
+        cwd,
+        &[
+            "run",
+            "--no-baseline",
+            "--small-files",
+            "--producers",
+            "1",
+            "--messages",
+            "50",
+            "--out",
+            "o",
+        ],
+    );
+    assert!(line.contains("write o/timeseries.csv: "), "{line}");
+    assert!(line.contains("Is a directory"), "{line}");
+}
+
+#[test]
+fn ack_log_folder_errors_name_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    fs::write(cwd.join("f"), "x").unwrap();
+    let line = error_line(
+        cwd,
+        &[
+            "run",
+            "--no-baseline",
+            "--small-files",
+            "--producers",
+            "1",
+            "--messages",
+            "50",
+            "--ack-log",
+            "f/acks.csv",
+        ],
+    );
+    assert!(
+        line.contains("create the folder of the ack log f: "),
+        "{line}"
+    );
+    assert!(line.contains("File exists"), "{line}");
+}
