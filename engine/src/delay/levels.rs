@@ -31,13 +31,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{
-    deliver_ms_of, progress_file, put_outcome, to_real_topic, to_system_topic, Clock, Counter, DelayScheduler, DelayStats, DeliverAt, PutOutcome, Threads,
-    TimerHandle, PROPERTY_DELAY, PROPERTY_TIMER_OUT_MS, SCHEDULE_TOPIC,
+    deliver_ms_of, progress_file, put_outcome, to_real_topic, to_system_topic, Clock, Counter,
+    DelayScheduler, DelayStats, DeliverAt, PutOutcome, TimerHandle, PROPERTY_DELAY,
+    PROPERTY_TIMER_OUT_MS, SCHEDULE_TOPIC,
 };
 use crate::error::{Error, Result};
 use crate::io::Env;
 use crate::message::Message;
 use crate::queue::UNIT_BYTES;
+use crate::service::Service;
 use crate::store::Store;
 
 /// Name of the per-level mode in results.
@@ -137,7 +139,7 @@ struct Inner {
 /// The level scheduler.
 pub struct LevelsScheduler {
     inner: Arc<Inner>,
-    threads: Threads,
+    threads: Service,
 }
 
 impl std::fmt::Debug for LevelsScheduler {
@@ -207,7 +209,7 @@ impl LevelsScheduler {
             clock,
             cfg,
         });
-        let mut threads = Threads::default();
+        let mut threads = Service::default();
         if inner.cfg.background {
             start_threads(&inner, &mut threads);
         }
@@ -232,7 +234,7 @@ fn wait_for(clock: &dyn Clock, next_due: Option<i64>) -> Duration {
     Duration::from_millis(ms).max(Duration::from_micros(100))
 }
 
-fn start_threads(inner: &Arc<Inner>, threads: &mut Threads) {
+fn start_threads(inner: &Arc<Inner>, threads: &mut Service) {
     match inner.cfg.mode {
         LevelMode::PerLevel => {
             for i in 0..inner.cfg.levels_ms.len() {
@@ -254,7 +256,7 @@ fn start_threads(inner: &Arc<Inner>, threads: &mut Threads) {
         }
         LevelMode::SingleThread => {
             let me = inner.clone();
-            threads.spawn("mqlab-delay-levels".into(), move |stop| {
+            threads.spawn("mqlab-delay-levels", move |stop| {
                 while !stop.stopped() {
                     let mut next: Option<i64> = None;
                     for i in 0..me.cfg.levels_ms.len() {
@@ -277,7 +279,7 @@ fn start_threads(inner: &Arc<Inner>, threads: &mut Threads) {
         }
     }
     let me = inner.clone();
-    threads.spawn("mqlab-delay-offsets".into(), move |stop| {
+    threads.spawn("mqlab-delay-offsets", move |stop| {
         let every = Duration::from_millis(me.cfg.persist_interval_ms);
         while stop.wait(every) {
             if let Err(e) = me.persist() {
@@ -472,7 +474,7 @@ impl DelayScheduler for LevelsScheduler {
         }
     }
 
-    fn shutdown(mut self: Box<Self>) -> Result<()> {
+    fn shutdown(self: Box<Self>) -> Result<()> {
         self.threads.stop();
         self.inner.persist()
     }

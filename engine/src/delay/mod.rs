@@ -30,13 +30,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use crate::error::{Error, Result};
 use crate::config_file::ConfigFile;
+use crate::error::{Error, Result};
 use crate::io::Env;
 use crate::message::{Message, PutResult, PutStatus, StoredMessage};
 
@@ -331,77 +329,6 @@ pub(crate) fn put_outcome(r: &PutResult) -> PutOutcome {
 /// `<path>.bak` (see [`crate::config_file`]).
 pub(crate) fn progress_file(env: Arc<dyn Env>, path: &Path) -> ConfigFile {
     ConfigFile::with_companion(env, path, ".bak")
-}
-
-/// A stop flag with a condvar, shared by a scheduler's threads: `wait`
-/// sleeps until the timeout, a `notify`, or `stop`.
-#[derive(Debug, Default)]
-pub(crate) struct Signal {
-    stopped: AtomicBool,
-    m: Mutex<u64>,
-    cv: Condvar,
-}
-
-impl Signal {
-    pub(crate) fn stopped(&self) -> bool {
-        self.stopped.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn stop(&self) {
-        self.stopped.store(true, Ordering::Release);
-        self.notify();
-    }
-
-    pub(crate) fn notify(&self) {
-        let mut g = self.m.lock().unwrap_or_else(|e| e.into_inner());
-        *g += 1;
-        self.cv.notify_all();
-    }
-
-    /// Waits up to `timeout` for a notify or stop. Returns false when stopped.
-    pub(crate) fn wait(&self, timeout: Duration) -> bool {
-        let g = self.m.lock().unwrap_or_else(|e| e.into_inner());
-        let seen = *g;
-        if self.stopped() {
-            return false;
-        }
-        let _g = self
-            .cv
-            .wait_timeout_while(g, timeout, |n| *n == seen && !self.stopped())
-            .unwrap_or_else(|e| e.into_inner());
-        !self.stopped()
-    }
-}
-
-/// Background threads of a scheduler, stopped and joined on drop.
-#[derive(Debug, Default)]
-pub(crate) struct Threads {
-    pub(crate) signal: Arc<Signal>,
-    handles: Vec<JoinHandle<()>>,
-}
-
-impl Threads {
-    pub(crate) fn spawn(&mut self, name: String, f: impl FnOnce(Arc<Signal>) + Send + 'static) {
-        let s = self.signal.clone();
-        let h = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || f(s))
-            .expect("spawn scheduler thread");
-        self.handles.push(h);
-    }
-
-    pub(crate) fn stop(&mut self) {
-        self.signal.stop();
-        for h in self.handles.drain(..) {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for Threads {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// A counter that only goes up, for the stats.
