@@ -7,11 +7,9 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod config_file;
-pub mod consumer;
 pub mod delay;
 pub mod device;
 pub mod error;
@@ -21,13 +19,11 @@ pub mod io;
 pub mod lock;
 pub mod log;
 pub mod message;
-pub mod producer;
 pub mod queue;
 pub mod retention;
 pub mod service;
 pub mod store;
 pub mod topic;
-pub mod txn;
 
 pub use config::StoreConfig;
 pub use error::{Error, Result};

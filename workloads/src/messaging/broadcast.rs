@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use mqlab_engine::consumer::push::PushConsumer;
-use mqlab_engine::consumer::{
+use mqlab_client::consumer::push::PushConsumer;
+use mqlab_client::consumer::{
     ConsumeFromWhere, ConsumeStatus, ConsumerConfig, Listener, MessageModel,
 };
-use mqlab_engine::producer::{Producer, ProducerConfig};
+use mqlab_client::producer::{Producer, ProducerConfig};
 use mqlab_engine::StoredMessage;
 
 use super::{drive, plain_send, wait_until, Ctx, Experiment, Outcome, Row, Sampler, Tracker};

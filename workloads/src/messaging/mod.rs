@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
-use mqlab_engine::broker::{Broker, BrokerConfig};
+use mqlab_broker::{Broker, BrokerConfig};
+use mqlab_client::producer::Producer;
 use mqlab_engine::clock;
-use mqlab_engine::producer::Producer;
 use mqlab_engine::Message;
 use mqlab_engine::{PutStatus, Store};
 use serde::{Deserialize, Serialize};

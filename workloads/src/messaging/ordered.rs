@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use mqlab_engine::consumer::push::PushConsumer;
-use mqlab_engine::consumer::{
+use mqlab_client::consumer::push::PushConsumer;
+use mqlab_client::consumer::{
     ConsumeFromWhere, ConsumeStatus, ConsumerConfig, Listener, OrderlyStatus,
 };
-use mqlab_engine::producer::{HashKey, Producer, ProducerConfig};
+use mqlab_client::producer::{HashKey, Producer, ProducerConfig};
 use mqlab_engine::{Message, StoredMessage};
 
 use super::{body, drive, wait_until, Ctx, Experiment, Outcome, Row, Sampler, Tracker};
@@ -46,7 +46,7 @@ struct Shape {
 
 /// A member of `group` consuming `topic`.
 fn member(
-    b: &Arc<mqlab_engine::broker::Broker>,
+    b: &Arc<mqlab_broker::Broker>,
     group: &str,
     topic: &str,
     client: &str,

@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use mqlab_engine::consumer::pull::PullConsumer;
-use mqlab_engine::consumer::push::PushConsumer;
-use mqlab_engine::consumer::{ConsumeFromWhere, ConsumeStatus, ConsumerConfig, Listener};
-use mqlab_engine::producer::{Producer, ProducerConfig};
+use mqlab_client::consumer::pull::PullConsumer;
+use mqlab_client::consumer::push::PushConsumer;
+use mqlab_client::consumer::{ConsumeFromWhere, ConsumeStatus, ConsumerConfig, Listener};
+use mqlab_client::producer::{Producer, ProducerConfig};
 use mqlab_engine::StoredMessage;
 
 use super::{drive, plain_send, wait_until, Ctx, Experiment, Outcome, Row, Sampler, Tracker};

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use mqlab_engine::broker::{dlq_topic, MessageQueue};
-use mqlab_engine::consumer::push::PushConsumer;
-use mqlab_engine::consumer::{ConsumeFromWhere, ConsumeStatus, ConsumerConfig, Listener};
-use mqlab_engine::producer::{Producer, ProducerConfig};
+use mqlab_broker::{dlq_topic, MessageQueue};
+use mqlab_client::consumer::push::PushConsumer;
+use mqlab_client::consumer::{ConsumeFromWhere, ConsumeStatus, ConsumerConfig, Listener};
+use mqlab_client::producer::{Producer, ProducerConfig};
 use mqlab_engine::StoredMessage;
 
 use super::{

@@ -18,14 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use mqlab_engine::broker::MessageQueue;
-use mqlab_engine::consumer::pull::PullConsumer;
-use mqlab_engine::consumer::push::PushConsumer;
-use mqlab_engine::consumer::{ConsumeFromWhere, ConsumeStatus, ConsumerConfig, Listener};
-use mqlab_engine::producer::{Producer, ProducerConfig};
-use mqlab_engine::txn::{
-    LocalTransactionState, TransactionListener, TransactionProducer, CHECK_MAX_TIME_TOPIC,
-};
+use mqlab_broker::txn::CHECK_MAX_TIME_TOPIC;
+use mqlab_broker::LocalTransactionState;
+use mqlab_broker::MessageQueue;
+use mqlab_client::consumer::pull::PullConsumer;
+use mqlab_client::consumer::push::PushConsumer;
+use mqlab_client::consumer::{ConsumeFromWhere, ConsumeStatus, ConsumerConfig, Listener};
+use mqlab_client::producer::{Producer, ProducerConfig};
+use mqlab_client::transaction::{TransactionListener, TransactionProducer};
 use mqlab_engine::{Message, StoredMessage};
 
 use crate::recorder::{latency_hist, LatencySummary};

@@ -1,0 +1,595 @@
+//! The broker itself: [`Broker`] (its background threads) over
+//! [`BrokerCore`] (what the threads share): the topic table, pulls with
+//! long polling, group offsets, membership, ordered-consumption locks,
+//! retries and dead letters, backlog; the transaction service's state
+//! lives here and its logic in [`crate::txn`].
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use mqlab_engine::clock::Clock;
+use mqlab_engine::config_file::ConfigFile;
+use mqlab_engine::delay::{DelayScheduler, LevelsConfig, LevelsScheduler};
+use mqlab_engine::error::{Error, Result};
+use mqlab_engine::message::{Message, PutResult, PutStatus, StoredMessage, PROPERTY_UNIQ_KEY};
+use mqlab_engine::service::Periodic;
+use mqlab_engine::store::Store;
+
+use crate::clients::{ClientChannel, ClientTable};
+use crate::config::{BrokerConfig, RetryDelay};
+use crate::delayed::{DelayedSend, SchedulerDelay, TimerDelay};
+use crate::lock::LockManager;
+use crate::offsets::ConsumerOffsets;
+use crate::topics::{queue_range, TopicTable};
+use crate::txn::{CheckRound, CheckState, Txn};
+use crate::types::{
+    dlq_topic, retry_topic, EndTransactionRequest, HeartbeatRequest, MessageQueue, PullRequest,
+    PullResult, PullStatus, QueueLag, UnregisterClientRequest, PROPERTY_DELAY,
+    PROPERTY_ORIGIN_MESSAGE_ID, PROPERTY_RETRY_TOPIC,
+};
+
+/// Counters of the broker's retry path.
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    /// Messages sent back for a retry.
+    pub retried: AtomicU64,
+    /// Messages moved to a dead-letter queue.
+    pub dead_lettered: AtomicU64,
+    /// Pulls held by long polling.
+    pub held_pulls: AtomicU64,
+}
+
+/// Everything the broker's threads share. Reached through [`Broker`]
+/// (which derefs to it).
+pub struct BrokerCore {
+    store: Arc<Store>,
+    cfg: BrokerConfig,
+    clock: Arc<dyn Clock>,
+    topics: TopicTable,
+    offsets: ConsumerOffsets,
+    locks: LockManager,
+    clients: ClientTable,
+    txn_state: CheckState,
+    delayed: RwLock<Arc<dyn DelayedSend>>,
+    /// Retry and long-polling counters.
+    pub stats: BrokerStats,
+}
+
+/// The broker: a [`BrokerCore`] plus its background threads.
+pub struct Broker {
+    core: Arc<BrokerCore>,
+    threads: Mutex<Vec<Periodic>>,
+    timer: Mutex<Option<Arc<TimerDelay>>>,
+    levels: Mutex<Option<Arc<LevelsScheduler>>>,
+    shut: AtomicBool,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("store", &self.core.store.dir())
+            .finish()
+    }
+}
+
+impl std::ops::Deref for Broker {
+    type Target = BrokerCore;
+    fn deref(&self) -> &BrokerCore {
+        &self.core
+    }
+}
+
+impl Broker {
+    /// Opens the broker over `store`: loads `config/topics.json` and
+    /// `config/consumerOffset.json` (through the store's env), registers
+    /// every queue the store already has, and starts the offset flusher and
+    /// the transaction check service.
+    pub fn open(
+        store: Arc<Store>,
+        cfg: BrokerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Broker>> {
+        cfg.sanitize()?;
+        let env = store.env();
+        let config_dir = store.dir().join("config");
+        let topics = TopicTable::load(
+            ConfigFile::new(env.clone(), config_dir.join("topics.json")),
+            &store,
+        )?;
+        let offsets =
+            ConsumerOffsets::load(ConfigFile::new(env, config_dir.join("consumerOffset.json")))?;
+        let (timer, levels, delayed): (_, _, Arc<dyn DelayedSend>) = match cfg.retry_delay {
+            RetryDelay::Memory => {
+                let tick_ms = cfg.delay_levels_ms.iter().copied().min().unwrap_or(100);
+                let t = Arc::new(TimerDelay::start(
+                    store.clone(),
+                    clock.clone(),
+                    cfg.delay_levels_ms.clone(),
+                    tick_ms.clamp(1, 100),
+                ));
+                (Some(t.clone()), None, t)
+            }
+            RetryDelay::Levels => {
+                let s = Arc::new(LevelsScheduler::open(
+                    store.clone(),
+                    store.env(),
+                    store.dir(),
+                    LevelsConfig {
+                        levels_ms: cfg.delay_levels_ms.clone(),
+                        ..LevelsConfig::default()
+                    },
+                    clock.clone(),
+                )?);
+                (None, Some(s.clone()), Arc::new(SchedulerDelay::new(s)))
+            }
+        };
+        let core = Arc::new(BrokerCore {
+            locks: LockManager::new(clock.clone(), cfg.lock_expiry_ms),
+            store,
+            clock,
+            topics,
+            offsets,
+            clients: ClientTable::default(),
+            txn_state: CheckState::default(),
+            delayed: RwLock::new(delayed),
+            stats: BrokerStats::default(),
+            cfg,
+        });
+        let mut threads = Vec::new();
+        let c = core.clone();
+        threads.push(Periodic::spawn(
+            "mqlab-offset-flush",
+            Duration::from_millis(core.cfg.offset_flush_interval_ms),
+            move || {
+                // A failed write is retried next period; the store itself
+                // refuses writes after an I/O error, this file does not
+                // need to.
+                let _ = c.offsets.persist();
+                true
+            },
+        ));
+        if core.cfg.txn.check_enabled {
+            let c = core.clone();
+            threads.push(Periodic::spawn(
+                "mqlab-txn-check",
+                Duration::from_millis(core.cfg.txn.check_interval_ms),
+                move || {
+                    let _ = c.check_transactions_once();
+                    true
+                },
+            ));
+        }
+        Ok(Arc::new(Broker {
+            core,
+            threads: Mutex::new(threads),
+            timer: Mutex::new(timer),
+            levels: Mutex::new(levels),
+            shut: AtomicBool::new(false),
+        }))
+    }
+
+    /// Replaces how retries are delayed.
+    pub fn set_delayed_send(&self, d: Arc<dyn DelayedSend>) {
+        *self.core.delayed.write().unwrap_or_else(|e| e.into_inner()) = d;
+    }
+
+    /// The in-memory retry timer, while it is the delayed sender.
+    pub fn timer(&self) -> Option<Arc<TimerDelay>> {
+        self.timer.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn stop_threads(&self) {
+        for t in self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.stop();
+        }
+        if let Some(t) = self.timer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.stop();
+        }
+    }
+
+    /// Clean shutdown: stops the threads and persists offsets, topics and
+    /// the delay levels' progress. The store stays open (its owner shuts it
+    /// down).
+    pub fn shutdown(&self) -> Result<()> {
+        self.shut.store(true, Ordering::Release);
+        self.stop_threads();
+        // Retries sent from now on are refused; the scheduler stops and
+        // persists its progress (shut down cleanly when nothing else holds
+        // it, else persisted as it stands).
+        self.set_delayed_send(Arc::new(Closed));
+        if let Some(l) = self.levels.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            match Arc::try_unwrap(l) {
+                Ok(l) => DelayScheduler::shutdown(Box::new(l))?,
+                Err(l) => DelayScheduler::persist(l.as_ref())?,
+            }
+        }
+        self.core.offsets.persist()?;
+        self.core.topics.persist()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // A crash unless shutdown ran: stop, persist nothing.
+        self.stop_threads();
+    }
+}
+
+impl BrokerCore {
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The broker's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.cfg
+    }
+
+    /// Creates `topic` with `queues` queues (or grows it to that many).
+    pub fn create_topic(&self, topic: &str, queues: u32) -> Result<()> {
+        self.topics.create(topic, queues)
+    }
+
+    /// Queue count of a topic, if it exists.
+    pub fn topic_queues(&self, topic: &str) -> Option<u32> {
+        self.topics.queues(topic)
+    }
+
+    /// The queues of `topic`, sorted; an unknown topic is created with
+    /// `default_topic_queues` (RocketMQ's autoCreateTopicEnable).
+    pub fn route(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        let n = match self.topic_queues(topic) {
+            Some(n) => n,
+            None => {
+                self.create_topic(topic, self.cfg.default_topic_queues)?;
+                self.cfg.default_topic_queues
+            }
+        };
+        Ok((0..n).map(|q| MessageQueue::new(topic, q)).collect())
+    }
+
+    /// The queues of `topic` without creating it.
+    pub fn queues_of(&self, topic: &str) -> Vec<MessageQueue> {
+        (0..self.topic_queues(topic).unwrap_or(0))
+            .map(|q| MessageQueue::new(topic, q))
+            .collect()
+    }
+
+    /// Puts a message as a producer's send does.
+    pub fn put(&self, msg: &Message) -> PutResult {
+        self.store.put(msg)
+    }
+
+    /// (first, one past last) queue offset of a queue; (0, 0) when empty.
+    pub fn queue_range(&self, mq: &MessageQueue) -> (u64, u64) {
+        queue_range(&self.store, mq)
+    }
+
+    fn pull_once(&self, req: &PullRequest) -> Result<PullResult> {
+        let (min, max) = self.queue_range(&req.mq);
+        let mut r = PullResult {
+            status: PullStatus::NoNewMsg,
+            next_offset: req.offset,
+            min_offset: min,
+            max_offset: max,
+            msgs: Vec::new(),
+        };
+        if req.offset < min {
+            r.status = PullStatus::OffsetIllegal;
+            r.next_offset = min;
+            return Ok(r);
+        }
+        if req.offset > max {
+            r.status = PullStatus::OffsetIllegal;
+            r.next_offset = max;
+            return Ok(r);
+        }
+        if req.offset == max {
+            return Ok(r);
+        }
+        // Without a filter every unit is a message to return; with one,
+        // look further for matches.
+        let scan = match req.filter {
+            Some(_) => self.cfg.max_scan_units.max(req.max_msgs),
+            None => req.max_msgs.max(1),
+        };
+        let units = self
+            .store
+            .queue_units(&req.mq.topic, req.mq.queue_id, req.offset, scan)?;
+        let log_min = self.store.min_offset();
+        let mut next = req.offset;
+        for u in &units {
+            if r.msgs.len() >= req.max_msgs.max(1) {
+                break;
+            }
+            next += 1;
+            if u.phys_offset < log_min {
+                continue;
+            }
+            if let Some(f) = &req.filter {
+                if !f.matches_code(u.tags_code) {
+                    continue;
+                }
+            }
+            match self.store.get(u.phys_offset) {
+                Ok(m) => r.msgs.push(m),
+                // Deleted by retention since the unit was read.
+                Err(Error::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        r.next_offset = next;
+        r.status = if r.msgs.is_empty() {
+            PullStatus::NoMatchedMsg
+        } else {
+            PullStatus::Found
+        };
+        Ok(r)
+    }
+
+    /// Pulls from a queue. With `suspend_ms` > 0 and nothing at the offset,
+    /// the pull is held (long polling) until the dispatcher builds a unit
+    /// for the queue, `suspend_ms` passes, or `cancel` is set; with long
+    /// polling disabled it waits `short_polling_ms` once instead.
+    pub fn pull(&self, req: &PullRequest, cancel: Option<&AtomicBool>) -> Result<PullResult> {
+        let started = Instant::now();
+        let hold = Duration::from_millis(req.suspend_ms);
+        let mut held = false;
+        loop {
+            let r = self.pull_once(req)?;
+            if r.status != PullStatus::NoNewMsg || req.suspend_ms == 0 {
+                return Ok(r);
+            }
+            let cancelled = cancel.is_some_and(|c| c.load(Ordering::Acquire));
+            let left = hold.saturating_sub(started.elapsed());
+            if cancelled || left.is_zero() {
+                return Ok(r);
+            }
+            if !held {
+                held = true;
+                self.stats.held_pulls.fetch_add(1, Ordering::Relaxed);
+            }
+            if self.cfg.long_polling {
+                // Slices, so a cancelled pull returns within 50 ms.
+                self.store.wait_queue_offset(
+                    &req.mq.topic,
+                    req.mq.queue_id,
+                    req.offset,
+                    left.min(Duration::from_millis(50)),
+                );
+            } else {
+                std::thread::sleep(left.min(Duration::from_millis(self.cfg.short_polling_ms)));
+                return self.pull_once(req);
+            }
+        }
+    }
+
+    /// Commits a group's offset on a queue (persisted by the flusher).
+    pub fn commit_offset(&self, group: &str, mq: &MessageQueue, offset: u64) {
+        self.offsets.commit(group, &mq.topic, mq.queue_id, offset);
+    }
+
+    /// A group's committed offset on a queue.
+    pub fn query_offset(&self, group: &str, mq: &MessageQueue) -> Option<u64> {
+        self.offsets.query(group, &mq.topic, mq.queue_id)
+    }
+
+    /// Writes `config/consumerOffset.json` now.
+    pub fn persist_offsets(&self) -> Result<()> {
+        self.offsets.persist()
+    }
+
+    /// Ordered consumption: locks (or renews) queues for `client_id`;
+    /// returns those it holds.
+    pub fn lock_batch(
+        &self,
+        group: &str,
+        client_id: &str,
+        mqs: &[MessageQueue],
+    ) -> BTreeSet<MessageQueue> {
+        self.locks.try_lock_batch(group, mqs, client_id)
+    }
+
+    /// Releases queues `client_id` holds.
+    pub fn unlock_batch(&self, group: &str, client_id: &str, mqs: &[MessageQueue]) {
+        self.locks.unlock_batch(group, mqs, client_id)
+    }
+
+    /// The live lock owner of a queue.
+    pub fn lock_owner(&self, group: &str, mq: &MessageQueue) -> Option<String> {
+        self.locks.owner(group, mq)
+    }
+
+    /// A client announces its producer and consumer groups (HEARTBEAT):
+    /// the broker keeps `channel` to send it check-backs and membership
+    /// changes. Joining a consumer group notifies every member (the new one
+    /// included) so they rebalance, as RocketMQ's
+    /// NOTIFY_CONSUMER_IDS_CHANGED does.
+    pub fn heartbeat(&self, req: &HeartbeatRequest, channel: Arc<dyn ClientChannel>) -> Result<()> {
+        for c in &req.consumers {
+            for s in &c.subscriptions {
+                mqlab_engine::topic::validate(&s.topic).map_err(Error::IllegalMessage)?;
+            }
+        }
+        for g in &req.producer_groups {
+            self.clients
+                .register_producer(g, &req.client_id, channel.clone());
+        }
+        for c in &req.consumers {
+            self.clients
+                .register_consumer(&c.group, &req.client_id, channel.clone());
+        }
+        Ok(())
+    }
+
+    /// A client leaves its groups (UNREGISTER_CLIENT); the remaining
+    /// members of a consumer group are notified.
+    pub fn unregister_client(&self, req: &UnregisterClientRequest) {
+        if let Some(g) = &req.producer_group {
+            self.clients.unregister_producer(g, &req.client_id);
+        }
+        if let Some(g) = &req.consumer_group {
+            self.clients.unregister_consumer(g, &req.client_id);
+        }
+    }
+
+    /// Client ids of a group, sorted (GET_CONSUMER_LIST_BY_GROUP).
+    pub fn consumer_ids(&self, group: &str) -> Vec<String> {
+        self.clients.consumer_ids(group)
+    }
+
+    /// A consumer gives a message back (RECONSUME_LATER): it goes to
+    /// `%RETRY%{group}` with delay level `retry_base_level` + its reconsume
+    /// count, or, once reconsumed `max_reconsume` times, to `%DLQ%{group}`
+    /// (one queue) at once.
+    pub fn send_back(&self, group: &str, msg: &StoredMessage, max_reconsume: u32) -> PutResult {
+        let origin_topic = msg
+            .properties
+            .get(PROPERTY_RETRY_TOPIC)
+            .cloned()
+            .unwrap_or_else(|| msg.topic.clone());
+        let mut props = msg.properties.clone();
+        props.insert(PROPERTY_RETRY_TOPIC.into(), origin_topic);
+        if let Some(id) = msg.properties.get(PROPERTY_UNIQ_KEY) {
+            props
+                .entry(PROPERTY_ORIGIN_MESSAGE_ID.into())
+                .or_insert_with(|| id.clone());
+        }
+        props.remove(PROPERTY_DELAY);
+        let mut out = Message::new("", msg.body.clone());
+        out.flag = msg.flag;
+        out.born_timestamp_ms = msg.born_timestamp_ms;
+        out.born_host = msg.born_host;
+        out.reconsume_times = msg.reconsume_times + 1;
+        out.properties = props;
+        if msg.reconsume_times as u32 >= max_reconsume {
+            out.topic = dlq_topic(group);
+            out.queue_id = 0;
+            if let Err(e) = self.create_topic(&out.topic, 1) {
+                return illegal(e);
+            }
+            let r = self.store.put(&out);
+            if r.is_ok() {
+                self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            }
+            return r;
+        }
+        out.topic = retry_topic(group);
+        out.queue_id = 0;
+        if let Err(e) = self.create_topic(&out.topic, 1) {
+            return illegal(e);
+        }
+        let level = self.cfg.retry_base_level + msg.reconsume_times.max(0) as u32;
+        let delayed = self
+            .delayed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let r = delayed.send_delayed(out, level);
+        if r.is_ok() {
+            self.stats.retried.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Backlog of `group` on every queue of `topic`.
+    pub fn lag(&self, group: &str, topic: &str) -> Vec<QueueLag> {
+        self.queues_of(topic)
+            .into_iter()
+            .map(|mq| {
+                let (min, max) = self.queue_range(&mq);
+                let consumer = self.query_offset(group, &mq).unwrap_or(min).clamp(min, max);
+                QueueLag {
+                    broker_offset: max,
+                    consumer_offset: consumer,
+                    lag: max - consumer,
+                    mq,
+                }
+            })
+            .collect()
+    }
+
+    /// Total backlog of `group` on `topic`.
+    pub fn total_lag(&self, group: &str, topic: &str) -> u64 {
+        self.lag(group, topic).iter().map(|l| l.lag).sum()
+    }
+
+    fn txn(&self) -> Txn<'_> {
+        Txn {
+            store: &self.store,
+            cfg: &self.cfg.txn,
+            clock: self.clock.as_ref(),
+            topics: &self.topics,
+            offsets: &self.offsets,
+            clients: &self.clients,
+            state: &self.txn_state,
+        }
+    }
+
+    /// Counters of the transaction service.
+    pub fn txn_stats(&self) -> &CheckState {
+        &self.txn_state
+    }
+
+    /// Stores `msg` (addressed to its real topic and queue) as a half
+    /// message. The result's physical offset identifies it in
+    /// [`Self::end_transaction`].
+    pub fn prepare_transaction(&self, msg: &Message) -> PutResult {
+        self.txn().prepare(msg)
+    }
+
+    /// Ends a half message (END_TRANSACTION): commit writes the real
+    /// message then the op record, rollback only the op record, UNKNOWN
+    /// nothing. Returns the put of the real message (commit) or of the op
+    /// record.
+    pub fn end_transaction(&self, req: &EndTransactionRequest) -> Result<Option<PutResult>> {
+        self.txn().end(req.commit_log_offset, req.state)
+    }
+
+    /// One round of the check service (see [`crate::txn`]).
+    pub fn check_transactions_once(&self) -> Result<CheckRound> {
+        self.txn().check_once()
+    }
+
+    /// Half messages not ended, discarded or passed yet (pending).
+    pub fn pending_transactions(&self) -> u64 {
+        self.txn().pending()
+    }
+}
+
+/// The delayed sender of a shut-down broker: refuses.
+struct Closed;
+
+impl DelayedSend for Closed {
+    fn name(&self) -> &'static str {
+        "closed"
+    }
+    fn send_delayed(&self, _msg: Message, _level: u32) -> PutResult {
+        PutResult {
+            status: PutStatus::ServiceNotAvailable,
+            offsets: None,
+            detail: Some("broker is shut down".into()),
+        }
+    }
+}
+
+fn illegal(e: Error) -> PutResult {
+    PutResult {
+        status: PutStatus::MessageIllegal,
+        offsets: None,
+        detail: Some(e.to_string()),
+    }
+}
