@@ -27,7 +27,7 @@ pub enum Command {
     Run(RunArgs),
     /// Run the flush x backend matrix (plus a few async flush intervals) and
     /// the device baseline, print the table and draw the charts. The default
-    /// command.
+    /// command; 78 s on the 2-core development machine.
     Matrix(MatrixArgs),
     /// Measure the raw device in a data directory: pwrite+fdatasync rate per
     /// batch size and buffered write bandwidth.
@@ -112,7 +112,7 @@ pub struct WorkloadArgs {
     pub small_files: bool,
     /// Time-series bucket in ms (timeseries.csv rows and the over-time
     /// chart). [default: 100 for runs under 10 s with warmup (coarser with
-    /// hundreds of senders), else 1000; 200 for matrix --quick]
+    /// hundreds of senders), else 1000]
     #[arg(long, value_name = "MS")]
     pub timeseries_ms: Option<u64>,
     /// Loss-window sampling period in ms (at most 10). [default: 5]
@@ -176,8 +176,9 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct MatrixArgs {
-    /// Short run (about 30 s in all): 1 s per configuration after 0.25 s
-    /// of warmup (the default is 3 s after 0.5 s).
+    /// Short run (29 s in all on the 2-core development machine, where the
+    /// default matrix takes 78 s): 1 s per configuration after 0.25 s of
+    /// warmup (the default is 3 s after 0.5 s).
     #[arg(long)]
     pub quick: bool,
     /// Flush strategies to run, comma separated. [default: sync,group,async,pool]
