@@ -343,9 +343,68 @@ impl CommitLog {
         (end > 0 && self.flushed() >= end).then_some(ts)
     }
 
-    /// Records that a put ending at `end` was acknowledged.
-    pub fn mark_acked(&self, end: u64) {
+    /// Records that a put ending at `end` was acknowledged. `durable`: the
+    /// strategy acknowledges only durable puts (sync, group), so `end` must
+    /// not be past the flushed offset (asserted in debug builds).
+    pub fn mark_acked(&self, end: u64, durable: bool) {
+        if durable {
+            let flushed = self.flushed();
+            debug_assert!(
+                end <= flushed,
+                "acked {end} > flushed {flushed} under a durable-ack strategy"
+            );
+        }
+        debug_assert!(end <= self.written(), "acked {end} past written");
         self.acked.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// Asserts (debug builds) `flushed <= committed <= written`. The loads
+    /// go in that order: each offset only grows and every writer keeps the
+    /// order at every instant, so an earlier smaller offset never exceeds a
+    /// later larger one.
+    fn debug_check_offsets(&self) {
+        if cfg!(debug_assertions) {
+            let flushed = self.flushed.load(Ordering::Acquire);
+            let committed = self.committed.load(Ordering::Acquire);
+            let written = self.written.load(Ordering::Acquire);
+            debug_assert!(
+                flushed <= committed && committed <= written,
+                "offset order broken: flushed {flushed}, committed {committed}, written {written}"
+            );
+        }
+    }
+
+    /// Debug builds decode the record just encoded, before it is written:
+    /// its length, position, queue offset, topic and CRCs must read back
+    /// as the reader will check them (the write side of the checks
+    /// `read_record` and recovery make).
+    fn debug_check_encoded(
+        &self,
+        buf: &[u8],
+        pos: u64,
+        seg_left: u64,
+        msg: &Message,
+        queue_offset: u64,
+    ) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let crc = if self.record_crc {
+            CrcCheck::Required
+        } else {
+            CrcCheck::Present
+        };
+        match record::decode_view(buf, pos, seg_left, crc) {
+            Ok(record::DecodedView::Message(v)) => {
+                debug_assert_eq!(v.total_size as usize, buf.len(), "record length");
+                debug_assert_eq!(v.phys_offset, pos, "record position");
+                debug_assert_eq!(v.queue_offset, queue_offset, "record queue offset");
+                debug_assert_eq!(v.topic, msg.topic.as_str(), "record topic");
+                debug_assert_eq!(v.queue_id, msg.queue_id, "record queue id");
+                debug_assert_eq!(v.body, &msg.body[..], "record body");
+            }
+            other => panic!("record encoded at {pos} does not decode: {other:?}"),
+        }
     }
 
     /// The poison reason, if the log refuses writes.
@@ -485,6 +544,7 @@ impl CommitLog {
                 .entry(msg.queue_id)
                 .or_insert(0);
             record::finish(&mut buf, layout, queue_offset, pos, store_timestamp_ms);
+            self.debug_check_encoded(&buf, pos, remaining_after(pos, s), msg, queue_offset);
             self.write_bytes(pos, &buf)?;
             if let Some(q) = st
                 .queue_table
@@ -500,6 +560,7 @@ impl CommitLog {
                 self.committed.store(end, Ordering::Release);
             }
             drop(st);
+            self.debug_check_offsets();
             Ok((
                 AppendOffsets {
                     phys_offset: pos,
@@ -547,6 +608,7 @@ impl CommitLog {
         st.return_spare(data);
         result?;
         self.committed.store(end, Ordering::Release);
+        self.debug_check_offsets();
         Ok(end)
     }
 
@@ -584,6 +646,7 @@ impl CommitLog {
         drop(c);
         if one.is_some() {
             self.flushed.fetch_max(end, Ordering::AcqRel);
+            self.debug_check_offsets();
             return Ok(end);
         }
         self.flush_locked(false)
@@ -647,6 +710,7 @@ impl CommitLog {
             }
         }
         self.flushed.fetch_max(target, Ordering::AcqRel);
+        self.debug_check_offsets();
         Ok(target)
     }
 
@@ -781,4 +845,9 @@ impl CommitLog {
         self.commit()?;
         self.flush(false)
     }
+}
+
+/// Bytes left in the segment holding `pos`.
+fn remaining_after(pos: u64, segment_bytes: u64) -> u64 {
+    segment_bytes - pos % segment_bytes
 }

@@ -62,6 +62,10 @@ impl Inner {
         let _g = self.dispatch_lock.lock().unwrap_or_else(|e| e.into_inner());
         let from = self.dispatched.load(Ordering::Acquire);
         let to = self.confirm_offset();
+        debug_assert!(
+            to <= self.log.committed(),
+            "confirm offset {to} past committed"
+        );
         if from >= to {
             return Ok(0);
         }
@@ -138,6 +142,11 @@ impl Inner {
         if let Some(ts) = last_ts {
             self.dispatched_ts.store(ts, Ordering::Release);
         }
+        debug_assert!(
+            from <= outcome.end && outcome.end <= to,
+            "dispatched {} outside [{from}, {to}]",
+            outcome.end
+        );
         self.dispatched.store(outcome.end, Ordering::Release);
         let (m, cv) = &self.dispatch_signal;
         drop(m.lock().unwrap_or_else(|e| e.into_inner()));

@@ -675,7 +675,7 @@ impl Inner {
         };
         match self.strategy.await_ack(end) {
             Ok(PutStatus::PutOk) => {
-                self.log.mark_acked(end);
+                self.log.mark_acked(end, self.cfg.flush.kind.acks_durable());
                 PutResult {
                     status: PutStatus::PutOk,
                     offsets: Some(offsets),
