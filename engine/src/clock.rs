@@ -5,6 +5,9 @@
 //! tests can move time by hours with a [`ManualClock`] instead of sleeping.
 //! Waits (long polling, pull back-off) stay real: they are configured in
 //! milliseconds and tests set them small.
+//!
+//! Also the one calendar conversion of the workspace ([`civil_from_days`]):
+//! index file names and the lab's folder names both use it.
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -78,6 +81,22 @@ impl Clock for ManualClock {
     }
 }
 
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian, UTC
+/// (Howard Hinnant's civil-from-days algorithm; negative days count back
+/// from the epoch).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +109,14 @@ mod tests {
         assert_eq!(c.now_ms(), 1_000 + 72 * 3_600_000);
         c.set(5);
         assert_eq!(c.now_ms(), 5);
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 }
