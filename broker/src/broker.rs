@@ -417,7 +417,8 @@ impl BrokerCore {
     /// the broker keeps `channel` to send it check-backs and membership
     /// changes. Joining a consumer group notifies every member (the new one
     /// included) so they rebalance, as RocketMQ's
-    /// NOTIFY_CONSUMER_IDS_CHANGED does.
+    /// NOTIFY_CONSUMER_IDS_CHANGED does. Subscriptions are checked, not
+    /// kept: each pull carries its own filter.
     pub fn heartbeat(&self, req: &HeartbeatRequest, channel: Arc<dyn ClientChannel>) -> Result<()> {
         for c in &req.consumers {
             for s in &c.subscriptions {
