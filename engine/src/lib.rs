@@ -21,6 +21,7 @@ pub mod log;
 pub mod message;
 pub mod queue;
 pub mod retention;
+pub mod series;
 pub mod service;
 pub mod store;
 pub mod topic;

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::io::{Env, File, OpenOptions};
-use crate::log::{file_name, parse_file_name};
+use crate::io::{Env, File};
+use crate::series::{file_name, FileSeries};
 
 /// Bytes per unit.
 pub const UNIT_BYTES: u64 = 32;
@@ -102,8 +102,7 @@ impl TimerUnit {
 
 /// The append-only unit log.
 pub struct TimerLog {
-    env: Arc<dyn Env>,
-    dir: PathBuf,
+    series: FileSeries,
     segment_bytes: u64,
     segments: BTreeMap<u64, Arc<dyn File>>,
     /// Next append position.
@@ -119,7 +118,7 @@ pub struct TimerLog {
 impl std::fmt::Debug for TimerLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TimerLog")
-            .field("dir", &self.dir)
+            .field("dir", &self.series.dir())
             .field("end", &self.end)
             .field("file_end", &self.file_end)
             .finish()
@@ -137,27 +136,23 @@ impl TimerLog {
                 "timer log segment_bytes {segment_bytes} must be >= 4096 and a multiple of 32"
             )));
         }
-        env.create_dir_all(dir)
-            .map_err(|e| Error::io("create dir", dir, e))?;
+        let series = FileSeries::new(env, dir);
+        series.create_dir()?;
         let mut segments = BTreeMap::new();
-        for name in env.list_dir(dir).map_err(|e| Error::io("list", dir, e))? {
-            let Some(base) = parse_file_name(&name) else {
-                continue;
-            };
-            let path = dir.join(&name);
+        for (base, path) in series.list()?.files {
             if base >= end {
-                env.remove_file(&path)
+                series
+                    .remove(base)
                     .map_err(|e| Error::io("remove", &path, e))?;
                 continue;
             }
-            let f = env
-                .open(&path, OpenOptions::default())
+            let f = series
+                .open(base, false)
                 .map_err(|e| Error::io("open", &path, e))?;
             segments.insert(base, f);
         }
         Ok(TimerLog {
-            env,
-            dir: dir.to_path_buf(),
+            series,
             segment_bytes,
             segments,
             end,
@@ -213,7 +208,7 @@ impl TimerLog {
             let f = self.segment(base)?;
             let n = ((base + self.segment_bytes - pos) as usize).min(self.tail.len() - done);
             f.write_at(pos - base, &self.tail[done..done + n])
-                .map_err(|e| Error::io("write", self.dir.join(file_name(base)), e))?;
+                .map_err(|e| Error::io("write", self.series.path(base), e))?;
             self.unsynced.insert(base);
             self.file_end += n as u64;
             done += n;
@@ -229,21 +224,14 @@ impl TimerLog {
         if let Some(f) = self.segments.get(&base) {
             return Ok(f.clone());
         }
-        let path = self.dir.join(file_name(base));
+        let path = self.series.path(base);
         let f = self
-            .env
-            .open(
-                &path,
-                OpenOptions {
-                    create: true,
-                    len: self.segment_bytes,
-                    ..OpenOptions::default()
-                },
-            )
+            .series
+            .create(base, self.segment_bytes, false)
             .map_err(|e| Error::io("create", &path, e))?;
-        self.env
-            .sync_dir(&self.dir)
-            .map_err(|e| Error::io("sync dir", &self.dir, e))?;
+        self.series
+            .sync_dir()
+            .map_err(|e| Error::io("sync dir", self.series.dir(), e))?;
         self.segments.insert(base, f.clone());
         Ok(f)
     }
@@ -255,7 +243,7 @@ impl TimerLog {
             .filter_map(|b| {
                 self.segments
                     .get(&b)
-                    .map(|f| (self.dir.join(file_name(b)), f.clone()))
+                    .map(|f| (self.series.path(b), f.clone()))
             })
             .collect()
     }
@@ -272,9 +260,9 @@ impl TimerLog {
             .filter(|&b| b + self.segment_bytes <= pos && b < active)
             .collect();
         for b in bases {
-            let path = self.dir.join(file_name(b));
-            self.env
-                .remove_file(&path)
+            let path = self.series.path(b);
+            self.series
+                .remove(b)
                 .map_err(|e| Error::io("remove", &path, e))?;
             self.segments.remove(&b);
             self.unsynced.remove(&b);
@@ -310,7 +298,7 @@ impl TimerLog {
             Vec::new()
         };
         TimerLogReader {
-            dir: self.dir.clone(),
+            dir: self.series.dir().to_path_buf(),
             segment_bytes: self.segment_bytes,
             segments: self
                 .segments
@@ -339,7 +327,7 @@ impl TimerLog {
                 .ok_or_else(|| self.corrupt(pos, "unit in a deleted timer-log file"))?;
             let n = f
                 .read_at(pos - base, &mut b)
-                .map_err(|e| Error::io("read", self.dir.join(file_name(base)), e))?;
+                .map_err(|e| Error::io("read", self.series.path(base), e))?;
             if n < 32 {
                 return Err(self.corrupt(pos, "short unit"));
             }
@@ -349,7 +337,7 @@ impl TimerLog {
 
     fn corrupt(&self, pos: u64, why: &str) -> Error {
         Error::Corrupt {
-            path: self.dir.join(file_name(self.segment_base(pos))),
+            path: self.series.path(self.segment_base(pos)),
             offset: pos,
             reason: why.to_string(),
         }

@@ -85,10 +85,6 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::log::CommitLog;
 use crate::message::PutStatus;
-// The broker's path to the helper until it moves to its own crate (issue
-// 12); goes with it.
-#[allow(unused_imports)]
-pub(crate) use crate::service::Periodic;
 pub use config::FlushConfig;
 
 /// A flush strategy, as seen by the put path.

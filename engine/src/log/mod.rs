@@ -23,8 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
-use crate::io::{Env, File, OpenOptions};
+use crate::io::{Env, File};
 use crate::message::{AppendOffsets, Message};
+use crate::series::FileSeries;
 use record::{CrcCheck, DecodeError, Decoded};
 use staging::Staging;
 
@@ -38,18 +39,7 @@ pub struct Segment {
     pub file: Arc<dyn File>,
 }
 
-/// 20-digit zero-padded file name of a segment (or consume-queue file).
-pub fn file_name(offset: u64) -> String {
-    format!("{offset:020}")
-}
-
-/// Parses a 20-digit file name; anything else is `None`.
-pub fn parse_file_name(name: &str) -> Option<u64> {
-    if name.len() != 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    name.parse().ok()
-}
+pub use crate::series::{file_name, parse_file_name};
 
 /// Highest segment base accepted (see `CommitLog::open`).
 pub const MAX_SEGMENT_BASE: u64 = 1 << 62;
@@ -102,8 +92,7 @@ thread_local! {
 
 /// The commit log.
 pub struct CommitLog {
-    env: Arc<dyn Env>,
-    dir: PathBuf,
+    series: FileSeries,
     segment_bytes: u64,
     preallocate: bool,
     read_only: bool,
@@ -151,22 +140,18 @@ impl CommitLog {
         opts: LogOptions,
         notes: &mut Vec<String>,
     ) -> Result<(CommitLog, Vec<PathBuf>)> {
+        let series = FileSeries::new(env, dir);
         if !opts.read_only {
-            env.create_dir_all(dir)
-                .map_err(|e| Error::io("create dir", dir, e))?;
+            series.create_dir()?;
         }
-        let names = env.list_dir(dir).map_err(|e| Error::io("list", dir, e))?;
-        let mut bases = Vec::new();
-        for name in names {
-            match parse_file_name(&name) {
-                Some(b) => bases.push((b, dir.join(&name))),
-                None => notes.push(format!(
-                    "ignored {}: not a 20-digit segment name",
-                    dir.join(&name).display()
-                )),
-            }
+        let listing = series.list()?;
+        for path in &listing.ignored {
+            notes.push(format!(
+                "ignored {}: not a 20-digit segment name",
+                path.display()
+            ));
         }
-        bases.sort();
+        let mut bases = listing.files;
         // Offsets are signed 64-bit in RocketMQ, and base + size must not
         // overflow: names past 2^62 are not segments of a real store.
         bases.retain(|(b, p)| {
@@ -178,14 +163,8 @@ impl CommitLog {
         });
         let mut files = Vec::with_capacity(bases.len());
         for (base, path) in bases {
-            let file = env
-                .open(
-                    &path,
-                    OpenOptions {
-                        read_only: opts.read_only,
-                        ..OpenOptions::default()
-                    },
-                )
+            let file = series
+                .open(base, opts.read_only)
                 .map_err(|e| Error::io("open", &path, e))?;
             files.push((base, path, file));
         }
@@ -236,8 +215,7 @@ impl CommitLog {
         let staging = opts.staging_bytes.map(Staging::new);
         Ok((
             CommitLog {
-                env,
-                dir: dir.to_path_buf(),
+                series,
                 segment_bytes,
                 preallocate: opts.preallocate,
                 read_only: opts.read_only,
@@ -268,7 +246,7 @@ impl CommitLog {
 
     /// Directory of the segments.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.series.dir()
     }
 
     /// Snapshot of the segment list.
@@ -456,22 +434,14 @@ impl CommitLog {
     }
 
     fn create_segment(&self, base: u64) -> Result<Arc<Segment>> {
-        let path = self.dir.join(file_name(base));
+        let path = self.series.path(base);
         let file = self
-            .env
-            .open(
-                &path,
-                OpenOptions {
-                    create: true,
-                    len: self.segment_bytes,
-                    preallocate: self.preallocate,
-                    read_only: false,
-                },
-            )
+            .series
+            .create(base, self.segment_bytes, self.preallocate)
             .map_err(|e| self.poison("create segment", &path, e))?;
-        self.env
-            .sync_dir(&self.dir)
-            .map_err(|e| self.poison("sync dir", &self.dir, e))?;
+        self.series
+            .sync_dir()
+            .map_err(|e| self.poison("sync dir", self.series.dir(), e))?;
         let seg = Arc::new(Segment { base, path, file });
         self.segments
             .write()
@@ -752,7 +722,7 @@ impl CommitLog {
         let n = self.read_raw(phys, &mut buf, limit)?;
         buf.truncate(n);
         let corrupt = |e: DecodeError| Error::Corrupt {
-            path: self.dir.join(file_name(phys - phys % self.segment_bytes)),
+            path: self.series.path(phys - phys % self.segment_bytes),
             offset: phys,
             reason: e.to_string(),
         };
@@ -773,8 +743,8 @@ impl CommitLog {
         let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
         while segs.last().is_some_and(|last| last.base > end) {
             let last = segs.pop().expect("checked non-empty");
-            self.env
-                .remove_file(&last.path)
+            self.series
+                .remove(last.base)
                 .map_err(|e| Error::io("remove", &last.path, e))?;
             removed.push(last.path.clone());
         }
@@ -789,9 +759,9 @@ impl CommitLog {
             }
         }
         if !removed.is_empty() {
-            self.env
-                .sync_dir(&self.dir)
-                .map_err(|e| Error::io("sync dir", &self.dir, e))?;
+            self.series
+                .sync_dir()
+                .map_err(|e| Error::io("sync dir", self.series.dir(), e))?;
         }
         Ok(removed)
     }
@@ -814,16 +784,16 @@ impl CommitLog {
         let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
         while segs.len() > 1 && segs[0].base + s <= limit {
             let seg = segs.remove(0);
-            self.env
-                .remove_file(&seg.path)
+            self.series
+                .remove(seg.base)
                 .map_err(|e| Error::io("remove", &seg.path, e))?;
             removed.push(seg.path.clone());
         }
         drop(segs);
         if !removed.is_empty() {
-            self.env
-                .sync_dir(&self.dir)
-                .map_err(|e| Error::io("sync dir", &self.dir, e))?;
+            self.series
+                .sync_dir()
+                .map_err(|e| Error::io("sync dir", self.series.dir(), e))?;
         }
         Ok(removed)
     }

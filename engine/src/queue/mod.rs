@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
-use crate::io::{Env, File, OpenOptions};
-use crate::log::{file_name, parse_file_name};
+use crate::io::{Env, File};
+use crate::series::FileSeries;
 
 /// Bytes per unit.
 pub const UNIT_BYTES: u64 = 20;
@@ -91,8 +91,7 @@ struct CqFile {
 
 /// One consume queue.
 pub struct ConsumeQueue {
-    env: Arc<dyn Env>,
-    dir: PathBuf,
+    series: FileSeries,
     file_bytes: u64,
     read_only: bool,
     files: RwLock<Vec<CqFile>>,
@@ -116,26 +115,17 @@ impl ConsumeQueue {
         read_only: bool,
         notes: &mut Vec<String>,
     ) -> Result<ConsumeQueue> {
-        let mut bases = Vec::new();
-        for name in env.list_dir(dir).map_err(|e| Error::io("list", dir, e))? {
-            match parse_file_name(&name) {
-                Some(b) => bases.push(b),
-                None => notes.push(format!("ignored {}", dir.join(&name).display())),
-            }
+        let series = FileSeries::new(env, dir);
+        let listing = series.list()?;
+        for path in &listing.ignored {
+            notes.push(format!("ignored {}", path.display()));
         }
-        bases.sort();
         let mut files = Vec::new();
         let mut file_bytes = units_per_file * UNIT_BYTES;
-        for (i, base) in bases.iter().enumerate() {
-            let path = dir.join(file_name(*base));
-            let file = env
-                .open(
-                    &path,
-                    OpenOptions {
-                        read_only,
-                        ..OpenOptions::default()
-                    },
-                )
+        for (i, (base, path)) in listing.files.into_iter().enumerate() {
+            let base = &base;
+            let file = series
+                .open(*base, read_only)
                 .map_err(|e| Error::io("open", &path, e))?;
             if i == 0 && file.len() >= UNIT_BYTES && file.len() % UNIT_BYTES == 0 {
                 file_bytes = file.len();
@@ -179,8 +169,7 @@ impl ConsumeQueue {
             }
         }
         let cq = ConsumeQueue {
-            env,
-            dir: dir.to_path_buf(),
+            series,
             file_bytes,
             read_only,
             files: RwLock::new(Vec::new()),
@@ -252,20 +241,11 @@ impl ConsumeQueue {
             return Ok(None);
         }
         let base = byte - byte % self.file_bytes;
-        self.env
-            .create_dir_all(&self.dir)
-            .map_err(|e| Error::io("create dir", &self.dir, e))?;
-        let path = self.dir.join(file_name(base));
+        self.series.create_dir()?;
+        let path = self.series.path(base);
         let file = self
-            .env
-            .open(
-                &path,
-                OpenOptions {
-                    create: true,
-                    len: self.file_bytes,
-                    ..OpenOptions::default()
-                },
-            )
+            .series
+            .create(base, self.file_bytes, false)
             .map_err(|e| Error::io("create", &path, e))?;
         let f = CqFile {
             base_byte: base,
@@ -403,8 +383,8 @@ impl ConsumeQueue {
         let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
         while files.len() > 1 && files[0].base_byte + self.file_bytes <= first_byte {
             let f = files.remove(0);
-            self.env
-                .remove_file(&f.path)
+            self.series
+                .remove(f.base_byte)
                 .map_err(|e| Error::io("remove", &f.path, e))?;
             removed.push(f.path);
         }
@@ -505,8 +485,7 @@ impl QueueSet {
         }
         let dir = self.root.join(topic).join(queue_id.to_string());
         let cq = Arc::new(ConsumeQueue {
-            env: self.env.clone(),
-            dir,
+            series: FileSeries::new(self.env.clone(), dir),
             file_bytes: self.units_per_file * UNIT_BYTES,
             read_only: self.read_only,
             files: RwLock::new(Vec::new()),
