@@ -26,7 +26,6 @@ use mqlab_engine::message::StoredMessage;
 use mqlab_engine::{Error as EngineError, RecoveryReport, Store};
 use serde::Serialize;
 
-use crate::cli::VerifyArgs;
 use crate::inspect::{open_read_only, raw_scan_with, Phases};
 use crate::recorder::ACK_LOG_HEADER;
 use crate::util::thousands;
@@ -137,6 +136,8 @@ pub struct VerifyReport {
     pub store_scan_error: Option<String>,
     /// Corruption found.
     pub corruption: Vec<String>,
+    /// Acknowledged messages missing or unreachable (with `--acked`).
+    pub lost: Vec<String>,
     /// Damage a crash may explain (torn writes, out-of-order persistence).
     pub warnings: Vec<String>,
     /// Garbage after the end of an unclean store: (offset, non-zero bytes).
@@ -223,27 +224,31 @@ pub fn judge_truncations(r: &RecoveryReport, clean: bool, flushed: Option<u64>) 
     out
 }
 
-/// The ack-log check's failures as corruption lines, so the summary agrees
-/// with the counts.
-fn ack_corruption(a: &AckCheck) -> Vec<String> {
-    let mut out = Vec::new();
+/// The ack-log check's failures for the summary, so it agrees with the
+/// counts: `(corruption, loss)`. A checksum failure is corruption; a
+/// missing or unreachable message is loss (after a kill, `pool` may lose
+/// its transient buffer by design: the caller decides what loss it
+/// tolerates, the summary only never hides it).
+fn ack_findings(a: &AckCheck) -> (Vec<String>, Vec<String>) {
+    let mut corrupt = Vec::new();
+    let mut lost = Vec::new();
     if a.corrupt > 0 {
-        out.push(format!(
+        corrupt.push(format!(
             "{} acknowledged messages fail their checksum",
             a.corrupt
         ));
     }
     if a.missing > 0 {
-        out.push(format!("{} acknowledged messages are missing", a.missing));
+        lost.push(format!("{} acknowledged messages are missing", a.missing));
     }
     let unreachable = a.unreachable_via_queue + a.unreachable_via_index;
     if unreachable > 0 {
-        out.push(format!(
+        lost.push(format!(
             "{unreachable} acknowledged messages cannot be reached ({} via queue, {} via index)",
             a.unreachable_via_queue, a.unreachable_via_index
         ));
     }
-    out
+    (corrupt, lost)
 }
 
 fn example(c: &mut AckCheck, s: String) {
@@ -639,8 +644,11 @@ pub fn verify_with(
     lap(&mut timings.acks_ms);
     timings.total_ms = started.elapsed().as_millis() as u64;
     drop(store);
+    let mut lost = Vec::new();
     if let Some(a) = &acked {
-        corruption.extend(ack_corruption(a));
+        let (c, l) = ack_findings(a);
+        corruption.extend(c);
+        lost = l;
     }
     let acks_ok = acked.as_ref().is_none_or(|a| {
         a.missing == 0
@@ -659,6 +667,7 @@ pub fn verify_with(
         store_scan_end: scan_end,
         store_scan_error: scan_error,
         corruption,
+        lost,
         warnings,
         torn_tail,
         acked,
@@ -734,10 +743,16 @@ pub fn render(r: &VerifyReport) -> String {
             let _ = writeln!(o, "  {e}");
         }
     }
+    if !r.lost.is_empty() {
+        let _ = writeln!(o, "LOSS:");
+        for l in &r.lost {
+            let _ = writeln!(o, "  {l}");
+        }
+    }
     if r.corruption.is_empty() {
         let _ = writeln!(o, "corruption: none");
     } else {
-        let _ = writeln!(o, "CORRUPTION or LOSS:");
+        let _ = writeln!(o, "CORRUPTION:");
         for c in &r.corruption {
             let _ = writeln!(o, "  {c}");
         }
@@ -753,17 +768,12 @@ pub fn render(r: &VerifyReport) -> String {
 }
 
 /// `mqlab verify`: exits 1 when something is missing or corrupt.
-pub fn cmd_verify(args: VerifyArgs) -> Result<()> {
+pub fn cmd_verify(data_dir: &Path, acked: Option<&Path>, json: bool, no_index: bool) -> Result<()> {
     let phases = Phases::new("verify");
-    let r = verify_with(
-        &args.data_dir,
-        args.acked.as_deref(),
-        !args.no_index,
-        &phases,
-    );
+    let r = verify_with(data_dir, acked, !no_index, &phases);
     drop(phases);
     let r = r?;
-    if args.json {
+    if json {
         crate::util::print_out(&format!("{}\n", serde_json::to_string_pretty(&r)?));
     } else {
         crate::util::print_out(&render(&r));
@@ -828,10 +838,18 @@ mod tests {
             corrupt: 426,
             ..AckCheck::default()
         };
-        let c = ack_corruption(&a);
+        let (c, l) = ack_findings(&a);
         assert_eq!(c.len(), 1);
         assert!(c[0].contains("426"));
-        assert!(ack_corruption(&AckCheck::default()).is_empty());
+        assert!(l.is_empty());
+        let (c, l) = ack_findings(&AckCheck {
+            missing: 3,
+            unreachable_via_index: 1,
+            ..AckCheck::default()
+        });
+        assert!(c.is_empty());
+        assert_eq!(l.len(), 2);
+        assert_eq!(ack_findings(&AckCheck::default()), (vec![], vec![]));
     }
 
     #[test]
