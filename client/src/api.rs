@@ -1,5 +1,5 @@
 //! [`BrokerApi`]: the only way a client reaches a broker. One method per
-//! request a RocketMQ client sends (its request code in brackets), each
+//! request a RocketMQ client sends (its request code in parentheses), each
 //! taking and returning plain structs from `mqlab_broker::types`, so that
 //! the in-process implementation ([`crate::local`]) and a network one can
 //! stand behind the same `Arc<dyn BrokerApi>`.
@@ -43,13 +43,13 @@ impl std::fmt::Debug for LocalFiles {
 /// A broker as a client sees it. Object-safe; every method is one request
 /// and its response.
 pub trait BrokerApi: Send + Sync {
-    /// Stores one message [SEND_MESSAGE]. A message with the property
+    /// Stores one message (SEND_MESSAGE). A message with the property
     /// `TRAN_MSG=true` is stored as a half message, as RocketMQ's broker
     /// does; its physical offset names it in [`BrokerApi::end_transaction`].
     fn send_message(&self, msg: &Message) -> PutResult;
 
     /// The queues of a topic, created with the broker's default queue count
-    /// when unknown [GET_ROUTEINFO_BY_TOPIC, autoCreateTopicEnable].
+    /// when unknown (GET_ROUTEINFO_BY_TOPIC, autoCreateTopicEnable).
     fn get_route_info(&self, topic: &str) -> Result<Vec<MessageQueue>>;
 
     /// The queues of a topic as they are, without creating it (empty when
@@ -57,50 +57,50 @@ pub trait BrokerApi: Send + Sync {
     fn get_topic_queues(&self, topic: &str) -> Vec<MessageQueue>;
 
     /// Creates a topic with `queues` queues or grows it to that many
-    /// [UPDATE_AND_CREATE_TOPIC]; consumers create their retry topic so.
+    /// (UPDATE_AND_CREATE_TOPIC); consumers create their retry topic so.
     fn create_topic(&self, topic: &str, queues: u32) -> Result<()>;
 
     /// (first, one past last) offset of a queue; (0, 0) when empty
-    /// [GET_MIN_OFFSET, GET_MAX_OFFSET].
+    /// (GET_MIN_OFFSET, GET_MAX_OFFSET).
     fn get_offset_range(&self, mq: &MessageQueue) -> (u64, u64);
 
-    /// Pulls from a queue [PULL_MESSAGE]; with `suspend_ms` > 0 and nothing
+    /// Pulls from a queue (PULL_MESSAGE); with `suspend_ms` > 0 and nothing
     /// to return the broker holds the pull (long polling). `cancel` is the
     /// caller's own flag, never sent: once set, the call returns (in-process
     /// the held pull ends within 50 ms; a remote implementation stops
     /// waiting for the answer).
     fn pull_message(&self, req: &PullRequest, cancel: Option<&AtomicBool>) -> Result<PullResult>;
 
-    /// A group's committed offset on a queue [QUERY_CONSUMER_OFFSET].
+    /// A group's committed offset on a queue (QUERY_CONSUMER_OFFSET).
     fn query_consumer_offset(&self, req: &QueryConsumerOffsetRequest) -> Option<u64>;
 
-    /// Sets a group's committed offset on a queue [UPDATE_CONSUMER_OFFSET].
+    /// Sets a group's committed offset on a queue (UPDATE_CONSUMER_OFFSET).
     fn update_consumer_offset(&self, req: &UpdateConsumerOffsetRequest);
 
-    /// Announces the client's producer and consumer groups [HEARTBEAT] and
+    /// Announces the client's producer and consumer groups (HEARTBEAT) and
     /// hands the broker the channel it sends requests to this client on
     /// (CHECK_TRANSACTION_STATE, NOTIFY_CONSUMER_IDS_CHANGED).
     fn heartbeat(&self, req: &HeartbeatRequest, channel: Arc<dyn ClientChannel>) -> Result<()>;
 
-    /// The client leaves its groups [UNREGISTER_CLIENT].
+    /// The client leaves its groups (UNREGISTER_CLIENT).
     fn unregister_client(&self, req: &UnregisterClientRequest);
 
-    /// Client ids of a consumer group, sorted [GET_CONSUMER_LIST_BY_GROUP].
+    /// Client ids of a consumer group, sorted (GET_CONSUMER_LIST_BY_GROUP).
     fn get_consumer_list(&self, group: &str) -> Vec<String>;
 
     /// Locks (or renews) queues for ordered consumption; returns those the
-    /// client holds now [LOCK_BATCH_MQ].
+    /// client holds now (LOCK_BATCH_MQ).
     fn lock_batch_mq(&self, req: &LockBatchRequest) -> BTreeSet<MessageQueue>;
 
-    /// Releases queues the client holds [UNLOCK_BATCH_MQ].
+    /// Releases queues the client holds (UNLOCK_BATCH_MQ).
     fn unlock_batch_mq(&self, req: &LockBatchRequest);
 
-    /// Commits or rolls back a half message [END_TRANSACTION]; the put of
+    /// Commits or rolls back a half message (END_TRANSACTION); the put of
     /// the real message (commit) or of the op record, None for UNKNOWN.
     fn end_transaction(&self, req: &EndTransactionRequest) -> Result<Option<PutResult>>;
 
     /// Gives a consumed message back for a retry, or to the dead-letter
-    /// queue past its reconsume limit [CONSUMER_SEND_MSG_BACK].
+    /// queue past its reconsume limit (CONSUMER_SEND_MSG_BACK).
     fn consumer_send_msg_back(&self, req: &ConsumerSendMsgBackRequest) -> PutResult;
 
     /// The clock the client stamps born times and measures lock expiry
