@@ -285,11 +285,11 @@ impl Env for MmapEnv {
     super::std_dir_ops!();
 }
 
+// The contract every backend keeps is tested once, for all of them, in
+// engine/tests/backend_contract.rs; here only what is mmap's own.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
-    use std::thread;
 
     fn create(len: u64) -> OpenOptions {
         OpenOptions {
@@ -307,125 +307,6 @@ mod tests {
     }
 
     #[test]
-    fn roundtrip_at_offsets() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = MmapEnv::new();
-        let f = env.open(&dir.path().join("seg"), create(8192)).unwrap();
-        assert_eq!(f.len(), 8192);
-        f.write_at(0, b"hello").unwrap();
-        f.write_at(4093, b"across a page").unwrap();
-        assert_eq!(read_vec(&*f, 0, 5), b"hello");
-        assert_eq!(read_vec(&*f, 4093, 13), b"across a page");
-        assert_eq!(read_vec(&*f, 5, 3), [0, 0, 0]);
-        f.write_at(50_000, b"").unwrap();
-        assert_eq!(f.len(), 8192);
-    }
-
-    #[test]
-    fn write_past_end_grows_and_remaps() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = MmapEnv::new();
-        let f = env.open(&dir.path().join("f"), create(0)).unwrap();
-        assert!(f.is_empty());
-        assert_eq!(read_vec(&*f, 0, 10), b"");
-        f.write_at(10, b"abc").unwrap();
-        assert_eq!(f.len(), 13);
-        assert_eq!(read_vec(&*f, 0, 100), b"\0\0\0\0\0\0\0\0\0\0abc");
-        f.write_at(100_000, b"far").unwrap();
-        assert_eq!(f.len(), 100_003);
-        assert_eq!(read_vec(&*f, 10, 3), b"abc");
-        assert_eq!(read_vec(&*f, 100_000, 3), b"far");
-    }
-
-    #[test]
-    fn read_past_end_is_short() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = MmapEnv::new();
-        let f = env.open(&dir.path().join("f"), create(16)).unwrap();
-        f.write_at(10, b"123456").unwrap();
-        assert_eq!(read_vec(&*f, 10, 100), b"123456");
-        assert_eq!(read_vec(&*f, 16, 4), b"");
-        assert_eq!(read_vec(&*f, 1 << 40, 4), b"");
-    }
-
-    #[test]
-    fn shrink_then_grow_reads_zeros() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = MmapEnv::new();
-        let f = env.open(&dir.path().join("f"), create(8192)).unwrap();
-        f.write_at(0, &[7u8; 8192]).unwrap();
-        f.set_len(100).unwrap();
-        assert_eq!(f.len(), 100);
-        assert_eq!(read_vec(&*f, 0, 8192), vec![7u8; 100]);
-        f.set_len(0).unwrap();
-        assert_eq!(read_vec(&*f, 0, 8), b"");
-        f.set_len(8192).unwrap();
-        let mut want = vec![0u8; 8192];
-        assert_eq!(read_vec(&*f, 0, 8192), want);
-        f.set_len(50).unwrap();
-        f.write_at(0, &[9u8; 50]).unwrap();
-        f.set_len(4096).unwrap();
-        want.truncate(4096);
-        want[..50].fill(9);
-        assert_eq!(read_vec(&*f, 0, 4096), want);
-    }
-
-    #[test]
-    fn sync_data_ok() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = MmapEnv::new();
-        let empty = env.open(&dir.path().join("empty"), create(0)).unwrap();
-        empty.sync_data().unwrap();
-        let f = env.open(&dir.path().join("f"), create(4096)).unwrap();
-        f.write_at(1, b"x").unwrap();
-        f.sync_data().unwrap();
-        f.set_len(10_000).unwrap();
-        f.sync_data().unwrap();
-        f.sync_data().unwrap();
-    }
-
-    #[test]
-    fn read_only_rejects_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let env = MmapEnv::new();
-        env.open(&path, create(64))
-            .unwrap()
-            .write_at(0, b"data")
-            .unwrap();
-        let ro = OpenOptions::read_only();
-        let f = env.open(&path, ro).unwrap();
-        assert_eq!(read_vec(&*f, 0, 4), b"data");
-        let err = f.write_at(0, b"nope").unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
-        let err = f.set_len(0).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
-        f.sync_data().unwrap();
-        assert_eq!(f.len(), 64);
-        // A read-only open never creates the file.
-        assert!(env.open(&dir.path().join("missing"), ro).is_err());
-    }
-
-    #[test]
-    fn reopen_sees_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        {
-            let f = MmapEnv::new().open(&path, create(4096)).unwrap();
-            f.write_at(123, b"persisted").unwrap();
-            f.sync_data().unwrap();
-        }
-        let f = MmapEnv::new().open(&path, OpenOptions::default()).unwrap();
-        assert_eq!(f.len(), 4096);
-        assert_eq!(read_vec(&*f, 123, 9), b"persisted");
-        // The pwrite backend reads the same bytes: the mapping wrote the file.
-        let p = super::super::pwrite::PwriteEnv::new()
-            .open(&path, OpenOptions::default())
-            .unwrap();
-        assert_eq!(read_vec(&*p, 123, 9), b"persisted");
-    }
-
-    #[test]
     fn preallocate_maps_zeros() {
         let dir = tempfile::tempdir().unwrap();
         let opts = OpenOptions {
@@ -437,66 +318,5 @@ mod tests {
         assert_eq!(read_vec(&*f, (1 << 20) - 4, 8), [0, 0, 0, 0]);
         f.write_at((1 << 20) + 10, b"grow").unwrap();
         assert_eq!(read_vec(&*f, (1 << 20) + 10, 4), b"grow");
-    }
-
-    /// One writer appends records past the end (every append grows the file
-    /// and remaps) and publishes its position; readers check every published
-    /// record while the mapping is being replaced under them.
-    #[test]
-    fn concurrent_readers_with_writer() {
-        const RECORD: usize = 64;
-        const RECORDS: u64 = 500;
-        let dir = tempfile::tempdir().unwrap();
-        let f = MmapEnv::new()
-            .open(&dir.path().join("f"), create(0))
-            .unwrap();
-        let published = AtomicU64::new(0);
-        let done = AtomicBool::new(false);
-        let record = |i: u64| [(i % 251) as u8; RECORD];
-        thread::scope(|s| {
-            for _ in 0..3 {
-                s.spawn(|| {
-                    let mut buf = [0u8; RECORD];
-                    let mut checked = 0u64;
-                    loop {
-                        let finished = done.load(Ordering::Acquire);
-                        let n = published.load(Ordering::Acquire);
-                        for i in (0..n).rev().take(8) {
-                            let got = f.read_at(i * RECORD as u64, &mut buf).unwrap();
-                            assert_eq!(got, RECORD);
-                            assert_eq!(buf, record(i), "record {i}");
-                            checked += 1;
-                        }
-                        if finished {
-                            break;
-                        }
-                    }
-                    assert!(checked > 0);
-                });
-            }
-            for i in 0..RECORDS {
-                f.write_at(i * RECORD as u64, &record(i)).unwrap();
-                published.store(i + 1, Ordering::Release);
-            }
-            done.store(true, Ordering::Release);
-        });
-        assert_eq!(f.len(), RECORDS * RECORD as u64);
-    }
-
-    #[test]
-    fn env_directory_ops() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = MmapEnv::new();
-        assert_eq!(env.name(), NAME);
-        let sub = dir.path().join("a/b");
-        assert!(env.list_dir(&sub).unwrap().is_empty());
-        env.create_dir_all(&sub).unwrap();
-        assert!(env.is_dir(&sub));
-        env.open(&sub.join("2"), create(1)).unwrap();
-        env.open(&sub.join("1"), create(0)).unwrap();
-        assert_eq!(env.list_dir(&sub).unwrap(), ["1", "2"]);
-        env.sync_dir(&sub).unwrap();
-        env.remove_file(&sub.join("1")).unwrap();
-        assert!(!env.exists(&sub.join("1")));
     }
 }

@@ -467,11 +467,11 @@ impl Env for UringEnv {
     super::std_dir_ops!();
 }
 
+// The contract every backend keeps is tested once, for all of them, in
+// engine/tests/backend_contract.rs; here only what is io_uring's own.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
-    use std::thread;
 
     /// The environment, or `None` (after saying why) where io_uring is
     /// unavailable, so the suite passes on every kernel.
@@ -491,13 +491,6 @@ mod tests {
             len,
             ..OpenOptions::default()
         }
-    }
-
-    fn read_vec(f: &dyn File, offset: u64, n: usize) -> Vec<u8> {
-        let mut buf = vec![0xAA; n];
-        let got = f.read_at(offset, &mut buf).unwrap();
-        buf.truncate(got);
-        buf
     }
 
     #[test]
@@ -531,45 +524,6 @@ mod tests {
     }
 
     #[test]
-    fn roundtrip_at_offsets() {
-        let Some(env) = env_or_skip("roundtrip_at_offsets") else {
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let f = env.open(&dir.path().join("seg"), create(8192)).unwrap();
-        assert_eq!(f.len(), 8192);
-        f.write_at(0, b"hello").unwrap();
-        f.write_at(4093, b"across a page").unwrap();
-        assert_eq!(read_vec(&*f, 0, 5), b"hello");
-        assert_eq!(read_vec(&*f, 4093, 13), b"across a page");
-        assert_eq!(read_vec(&*f, 5, 3), [0, 0, 0]);
-        // An empty write changes nothing, not even the length.
-        f.write_at(50_000, b"").unwrap();
-        assert_eq!(f.len(), 8192);
-        // Writing past the end extends the file.
-        f.write_at(10_000, b"tail").unwrap();
-        assert_eq!(f.len(), 10_004);
-        assert_eq!(read_vec(&*f, 9_998, 100), b"\0\0tail");
-        // A large write goes through the short-write loop.
-        let big: Vec<u8> = (0..(3 << 20)).map(|i| (i % 253) as u8).collect();
-        f.write_at(1, &big).unwrap();
-        assert_eq!(read_vec(&*f, 1, big.len()), big);
-    }
-
-    #[test]
-    fn read_past_end_is_short() {
-        let Some(env) = env_or_skip("read_past_end_is_short") else {
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let f = env.open(&dir.path().join("f"), create(16)).unwrap();
-        f.write_at(10, b"123456").unwrap();
-        assert_eq!(read_vec(&*f, 10, 100), b"123456");
-        assert_eq!(read_vec(&*f, 16, 4), b"");
-        assert_eq!(read_vec(&*f, 1 << 40, 4), b"");
-    }
-
-    #[test]
     fn offsets_beyond_off_t_are_rejected() {
         let Some(env) = env_or_skip("offsets_beyond_off_t_are_rejected") else {
             return;
@@ -583,161 +537,5 @@ mod tests {
         let err = f.write_at(u64::MAX - 1, b"ab").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(f.len(), 16);
-    }
-
-    #[test]
-    fn shrink_then_grow_reads_zeros() {
-        let Some(env) = env_or_skip("shrink_then_grow_reads_zeros") else {
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let f = env.open(&dir.path().join("f"), create(8192)).unwrap();
-        f.write_at(0, &[7u8; 8192]).unwrap();
-        f.set_len(100).unwrap();
-        assert_eq!(f.len(), 100);
-        assert_eq!(read_vec(&*f, 0, 8192), vec![7u8; 100]);
-        f.set_len(8192).unwrap();
-        let mut want = vec![0u8; 8192];
-        want[..100].fill(7);
-        assert_eq!(read_vec(&*f, 0, 8192), want);
-    }
-
-    #[test]
-    fn write_and_sync_linked() {
-        let Some(env) = env_or_skip("write_and_sync_linked") else {
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let f = env.open(&path, create(4096)).unwrap();
-        f.write_at_and_sync(100, b"linked write").unwrap();
-        assert_eq!(read_vec(f.as_ref(), 100, 12), b"linked write");
-        // Past the end: the length follows.
-        f.write_at_and_sync(4090, b"0123456789").unwrap();
-        assert_eq!(f.len(), 4100);
-        drop(f);
-        assert_eq!(std::fs::read(&path).unwrap()[4090..], *b"0123456789");
-        let ro = env.open(&path, OpenOptions::read_only()).unwrap();
-        assert!(ro.write_at_and_sync(0, b"x").is_err());
-    }
-
-    #[test]
-    fn sync_data_ok() {
-        let Some(env) = env_or_skip("sync_data_ok") else {
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let f = env.open(&dir.path().join("f"), create(0)).unwrap();
-        f.sync_data().unwrap();
-        f.write_at(0, b"x").unwrap();
-        f.sync_data().unwrap();
-    }
-
-    #[test]
-    fn read_only_rejects_writes() {
-        let Some(env) = env_or_skip("read_only_rejects_writes") else {
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        env.open(&path, create(64))
-            .unwrap()
-            .write_at(0, b"data")
-            .unwrap();
-        let ro = OpenOptions::read_only();
-        let f = env.open(&path, ro).unwrap();
-        assert_eq!(read_vec(&*f, 0, 4), b"data");
-        let err = f.write_at(0, b"nope").unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
-        let err = f.set_len(0).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
-        assert_eq!(f.len(), 64);
-    }
-
-    #[test]
-    fn reopen_sees_data() {
-        let Some(env) = env_or_skip("reopen_sees_data") else {
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        {
-            let f = env.open(&path, create(4096)).unwrap();
-            f.write_at(123, b"persisted").unwrap();
-            f.sync_data().unwrap();
-        }
-        let f = env.open(&path, OpenOptions::default()).unwrap();
-        assert_eq!(f.len(), 4096);
-        assert_eq!(read_vec(&*f, 123, 9), b"persisted");
-        let p = super::super::pwrite::PwriteEnv::new()
-            .open(&path, OpenOptions::default())
-            .unwrap();
-        assert_eq!(read_vec(&*p, 123, 9), b"persisted");
-    }
-
-    /// One writer appends and publishes its position (syncing now and then);
-    /// readers on their own rings check every published record.
-    #[test]
-    fn concurrent_readers_with_writer() {
-        const RECORD: usize = 64;
-        const RECORDS: u64 = 500;
-        let Some(env) = env_or_skip("concurrent_readers_with_writer") else {
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let f = env.open(&dir.path().join("f"), create(0)).unwrap();
-        let published = AtomicU64::new(0);
-        let done = AtomicBool::new(false);
-        let record = |i: u64| [(i % 251) as u8; RECORD];
-        thread::scope(|s| {
-            for _ in 0..3 {
-                s.spawn(|| {
-                    let mut buf = [0u8; RECORD];
-                    let mut checked = 0u64;
-                    loop {
-                        let finished = done.load(Ordering::Acquire);
-                        let n = published.load(Ordering::Acquire);
-                        for i in (0..n).rev().take(8) {
-                            let got = f.read_at(i * RECORD as u64, &mut buf).unwrap();
-                            assert_eq!(got, RECORD);
-                            assert_eq!(buf, record(i), "record {i}");
-                            checked += 1;
-                        }
-                        if finished {
-                            break;
-                        }
-                    }
-                    assert!(checked > 0);
-                });
-            }
-            for i in 0..RECORDS {
-                f.write_at(i * RECORD as u64, &record(i)).unwrap();
-                published.store(i + 1, Ordering::Release);
-                if i % 100 == 99 {
-                    f.sync_data().unwrap();
-                }
-            }
-            done.store(true, Ordering::Release);
-        });
-        assert_eq!(f.len(), RECORDS * RECORD as u64);
-    }
-
-    #[test]
-    fn env_directory_ops() {
-        let Some(env) = env_or_skip("env_directory_ops") else {
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(env.name(), NAME);
-        let sub = dir.path().join("a/b");
-        assert!(env.list_dir(&sub).unwrap().is_empty());
-        env.create_dir_all(&sub).unwrap();
-        assert!(env.is_dir(&sub));
-        env.open(&sub.join("2"), create(1)).unwrap();
-        env.open(&sub.join("1"), create(0)).unwrap();
-        assert_eq!(env.list_dir(&sub).unwrap(), ["1", "2"]);
-        env.sync_dir(&sub).unwrap();
-        env.remove_file(&sub.join("1")).unwrap();
-        assert!(!env.exists(&sub.join("1")));
     }
 }
