@@ -11,7 +11,7 @@
 //!   bandwidth that bounds `async` and `pool`.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mqlab_engine::device;
@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::recorder::latency_hist;
-use crate::summary::{render_table, round3};
+use crate::table::{render_table, round3};
 use crate::util::thousands;
 
 /// Batch sizes measured by default, bytes.
@@ -182,8 +182,25 @@ pub fn measure(dir: &Path, p: &BaselineParams) -> Result<Baseline> {
     })
 }
 
+/// What `mqlab baseline` is asked to do (the command line, as plain data).
+#[derive(Debug, Clone, Default)]
+pub struct BaselineRequest {
+    /// Directory to measure in. [default: the system temporary directory]
+    pub data_dir: Option<PathBuf>,
+    /// Batch sizes for pwrite+fdatasync, bytes; empty: [`DEFAULT_BATCH_SIZES`].
+    pub batch_sizes: Vec<usize>,
+    /// Seconds spent on each batch size.
+    pub secs_per_size: f64,
+    /// Seconds of buffered writes for the bandwidth figure.
+    pub buffered_secs: f64,
+    /// Also write baseline.json into this folder.
+    pub out: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    pub json: bool,
+}
+
 /// `mqlab baseline`.
-pub fn cmd_baseline(args: crate::cli::BaselineArgs) -> Result<()> {
+pub fn cmd_baseline(args: BaselineRequest) -> Result<()> {
     let parent = crate::util::scratch_parent(args.data_dir.as_deref())?;
     let scratch = crate::util::scratch_dir(&parent, "mqlab-baseline-")?;
     let p = BaselineParams {

@@ -32,12 +32,22 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{CrashArgs, CrashMode};
 use crate::recorder::{OffsetsJson, Window};
 use crate::spec::Workload;
-use crate::summary::{render_table, round3};
+use crate::table::{render_table, round3};
 use crate::util;
 use crate::workload::{expected_body, key_for, RunOptions, Running};
+
+/// What a crash takes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrashMode {
+    /// Power loss: only durable (fdatasync'ed) bytes survive; window =
+    /// acked - flushed.
+    Power,
+    /// Process crash: the page cache survives; window = acked - committed.
+    Process,
+}
 
 /// Where the simulated store lives (a path on the simulated disk only).
 const SIM_DIR: &str = "/mqlab-sim/store";
@@ -66,20 +76,6 @@ pub struct CrashParams {
 }
 
 impl CrashParams {
-    fn from_args(a: &CrashArgs) -> CrashParams {
-        CrashParams {
-            flush: a.flush,
-            mode: a.mode,
-            producers: a.producers,
-            msg_size: a.msg_size,
-            queues: a.queues,
-            flush_interval_ms: a.flush_interval_ms,
-            min_ms: a.min_ms,
-            max_ms: a.max_ms.max(a.min_ms),
-            torn: a.torn,
-        }
-    }
-
     /// The command that replays crash `seed` alone.
     pub fn replay(&self, seed: u64) -> String {
         format!(
@@ -595,15 +591,15 @@ pub fn run_crashes(
     Ok((records, summary))
 }
 
-/// `mqlab crash`: exits 1 when any crash failed.
-pub fn cmd_crash(args: CrashArgs) -> Result<()> {
-    let p = CrashParams::from_args(&args);
+/// `mqlab crash`: `crashes` crashes from `seed` on, results in `out` (or a
+/// fresh results folder); exits 1 when any crash failed.
+pub fn cmd_crash(p: &CrashParams, seed: u64, crashes: u32, out: Option<&Path>) -> Result<()> {
     p.validate()?;
-    let out_dir = match &args.out {
+    let out_dir = match out {
         Some(o) => util::OutDir::given(o, "output folder")?,
-        None => util::OutDir::unique(&default_out(&p), "results folder")?,
+        None => util::OutDir::unique(&default_out(p), "results folder")?,
     };
-    let (records, summary) = run_crashes(&p, args.seed, args.crashes, out_dir.path())?;
+    let (records, summary) = run_crashes(p, seed, crashes, out_dir.path())?;
     // Failed crashes are a result (with their replay commands), not a
     // failure to run: the folder stays.
     let out = out_dir.keep();

@@ -12,7 +12,7 @@
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -23,7 +23,6 @@ use mqlab_engine::log::record::{self, CrcCheck, DecodeError, Decoded};
 use mqlab_engine::{QueueInfo, RecoveryReport, Store, StoreConfig};
 use serde::Serialize;
 
-use crate::cli::InspectArgs;
 use crate::summary::render_table;
 use crate::util::thousands;
 
@@ -768,13 +767,12 @@ pub fn render(i: &Inspection) -> String {
 
 /// `mqlab inspect`: exits 1 when recovery (in memory) failed, after
 /// printing what it could read.
-pub fn cmd_inspect(args: InspectArgs) -> Result<()> {
-    let dir: PathBuf = args.data_dir;
+pub fn cmd_inspect(dir: &Path, json: bool) -> Result<()> {
     let phases = Phases::new("inspect");
-    let i = inspect_with(&dir, &phases);
+    let i = inspect_with(dir, &phases);
     drop(phases);
     let i = i?;
-    if args.json {
+    if json {
         crate::util::print_out(&format!("{}\n", serde_json::to_string_pretty(&i)?));
     } else {
         crate::util::print_out(&render(&i));

@@ -24,11 +24,11 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
+use mqlab_engine::service::Periodic;
 use mqlab_engine::Offsets;
 use serde::{Deserialize, Serialize};
 
@@ -494,10 +494,11 @@ pub fn default_timeseries_ms(run_secs: Option<f64>, senders: usize) -> u64 {
         .unwrap_or(LONG_RUN_BUCKET_MS)
 }
 
-/// A running sampler thread.
+/// The loss-window sampler: a background service thread sampling the
+/// store's offsets every period.
 pub struct Sampler {
-    stop: Arc<AtomicBool>,
-    handle: JoinHandle<LossStats>,
+    thread: Periodic,
+    stats: Arc<Mutex<LossStats>>,
 }
 
 impl Sampler {
@@ -511,45 +512,39 @@ impl Sampler {
         start: Instant,
         measure_from: Instant,
     ) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name("mqlab-sampler".into())
-            .spawn(move || {
-                let mut stats = LossStats::default();
-                let mut last = Instant::now();
-                while !stop2.load(Ordering::Relaxed) {
-                    std::thread::sleep(period);
-                    let s = tracker.sample_live(|| offsets());
-                    let now = Instant::now();
-                    let sec = (now.saturating_duration_since(start).as_micros()
-                        / bucket.as_micros().max(1)) as usize;
-                    while stats.seconds.len() <= sec {
-                        stats.seconds.push(SecondWindow::default());
-                    }
-                    let b = &mut stats.seconds[sec];
-                    b.max_ms = b.max_ms.max(s.power.age_ms);
-                    b.max_msgs = b.max_msgs.max(s.power.msgs);
-                    b.max_bytes = b.max_bytes.max(s.power.bytes);
-                    if now >= measure_from {
-                        stats.power.record(&s.power);
-                        stats.process.record(&s.process);
-                        stats.samples += 1;
-                        let gap = now.duration_since(last).as_secs_f64() * 1000.0;
-                        stats.max_gap_ms = stats.max_gap_ms.max(gap);
-                    }
-                    last = now;
-                }
-                stats
-            })
-            .expect("spawning the sampler thread");
-        Sampler { stop, handle }
+        let stats = Arc::new(Mutex::new(LossStats::default()));
+        let out = stats.clone();
+        let mut last = Instant::now();
+        let thread = Periodic::spawn("mqlab-sampler", period, move || {
+            let s = tracker.sample_live(|| offsets());
+            let now = Instant::now();
+            let sec = (now.saturating_duration_since(start).as_micros() / bucket.as_micros().max(1))
+                as usize;
+            let mut stats = out.lock().unwrap_or_else(|e| e.into_inner());
+            while stats.seconds.len() <= sec {
+                stats.seconds.push(SecondWindow::default());
+            }
+            let b = &mut stats.seconds[sec];
+            b.max_ms = b.max_ms.max(s.power.age_ms);
+            b.max_msgs = b.max_msgs.max(s.power.msgs);
+            b.max_bytes = b.max_bytes.max(s.power.bytes);
+            if now >= measure_from {
+                stats.power.record(&s.power);
+                stats.process.record(&s.process);
+                stats.samples += 1;
+                let gap = now.duration_since(last).as_secs_f64() * 1000.0;
+                stats.max_gap_ms = stats.max_gap_ms.max(gap);
+            }
+            last = now;
+            true
+        });
+        Sampler { thread, stats }
     }
 
     /// Stops the thread and returns what it collected.
     pub fn finish(self) -> LossStats {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap_or_default()
+        self.thread.stop();
+        std::mem::take(&mut *self.stats.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

@@ -1,23 +1,51 @@
 //! `mqlab run`: one workload against an in-process store, and
 //! [`execute`], which `matrix` calls once per configuration.
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mqlab_engine::{Error as EngineError, Offsets, Store};
+use mqlab_engine::{BackendKind, Error as EngineError, FlushKind, Store};
 
 use crate::baseline::{self, Baseline, BaselineParams};
-use crate::cli::RunArgs;
 use crate::recorder::{AckLog, LatencySummary, WindowSummary};
-use crate::spec::{SpecFile, Workload};
-use crate::summary::{self, round3, LossWindowJson, Ratios, RunConfig, Summary};
+use crate::slow_wait::{durable_message, show_slow_wait, SLOW_WAIT};
+use crate::spec::{Overrides, SpecFile, Workload};
+use crate::summary::{self, why_nothing_acked, LossWindowJson, Ratios, RunConfig, Summary};
+use crate::table::round3;
 use crate::util::{self, MachineInfo, OutDir};
 use crate::workload::{RunOptions, Running};
+
+/// What `mqlab run` is asked to do (the command line, as plain data).
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// Workload spec (TOML); the flags below override its values.
+    pub spec: Option<PathBuf>,
+    /// Flush strategy. [default: the spec's, else async]
+    pub flush: Option<FlushKind>,
+    /// I/O backend. [default: the spec's, else pwrite]
+    pub backend: Option<BackendKind>,
+    /// Workload values that beat the spec's.
+    pub workload: Overrides,
+    /// Store directory, created if missing. [default: a fresh temporary
+    /// directory, removed afterwards]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the default temporary data directory.
+    pub keep_data: bool,
+    /// The run's output folder. [default: results/<timestamp>-<name>/]
+    pub out: Option<PathBuf>,
+    /// One CSV line per acknowledged message.
+    pub ack_log: Option<PathBuf>,
+    /// Write each ack-log line as it is acknowledged (no buffer).
+    pub ack_log_unbuffered: bool,
+    /// Skip the device baseline.
+    pub no_baseline: bool,
+    /// Leave the store as a crash would (no clean shutdown).
+    pub no_shutdown: bool,
+    /// Run name. [default: the spec name, or <flush>-<backend>]
+    pub name: Option<String>,
+}
 
 /// Everything one execution needs.
 pub struct ExecParams<'a> {
@@ -179,91 +207,6 @@ pub fn execute(p: &ExecParams<'_>) -> Result<Summary, ExecError> {
     Ok(summary)
 }
 
-/// How long a wait goes on before [`show_slow_wait`] says what it waits for.
-pub const SLOW_WAIT: Duration = Duration::from_secs(1);
-
-/// What a store's shutdown waits for: "<label>: making 123 MiB durable"
-/// (what was appended but is not durable yet when it starts).
-pub fn durable_message(label: &str, o: Offsets) -> String {
-    let mib = o.written.saturating_sub(o.flushed) as f64 / (1024.0 * 1024.0);
-    let mib = if mib < 10.0 {
-        format!("{mib:.1}")
-    } else {
-        format!("{mib:.0}")
-    };
-    format!("{label}: making {mib} MiB durable at shutdown")
-}
-
-/// Runs `work`; when it takes longer than `after`, says on stderr what it
-/// waits for: a spinner when stderr is a terminal, else one line when the
-/// wait starts to be long and one when it ends.
-pub fn show_slow_wait<T>(after: Duration, what: &str, work: impl FnOnce() -> T) -> T {
-    let terminal = std::io::stderr().is_terminal();
-    show_slow_wait_to(after, what, terminal, &mut std::io::stderr(), work)
-}
-
-/// [`show_slow_wait`] writing its lines to `sink` (not a terminal) or
-/// drawing an indicatif spinner on stderr (`terminal`).
-pub fn show_slow_wait_to<T>(
-    after: Duration,
-    what: &str,
-    terminal: bool,
-    sink: &mut (dyn Write + Send),
-    work: impl FnOnce() -> T,
-) -> T {
-    let started = Instant::now();
-    let (done, wait) = mpsc::channel::<()>();
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            if !matches!(wait.recv_timeout(after), Err(RecvTimeoutError::Timeout)) {
-                return;
-            }
-            if terminal {
-                let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-                let style = ProgressStyle::with_template("{spinner} mqlab: {msg}... {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner());
-                pb.set_style(style);
-                pb.set_message(what.to_string());
-                pb.enable_steady_tick(Duration::from_millis(100));
-                let _ = wait.recv();
-                pb.finish_and_clear();
-                let _ = writeln!(
-                    sink,
-                    "mqlab: {what}: done in {:.1} s",
-                    started.elapsed().as_secs_f64()
-                );
-            } else {
-                let _ = writeln!(sink, "mqlab: {what}...");
-                let _ = wait.recv();
-                let _ = writeln!(
-                    sink,
-                    "mqlab: {what}: done in {:.1} s",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-        });
-        let r = work();
-        drop(done);
-        r
-    })
-}
-
-/// Why a run acknowledged nothing, from its put errors (status -> count).
-pub fn why_nothing_acked<'a, I>(errors: I) -> String
-where
-    I: IntoIterator<Item = (&'a String, &'a u64)>,
-{
-    let failed: Vec<String> = errors
-        .into_iter()
-        .map(|(status, n)| format!("{n} {status}"))
-        .collect();
-    if failed.is_empty() {
-        "no put completed".to_string()
-    } else {
-        format!("every put failed ({})", failed.join(", "))
-    }
-}
-
 /// Default output folder of a named run: `results/<timestamp>-<name>`
 /// (claimed with [`OutDir::unique`], which adds `-2`, `-3`, ... when a run
 /// of the same second took it).
@@ -281,7 +224,7 @@ pub fn out_dir(given: Option<&Path>, name: &str) -> Result<OutDir> {
 }
 
 /// `mqlab run`.
-pub fn cmd_run(mut args: RunArgs) -> Result<()> {
+pub fn cmd_run(args: RunRequest) -> Result<()> {
     let spec = match &args.spec {
         Some(p) => SpecFile::load(p)?,
         None => SpecFile::default(),
@@ -300,8 +243,7 @@ pub fn cmd_run(mut args: RunArgs) -> Result<()> {
     })?;
     let out = out_dir(args.out.as_deref(), &w.name)?;
     if let Some(m) = &spec.messaging {
-        args.out = Some(out.path().to_path_buf());
-        crate::messaging::cmd_run(&spec, m, &args)?;
+        crate::messaging::cmd_run(m, &w, out.path(), args.data_dir.as_deref())?;
         out.keep();
         return Ok(());
     }
@@ -365,56 +307,4 @@ pub fn cmd_run(mut args: RunArgs) -> Result<()> {
     }
     println!("results: {}", out.display());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_slow_wait_says_what_it_waits_for() {
-        let mut out = Vec::new();
-        let r = show_slow_wait_to(
-            Duration::from_millis(50),
-            "x: making 3.0 MiB durable at shutdown",
-            false,
-            &mut out,
-            || {
-                std::thread::sleep(Duration::from_millis(300));
-                7
-            },
-        );
-        assert_eq!(r, 7);
-        let text = String::from_utf8(out).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2, "{text}");
-        assert_eq!(lines[0], "mqlab: x: making 3.0 MiB durable at shutdown...");
-        assert!(lines[1].contains(": done in 0."), "{text}");
-        // A short wait says nothing.
-        let mut out = Vec::new();
-        show_slow_wait_to(Duration::from_secs(5), "y", false, &mut out, || ());
-        assert!(out.is_empty());
-    }
-
-    #[test]
-    fn durable_message_names_the_backlog() {
-        let o = Offsets {
-            written: 300 << 20,
-            committed: 300 << 20,
-            flushed: 100 << 20,
-            acked: 300 << 20,
-        };
-        assert_eq!(
-            durable_message("async-pwrite", o),
-            "async-pwrite: making 200 MiB durable at shutdown"
-        );
-        let o = Offsets {
-            written: 3 << 19,
-            ..Offsets::default()
-        };
-        assert_eq!(
-            durable_message("s", o),
-            "s: making 1.5 MiB durable at shutdown"
-        );
-    }
 }

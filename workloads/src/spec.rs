@@ -12,7 +12,43 @@ use anyhow::{bail, Context, Result};
 use mqlab_engine::{BackendKind, FlushKind, StoreConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::WorkloadArgs;
+/// Workload values given on the command line, each beating the spec's
+/// (`None`: the spec's value, else the default named in `--help`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Producer threads. [default: 4]
+    pub producers: Option<usize>,
+    /// Sender threads per producer. [default: 1]
+    pub inflight: Option<usize>,
+    /// Body size, bytes. [default: 1024]
+    pub msg_size: Option<usize>,
+    /// Target rate over all producers, msgs/s; 0 = unlimited. [default: 0]
+    pub rate: Option<f64>,
+    /// Measured seconds after warmup. [default: 5]
+    pub duration: Option<f64>,
+    /// Message count instead of a duration.
+    pub messages: Option<u64>,
+    /// Warmup seconds. [default: 1, 0 with `messages`]
+    pub warmup: Option<f64>,
+    /// Queues of the topic. [default: 8]
+    pub queues: Option<u32>,
+    /// Unique key per message. [default: true]
+    pub keys: Option<bool>,
+    /// Topic. [default: mqlab]
+    pub topic: Option<String>,
+    /// Async/pool flusher period, ms. [default: the engine's]
+    pub flush_interval_ms: Option<u64>,
+    /// Group commit: one write per batch. [default: true]
+    pub group_batch_writes: Option<bool>,
+    /// Segment size, bytes. [default: 1 GiB, 1 MiB with `small_files`]
+    pub segment_bytes: Option<u64>,
+    /// StoreConfig::small() geometry.
+    pub small_files: bool,
+    /// Time-series bucket, ms. [default: by run length]
+    pub timeseries_ms: Option<u64>,
+    /// Loss-window sampling period, ms. [default: 5]
+    pub sample_ms: Option<u64>,
+}
 
 /// A spec file as written. Every field is optional.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -60,7 +96,7 @@ pub struct SpecFile {
     pub timeseries_ms: Option<u64>,
     /// A messaging experiment (`[messaging]` table; see
     /// `crate::messaging`). Absent for plain store workloads.
-    pub messaging: Option<crate::messaging::MessagingSpec>,
+    pub messaging: Option<crate::messaging::spec::MessagingSpec>,
 }
 
 impl SpecFile {
@@ -144,7 +180,7 @@ impl Workload {
         spec: &SpecFile,
         flush: Option<FlushKind>,
         backend: Option<BackendKind>,
-        args: &WorkloadArgs,
+        args: &Overrides,
         name: Option<&str>,
     ) -> Result<Workload> {
         let flush = flush
@@ -330,9 +366,9 @@ mod tests {
             flush: Some(FlushKind::Group),
             ..SpecFile::default()
         };
-        let args = WorkloadArgs {
+        let args = Overrides {
             producers: Some(2),
-            ..WorkloadArgs::default()
+            ..Overrides::default()
         };
         let w = Workload::resolve(&spec, None, None, &args, None).unwrap();
         assert_eq!(w.producers, 2);
@@ -351,7 +387,7 @@ mod tests {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
                 let spec = SpecFile::load(&path).unwrap();
-                Workload::resolve(&spec, None, None, &WorkloadArgs::default(), None).unwrap();
+                Workload::resolve(&spec, None, None, &Overrides::default(), None).unwrap();
                 n += 1;
             }
         }
@@ -360,9 +396,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_values() {
-        let args = WorkloadArgs {
+        let args = Overrides {
             sample_ms: Some(50),
-            ..WorkloadArgs::default()
+            ..Overrides::default()
         };
         assert!(Workload::resolve(&SpecFile::default(), None, None, &args, None).is_err());
     }
@@ -370,10 +406,10 @@ mod tests {
     #[test]
     fn message_size_is_checked_against_the_store_maximum() {
         let resolve = |msg_size: usize, small_files: bool| {
-            let args = WorkloadArgs {
+            let args = Overrides {
                 msg_size: Some(msg_size),
                 small_files,
-                ..WorkloadArgs::default()
+                ..Overrides::default()
             };
             Workload::resolve(&SpecFile::default(), None, None, &args, None)
         };
@@ -392,15 +428,15 @@ mod tests {
             msg_size: Some(999_999_999),
             ..SpecFile::default()
         };
-        assert!(Workload::resolve(&spec, None, None, &WorkloadArgs::default(), None).is_err());
+        assert!(Workload::resolve(&spec, None, None, &Overrides::default(), None).is_err());
     }
 
     #[test]
     fn illegal_topics_are_rejected() {
         for topic in ["", "a/b", "a b", "..", &"x".repeat(300)] {
-            let args = WorkloadArgs {
+            let args = Overrides {
                 topic: Some(topic.to_string()),
-                ..WorkloadArgs::default()
+                ..Overrides::default()
             };
             assert!(
                 Workload::resolve(&SpecFile::default(), None, None, &args, None).is_err(),
@@ -411,13 +447,13 @@ mod tests {
                 ..SpecFile::default()
             };
             assert!(
-                Workload::resolve(&spec, None, None, &WorkloadArgs::default(), None).is_err(),
+                Workload::resolve(&spec, None, None, &Overrides::default(), None).is_err(),
                 "spec topic {topic:?}"
             );
         }
-        let args = WorkloadArgs {
+        let args = Overrides {
             topic: Some("%RETRY%x-y_z|1".into()),
-            ..WorkloadArgs::default()
+            ..Overrides::default()
         };
         assert!(Workload::resolve(&SpecFile::default(), None, None, &args, None).is_ok());
     }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::Baseline;
 use crate::recorder::{LatencySummary, LossStats, OffsetsJson, SenderStats, WindowSummary};
 use crate::spec::Workload;
+pub use crate::table::{render_table, round3};
 use crate::util::{thousands, MachineInfo};
 
 /// The full configuration of a run.
@@ -124,12 +125,7 @@ pub struct Summary {
     /// duplicates, out_of_order, dlq_messages, txn_resolution_ms, ...), at
     /// the top level of summary.json; absent for plain store runs.
     #[serde(flatten)]
-    pub messaging: Option<crate::messaging::Figures>,
-}
-
-/// Rounds to 3 decimals.
-pub fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
+    pub messaging: Option<crate::messaging::figures::Figures>,
 }
 
 impl Summary {
@@ -372,41 +368,20 @@ pub fn table(rows: &[&Summary]) -> String {
     render_table(&cells)
 }
 
-/// Renders rows as an aligned Markdown table; the first row is the header.
-pub fn render_table(cells: &[Vec<String>]) -> String {
-    let ncol = cells.iter().map(|r| r.len()).max().unwrap_or(0);
-    let mut width = vec![0usize; ncol];
-    for r in cells {
-        for (i, c) in r.iter().enumerate() {
-            width[i] = width[i].max(c.chars().count());
-        }
+/// Why a run acknowledged nothing, from its put errors (status -> count).
+pub fn why_nothing_acked<'a, I>(errors: I) -> String
+where
+    I: IntoIterator<Item = (&'a String, &'a u64)>,
+{
+    let failed: Vec<String> = errors
+        .into_iter()
+        .map(|(status, n)| format!("{n} {status}"))
+        .collect();
+    if failed.is_empty() {
+        "no put completed".to_string()
+    } else {
+        format!("every put failed ({})", failed.join(", "))
     }
-    let mut out = String::new();
-    for (ri, r) in cells.iter().enumerate() {
-        out.push('|');
-        for (i, w) in width.iter().enumerate() {
-            let c = r.get(i).map(String::as_str).unwrap_or("");
-            let pad = w - c.chars().count();
-            if i == 0 || ri == 0 {
-                let _ = write!(out, " {c}{} |", " ".repeat(pad));
-            } else {
-                let _ = write!(out, " {}{c} |", " ".repeat(pad));
-            }
-        }
-        out.push('\n');
-        if ri == 0 {
-            out.push('|');
-            for (i, w) in width.iter().enumerate() {
-                if i == 0 {
-                    let _ = write!(out, "{}|", "-".repeat(w + 2));
-                } else {
-                    let _ = write!(out, "{}:|", "-".repeat(w + 1));
-                }
-            }
-            out.push('\n');
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -13,7 +13,11 @@ use mqlab_client::consumer::{
 use mqlab_client::producer::{Producer, ProducerConfig};
 use mqlab_engine::StoredMessage;
 
-use super::{drive, plain_send, wait_until, Ctx, Experiment, Outcome, Row, Sampler, Tracker};
+use super::drive::{drive, plain_send};
+use super::lab::{wait_until, Ctx, Outcome};
+use super::series::{Row, Sampler};
+use super::spec::Experiment;
+use super::tracker::Tracker;
 
 const GROUP: &str = "fanout";
 

@@ -26,7 +26,11 @@ use mqlab_client::consumer::{
 use mqlab_client::producer::{HashKey, Producer, ProducerConfig};
 use mqlab_engine::{Message, StoredMessage};
 
-use super::{body, drive, wait_until, Ctx, Experiment, Outcome, Row, Sampler, Tracker};
+use super::drive::drive;
+use super::lab::{wait_until, Ctx, Outcome};
+use super::series::{Row, Sampler};
+use super::spec::Experiment;
+use super::tracker::{body, Tracker};
 
 const GROUP: &str = "ordered";
 
@@ -91,7 +95,7 @@ fn member(
 
 /// Consumption capacity: `capacity_messages` sharded messages stored
 /// first, then the members (no churn) drain them; messages per second.
-fn capacity(ctx: &Ctx<'_>, lab: &super::Lab, shape: Shape) -> Result<f64> {
+fn capacity(ctx: &Ctx<'_>, lab: &super::lab::Lab, shape: Shape) -> Result<f64> {
     let (w, m) = (ctx.w, ctx.m);
     let n = m.capacity_messages.unwrap_or(20_000);
     if n == 0 {
@@ -131,7 +135,7 @@ fn capacity(ctx: &Ctx<'_>, lab: &super::Lab, shape: Shape) -> Result<f64> {
     for c in members {
         c.shutdown()?;
     }
-    Ok(super::round3(t.distinct() as f64 / secs.max(1e-9)))
+    Ok(crate::table::round3(t.distinct() as f64 / secs.max(1e-9)))
 }
 
 pub fn run(ctx: &Ctx<'_>, variant: &str) -> Result<Outcome> {

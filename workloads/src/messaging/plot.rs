@@ -206,7 +206,7 @@ pub fn draw(inputs: &[PathBuf], out: &Path) -> Result<Vec<String>> {
         )?);
         files.extend(both(out, "e2e_latency", |a| e2e(a, &vs), |a| e2e(a, &vs))?);
     }
-    files.extend(crate::plot::plot_dirs(inputs, out)?);
+    files.extend(crate::plot::runs::plot_dirs(inputs, out)?);
     Ok(files)
 }
 

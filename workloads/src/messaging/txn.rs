@@ -30,7 +30,11 @@ use mqlab_engine::{Message, StoredMessage};
 
 use crate::recorder::{latency_hist, LatencySummary};
 
-use super::{body, drive, parse_body, wait_until, Ctx, Experiment, Outcome, Row, Sampler, Tracker};
+use super::drive::drive;
+use super::lab::{wait_until, Ctx, Outcome};
+use super::series::{Row, Sampler};
+use super::spec::Experiment;
+use super::tracker::{body, parse_body, Tracker};
 
 const GROUP: &str = "txn-observer";
 
@@ -188,7 +192,7 @@ pub fn run(ctx: &Ctx<'_>, variant: &str) -> Result<Outcome> {
         ..ProducerConfig::default()
     };
     let size = w.msg_size;
-    let (send, tp, plain): (super::SendFn, _, _) = if txn {
+    let (send, tp, plain): (super::drive::SendFn, _, _) = if txn {
         let tp = TransactionProducer::start(lab.broker.clone(), pcfg, outcomes.clone());
         let (tp2, topic, produced) = (tp.clone(), topic.clone(), produced.clone());
         (

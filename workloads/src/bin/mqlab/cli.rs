@@ -6,7 +6,14 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use mqlab::baseline::BaselineRequest;
+use mqlab::crash::{CrashMode, CrashParams};
+use mqlab::delay::{DelayRequest, Pattern};
+use mqlab::matrix::MatrixRequest;
+use mqlab::run::RunRequest;
+use mqlab::spec::Overrides;
+use mqlab_engine::delay::SchedulerKind;
 use mqlab_engine::{BackendKind, FlushKind};
 
 /// mqlab: measure what each flush strategy and I/O backend of a
@@ -48,7 +55,7 @@ pub enum Command {
     /// Timer levels vs the time wheel: schedule N delayed messages, deliver
     /// them, and record schedule rate, lateness, bytes per timer, and
     /// losses and duplicates across an optional crash.
-    Delay(crate::delay::DelayArgs),
+    Delay(DelayArgs),
 }
 
 /// Workload options shared by `run` and `matrix`.
@@ -250,17 +257,6 @@ pub struct BaselineArgs {
     pub json: bool,
 }
 
-/// What a crash takes away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CrashMode {
-    /// Power loss: only durable (fdatasync'ed) bytes survive; window =
-    /// acked - flushed.
-    Power,
-    /// Process crash: the page cache survives; window = acked - committed.
-    Process,
-}
-
 #[derive(Debug, Args)]
 pub struct CrashArgs {
     /// Flush strategy under test.
@@ -345,4 +341,212 @@ pub struct PlotArgs {
     /// Where to write the charts (SVG and PNG).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+}
+
+/// `mqlab delay`.
+#[derive(Debug, Args)]
+pub struct DelayArgs {
+    /// Schedulers, comma separated: wheel, levels (one thread per level),
+    /// levels-single-thread. [default: wheel,levels,levels-single-thread]
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub scheduler: Vec<SchedulerKind>,
+    /// Timers to schedule per scheduler.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub timers: u64,
+    /// Delay pattern.
+    #[arg(long, value_enum, default_value_t = Pattern::Burst)]
+    pub pattern: Pattern,
+    /// Crash the process (scheduler and store dropped without shutdown,
+    /// page cache kept) this many seconds after scheduling starts, then
+    /// recover and go on.
+    #[arg(long, value_name = "SECS")]
+    pub crash_at: Option<f64>,
+    /// Output folder. [default: results/delay-<timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// I/O backend of the store (RocketMQ maps its files: mmap).
+    #[arg(long, default_value = "mmap", value_name = "BACKEND")]
+    pub backend: BackendKind,
+    /// Flush strategy of the store.
+    #[arg(long, default_value = "async", value_name = "STRATEGY")]
+    pub flush: FlushKind,
+    /// Parent of the scratch store directories (removed afterwards).
+    /// [default: the system temporary directory]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Wheel slot width, ms.
+    #[arg(long, default_value_t = 1_000, value_name = "MS")]
+    pub precision_ms: u64,
+    /// Wheel delivery threads.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub deliver_threads: usize,
+    /// Shortest delay (uniform, levels), ms.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub min_delay_ms: u64,
+    /// Longest delay (uniform, levels), ms.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub max_delay_ms: u64,
+    /// Burst: due times spread over this many ms (0 = all the same ms).
+    #[arg(long, default_value_t = 1_000, value_name = "MS")]
+    pub burst_spread_ms: u64,
+    /// Burst: it starts this long after the run. [default: 2 s + 8 µs per
+    /// timer, so that scheduling ends before it]
+    #[arg(long, value_name = "MS")]
+    pub lead_ms: Option<u64>,
+    /// Message body size, bytes.
+    #[arg(long, default_value_t = 100, value_name = "BYTES")]
+    pub body_bytes: usize,
+    /// Queues of the real topic.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub queues: u32,
+    /// Give up waiting for deliveries this long after the last due time, ms.
+    #[arg(long, default_value_t = 60_000, value_name = "MS")]
+    pub grace_ms: u64,
+    /// Do not pre-fault commit-log segments at creation (first writes to
+    /// each page then pay a page fault inside the measured deliveries).
+    /// Pre-faulting a 1 GiB segment stalls the put that creates it for a
+    /// second or more: the first segment is created before measuring, but
+    /// runs that fill more than one segment (millions of timers) measure
+    /// fairer lateness with this flag.
+    #[arg(long)]
+    pub no_preallocate: bool,
+    /// Seed of the delay draws.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Do not draw charts.
+    #[arg(long)]
+    pub no_plot: bool,
+}
+
+// The command line as the library's plain request structs: the only
+// place that knows both.
+
+impl From<WorkloadArgs> for Overrides {
+    fn from(a: WorkloadArgs) -> Overrides {
+        Overrides {
+            producers: a.producers,
+            inflight: a.inflight,
+            msg_size: a.msg_size,
+            rate: a.rate,
+            duration: a.duration,
+            messages: a.messages,
+            warmup: a.warmup,
+            queues: a.queues,
+            keys: a.keys,
+            topic: a.topic,
+            flush_interval_ms: a.flush_interval_ms,
+            group_batch_writes: a.group_batch_writes,
+            segment_bytes: a.segment_bytes,
+            small_files: a.small_files,
+            timeseries_ms: a.timeseries_ms,
+            sample_ms: a.sample_ms,
+        }
+    }
+}
+
+impl From<RunArgs> for RunRequest {
+    fn from(a: RunArgs) -> RunRequest {
+        RunRequest {
+            spec: a.spec,
+            flush: a.flush,
+            backend: a.backend,
+            workload: a.workload.into(),
+            data_dir: a.data_dir,
+            keep_data: a.keep_data,
+            out: a.out,
+            ack_log: a.ack_log,
+            ack_log_unbuffered: a.ack_log_unbuffered,
+            no_baseline: a.no_baseline,
+            no_shutdown: a.no_shutdown,
+            name: a.name,
+        }
+    }
+}
+
+impl MatrixArgs {
+    /// The matrix request; fails on an `--intervals` entry that is not a
+    /// number (empty entries are skipped, so `--intervals ''` is none).
+    pub fn request(self) -> anyhow::Result<MatrixRequest> {
+        let intervals = match self.intervals {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| {
+                        s.trim().parse::<u64>().map_err(|_| {
+                            anyhow::anyhow!("--intervals: {s:?} is not a number of ms")
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<u64>>>()?,
+            ),
+        };
+        Ok(MatrixRequest {
+            quick: self.quick,
+            flush: self.flush,
+            backend: self.backend,
+            intervals,
+            workload: self.workload.into(),
+            data_dir: self.data_dir,
+            out: self.out,
+            no_plot: self.no_plot,
+            no_baseline: self.no_baseline,
+        })
+    }
+}
+
+impl From<BaselineArgs> for BaselineRequest {
+    fn from(a: BaselineArgs) -> BaselineRequest {
+        BaselineRequest {
+            data_dir: a.data_dir,
+            batch_sizes: a.batch_sizes,
+            secs_per_size: a.secs_per_size,
+            buffered_secs: a.buffered_secs,
+            out: a.out,
+            json: a.json,
+        }
+    }
+}
+
+impl CrashArgs {
+    /// The settings every crash of the experiment runs with.
+    pub fn params(&self) -> CrashParams {
+        CrashParams {
+            flush: self.flush,
+            mode: self.mode,
+            producers: self.producers,
+            msg_size: self.msg_size,
+            queues: self.queues,
+            flush_interval_ms: self.flush_interval_ms,
+            min_ms: self.min_ms,
+            max_ms: self.max_ms.max(self.min_ms),
+            torn: self.torn,
+        }
+    }
+}
+
+impl From<DelayArgs> for DelayRequest {
+    fn from(a: DelayArgs) -> DelayRequest {
+        DelayRequest {
+            scheduler: a.scheduler,
+            timers: a.timers,
+            pattern: a.pattern,
+            crash_at: a.crash_at,
+            out: a.out,
+            backend: a.backend,
+            flush: a.flush,
+            data_dir: a.data_dir,
+            precision_ms: a.precision_ms,
+            deliver_threads: a.deliver_threads,
+            min_delay_ms: a.min_delay_ms,
+            max_delay_ms: a.max_delay_ms,
+            burst_spread_ms: a.burst_spread_ms,
+            lead_ms: a.lead_ms,
+            body_bytes: a.body_bytes,
+            queues: a.queues,
+            grace_ms: a.grace_ms,
+            no_preallocate: a.no_preallocate,
+            seed: a.seed,
+            no_plot: a.no_plot,
+        }
+    }
 }
