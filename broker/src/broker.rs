@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mqlab_engine::clock::Clock;
 use mqlab_engine::config_file::ConfigFile;
 use mqlab_engine::delay::{DelayScheduler, LevelsConfig, LevelsScheduler};
-use mqlab_engine::error::{Error, Result};
+use mqlab_engine::error::Error as StoreError;
 use mqlab_engine::message::{Message, PutResult, PutStatus, StoredMessage, PROPERTY_UNIQ_KEY};
 use mqlab_engine::service::Periodic;
 use mqlab_engine::store::Store;
@@ -20,6 +20,7 @@ use mqlab_engine::store::Store;
 use crate::clients::{ClientChannel, ClientTable};
 use crate::config::{BrokerConfig, RetryDelay};
 use crate::delayed::{DelayedSend, SchedulerDelay, TimerDelay};
+use crate::error::{validate_topic, Error, Result};
 use crate::lock::LockManager;
 use crate::offsets::ConsumerOffsets;
 use crate::topics::{queue_range, TopicTable};
@@ -327,8 +328,8 @@ impl BrokerCore {
             match self.store.get(u.phys_offset) {
                 Ok(m) => r.msgs.push(m),
                 // Deleted by retention since the unit was read.
-                Err(Error::NotFound(_)) => continue,
-                Err(e) => return Err(e),
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
         r.next_offset = next;
@@ -422,7 +423,7 @@ impl BrokerCore {
     pub fn heartbeat(&self, req: &HeartbeatRequest, channel: Arc<dyn ClientChannel>) -> Result<()> {
         for c in &req.consumers {
             for s in &c.subscriptions {
-                mqlab_engine::topic::validate(&s.topic).map_err(Error::IllegalMessage)?;
+                validate_topic(&s.topic)?;
             }
         }
         for g in &req.producer_groups {

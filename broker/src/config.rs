@@ -1,7 +1,7 @@
 //! Broker and transaction settings: plain structs with `Default`, every
 //! field with its default and unit, checked once at open by `sanitize`.
 
-use mqlab_engine::error::{Error, Result};
+use crate::error::{Error, Result};
 
 use crate::delayed::ROCKETMQ_LEVELS_MS;
 

@@ -6,8 +6,8 @@
 //! today, over the wire later.
 //!
 //! Crate layering (no module imports one that imports it back):
-//! `types`, `filter`, `config`, `delayed`, `lock`, `offsets`, `topics`,
-//! `clients` depend on the engine only (and `types` on `filter`); `txn`
+//! `error`, `types`, `filter`, `config`, `delayed`, `lock`, `offsets`,
+//! `topics`, `clients` depend on the engine only (and `types` on `filter`); `txn`
 //! on those; `broker` on all of them.
 //!
 //! What the broker does:
@@ -58,6 +58,7 @@ mod broker;
 pub mod clients;
 pub mod config;
 pub mod delayed;
+pub mod error;
 pub mod filter;
 pub mod lock;
 pub mod offsets;
@@ -68,5 +69,6 @@ pub mod types;
 pub use broker::{Broker, BrokerCore, BrokerStats};
 pub use clients::ClientChannel;
 pub use config::{BrokerConfig, RetryDelay, TxnConfig};
+pub use error::{Error, Result};
 pub use filter::Subscription;
 pub use types::*;

@@ -13,8 +13,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
 use mqlab_engine::config_file::ConfigFile;
-use mqlab_engine::error::Result;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -81,6 +81,6 @@ impl ConsumerOffsets {
         let snapshot = OffsetFile {
             offset_table: self.table.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         };
-        self.file.store(&snapshot)
+        Ok(self.file.store(&snapshot)?)
     }
 }

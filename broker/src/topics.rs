@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
+use crate::error::{validate_topic, Error, Result};
 use mqlab_engine::config_file::ConfigFile;
-use mqlab_engine::error::{Error, Result};
 use mqlab_engine::store::Store;
 
 use crate::types::MessageQueue;
@@ -36,16 +36,16 @@ impl TopicTable {
     /// Writes the table to its file.
     pub(crate) fn persist(&self) -> Result<()> {
         let t = self.map.read().unwrap_or_else(|e| e.into_inner()).clone();
-        self.file.store(&t)
+        Ok(self.file.store(&t)?)
     }
 
     /// Creates `topic` with `queues` queues (or grows it to that many).
     pub(crate) fn create(&self, topic: &str, queues: u32) -> Result<()> {
-        mqlab_engine::topic::validate(topic).map_err(Error::IllegalMessage)?;
+        validate_topic(topic)?;
         if queues == 0 {
-            return Err(Error::Config(format!(
-                "topic {topic} needs at least 1 queue"
-            )));
+            return Err(Error::NoQueues {
+                topic: topic.to_string(),
+            });
         }
         let changed = {
             let mut t = self.map.write().unwrap_or_else(|e| e.into_inner());

@@ -30,8 +30,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::error::{Error, Result};
 use mqlab_engine::clock::Clock;
-use mqlab_engine::error::{Error, Result};
 use mqlab_engine::message::{
     sys_flag, Message, PutResult, PutStatus, StoredMessage, PROPERTY_TAGS, PROPERTY_UNIQ_KEY,
 };
@@ -180,10 +180,10 @@ impl Txn<'_> {
         }
         let half = self.store.get(half_phys)?;
         if half.topic != HALF_TOPIC {
-            return Err(Error::IllegalMessage(format!(
-                "offset {half_phys} holds a message of {}, not a half message",
-                half.topic
-            )));
+            return Err(Error::NotHalfMessage {
+                offset: half_phys,
+                topic: half.topic,
+            });
         }
         if state == LocalTransactionState::RollbackMessage {
             let r = self.put_op(&half);

@@ -20,7 +20,9 @@ use mqlab_broker::types::{
 use mqlab_broker::ClientChannel;
 use mqlab_engine::clock::Clock;
 use mqlab_engine::io::Env;
-use mqlab_engine::{Message, PutResult, Result};
+use mqlab_engine::{Message, PutResult};
+
+use crate::error::Result;
 
 /// Where a client keeps its own files (a broadcasting consumer's offsets).
 #[derive(Clone)]

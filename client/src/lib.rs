@@ -31,8 +31,10 @@
 
 pub mod api;
 pub mod consumer;
+pub mod error;
 pub mod local;
 pub mod producer;
 pub mod transaction;
 
 pub use api::{BrokerApi, LocalFiles};
+pub use error::{Error, Result};

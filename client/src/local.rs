@@ -15,9 +15,10 @@ use mqlab_broker::types::{
 };
 use mqlab_broker::{Broker, BrokerCore, ClientChannel};
 use mqlab_engine::clock::Clock;
-use mqlab_engine::{Message, PutResult, Result};
+use mqlab_engine::{Message, PutResult};
 
 use crate::api::{BrokerApi, LocalFiles};
+use crate::error::Result;
 
 impl BrokerApi for Broker {
     fn send_message(&self, msg: &Message) -> PutResult {
@@ -33,7 +34,7 @@ impl BrokerApi for Broker {
     }
 
     fn get_route_info(&self, topic: &str) -> Result<Vec<MessageQueue>> {
-        BrokerCore::route(self, topic)
+        Ok(BrokerCore::route(self, topic)?)
     }
 
     fn get_topic_queues(&self, topic: &str) -> Vec<MessageQueue> {
@@ -41,7 +42,7 @@ impl BrokerApi for Broker {
     }
 
     fn create_topic(&self, topic: &str, queues: u32) -> Result<()> {
-        BrokerCore::create_topic(self, topic, queues)
+        Ok(BrokerCore::create_topic(self, topic, queues)?)
     }
 
     fn get_offset_range(&self, mq: &MessageQueue) -> (u64, u64) {
@@ -49,7 +50,7 @@ impl BrokerApi for Broker {
     }
 
     fn pull_message(&self, req: &PullRequest, cancel: Option<&AtomicBool>) -> Result<PullResult> {
-        BrokerCore::pull(self, req, cancel)
+        Ok(BrokerCore::pull(self, req, cancel)?)
     }
 
     fn query_consumer_offset(&self, req: &QueryConsumerOffsetRequest) -> Option<u64> {
@@ -61,7 +62,7 @@ impl BrokerApi for Broker {
     }
 
     fn heartbeat(&self, req: &HeartbeatRequest, channel: Arc<dyn ClientChannel>) -> Result<()> {
-        BrokerCore::heartbeat(self, req, channel)
+        Ok(BrokerCore::heartbeat(self, req, channel)?)
     }
 
     fn unregister_client(&self, req: &UnregisterClientRequest) {
@@ -81,7 +82,7 @@ impl BrokerApi for Broker {
     }
 
     fn end_transaction(&self, req: &EndTransactionRequest) -> Result<Option<PutResult>> {
-        BrokerCore::end_transaction(self, req)
+        Ok(BrokerCore::end_transaction(self, req)?)
     }
 
     fn consumer_send_msg_back(&self, req: &ConsumerSendMsgBackRequest) -> PutResult {

@@ -37,13 +37,13 @@ impl BrokerApi for Flaky {
         }
         self.broker.send_message(msg)
     }
-    fn get_route_info(&self, topic: &str) -> mqlab_engine::Result<Vec<MessageQueue>> {
+    fn get_route_info(&self, topic: &str) -> mqlab_client::Result<Vec<MessageQueue>> {
         self.broker.get_route_info(topic)
     }
     fn get_topic_queues(&self, topic: &str) -> Vec<MessageQueue> {
         self.broker.get_topic_queues(topic)
     }
-    fn create_topic(&self, topic: &str, queues: u32) -> mqlab_engine::Result<()> {
+    fn create_topic(&self, topic: &str, queues: u32) -> mqlab_client::Result<()> {
         BrokerApi::create_topic(self.broker.as_ref(), topic, queues)
     }
     fn get_offset_range(&self, mq: &MessageQueue) -> (u64, u64) {
@@ -53,7 +53,7 @@ impl BrokerApi for Flaky {
         &self,
         req: &PullRequest,
         cancel: Option<&AtomicBool>,
-    ) -> mqlab_engine::Result<PullResult> {
+    ) -> mqlab_client::Result<PullResult> {
         self.broker.pull_message(req, cancel)
     }
     fn query_consumer_offset(&self, req: &QueryConsumerOffsetRequest) -> Option<u64> {
@@ -66,7 +66,7 @@ impl BrokerApi for Flaky {
         &self,
         req: &HeartbeatRequest,
         channel: Arc<dyn ClientChannel>,
-    ) -> mqlab_engine::Result<()> {
+    ) -> mqlab_client::Result<()> {
         BrokerApi::heartbeat(self.broker.as_ref(), req, channel)
     }
     fn unregister_client(&self, req: &UnregisterClientRequest) {
@@ -84,7 +84,7 @@ impl BrokerApi for Flaky {
     fn end_transaction(
         &self,
         req: &EndTransactionRequest,
-    ) -> mqlab_engine::Result<Option<PutResult>> {
+    ) -> mqlab_client::Result<Option<PutResult>> {
         BrokerApi::end_transaction(self.broker.as_ref(), req)
     }
     fn consumer_send_msg_back(&self, req: &ConsumerSendMsgBackRequest) -> PutResult {

@@ -36,13 +36,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::error::{Error, Result};
 use mqlab_broker::types::{
     ConsumerData, ConsumerSendMsgBackRequest, HeartbeatRequest, LockBatchRequest, MessageQueue,
     UnregisterClientRequest, PROPERTY_RETRY_TOPIC, RETRY_PREFIX,
 };
 use mqlab_broker::{ClientChannel, Subscription};
 use mqlab_engine::message::{PutResult, StoredMessage};
-use mqlab_engine::{Error, Result};
 
 use crate::api::BrokerApi;
 

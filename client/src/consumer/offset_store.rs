@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::error::Result;
 use mqlab_broker::types::{MessageQueue, QueryConsumerOffsetRequest, UpdateConsumerOffsetRequest};
 use mqlab_engine::config_file::ConfigFile;
-use mqlab_engine::error::Result;
 
 use crate::api::BrokerApi;
 
@@ -154,6 +154,6 @@ impl OffsetStore for LocalFileOffsetStore {
                 .map(|(mq, o)| (format!("{}:{}", mq.topic, mq.queue_id), *o))
                 .collect(),
         };
-        self.file.store(&f)
+        Ok(self.file.store(&f)?)
     }
 }

@@ -22,9 +22,9 @@ use super::{
     join_group, leave_group, reset_retry_topic, ConsumerConfig, ConsumerStats, MessageModel,
 };
 use crate::api::BrokerApi;
+use crate::error::Result;
 use mqlab_broker::filter::Subscription;
 use mqlab_broker::types::{MessageQueue, PullRequest, PullStatus};
-use mqlab_engine::error::Result;
 use mqlab_engine::message::StoredMessage;
 
 /// How long `poll` waits before looking again when every queue was empty.

@@ -23,9 +23,9 @@ use super::{
     ConsumeStatus, ConsumerConfig, ConsumerStats, Listener, MessageModel, OrderlyStatus,
 };
 use crate::api::BrokerApi;
+use crate::error::Result;
 use mqlab_broker::filter::Subscription;
 use mqlab_broker::types::{retry_topic, MessageQueue, PullRequest, PullStatus};
-use mqlab_engine::error::Result;
 use mqlab_engine::message::StoredMessage;
 
 struct ConsumeRequest {
