@@ -15,16 +15,23 @@
 //!    `check_max` times already, or older than `file_reserved_hours` (the
 //!    72-hour rule), is discarded to `TRANS_CHECK_MAX_TIME_TOPIC`; any other
 //!    is re-appended with TRANSACTION_CHECK_TIMES + 1 and its producer group
-//!    is asked (one of its producers, round robin) to check it back. The
-//!    producer answers with an end; UNKNOWN leaves it pending for the next
-//!    round. A copy re-appended by a check is not checked again until it is
-//!    itself a timeout old, so a producer has that long to answer (mqlab's
-//!    guard against asking twice while the answer is on its way).
+//!    is asked (one of its producers, round robin) to check it back: a
+//!    CHECK_TRANSACTION_STATE request sent on the [`crate::ClientChannel`] the
+//!    producer registered in its heartbeat, never a call into producer code
+//!    the broker holds. The producer answers with END_TRANSACTION; UNKNOWN
+//!    leaves it pending for the next round. A copy re-appended by a check
+//!    is not checked again until it is itself a timeout old, so a producer
+//!    has that long to answer (mqlab's guard against asking twice while the
+//!    answer is on its way).
 //!
 //! Progress (half and op queue offsets) is kept as offsets of the system
 //! group `CID_RMQ_SYS_TRANS` in `config/consumerOffset.json`. A commit
 //! racing with a check of the same message can produce the real message
 //! twice, as in RocketMQ; consumers must be idempotent.
+//!
+//! The service's logic works on the broker's parts lent for one call
+//! (`Txn`); it names no broker type, so the broker depends on it and not
+//! the other way round.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
