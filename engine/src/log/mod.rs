@@ -489,6 +489,9 @@ impl CommitLog {
                     // record: remaining < len + 8).
                     let mut padded = vec![0u8; remaining as usize];
                     padded[..8].copy_from_slice(&blank);
+                    // Staged bytes can be committed at once: `written`
+                    // moves first so `committed <= written` always holds.
+                    self.written.store(pos + remaining, Ordering::Release);
                     self.write_bytes(pos, &padded)?;
                 } else {
                     self.write_bytes(pos, &blank)?;
@@ -515,6 +518,11 @@ impl CommitLog {
                 .or_insert(0);
             record::finish(&mut buf, layout, queue_offset, pos, store_timestamp_ms);
             self.debug_check_encoded(&buf, pos, remaining_after(pos, s), msg, queue_offset);
+            if self.staging.is_some() {
+                // The commit service may take these bytes as soon as they
+                // are staged: `written` covers them first.
+                self.written.store(pos + len, Ordering::Release);
+            }
             self.write_bytes(pos, &buf)?;
             if let Some(q) = st
                 .queue_table
