@@ -4,7 +4,6 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -38,7 +37,7 @@ pub fn timestamp() -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
+    let (y, m, d) = mqlab_engine::clock::civil_from_days(days as i64);
     format!(
         "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
         rem / 3600,
@@ -47,27 +46,12 @@ pub fn timestamp() -> String {
     )
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// Where and on what a measurement ran.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
 pub struct MachineInfo {
-    /// `uname -r`.
+    /// Kernel release (`uname -r`).
     pub kernel: String,
-    /// `uname -srvm`-like description.
+    /// `uname -srvm`: system, release, version, machine.
     pub os: String,
     /// Logical CPUs available to this process.
     pub cores: usize,
@@ -75,29 +59,20 @@ pub struct MachineInfo {
     pub cpu_model: String,
     /// Total memory, GiB.
     pub memory_gib: f64,
-    /// Filesystem type of the data directory (`stat -f -c %T`).
+    /// Filesystem type of the data directory (its mount in /proc/self/mounts).
     pub filesystem: String,
     /// The data directory measured.
     pub data_dir: String,
 }
 
-fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// Filesystem type of `dir`: the type of the mount that contains it in
-/// `/proc/self/mounts` (ext2, ext3 and ext4 share one magic number, so
-/// `stat -f` calls all three "ext2/ext3"), else what `stat -f -c %T` says.
+/// `/proc/self/mounts` (by name: ext2, ext3 and ext4 share one statfs
+/// magic number), else "unknown".
 pub fn filesystem_type(dir: &Path) -> String {
     let path = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     fs::read_to_string("/proc/self/mounts")
         .ok()
         .and_then(|m| mount_fstype(&m, &path))
-        .or_else(|| command_output("stat", &["-f", "-c", "%T", &dir.to_string_lossy()]))
         .unwrap_or_else(|| "unknown".to_string())
 }
 
@@ -151,14 +126,17 @@ fn unescape_mount_field(s: &str) -> String {
 impl MachineInfo {
     /// Collects the machine's description, with the filesystem of `dir`.
     pub fn collect(dir: &Path) -> MachineInfo {
-        let kernel = command_output("uname", &["-r"])
-            .or_else(|| {
-                fs::read_to_string("/proc/sys/kernel/osrelease")
-                    .ok()
-                    .map(|s| s.trim().to_string())
-            })
-            .unwrap_or_else(|| "unknown".into());
-        let os = command_output("uname", &["-srvm"]).unwrap_or_else(|| std::env::consts::OS.into());
+        let u = rustix::system::uname();
+        let field = |f: &std::ffi::CStr| f.to_string_lossy().trim().to_string();
+        let kernel = field(u.release());
+        // As `uname -srvm` prints it.
+        let os = format!(
+            "{} {} {} {}",
+            field(u.sysname()),
+            kernel,
+            field(u.version()),
+            field(u.machine())
+        );
         let cpu_model = fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
@@ -442,10 +420,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    fn timestamps_name_folders() {
+        let t = timestamp();
+        assert_eq!(t.len(), "20240229-235959".len(), "{t}");
+        assert_eq!(&t[8..9], "-", "{t}");
+        assert!(t.starts_with("20"), "{t}");
     }
 
     #[test]

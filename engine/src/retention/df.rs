@@ -1,9 +1,8 @@
-//! Disk usage of the real file system holding the store, from `df -P -k`
-//! (POSIX output: used and available 1 KiB blocks). A child process keeps
-//! the engine free of unsafe code; it runs once per check interval.
+//! Disk usage of the real file system holding the store, from `statvfs`
+//! (through rustix, so the engine stays free of unsafe code): used and
+//! available blocks as `df` reports them. Called once per check interval.
 
 use std::io;
-use std::process::Command;
 
 use super::DiskUsage;
 use crate::store::Store;
@@ -12,13 +11,11 @@ use crate::store::Store;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DfUsage;
 
-/// Parses `df -P -k` output: used / (used + available) of the last line.
-pub fn parse_df(out: &str) -> Option<f64> {
-    let line = out.lines().rfind(|l| !l.trim().is_empty())?;
-    let cols: Vec<&str> = line.split_whitespace().collect();
-    // Filesystem 1024-blocks Used Available Capacity Mounted-on
-    let used: f64 = cols.get(2)?.parse().ok()?;
-    let avail: f64 = cols.get(3)?.parse().ok()?;
+/// used / (used + available), as `df` computes its Capacity column: used
+/// = total - free blocks, available = blocks free to unprivileged users.
+pub fn used_ratio(blocks: u64, free: u64, available: u64) -> Option<f64> {
+    let used = blocks.saturating_sub(free) as f64;
+    let avail = available as f64;
     (used + avail > 0.0).then(|| used / (used + avail))
 }
 
@@ -28,31 +25,33 @@ impl DiskUsage for DfUsage {
     }
 
     fn used_ratio(&self, store: &Store) -> io::Result<f64> {
-        let out = Command::new("df")
-            .arg("-P")
-            .arg("-k")
-            .arg(store.dir())
-            .output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "df failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        parse_df(&String::from_utf8_lossy(&out.stdout))
-            .ok_or_else(|| io::Error::other("cannot parse df output"))
+        let s = rustix::fs::statvfs(store.dir())?;
+        used_ratio(s.f_blocks, s.f_bfree, s.f_bavail)
+            .ok_or_else(|| io::Error::other("statvfs reports an empty file system"))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_df;
+    use super::used_ratio;
 
     #[test]
-    fn parses_posix_df() {
-        let out = "Filesystem     1024-blocks      Used Available Capacity Mounted on\n\
-                   /dev/sda1        100000     75000     25000      75% /work\n";
-        assert_eq!(parse_df(out), Some(0.75));
-        assert_eq!(parse_df("garbage"), None);
+    fn ratio_as_df_computes_it() {
+        // 100000 blocks, 25000 free, 25000 available: 75% used.
+        assert_eq!(used_ratio(100_000, 25_000, 25_000), Some(0.75));
+        // Reserved blocks count as neither used nor available.
+        assert_eq!(
+            used_ratio(100_000, 30_000, 25_000),
+            Some(70_000.0 / 95_000.0)
+        );
+        assert_eq!(used_ratio(0, 0, 0), None);
+    }
+
+    #[test]
+    fn statvfs_of_a_real_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = rustix::fs::statvfs(dir.path()).unwrap();
+        let r = used_ratio(s.f_blocks, s.f_bfree, s.f_bavail).unwrap();
+        assert!((0.0..=1.0).contains(&r), "{r}");
     }
 }
