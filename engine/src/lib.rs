@@ -1,8 +1,9 @@
 //! mqlab-engine: a RocketMQ-compatible message store with pluggable I/O
 //! backends, flush strategies and delay schedulers, built to be measured.
 //!
-//! See `FORMAT.md` for the on-disk formats and `shared/DESIGN.md` for the
-//! offsets (written, committed, flushed, acked) and the loss window.
+//! See `engine/FORMAT.md` for the on-disk formats and the repository's
+//! `ARCHITECTURE.md` for the modules, the threads, the offsets (written,
+//! committed, flushed, acked), the loss window and how a put travels.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

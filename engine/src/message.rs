@@ -241,7 +241,8 @@ impl PutResult {
     }
 }
 
-/// The four offsets of DESIGN.md, read with atomics.
+/// The four offsets (ARCHITECTURE.md, "Offsets and the loss window"),
+/// read with atomics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Offsets {
     /// End of what has been appended (buffer or mapping).
