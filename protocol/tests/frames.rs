@@ -137,3 +137,19 @@ fn bad_frames_are_refused_with_a_reason() {
     let limits_big = Limits::default();
     assert!(decode_frame(&frame(0, deep.as_bytes(), b""), &limits_big).is_err());
 }
+
+#[test]
+fn a_captured_cpp_client_route_request_decodes() {
+    // Captured on loopback from PyPI `rocketmq` 0.4.4 (librocketmq) asking
+    // a name server for a topic's route (see tests/captures/README.md).
+    let bytes = include_bytes!("captures/cpp-0.4.4-get-route.bin");
+    let (cmd, used) = decode_frame(bytes, &Limits::default()).unwrap().unwrap();
+    assert_eq!(used, bytes.len());
+    assert_eq!(cmd.code, request::GET_ROUTEINFO_BY_TOPIC);
+    assert_eq!(cmd.language, LanguageCode::CPP);
+    assert_eq!(cmd.serialize_type, SerializeType::Json);
+    assert_eq!(cmd.ext_fields.str_req("topic").unwrap(), "CaptureTopic");
+    // An old client: route data must go back in fastjson's legacy form.
+    assert!(cmd.version < mqlab_protocol::headers::VERSION_V4_9_4);
+    assert!(cmd.ext_fields.contains_key("Signature"));
+}
