@@ -15,12 +15,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Once;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
+use mqlab::plot::{both_sized, pe, register_fonts, PALETTE};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 use serde::{Deserialize, Serialize};
 
 use crate::DeviceFigures;
@@ -411,59 +410,18 @@ pub fn median_device(all: &[DeviceFigures]) -> DeviceFigures {
     }
 }
 
-static FONTS: Once = Once::new();
-
-fn register_fonts() {
-    FONTS.call_once(|| {
-        for family in ["sans-serif", "serif", "monospace"] {
-            let _ =
-                plotters::style::register_font(family, FontStyle::Normal, dejavu::sans::regular());
-            let _ = plotters::style::register_font(family, FontStyle::Bold, dejavu::sans::bold());
-        }
-    });
-}
-
-fn pe<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("drawing failed: {e:?}")
-}
-
+/// Size of the peers chart, px (two panels: larger than the lab's charts).
 const W: u32 = 1400;
 const H: u32 = 900;
-
-fn color(i: usize) -> RGBColor {
-    const C: [RGBColor; 10] = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(127, 127, 127),
-        RGBColor(188, 189, 34),
-        RGBColor(23, 190, 207),
-    ];
-    C[i % C.len()]
-}
 
 /// Draws peers.svg and peers.png.
 pub fn chart(s: &Summary, out: &Path) -> Result<Vec<String>> {
     register_fonts();
-    let svg = out.join("peers.svg");
-    let png = out.join("peers.png");
-    {
-        let root = SVGBackend::new(&svg, (W, H)).into_drawing_area();
-        draw(root, s)?;
-    }
-    {
-        let root = BitMapBackend::new(&png, (W, H)).into_drawing_area();
-        draw(root, s)?;
-    }
-    Ok(vec!["peers.svg".into(), "peers.png".into()])
+    both_sized(out, "peers", (W, H), |a| draw(a, s), |a| draw(a, s))
 }
 
+/// Both panels on `root` (filled and presented by [`both_sized`]).
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, s: &Summary) -> Result<()> {
-    root.fill(&WHITE).map_err(pe)?;
     // Categories: (flush, concurrency, msg_bytes) in a stable order;
     // durable classes first.
     let rank = |f: &str| match f {
@@ -530,7 +488,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, s: &Summary) -> Result
                     continue;
                 }
                 let x0 = ci as f64 + 0.1 + ni as f64 * width;
-                let col = color(ni);
+                let col = PALETTE[ni % PALETTE.len()];
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
                         [(x0, lo), (x0 + width * 0.9, v)],
@@ -554,7 +512,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, s: &Summary) -> Result
         }
         // Legend.
         for (ni, name) in names.iter().enumerate() {
-            let col = color(ni);
+            let col = PALETTE[ni % PALETTE.len()];
             chart
                 .draw_series(std::iter::once(Rectangle::new(
                     [(0.0, lo), (0.0, lo)],
@@ -586,7 +544,6 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, s: &Summary) -> Result
         &|e| e.p99_us as f64,
         false,
     )?;
-    root.present().map_err(pe)?;
     Ok(())
 }
 

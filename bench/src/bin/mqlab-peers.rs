@@ -20,95 +20,141 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
 use mqlab_bench::report::{self, EngineRun};
 use mqlab_bench::{message, record_bytes, DeviceFigures, LoadPool, LoadResult, Until};
 use mqlab_engine::{BackendKind, FlushConfig, FlushKind, PutStatus, Store, StoreConfig};
 
-fn usage() -> ! {
-    eprintln!(
-        "usage:\n  mqlab-peers device --dir D --out FILE [--msg-bytes 1024] [--concurrency 1,16,256] [--per-size-ms 400]\n  \
-         mqlab-peers run --engine E --flush F --concurrency C --msg-bytes B --secs S --dir D [--warmup-secs 0.5] [--out FILE] [--round N] [--no-index] [--preallocate]\n  \
-         mqlab-peers report --runs FILE --device FILE --out DIR\n\
-         engines: mqlab-pwrite mqlab-mmap mqlab-uring{}",
-        if cfg!(feature = "peers") {
-            " rocketmq-store rocketmq-store-nobatch rocksdb"
-        } else {
-            " (build with --features peers for rocketmq-store and rocksdb)"
-        }
-    );
-    std::process::exit(2)
+/// The engines this build can run, for `--help`.
+const ENGINES: &str = if cfg!(feature = "peers") {
+    "engines: mqlab-pwrite mqlab-mmap mqlab-uring rocketmq-store rocketmq-store-nobatch rocksdb"
+} else {
+    "engines: mqlab-pwrite mqlab-mmap mqlab-uring (build with --features peers for rocketmq-store and rocksdb)"
+};
+
+/// mqlab-peers: the same closed-loop driver over mqlab and its peers
+/// (scripts/peers.sh drives it).
+#[derive(Debug, Parser)]
+#[command(name = "mqlab-peers", after_help = ENGINES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-struct Args(Vec<String>);
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure the device: pwrite+fdatasync per batch size the runs will
+    /// use, buffered write and memcpy bandwidth.
+    Device(DeviceArgs),
+    /// Run one engine configuration and print (and append) its result line.
+    Run(RunArgs),
+    /// Turn runs and device figures into summary.json, table.md and the chart.
+    Report(ReportArgs),
+}
 
-impl Args {
-    fn get(&self, name: &str) -> Option<&str> {
-        let flag = format!("--{name}");
-        self.0
-            .iter()
-            .position(|a| *a == flag)
-            .and_then(|i| self.0.get(i + 1))
-            .map(String::as_str)
-    }
-    fn req(&self, name: &str) -> Result<&str> {
-        self.get(name)
-            .with_context(|| format!("missing --{name} (run without arguments for usage)"))
-    }
-    fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|_| anyhow::anyhow!("--{name}: cannot parse {v:?}")),
-        }
-    }
-    fn list(&self, name: &str, default: &[usize]) -> Result<Vec<usize>> {
-        match self.get(name) {
-            None => Ok(default.to_vec()),
-            Some(v) => v
-                .split(',')
-                .map(|x| x.trim().parse().context("bad list"))
-                .collect(),
-        }
-    }
+#[derive(Debug, clap::Args)]
+struct DeviceArgs {
+    /// Directory to measure in.
+    #[arg(long, value_name = "D")]
+    dir: PathBuf,
+    /// Where to write the device figures (JSON).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Message sizes the runs use, bytes, comma separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1024",
+        value_name = "LIST"
+    )]
+    msg_bytes: Vec<usize>,
+    /// Concurrencies the runs use, comma separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,16,256",
+        value_name = "LIST"
+    )]
+    concurrency: Vec<usize>,
+    /// Milliseconds spent on each batch size.
+    #[arg(long, default_value_t = 400, value_name = "MS")]
+    per_size_ms: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Engine (see the list below).
+    #[arg(long, value_name = "E")]
+    engine: String,
+    /// Flush strategy: sync, group, async or pool (peers: group or async).
+    #[arg(long, value_name = "F")]
+    flush: String,
+    /// Closed-loop senders.
+    #[arg(long, default_value_t = 16, value_name = "C")]
+    concurrency: usize,
+    /// Message body size, bytes.
+    #[arg(long, default_value_t = 1024, value_name = "B")]
+    msg_bytes: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 3.0, value_name = "S")]
+    secs: f64,
+    /// Warmup seconds before the measurement.
+    #[arg(long, default_value_t = 0.5, value_name = "S")]
+    warmup_secs: f64,
+    /// Parent of the run's scratch directory.
+    #[arg(long, value_name = "D")]
+    dir: PathBuf,
+    /// Append the result line to this file too.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Round number recorded with the result.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    round: u32,
+    /// mqlab only: no index (keys are not indexed).
+    #[arg(long)]
+    no_index: bool,
+    /// mqlab only: pre-fault commit-log segments at creation.
+    #[arg(long)]
+    preallocate: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// Result lines of `run` (JSON lines).
+    #[arg(long, value_name = "FILE")]
+    runs: PathBuf,
+    /// Device figures of `device` (JSON, or JSON lines: their median).
+    #[arg(long, value_name = "FILE")]
+    device: PathBuf,
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
 }
 
 fn main() -> Result<()> {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = argv.first().cloned() else {
-        usage()
-    };
-    let a = Args(argv[1..].to_vec());
-    match cmd.as_str() {
-        "device" => cmd_device(&a),
-        "run" => cmd_run(&a),
-        "report" => {
-            let out = PathBuf::from(a.req("out")?);
-            let files =
-                report::write_report(Path::new(a.req("runs")?), Path::new(a.req("device")?), &out)?;
+    match Cli::parse().command {
+        Command::Device(a) => cmd_device(&a),
+        Command::Run(a) => cmd_run(&a),
+        Command::Report(a) => {
+            let files = report::write_report(&a.runs, &a.device, &a.out)?;
             for f in files {
-                println!("wrote {}", out.join(f).display());
+                println!("wrote {}", a.out.join(f).display());
             }
             Ok(())
         }
-        _ => usage(),
     }
 }
 
-fn cmd_device(a: &Args) -> Result<()> {
-    let dir = PathBuf::from(a.req("dir")?);
-    let sizes = a.list("msg-bytes", &[1024])?;
-    let conc = a.list("concurrency", &[1, 16, 256])?;
-    let per = Duration::from_millis(a.num("per-size-ms", 400u64)?);
+fn cmd_device(a: &DeviceArgs) -> Result<()> {
+    let per = Duration::from_millis(a.per_size_ms);
     let d = DeviceFigures::measure(
-        &dir,
-        &DeviceFigures::batch_sizes_for(&sizes, &conc),
+        &a.dir,
+        &DeviceFigures::batch_sizes_for(&a.msg_bytes, &a.concurrency),
         per,
         Duration::from_millis(500),
     )?;
-    let out = PathBuf::from(a.req("out")?);
-    std::fs::write(&out, serde_json::to_vec_pretty(&d)?)?;
+    std::fs::write(&a.out, serde_json::to_vec_pretty(&d)?)?;
     for s in &d.sync {
         println!(
             "pwrite+fdatasync {:>8} B: {:>9.0} ops/s {:>8.1} MiB/s p50 {:>6} µs p99 {:>6} µs",
@@ -122,25 +168,21 @@ fn cmd_device(a: &Args) -> Result<()> {
     Ok(())
 }
 
-fn cmd_run(a: &Args) -> Result<()> {
-    let engine = a.req("engine")?.to_string();
-    let flush = a.req("flush")?.to_string();
-    let concurrency: usize = a.num("concurrency", 16)?;
-    let msg_bytes: usize = a.num("msg-bytes", 1024)?;
-    let secs: f64 = a.num("secs", 3.0)?;
-    let warmup: f64 = a.num("warmup-secs", 0.5)?;
-    let round: u32 = a.num("round", 0)?;
-    let base = PathBuf::from(a.req("dir")?);
-    std::fs::create_dir_all(&base)?;
+fn cmd_run(a: &RunArgs) -> Result<()> {
+    let (engine, flush) = (a.engine.clone(), a.flush.clone());
+    let (concurrency, msg_bytes, round) = (a.concurrency, a.msg_bytes, a.round);
+    let (secs, warmup) = (a.secs, a.warmup_secs);
+    let base = &a.dir;
+    std::fs::create_dir_all(base)?;
     let dir = tempfile::Builder::new()
         .prefix(&format!("{engine}-{flush}-"))
-        .tempdir_in(&base)?;
+        .tempdir_in(base)?;
     let time = Duration::from_secs_f64(secs);
     let warm = Duration::from_secs_f64(warmup);
     let (r, summary_flush) = if let Some(backend) = engine.strip_prefix("mqlab-") {
         let knobs = Knobs {
-            index: !a.0.iter().any(|x| x == "--no-index"),
-            preallocate: a.0.iter().any(|x| x == "--preallocate"),
+            index: !a.no_index,
+            preallocate: a.preallocate,
         };
         run_mqlab(
             backend,
@@ -184,7 +226,7 @@ fn cmd_run(a: &Args) -> Result<()> {
     };
     let line = serde_json::to_string(&run)?;
     println!("{line}");
-    if let Some(out) = a.get("out") {
+    if let Some(out) = &a.out {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

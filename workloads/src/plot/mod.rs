@@ -51,8 +51,24 @@ pub fn pe<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e:?}")
 }
 
-/// Draws one chart as `<name>.svg` and `<name>.png`.
+/// Draws one chart as `<name>.svg` and `<name>.png`, [`W`] x [`H`] pixels.
 pub fn both<F, G>(out: &Path, name: &str, svg: F, png: G) -> Result<Vec<String>>
+where
+    F: FnOnce(DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>,
+    G: FnOnce(DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>,
+{
+    both_sized(out, name, (W, H), svg, png)
+}
+
+/// [`both`] at `(width, height)` pixels: each drawing area is filled white
+/// before `svg`/`png` draws on it and presented after.
+pub fn both_sized<F, G>(
+    out: &Path,
+    name: &str,
+    (w, h): (u32, u32),
+    svg: F,
+    png: G,
+) -> Result<Vec<String>>
 where
     F: FnOnce(DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>,
     G: FnOnce(DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>,
@@ -60,13 +76,13 @@ where
     let svg_path = out.join(format!("{name}.svg"));
     let png_path = out.join(format!("{name}.png"));
     {
-        let root = SVGBackend::new(&svg_path, (W, H)).into_drawing_area();
+        let root = SVGBackend::new(&svg_path, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(pe)?;
         svg(root.clone())?;
         root.present().map_err(pe)?;
     }
     {
-        let root = BitMapBackend::new(&png_path, (W, H)).into_drawing_area();
+        let root = BitMapBackend::new(&png_path, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(pe)?;
         png(root.clone())?;
         root.present().map_err(pe)?;
