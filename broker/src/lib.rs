@@ -61,6 +61,7 @@ pub mod delayed;
 pub mod error;
 pub mod filter;
 pub mod lock;
+pub mod namesrv;
 pub mod offsets;
 mod topics;
 pub mod txn;

@@ -1,4 +1,5 @@
 //! JSON bodies: route data (name server) and heartbeats (clients).
 
 pub mod heartbeat;
+pub mod register;
 pub mod route;

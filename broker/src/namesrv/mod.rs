@@ -1,0 +1,14 @@
+//! The name server's state: which brokers are alive and which topics they
+//! serve, as RocketMQ's `RouteInfoManager` keeps it. Brokers register
+//! (REGISTER_BROKER) every 30 s and unregister at shutdown; a broker not
+//! heard from for [`BROKER_EXPIRED_MS`] is dropped with its routes.
+//! Clients ask for a topic's route (GET_ROUTEINFO_BY_TOPIC) and get the
+//! queues of every broker group that serves it with the addresses of
+//! each group's master (id 0) and slaves (ids 1..).
+//!
+//! Pure state, no I/O: the network side (issue 13's remoting server)
+//! decodes requests with `mqlab-protocol` and calls into this.
+
+mod routes;
+
+pub use routes::{Registration, RouteTable, BROKER_EXPIRED_MS};
