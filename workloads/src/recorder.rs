@@ -20,7 +20,6 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -552,7 +551,7 @@ impl Sampler {
 /// arrive (buffered; a killed run loses at most the buffer's tail, never
 /// writes a line for a message that was not acknowledged).
 pub struct AckLog {
-    out: Mutex<BufWriter<File>>,
+    out: Mutex<csv::Writer<File>>,
     unbuffered: bool,
 }
 
@@ -570,8 +569,11 @@ impl AckLog {
             }
         }
         let f = File::create(path).with_context(|| format!("create {}", path.display()))?;
-        let mut out = BufWriter::with_capacity(64 * 1024, f);
-        writeln!(out, "{ACK_LOG_HEADER}").with_context(|| format!("write {}", path.display()))?;
+        let mut out = csv::WriterBuilder::new()
+            .buffer_capacity(64 * 1024)
+            .from_writer(f);
+        out.write_record(ACK_LOG_HEADER.split(','))
+            .with_context(|| format!("write {}", path.display()))?;
         Ok(AckLog {
             out: Mutex::new(out),
             unbuffered: false,
@@ -590,7 +592,7 @@ impl AckLog {
     /// Appends one line.
     pub fn write(&self, topic: &str, queue_id: u32, queue_offset: u64, phys: u64, key: &str) {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "{topic},{queue_id},{queue_offset},{phys},{key}");
+        let _ = out.serialize((topic, queue_id, queue_offset, phys, key));
         if self.unbuffered {
             let _ = out.flush();
         }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::Baseline;
 use crate::recorder::{LatencySummary, LossStats, OffsetsJson, SenderStats, WindowSummary};
 use crate::spec::Workload;
+use crate::table::{csv_columns, csv_text};
 pub use crate::table::{render_table, round3};
 use crate::util::{thousands, MachineInfo};
 
@@ -229,10 +230,8 @@ pub fn timeseries_csv(
     bucket_s: f64,
     total_s: f64,
 ) -> String {
-    let mut out = String::from(
-        "t_s,interval_s,warmup,msgs,msgs_per_s,mib_per_s,p50_us,p99_us,max_us,errors,loss_max_ms,loss_max_msgs,loss_max_bytes\n",
-    );
     let n = stats.seconds.len().max(loss.seconds.len());
+    let mut rows = Vec::with_capacity(n);
     for i in 0..n {
         let t = i as f64 * bucket_s;
         if t >= total_s && i > 0 {
@@ -251,17 +250,40 @@ pub fn timeseries_csv(
             )
         });
         let warm = (t < warmup_secs) as u8;
-        let _ = writeln!(
-            out,
-            "{t:.3},{bucket_s:.3},{warm},{msgs},{:.1},{:.3},{p50},{p99},{max},{errors},{:.3},{},{}",
-            msgs as f64 / covered,
-            bytes as f64 / (1024.0 * 1024.0) / covered,
-            l.max_ms,
-            l.max_msgs,
-            l.max_bytes
-        );
+        rows.push([
+            format!("{t:.3}"),
+            format!("{bucket_s:.3}"),
+            warm.to_string(),
+            msgs.to_string(),
+            format!("{:.1}", msgs as f64 / covered),
+            format!("{:.3}", bytes as f64 / (1024.0 * 1024.0) / covered),
+            p50.to_string(),
+            p99.to_string(),
+            max.to_string(),
+            errors.to_string(),
+            format!("{:.3}", l.max_ms),
+            l.max_msgs.to_string(),
+            l.max_bytes.to_string(),
+        ]);
     }
-    out
+    csv_text(
+        &[
+            "t_s",
+            "interval_s",
+            "warmup",
+            "msgs",
+            "msgs_per_s",
+            "mib_per_s",
+            "p50_us",
+            "p99_us",
+            "max_us",
+            "errors",
+            "loss_max_ms",
+            "loss_max_msgs",
+            "loss_max_bytes",
+        ],
+        rows,
+    )
 }
 
 /// One parsed row of timeseries.csv.
@@ -279,30 +301,13 @@ pub struct TimeRow {
 
 /// Parses timeseries.csv.
 pub fn parse_timeseries(text: &str) -> Vec<TimeRow> {
-    let mut lines = text.lines();
-    let Some(header) = lines.next() else {
-        return Vec::new();
-    };
-    let cols: Vec<&str> = header.split(',').collect();
-    let idx = |name: &str| cols.iter().position(|c| *c == name);
-    let (Some(s), Some(iv), Some(m), Some(p)) = (
-        idx("t_s"),
-        idx("interval_s"),
-        idx("msgs_per_s"),
-        idx("p99_us"),
-    ) else {
-        return Vec::new();
-    };
-    lines
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(',').collect();
-            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
-            Some(TimeRow {
-                t_s: num(s)?,
-                interval_s: num(iv)?,
-                msgs_per_s: num(m)?,
-                p99_us: num(p)?,
-            })
+    csv_columns(text, &["t_s", "interval_s", "msgs_per_s", "p99_us"])
+        .into_iter()
+        .map(|f| TimeRow {
+            t_s: f[0],
+            interval_s: f[1],
+            msgs_per_s: f[2],
+            p99_us: f[3],
         })
         .collect()
 }

@@ -54,9 +54,16 @@ pub fn parse_ack_log(text: &str) -> Result<(Vec<AckLine>, Vec<String>)> {
     let mut out = Vec::new();
     let mut notes = Vec::new();
     let complete = text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, l) in lines.iter().enumerate() {
-        let n = i + 1;
+    let records: Vec<csv::StringRecord> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes())
+        .into_records()
+        .collect::<Result<_, _>>()
+        .context("ack log: not CSV")?;
+    for (i, r) in records.iter().enumerate() {
+        let n = r.position().map_or(i as u64 + 1, |p| p.line()) as usize;
+        let l = r.iter().collect::<Vec<_>>().join(",");
         if i == 0 {
             if l.trim() != ACK_LOG_HEADER {
                 anyhow::bail!("ack log line 1: expected the header {ACK_LOG_HEADER:?}, got {l:?}");
@@ -66,7 +73,7 @@ pub fn parse_ack_log(text: &str) -> Result<(Vec<AckLine>, Vec<String>)> {
         if l.trim().is_empty() {
             continue;
         }
-        if i + 1 == lines.len() && !complete {
+        if i + 1 == records.len() && !complete {
             // Cut anywhere by a kill, even where it still parses (a phys
             // offset missing digits): never trust it.
             notes.push(format!(
@@ -74,18 +81,17 @@ pub fn parse_ack_log(text: &str) -> Result<(Vec<AckLine>, Vec<String>)> {
             ));
             continue;
         }
-        let f: Vec<&str> = l.splitn(5, ',').collect();
         let parsed = (|| -> Option<AckLine> {
-            if f.len() != 5 {
+            if r.len() != 5 {
                 return None;
             }
             Some(AckLine {
                 line: n,
-                topic: f[0].to_string(),
-                queue_id: f[1].parse().ok()?,
-                queue_offset: f[2].parse().ok()?,
-                phys: f[3].parse().ok()?,
-                key: f[4].to_string(),
+                topic: r[0].to_string(),
+                queue_id: r[1].parse().ok()?,
+                queue_offset: r[2].parse().ok()?,
+                phys: r[3].parse().ok()?,
+                key: r[4].to_string(),
             })
         })();
         match parsed {

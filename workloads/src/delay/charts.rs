@@ -14,6 +14,7 @@ use crate::plot::{
     register_fonts, series_style, split_at_gaps, styled_line, with_legend_column, Glyph,
     LegendEntry, SeriesStyle, MARKERS_PER_LINE, SPECTRUM_RIGHT_MARGIN,
 };
+use crate::table::csv_columns;
 use crate::util::thousands;
 
 /// One scheduler's curves: lateness by percentile and over time.
@@ -32,13 +33,9 @@ impl Curves {
             .filter(|(_, p)| *p < 1.0)
             .map(|(v, p)| (-(1.0 - p).log10(), v))
             .collect();
-        let series = csv
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                let f: Vec<f64> = l.split(',').filter_map(|x| x.parse().ok()).collect();
-                (f.len() == 5).then(|| (f[0], f[2], f[4]))
-            })
+        let series = csv_columns(csv, &["t_s", "lateness_p50_ms", "lateness_max_ms"])
+            .into_iter()
+            .map(|f| (f[0], f[1], f[2]))
             .collect();
         Curves {
             name: name.to_string(),

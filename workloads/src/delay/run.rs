@@ -17,7 +17,7 @@ use super::plan::Plan;
 use super::request::{DelayRequest, Pattern};
 use crate::recorder::LatencySummary;
 use crate::summary::hgrm_text;
-use crate::table::round3;
+use crate::table::{csv_text, round3};
 use crate::util::{scratch_dir, write_command, write_json};
 
 pub(super) fn run_one(
@@ -209,10 +209,26 @@ pub(super) fn run_one(
         .with_context(|| format!("create scheduler folder {}", out.display()))?;
     write_json(&out.join("summary.json"), &summary)?;
     write_text(&out.join("lateness.hgrm"), hgrm_text(&rb.hist))?;
-    let mut csv = String::from("t_s,delivered,lateness_p50_ms,lateness_p99_ms,lateness_max_ms\n");
-    for (t, n, p50, p99, max) in time_series(&rb.points, rb.first_due_ms) {
-        csv.push_str(&format!("{t:.3},{n},{p50},{p99},{max}\n"));
-    }
+    let csv = csv_text(
+        &[
+            "t_s",
+            "delivered",
+            "lateness_p50_ms",
+            "lateness_p99_ms",
+            "lateness_max_ms",
+        ],
+        time_series(&rb.points, rb.first_due_ms)
+            .into_iter()
+            .map(|(t, n, p50, p99, max)| {
+                [
+                    format!("{t:.3}"),
+                    n.to_string(),
+                    p50.to_string(),
+                    p99.to_string(),
+                    max.to_string(),
+                ]
+            }),
+    );
     write_text(&out.join("lateness_timeseries.csv"), csv)?;
     write_command(out)?;
     Ok(summary)

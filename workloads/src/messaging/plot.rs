@@ -14,6 +14,7 @@ use crate::plot::{
     series_style, styled_line, with_legend_column, SPECTRUM_RIGHT_MARGIN,
 };
 use crate::summary::parse_hgrm;
+use crate::table::csv_columns;
 
 /// One variant folder.
 struct Variant {
@@ -26,15 +27,9 @@ struct Variant {
 
 fn load(dir: &Path) -> Option<Variant> {
     let csv = std::fs::read_to_string(dir.join("messaging.csv")).ok()?;
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next()?.split(',').collect();
-    let col = |n: &str| header.iter().position(|c| *c == n);
-    let (t, b, q) = (col("t_ms")?, col("backlog")?, col("consumer_queue")?);
-    let series = lines
-        .filter_map(|l| {
-            let f: Vec<f64> = l.split(',').filter_map(|v| v.parse().ok()).collect();
-            Some((*f.get(t)? / 1000.0, *f.get(b)?, *f.get(q)?))
-        })
+    let series = csv_columns(&csv, &["t_ms", "backlog", "consumer_queue"])
+        .into_iter()
+        .map(|f| (f[0] / 1000.0, f[1], f[2]))
         .collect();
     let e2e = std::fs::read_to_string(dir.join("e2e_latency.hgrm"))
         .map(|t| parse_hgrm(&t))

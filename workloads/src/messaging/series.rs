@@ -1,11 +1,12 @@
 //! messaging.csv: backlog, consumer-side queue and retry counts sampled
 //! over a variant's run.
 
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mqlab_engine::service::Service;
+
+use crate::table::csv_text;
 
 /// One sample of messaging.csv.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,15 +29,29 @@ pub struct Row {
 
 /// messaging.csv text.
 pub fn rows_csv(rows: &[Row]) -> String {
-    let mut s = String::from("t_ms,produced,consumed,backlog,consumer_queue,retried,dlq\n");
-    for r in rows {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{},{}",
-            r.t_ms, r.produced, r.consumed, r.backlog, r.consumer_queue, r.retried, r.dlq
-        );
-    }
-    s
+    csv_text(
+        &[
+            "t_ms",
+            "produced",
+            "consumed",
+            "backlog",
+            "consumer_queue",
+            "retried",
+            "dlq",
+        ],
+        rows.iter().map(|r| {
+            [
+                r.t_ms,
+                r.produced,
+                r.consumed,
+                r.backlog,
+                r.consumer_queue,
+                r.retried,
+                r.dlq,
+            ]
+            .map(|v| v.to_string())
+        }),
+    )
 }
 
 /// Samples `f` at the start, every `period` on a background service
