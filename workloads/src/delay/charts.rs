@@ -12,7 +12,7 @@ use super::outputs::{delay_schedulers, read_text};
 use crate::plot::{
     both, draw_marker, legend_column, line_only, marker_indices, marker_phase, nines_label, pe,
     register_fonts, series_style, split_at_gaps, styled_line, with_legend_column, Glyph,
-    LegendEntry, SeriesStyle, MARKERS_PER_LINE, SPECTRUM_RIGHT_MARGIN,
+    LegendEntry, SeriesStyle, MARKERS_PER_LINE, PALETTE, SPECTRUM_RIGHT_MARGIN,
 };
 use crate::table::csv_columns;
 use crate::util::thousands;
@@ -100,15 +100,10 @@ pub fn draw_delay_only(inputs: &[PathBuf], out: &Path) -> Result<Vec<String>> {
 /// Style of the i-th scheduler: the delay charts' own colours (blue, red,
 /// green, ...), not `crate::plot::series_style`'s order, with its markers.
 fn style(i: usize) -> SeriesStyle {
-    const C: [RGBColor; 5] = [
-        RGBColor(31, 119, 180),
-        RGBColor(214, 39, 40),
-        RGBColor(44, 160, 44),
-        RGBColor(255, 127, 14),
-        RGBColor(148, 103, 189),
-    ];
+    // Blue, red, green, orange, purple of the palette.
+    const ORDER: [usize; 5] = [0, 3, 2, 1, 4];
     SeriesStyle {
-        color: C[i % C.len()],
+        color: PALETTE[ORDER[i % ORDER.len()]],
         ..series_style(i)
     }
 }

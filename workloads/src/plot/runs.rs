@@ -152,14 +152,15 @@ pub fn plot_runs(inputs: &[PathBuf], out: &Path) -> Result<Vec<String>> {
     Ok(files)
 }
 
-/// Color of a flush strategy.
+/// Colour of a flush strategy (from the palette: red, green, blue,
+/// purple; grey for anything else).
 fn flush_color(flush: &str) -> RGBColor {
     match flush {
-        "sync" => RGBColor(214, 39, 40),
-        "group" => RGBColor(44, 160, 44),
-        "async" => RGBColor(31, 119, 180),
-        "pool" => RGBColor(148, 103, 189),
-        _ => RGBColor(127, 127, 127),
+        "sync" => PALETTE[3],
+        "group" => PALETTE[2],
+        "async" => PALETTE[0],
+        "pool" => PALETTE[4],
+        _ => PALETTE[7],
     }
 }
 
