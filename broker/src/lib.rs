@@ -63,6 +63,7 @@ pub mod filter;
 pub mod lock;
 pub mod namesrv;
 pub mod offsets;
+pub mod remoting;
 mod topics;
 pub mod txn;
 pub mod types;

@@ -6,9 +6,11 @@
 //! queues of every broker group that serves it with the addresses of
 //! each group's master (id 0) and slaves (ids 1..).
 //!
-//! Pure state, no I/O: the network side (issue 13's remoting server)
-//! decodes requests with `mqlab-protocol` and calls into this.
+//! [`RouteTable`] is the state, with no I/O; [`NameServer`] serves it on
+//! TCP through the remoting server.
 
 mod routes;
+mod server;
 
 pub use routes::{Registration, RouteTable, BROKER_EXPIRED_MS};
+pub use server::NameServer;
