@@ -384,3 +384,21 @@ pub(crate) fn lock_request(cfg: &ConsumerConfig, mqs: &[MessageQueue]) -> LockBa
         mqs: mqs.to_vec(),
     }
 }
+
+/// Where a consumer keeps its offsets: the broker for clustering, a
+/// local file per client for broadcasting (as RocketMQ's clients do).
+pub(crate) fn offset_store_for(
+    broker: &Arc<dyn BrokerApi>,
+    cfg: &ConsumerConfig,
+) -> Result<Arc<dyn offset_store::OffsetStore>> {
+    use offset_store::{LocalFileOffsetStore, RemoteOffsetStore};
+    Ok(match cfg.model {
+        MessageModel::Clustering => Arc::new(RemoteOffsetStore::new(broker.clone(), &cfg.group)),
+        MessageModel::Broadcasting => Arc::new(LocalFileOffsetStore::load(
+            broker.as_ref(),
+            cfg.local_offset_dir.as_deref(),
+            &cfg.client_id,
+            &cfg.group,
+        )?),
+    })
+}

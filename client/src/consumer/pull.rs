@@ -15,12 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::offset_store::{LocalFileOffsetStore, OffsetStore, RemoteOffsetStore};
+use super::offset_store::OffsetStore;
 use super::process_queue::ProcessQueue;
 use super::rebalance::Rebalancer;
-use super::{
-    join_group, leave_group, reset_retry_topic, ConsumerConfig, ConsumerStats, MessageModel,
-};
+use super::{join_group, leave_group, reset_retry_topic, ConsumerConfig, ConsumerStats};
 use crate::api::BrokerApi;
 use crate::error::Result;
 use mqlab_broker::filter::Subscription;
@@ -63,18 +61,6 @@ impl std::fmt::Debug for PullConsumer {
     }
 }
 
-fn offset_store(broker: &Arc<dyn BrokerApi>, cfg: &ConsumerConfig) -> Result<Arc<dyn OffsetStore>> {
-    Ok(match cfg.model {
-        MessageModel::Clustering => Arc::new(RemoteOffsetStore::new(broker.clone(), &cfg.group)),
-        MessageModel::Broadcasting => Arc::new(LocalFileOffsetStore::load(
-            broker.as_ref(),
-            cfg.local_offset_dir.as_deref(),
-            &cfg.client_id,
-            &cfg.group,
-        )?),
-    })
-}
-
 impl PullConsumer {
     /// Joins `cfg.group` and consumes the queues rebalancing gives it.
     pub fn subscribe(
@@ -88,7 +74,7 @@ impl PullConsumer {
             broker.get_route_info(topic)?;
             subs.insert(topic.to_string(), Arc::new(Subscription::new(*topic, expr)));
         }
-        let offsets = offset_store(&broker, &cfg)?;
+        let offsets = super::offset_store_for(&broker, &cfg)?;
         let stats = Arc::new(ConsumerStats::default());
         let rebalancer = Rebalancer {
             broker: broker.clone(),
@@ -137,7 +123,7 @@ impl PullConsumer {
         expression: &str,
     ) -> Result<PullConsumer> {
         cfg.sanitize()?;
-        let offsets = offset_store(&broker, &cfg)?;
+        let offsets = super::offset_store_for(&broker, &cfg)?;
         let mut subs = BTreeMap::new();
         for mq in queues {
             subs.entry(mq.topic.clone())

@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::offset_store::{LocalFileOffsetStore, OffsetStore, RemoteOffsetStore};
+use super::offset_store::OffsetStore;
 use super::process_queue::ProcessQueue;
 use super::rebalance::Rebalancer;
 use super::{
@@ -96,17 +96,7 @@ impl PushConsumer {
             broker.create_topic(&rt, 1)?;
             subs.insert(rt.clone(), Arc::new(Subscription::new(rt, "*")));
         }
-        let offsets: Arc<dyn OffsetStore> = match cfg.model {
-            MessageModel::Clustering => {
-                Arc::new(RemoteOffsetStore::new(broker.clone(), &cfg.group))
-            }
-            MessageModel::Broadcasting => Arc::new(LocalFileOffsetStore::load(
-                broker.as_ref(),
-                cfg.local_offset_dir.as_deref(),
-                &cfg.client_id,
-                &cfg.group,
-            )?),
-        };
+        let offsets = super::offset_store_for(&broker, &cfg)?;
         let stats = Arc::new(ConsumerStats::default());
         let rebalancer = Rebalancer {
             broker: broker.clone(),
