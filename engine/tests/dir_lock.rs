@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mqlab_engine::config::StoreConfig;
@@ -13,6 +14,15 @@ use mqlab_engine::error::Error;
 use mqlab_engine::flush::FlushKind;
 use mqlab_engine::message::Message;
 use mqlab_engine::store::Store;
+
+/// One test at a time: a child process spawned by one test holds a copy of
+/// every descriptor of this process (flock included) between its fork and
+/// its exec, so a lock another test just released could still look held.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn cfg() -> StoreConfig {
     let mut c = StoreConfig::small();
@@ -79,6 +89,7 @@ fn stdout_of(mut c: Command) -> String {
 
 #[test]
 fn a_second_writer_in_this_process_is_refused() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let first = Store::open(dir.path(), cfg()).unwrap();
     let err = Store::open(dir.path(), cfg()).unwrap_err();
@@ -95,6 +106,7 @@ fn a_second_writer_in_this_process_is_refused() {
 
 #[test]
 fn a_second_writer_in_another_process_is_refused_with_the_pid() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let first = Store::open(dir.path(), cfg()).unwrap();
     let out = stdout_of(spawn_child(dir.path(), "write"));
@@ -111,6 +123,7 @@ fn a_second_writer_in_another_process_is_refused_with_the_pid() {
 
 #[test]
 fn a_read_only_open_beside_a_writer_works_and_warns() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let writer = Store::open(dir.path(), cfg()).unwrap();
     assert!(writer
@@ -133,6 +146,7 @@ fn a_read_only_open_beside_a_writer_works_and_warns() {
 
 #[test]
 fn a_read_only_open_creates_no_lock_file() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let err = Store::open(dir.path().join("absent"), read_only()).unwrap_err();
     assert!(err.to_string().contains("absent"), "{err}");
@@ -143,6 +157,7 @@ fn a_read_only_open_creates_no_lock_file() {
 
 #[test]
 fn a_lock_left_by_a_killed_writer_does_not_block() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let mut c = spawn_child(dir.path(), "hold");
     let mut proc = c.stdout(Stdio::piped()).spawn().unwrap();
