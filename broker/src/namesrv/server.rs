@@ -53,11 +53,17 @@ impl NameServer {
         Ok(server)
     }
 
+    /// Registers a broker directly (an embedded name server learns its
+    /// own broker without a round trip).
+    pub fn register(&self, reg: &Registration) -> Option<(String, String)> {
+        self.table().register(reg, now_ms())
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, RouteTable> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(&self, req: &RemotingCommand) -> Result<RemotingCommand, String> {
+    fn register_request(&self, req: &RemotingCommand) -> Result<RemotingCommand, String> {
         let f = &req.ext_fields;
         let field = |k: &str| f.str_req(k).map(str::to_string).map_err(|e| e.to_string());
         let topics = if req.body.is_empty() {
@@ -77,7 +83,7 @@ impl NameServer {
             ha_addr: f.str_opt("haServerAddr").unwrap_or("").to_string(),
             topics,
         };
-        let master = self.table().register(&reg, now_ms());
+        let master = self.register(&reg);
         let mut resp = RemotingCommand::response_to(req, response::SUCCESS, None);
         if let Some((addr, ha)) = master {
             resp.ext_fields.insert("masterAddr".into(), addr);
@@ -126,7 +132,7 @@ impl NameServer {
 impl Handler for NameServer {
     fn handle(&self, req: RemotingCommand, _peer: SocketAddr) -> Option<RemotingCommand> {
         let result = match req.code {
-            request::REGISTER_BROKER => self.register(&req),
+            request::REGISTER_BROKER => self.register_request(&req),
             request::UNREGISTER_BROKER => match req.ext_fields.str_req("brokerAddr") {
                 Ok(a) => {
                     self.table().unregister(a);

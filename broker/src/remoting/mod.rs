@@ -8,6 +8,8 @@
 //! Connections are capped, idle ones closed, and the listener binds
 //! 127.0.0.1 unless told otherwise.
 
+mod broker_handler;
 mod server;
 
+pub use broker_handler::{offset_msg_id, BrokerHandler};
 pub use server::{Handler, RemotingServer, ServerConfig};
