@@ -12,7 +12,6 @@ use mqlab_broker::namesrv::{NameServer, Registration};
 use mqlab_broker::remoting::{BrokerHandler, RemotingServer, ServerConfig};
 use mqlab_broker::{Broker, BrokerConfig};
 use mqlab_engine::{clock, FlushKind, Store, StoreConfig};
-use mqlab_protocol::body::register::TopicConfig;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -31,24 +30,7 @@ fn main() {
 
     let ns = Arc::new(NameServer::new());
     let topics = ["TBW102", "InteropTopic"];
-    ns.register(&Registration {
-        cluster: "DefaultCluster".into(),
-        broker_name: "broker-a".into(),
-        broker_id: 0,
-        broker_addr: broker_addr.clone(),
-        ha_addr: String::new(),
-        topics: topics
-            .iter()
-            .map(|t| TopicConfig {
-                topic_name: t.to_string(),
-                read_queue_nums: 4,
-                write_queue_nums: 4,
-                perm: 6,
-                topic_sys_flag: 0,
-                order: false,
-            })
-            .collect(),
-    });
+    ns.register(&Registration::master("broker-a", &broker_addr, &topics, 4));
     let _ns_server = ns
         .serve(ServerConfig {
             listen: format!("127.0.0.1:{ns_port}").parse().unwrap(),

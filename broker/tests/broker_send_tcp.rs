@@ -3,16 +3,16 @@
 //! a malformed send is refused with a reason naming the field and nothing
 //! is written.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use mqlab_broker::remoting::{BrokerHandler, RemotingServer, ServerConfig};
 use mqlab_broker::{Broker, BrokerConfig};
 use mqlab_engine::{clock, FlushKind, Store, StoreConfig};
 use mqlab_protocol::codes::{request, response};
-use mqlab_protocol::{decode_frame, encode_frame, Limits, RemotingCommand};
+use mqlab_protocol::{encode_frame, RemotingCommand};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -46,19 +46,7 @@ fn setup() -> Setup {
 }
 
 fn roundtrip(addr: SocketAddr, bytes: &[u8]) -> RemotingCommand {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(bytes).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some((cmd, _)) = decode_frame(&buf, &Limits::default()).unwrap() {
-            return cmd;
-        }
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed without an answer");
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    common::roundtrip(&mut common::connect(addr), bytes)
 }
 
 fn v2_send(topic: &str, queue: &str, props: &str, body: &[u8]) -> Vec<u8> {

@@ -15,7 +15,6 @@ use mqlab_broker::namesrv::{NameServer, Registration};
 use mqlab_broker::remoting::{BrokerHandler, RemotingServer, ServerConfig};
 use mqlab_broker::{Broker, BrokerConfig};
 use mqlab_engine::{clock, FlushKind, Store, StoreConfig};
-use mqlab_protocol::body::register::TopicConfig;
 
 const MESSAGES: usize = 200;
 
@@ -66,24 +65,12 @@ fn cpp_client_sends_reach_the_store() {
     )
     .unwrap();
     let ns = Arc::new(NameServer::new());
-    ns.register(&Registration {
-        cluster: "DefaultCluster".into(),
-        broker_name: "broker-a".into(),
-        broker_id: 0,
-        broker_addr: broker_addr.to_string(),
-        ha_addr: String::new(),
-        topics: ["TBW102", "InteropTopic"]
-            .iter()
-            .map(|t| TopicConfig {
-                topic_name: t.to_string(),
-                read_queue_nums: 4,
-                write_queue_nums: 4,
-                perm: 6,
-                topic_sys_flag: 0,
-                order: false,
-            })
-            .collect(),
-    });
+    ns.register(&Registration::master(
+        "broker-a",
+        &broker_addr.to_string(),
+        &["TBW102", "InteropTopic"],
+        4,
+    ));
     let ns_server = ns.serve(listen_any()).unwrap();
     let script = dir.path().join("producer.py");
     std::fs::write(&script, PRODUCER).unwrap();

@@ -3,17 +3,20 @@
 //! parse, newer clients get standard JSON, and hostile bytes close only
 //! their own connection.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+
+use common::{connect, roundtrip};
 use std::sync::Arc;
-use std::time::Duration;
 
 use mqlab_broker::namesrv::NameServer;
 use mqlab_broker::remoting::ServerConfig;
 use mqlab_protocol::body::register::{TopicConfig, TopicConfigWrapper};
 use mqlab_protocol::body::route::TopicRouteData;
 use mqlab_protocol::codes::{request, response};
-use mqlab_protocol::{decode_frame, encode_frame, Limits, RemotingCommand};
+use mqlab_protocol::{encode_frame, Limits, RemotingCommand};
 
 fn start() -> (mqlab_broker::remoting::RemotingServer, SocketAddr) {
     let cfg = ServerConfig {
@@ -29,27 +32,6 @@ fn start() -> (mqlab_broker::remoting::RemotingServer, SocketAddr) {
     (server, addr)
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
-/// Sends raw bytes and reads one answer frame.
-fn roundtrip(s: &mut TcpStream, bytes: &[u8]) -> RemotingCommand {
-    s.write_all(bytes).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some((cmd, _)) = decode_frame(&buf, &Limits::default()).unwrap() {
-            return cmd;
-        }
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "connection closed before an answer");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 fn register(
     s: &mut TcpStream,
     name: &str,
@@ -59,17 +41,7 @@ fn register(
 ) -> RemotingCommand {
     let mut w = TopicConfigWrapper::default();
     for t in topics {
-        w.topics.insert(
-            t.to_string(),
-            TopicConfig {
-                topic_name: t.to_string(),
-                read_queue_nums: 4,
-                write_queue_nums: 4,
-                perm: 6,
-                topic_sys_flag: 0,
-                order: false,
-            },
-        );
+        w.topics.insert(t.to_string(), TopicConfig::new(t, 4));
     }
     let req = RemotingCommand::request(request::REGISTER_BROKER, 1)
         .with_field("brokerName", name)

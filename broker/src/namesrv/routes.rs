@@ -26,6 +26,21 @@ pub struct Registration {
     pub topics: Vec<TopicConfig>,
 }
 
+impl Registration {
+    /// A master (id 0) of `broker_name` in DefaultCluster at `addr`
+    /// serving `topics` with `queues` queues each.
+    pub fn master(broker_name: &str, addr: &str, topics: &[&str], queues: i32) -> Self {
+        Registration {
+            cluster: "DefaultCluster".into(),
+            broker_name: broker_name.into(),
+            broker_id: 0,
+            broker_addr: addr.into(),
+            ha_addr: String::new(),
+            topics: topics.iter().map(|t| TopicConfig::new(t, queues)).collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Live {
     broker_name: String,
@@ -181,25 +196,15 @@ impl RouteTable {
 mod tests {
     use super::*;
 
-    fn topic(name: &str, queues: i32) -> TopicConfig {
-        TopicConfig {
-            topic_name: name.into(),
-            read_queue_nums: queues,
-            write_queue_nums: queues,
-            perm: 6,
-            topic_sys_flag: 0,
-            order: false,
-        }
-    }
-
     fn reg(name: &str, id: i64, addr: &str, topics: &[(&str, i32)]) -> Registration {
         Registration {
-            cluster: "DefaultCluster".into(),
-            broker_name: name.into(),
             broker_id: id,
-            broker_addr: addr.into(),
             ha_addr: format!("{addr}-ha"),
-            topics: topics.iter().map(|(t, q)| topic(t, *q)).collect(),
+            topics: topics
+                .iter()
+                .map(|(t, q)| TopicConfig::new(t, *q))
+                .collect(),
+            ..Registration::master(name, addr, &[], 0)
         }
     }
 

@@ -25,6 +25,21 @@ pub struct TopicConfig {
     pub order: bool,
 }
 
+impl TopicConfig {
+    /// A readable and writable topic (perm 6) with `queues` read and write
+    /// queues.
+    pub fn new(name: &str, queues: i32) -> Self {
+        TopicConfig {
+            topic_name: name.to_string(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm: 6,
+            topic_sys_flag: 0,
+            order: false,
+        }
+    }
+}
+
 /// The body: every topic of the broker and the table's version.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicConfigWrapper {
@@ -116,17 +131,7 @@ mod tests {
             data_version: (1_733_000_000_000, 3),
             ..TopicConfigWrapper::default()
         };
-        w.topics.insert(
-            "T".into(),
-            TopicConfig {
-                topic_name: "T".into(),
-                read_queue_nums: 8,
-                write_queue_nums: 8,
-                perm: 6,
-                topic_sys_flag: 0,
-                order: false,
-            },
-        );
+        w.topics.insert("T".into(), TopicConfig::new("T", 8));
         assert_eq!(TopicConfigWrapper::decode(&w.encode()).unwrap(), w);
         let java = br#"{"topicConfigTable":{"TBW102":{"topicName":"TBW102","readQueueNums":"8","writeQueueNums":8,"perm":7,"topicFilterType":"SINGLE_TAG","topicSysFlag":0,"order":false}},"dataVersion":{"timestamp":1,"counter":2,"stateVersion":0}}"#;
         let d = TopicConfigWrapper::decode(java).unwrap();
