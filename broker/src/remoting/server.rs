@@ -11,8 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// What serves the requests. Called on the runtime's worker threads: a
-/// handler that blocks for long must hand the work to its own threads.
+/// What serves the requests. Called on the runtime's blocking pool, one
+/// call per request, several at once (also for one connection): a handler
+/// may block (a put waiting for its flush, a held pull).
 pub trait Handler: Send + Sync + 'static {
     /// Answers `req` (None for one-way requests and anything that must
     /// not be answered).
@@ -181,9 +182,16 @@ async fn accept_loop(
     }
 }
 
-/// One connection: frames in, answers out, in order.
+/// Most requests of one connection being handled at once; past it the
+/// connection is not read until one finishes (back-pressure on the peer).
+const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
+
+/// One connection. Requests run on the runtime's blocking pool, so a put
+/// waiting for its flush or a held pull never stalls other requests, on
+/// this connection or another; answers go out as they finish, matched by
+/// opaque (RocketMQ clients expect that), through one writer.
 async fn serve(
-    mut sock: TcpStream,
+    sock: TcpStream,
     peer: SocketAddr,
     cfg: &ServerConfig,
     handler: Arc<dyn Handler>,
@@ -191,53 +199,147 @@ async fn serve(
     counters: &Counters,
 ) -> Result<(), String> {
     let _ = sock.set_nodelay(true);
+    let (mut rd, mut wr) = sock.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if let Err(e) = wr.write_all(&bytes).await {
+                return Err(format!("write: {e}"));
+            }
+        }
+        Ok(())
+    });
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
     let idle = Duration::from_millis(cfg.idle_timeout_ms.max(1));
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        // Answer every complete frame already buffered.
+    let result = loop {
+        // Start every complete frame already buffered.
+        let mut bad = None;
         loop {
             match decode_frame(&buf, &cfg.limits) {
                 Ok(Some((req, used))) => {
                     buf.drain(..used);
                     counters.requests.fetch_add(1, Ordering::Relaxed);
-                    let oneway = req.is_oneway();
-                    let answer = if req.is_response() {
-                        None // answers to our own requests: none sent yet
-                    } else {
-                        handler.handle(req, peer)
-                    };
-                    if let (Some(resp), false) = (answer, oneway) {
-                        let bytes = encode_frame(&resp).unwrap_or_else(|e| {
-                            let mut r = RemotingCommand::response_to(
-                                &resp,
-                                response::SYSTEM_ERROR,
-                                Some(format!("cannot encode the answer: {e}")),
-                            );
-                            r.ext_fields.clear();
-                            encode_frame(&r).unwrap_or_default()
-                        });
-                        sock.write_all(&bytes)
-                            .await
-                            .map_err(|e| format!("write: {e}"))?;
+                    if req.is_response() {
+                        continue; // answers to our own requests: none sent yet
                     }
+                    let Ok(slot) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let (handler, tx) = (handler.clone(), tx.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let oneway = req.is_oneway();
+                        if let (Some(resp), false) = (handler.handle(req, peer), oneway) {
+                            let _ = tx.blocking_send(encode_answer(&resp));
+                        }
+                        drop(slot);
+                    });
                 }
                 Ok(None) => break,
                 Err(e) => {
                     counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    return Err(format!("bad frame: {e}"));
+                    bad = Some(format!("bad frame: {e}"));
+                    break;
                 }
             }
         }
+        if let Some(why) = bad {
+            break Err(why);
+        }
         let n = tokio::select! {
-            r = tokio::time::timeout(idle, sock.read(&mut chunk)) => match r {
-                Err(_) => return Err(format!("idle for {} ms", idle.as_millis())),
-                Ok(Err(e)) => return Err(format!("read: {e}")),
-                Ok(Ok(0)) => return Ok(()),
+            r = tokio::time::timeout(idle, rd.read(&mut chunk)) => match r {
+                Err(_) => break Err(format!("idle for {} ms", idle.as_millis())),
+                Ok(Err(e)) => break Err(format!("read: {e}")),
+                Ok(Ok(0)) => break Ok(()),
                 Ok(Ok(n)) => n,
             },
-            _ = stopped.changed() => return Ok(()),
+            _ = stopped.changed() => break Ok(()),
         };
         buf.extend_from_slice(&chunk[..n]);
+    };
+    if result.is_err() {
+        // A bad or dead peer: drop what is still to be written.
+        writer.abort();
+        return result;
+    }
+    // The peer finished sending: answer what is in flight, then close.
+    drop(tx);
+    match writer.await {
+        Ok(Err(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The frame of an answer; one that cannot be encoded becomes a
+/// SYSTEM_ERROR saying why.
+fn encode_answer(resp: &RemotingCommand) -> Vec<u8> {
+    encode_frame(resp).unwrap_or_else(|e| {
+        let mut r = RemotingCommand::response_to(
+            resp,
+            response::SYSTEM_ERROR,
+            Some(format!("cannot encode the answer: {e}")),
+        );
+        r.ext_fields.clear();
+        encode_frame(&r).unwrap_or_default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::atomic::AtomicBool;
+
+    /// Code 1 waits (at most 5 s) until a code 2 has been answered.
+    struct Gate(AtomicBool);
+
+    impl Handler for Gate {
+        fn handle(&self, req: RemotingCommand, _peer: SocketAddr) -> Option<RemotingCommand> {
+            if req.code == 1 {
+                let t = std::time::Instant::now();
+                while !self.0.load(Ordering::Acquire) && t.elapsed() < Duration::from_secs(5) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            } else {
+                self.0.store(true, Ordering::Release);
+            }
+            Some(RemotingCommand::response_to(&req, response::SUCCESS, None))
+        }
+    }
+
+    #[test]
+    fn a_blocked_request_does_not_hold_up_the_next_on_its_connection() {
+        let server = RemotingServer::start(
+            ServerConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..ServerConfig::default()
+            },
+            Arc::new(Gate(AtomicBool::new(false))),
+        )
+        .unwrap();
+        let mut s = std::net::TcpStream::connect(server.local_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for (code, opaque) in [(1, 100), (2, 200)] {
+            s.write_all(&encode_frame(&RemotingCommand::request(code, opaque)).unwrap())
+                .unwrap();
+        }
+        let mut buf = Vec::new();
+        let mut order = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while order.len() < 2 {
+            while let Some((cmd, used)) = decode_frame(&buf, &Limits::default()).unwrap() {
+                buf.drain(..used);
+                order.push(cmd.opaque);
+            }
+            if order.len() < 2 {
+                let n = s.read(&mut chunk).unwrap();
+                assert!(n > 0);
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+        // The second request was answered while the first still waited.
+        assert_eq!(order, vec![200, 100]);
+        server.shutdown();
     }
 }
