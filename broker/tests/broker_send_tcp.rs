@@ -7,11 +7,13 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mqlab_broker::remoting::{BrokerHandler, RemotingServer, ServerConfig};
 use mqlab_broker::{Broker, BrokerConfig};
 use mqlab_engine::{clock, FlushKind, Store, StoreConfig};
 use mqlab_protocol::codes::{request, response};
+use mqlab_protocol::headers::{pull_sys_flag, PullMessageRequest, PullMessageResponse};
 use mqlab_protocol::{encode_frame, RemotingCommand};
 
 struct Setup {
@@ -146,9 +148,14 @@ fn malformed_sends_are_refused_and_write_nothing() {
             "b",
         ),
         (
-            encode_frame(&RemotingCommand::request(request::PULL_MESSAGE, 5)).unwrap(),
+            encode_frame(&RemotingCommand::request(request::LOCK_BATCH_MQ, 5)).unwrap(),
             response::REQUEST_CODE_NOT_SUPPORTED,
-            "PULL_MESSAGE",
+            "LOCK_BATCH_MQ",
+        ),
+        (
+            encode_frame(&RemotingCommand::request(request::PULL_MESSAGE, 6)).unwrap(),
+            response::SYSTEM_ERROR,
+            "consumerGroup",
         ),
     ];
     for (i, (bytes, code, names)) in cases.into_iter().enumerate() {
@@ -161,4 +168,111 @@ fn malformed_sends_are_refused_and_write_nothing() {
         );
     }
     assert_eq!(s.store.offsets(), before, "a refused send wrote something");
+}
+
+fn pull(group: &str, queue: u32, offset: u64, flags: i32) -> Vec<u8> {
+    let req = PullMessageRequest {
+        consumer_group: group.into(),
+        topic: "WireTopic".into(),
+        queue_id: queue as i32,
+        queue_offset: offset as i64,
+        max_msg_nums: 32,
+        sys_flag: flags,
+        commit_offset: 0,
+        suspend_timeout_millis: 2_000,
+        subscription: Some("*".into()),
+        sub_version: 0,
+        expression_type: Some("TAG".into()),
+    };
+    let mut cmd = RemotingCommand::request(request::PULL_MESSAGE, 11);
+    cmd.ext_fields = req.to_fields();
+    encode_frame(&cmd).unwrap()
+}
+
+#[test]
+fn pulls_return_the_records_as_stored_and_offsets_follow() {
+    let s = setup();
+    let addr = s.server.local_addr();
+    let mut conn = common::connect(addr);
+    for i in 0..10 {
+        let r = common::roundtrip(
+            &mut conn,
+            &v2_send(
+                "WireTopic",
+                "2",
+                &format!("KEYS\u{1}k{i}\u{2}"),
+                format!("m{i}").as_bytes(),
+            ),
+        );
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    // Max/min offsets (once dispatched) and an unknown group's offset.
+    s.store
+        .wait_dispatched(s.store.offsets().committed, Duration::from_secs(10));
+    let q = |code: i32| {
+        encode_frame(
+            &RemotingCommand::request(code, 20)
+                .with_field("topic", "WireTopic")
+                .with_field("queueId", 2)
+                .with_field("consumerGroup", "CG"),
+        )
+        .unwrap()
+    };
+    let r = common::roundtrip(&mut conn, &q(request::GET_MAX_OFFSET));
+    assert_eq!(r.ext_fields["offset"], "10");
+    let r = common::roundtrip(&mut conn, &q(request::GET_MIN_OFFSET));
+    assert_eq!(r.ext_fields["offset"], "0");
+    let r = common::roundtrip(&mut conn, &q(request::QUERY_CONSUMER_OFFSET));
+    assert_eq!(r.code, response::QUERY_NOT_FOUND);
+
+    // A pull gets the ten records, byte for byte as the store holds them.
+    let r = common::roundtrip(&mut conn, &pull("CG", 2, 0, pull_sys_flag::SUBSCRIPTION));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let resp = PullMessageResponse::from_fields(&r.ext_fields).unwrap();
+    assert_eq!((resp.next_begin_offset, resp.max_offset), (10, 10));
+    let mut at = 0;
+    let mut bodies = Vec::new();
+    while at < r.body.len() {
+        let size = u32::from_be_bytes(r.body[at..at + 4].try_into().unwrap()) as usize;
+        let phys = u64::from_be_bytes(r.body[at + 28..at + 36].try_into().unwrap());
+        assert_eq!(
+            &r.body[at..at + size],
+            s.store.record_bytes(phys).unwrap().as_slice()
+        );
+        let m = s.store.get(phys).unwrap();
+        bodies.push(String::from_utf8(m.body).unwrap());
+        at += size;
+    }
+    assert_eq!(bodies, (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>());
+
+    // Nothing past the end: held (long polling), then PULL_NOT_FOUND.
+    let t = std::time::Instant::now();
+    let r = common::roundtrip(
+        &mut conn,
+        &pull(
+            "CG",
+            2,
+            10,
+            pull_sys_flag::SUSPEND | pull_sys_flag::COMMIT_OFFSET,
+        ),
+    );
+    assert_eq!(r.code, response::PULL_NOT_FOUND);
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "not held: {:?}",
+        t.elapsed()
+    );
+    // The commit offset that pull carried (0) is the group's offset now;
+    // an update moves it.
+    let upd = encode_frame(
+        &RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET, 21)
+            .with_field("topic", "WireTopic")
+            .with_field("queueId", 2)
+            .with_field("consumerGroup", "CG")
+            .with_field("commitOffset", 7),
+    )
+    .unwrap();
+    assert_eq!(common::roundtrip(&mut conn, &upd).code, response::SUCCESS);
+    let r = common::roundtrip(&mut conn, &q(request::QUERY_CONSUMER_OFFSET));
+    assert_eq!(r.ext_fields["offset"], "7");
 }

@@ -1,8 +1,12 @@
-//! The broker's requests on the wire, first the producer's: SEND_MESSAGE
-//! (10) and SEND_MESSAGE_V2 (310) into [`Broker::put`], HEART_BEAT and
-//! UNREGISTER_CLIENT accepted (heartbeat bodies are validated). Every other
-//! code is REQUEST_CODE_NOT_SUPPORTED for now (issue 13 adds pulls,
-//! offsets, locks, transactions and batch sends).
+//! The broker's requests on the wire: SEND_MESSAGE (10) and
+//! SEND_MESSAGE_V2 (310) into [`Broker::put`]; HEART_BEAT (consumer groups
+//! join), UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP; PULL_MESSAGE with
+//! long polling, the records returned as stored; QUERY_CONSUMER_OFFSET,
+//! UPDATE_CONSUMER_OFFSET, GET_MAX_OFFSET, GET_MIN_OFFSET. Every other code
+//! is REQUEST_CODE_NOT_SUPPORTED for now (issue 13 adds locks,
+//! transactions, send-back, batch sends, queries). The broker sends nothing
+//! to clients on its own yet (NOTIFY_CONSUMER_IDS_CHANGED, check-backs):
+//! consumers rebalance on their own timer.
 //!
 //! A send is decoded completely (header fields, properties) before
 //! anything reaches the store: a malformed one gets MESSAGE_ILLEGAL or
@@ -18,11 +22,46 @@ use mqlab_engine::log::record::decode_properties;
 use mqlab_engine::message::{Message, PutStatus};
 use mqlab_protocol::body::heartbeat::HeartbeatData;
 use mqlab_protocol::codes::{request, response};
-use mqlab_protocol::headers::{SendMessageRequest, SendMessageResponse};
-use mqlab_protocol::RemotingCommand;
+use mqlab_protocol::headers::{
+    pull_sys_flag, PullMessageRequest, PullMessageResponse, SendMessageRequest, SendMessageResponse,
+};
+use mqlab_protocol::{ExtFields, ProtocolError, RemotingCommand};
 
 use super::Handler;
-use crate::Broker;
+use crate::types::{
+    ConsumerData, HeartbeatRequest, MessageQueue, PullRequest, PullStatus, UnregisterClientRequest,
+};
+use crate::{Broker, ClientChannel, Subscription};
+
+/// Most messages one pull returns.
+const MAX_PULL_MSGS: i32 = 256;
+/// Longest hold of a long-polling pull, ms.
+const MAX_SUSPEND_MS: i64 = 30_000;
+
+/// The channel of a client on the wire: nothing is pushed to it yet.
+#[derive(Debug)]
+struct NoPush;
+
+impl ClientChannel for NoPush {}
+
+fn ok(req: &RemotingCommand) -> RemotingCommand {
+    RemotingCommand::response_to(req, response::SUCCESS, None)
+}
+
+fn field_error(req: &RemotingCommand, e: ProtocolError) -> RemotingCommand {
+    RemotingCommand::response_to(req, response::SYSTEM_ERROR, Some(e.to_string()))
+}
+
+/// The (topic, queueId) of a request, queueId checked.
+fn queue_of(req: &RemotingCommand) -> Result<MessageQueue, ProtocolError> {
+    let topic = req.ext_fields.str_req("topic")?;
+    let qid = req.ext_fields.i64_req("queueId")?;
+    let qid = u32::try_from(qid).map_err(|_| ProtocolError::Field {
+        field: "queueId".into(),
+        reason: format!("{qid} is out of range"),
+    })?;
+    Ok(MessageQueue::new(topic, qid))
+}
 
 /// RocketMQ's offset message id: the store host's IPv4 address and port
 /// and the record's commit-log offset, 16 bytes as 32 uppercase hex
@@ -108,19 +147,192 @@ impl BrokerHandler {
     }
 }
 
+impl BrokerHandler {
+    fn heartbeat(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match HeartbeatData::decode(&req.body) {
+            Ok(h) => h,
+            Err(e) => return field_error(req, e),
+        };
+        let hb = HeartbeatRequest {
+            client_id: h.client_id.clone(),
+            producer_groups: h.producer_groups.clone(),
+            consumers: h
+                .consumers
+                .iter()
+                .map(|c| ConsumerData {
+                    group: c.group_name.clone(),
+                    subscriptions: c
+                        .subscriptions
+                        .iter()
+                        .map(|s| Subscription::new(s.topic.clone(), &s.sub_string))
+                        .collect(),
+                })
+                .collect(),
+        };
+        match self.broker.heartbeat(&hb, Arc::new(NoPush)) {
+            Ok(()) => ok(req),
+            Err(e) => {
+                RemotingCommand::response_to(req, response::SYSTEM_ERROR, Some(e.to_string()))
+            }
+        }
+    }
+
+    fn unregister(&self, req: &RemotingCommand) -> RemotingCommand {
+        let f = &req.ext_fields;
+        self.broker.unregister_client(&UnregisterClientRequest {
+            client_id: f.str_opt("clientID").unwrap_or("").to_string(),
+            producer_group: f.str_opt("producerGroup").map(str::to_string),
+            consumer_group: f.str_opt("consumerGroup").map(str::to_string),
+        });
+        ok(req)
+    }
+
+    fn consumer_list(&self, req: &RemotingCommand) -> RemotingCommand {
+        match req.ext_fields.str_req("consumerGroup") {
+            Ok(g) => {
+                let ids = self.broker.consumer_ids(g);
+                let body = serde_json::json!({ "consumerIdList": ids }).to_string();
+                ok(req).with_body(body.into_bytes())
+            }
+            Err(e) => field_error(req, e),
+        }
+    }
+
+    fn offsets(&self, req: &RemotingCommand) -> RemotingCommand {
+        let mq = match queue_of(req) {
+            Ok(mq) => mq,
+            Err(e) => return field_error(req, e),
+        };
+        let group = req.ext_fields.str_opt("consumerGroup").unwrap_or("");
+        match req.code {
+            request::GET_MAX_OFFSET | request::GET_MIN_OFFSET => {
+                let (min, max) = self.broker.queue_range(&mq);
+                let v = if req.code == request::GET_MAX_OFFSET {
+                    max
+                } else {
+                    min
+                };
+                ok(req).with_field("offset", v)
+            }
+            request::QUERY_CONSUMER_OFFSET => match self.broker.query_offset(group, &mq) {
+                Some(v) => ok(req).with_field("offset", v),
+                None => RemotingCommand::response_to(
+                    req,
+                    response::QUERY_NOT_FOUND,
+                    Some(format!(
+                        "no offset of group {group} on {}/{}",
+                        mq.topic, mq.queue_id
+                    )),
+                ),
+            },
+            _ => match req.ext_fields.i64_req("commitOffset") {
+                Ok(v) if v >= 0 => {
+                    self.broker.commit_offset(group, &mq, v as u64);
+                    ok(req)
+                }
+                Ok(v) => RemotingCommand::response_to(
+                    req,
+                    response::SYSTEM_ERROR,
+                    Some(format!("commitOffset {v} is negative")),
+                ),
+                Err(e) => field_error(req, e),
+            },
+        }
+    }
+
+    fn pull(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match PullMessageRequest::from_fields(&req.ext_fields) {
+            Ok(h) => h,
+            Err(e) => return field_error(req, e),
+        };
+        let (Ok(queue_id), Ok(offset)) = (u32::try_from(h.queue_id), u64::try_from(h.queue_offset))
+        else {
+            return RemotingCommand::response_to(
+                req,
+                response::SYSTEM_ERROR,
+                Some(format!(
+                    "queueId {} and queueOffset {} must not be negative",
+                    h.queue_id, h.queue_offset
+                )),
+            );
+        };
+        let mq = MessageQueue::new(h.topic.clone(), queue_id);
+        if h.sys_flag & pull_sys_flag::COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
+            self.broker
+                .commit_offset(&h.consumer_group, &mq, h.commit_offset as u64);
+        }
+        let filter = match (
+            &h.subscription,
+            h.sys_flag & pull_sys_flag::SUBSCRIPTION != 0,
+        ) {
+            (Some(s), true) => Some(Arc::new(Subscription::new(h.topic.clone(), s))),
+            _ => None,
+        };
+        let suspend_ms = if h.sys_flag & pull_sys_flag::SUSPEND != 0 {
+            h.suspend_timeout_millis.clamp(0, MAX_SUSPEND_MS) as u64
+        } else {
+            0
+        };
+        let pr = PullRequest {
+            mq,
+            offset,
+            max_msgs: h.max_msg_nums.clamp(1, MAX_PULL_MSGS) as usize,
+            filter,
+            suspend_ms,
+        };
+        let r = match self.broker.pull(&pr, None) {
+            Ok(r) => r,
+            Err(e) => {
+                return RemotingCommand::response_to(
+                    req,
+                    response::SYSTEM_ERROR,
+                    Some(e.to_string()),
+                )
+            }
+        };
+        let code = match r.status {
+            PullStatus::Found => response::SUCCESS,
+            PullStatus::NoNewMsg => response::PULL_NOT_FOUND,
+            PullStatus::NoMatchedMsg => response::PULL_RETRY_IMMEDIATELY,
+            PullStatus::OffsetIllegal => response::PULL_OFFSET_MOVED,
+        };
+        let mut body = Vec::new();
+        for m in &r.msgs {
+            match self.broker.store().record_bytes(m.phys_offset) {
+                Ok(b) => body.extend_from_slice(&b),
+                Err(e) => {
+                    return RemotingCommand::response_to(
+                        req,
+                        response::SYSTEM_ERROR,
+                        Some(format!("reading the record at {}: {e}", m.phys_offset)),
+                    )
+                }
+            }
+        }
+        let mut resp = RemotingCommand::response_to(req, code, None).with_body(body);
+        resp.ext_fields = PullMessageResponse {
+            suggest_which_broker_id: 0,
+            next_begin_offset: r.next_offset as i64,
+            min_offset: r.min_offset as i64,
+            max_offset: r.max_offset as i64,
+        }
+        .to_fields();
+        resp
+    }
+}
+
 impl Handler for BrokerHandler {
     fn handle(&self, req: RemotingCommand, peer: SocketAddr) -> Option<RemotingCommand> {
         Some(match req.code {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 => self.send(&req, peer),
-            request::HEART_BEAT => match HeartbeatData::decode(&req.body) {
-                Ok(_) => RemotingCommand::response_to(&req, response::SUCCESS, None),
-                Err(e) => {
-                    RemotingCommand::response_to(&req, response::SYSTEM_ERROR, Some(e.to_string()))
-                }
-            },
-            request::UNREGISTER_CLIENT => {
-                RemotingCommand::response_to(&req, response::SUCCESS, None)
-            }
+            request::HEART_BEAT => self.heartbeat(&req),
+            request::UNREGISTER_CLIENT => self.unregister(&req),
+            request::GET_CONSUMER_LIST_BY_GROUP => self.consumer_list(&req),
+            request::PULL_MESSAGE => self.pull(&req),
+            request::QUERY_CONSUMER_OFFSET
+            | request::UPDATE_CONSUMER_OFFSET
+            | request::GET_MAX_OFFSET
+            | request::GET_MIN_OFFSET => self.offsets(&req),
             code => RemotingCommand::response_to(
                 &req,
                 response::REQUEST_CODE_NOT_SUPPORTED,

@@ -260,6 +260,21 @@ impl Store {
         self.inner.get(phys_offset)
     }
 
+    /// The bytes of the record at `phys_offset` exactly as stored (what a
+    /// pull answer carries on the wire). The record is decoded and its
+    /// checksums verified first, so only a whole, valid, committed record
+    /// is ever returned.
+    pub fn record_bytes(&self, phys_offset: u64) -> Result<Vec<u8>> {
+        let m = self.inner.get(phys_offset)?;
+        let mut buf = vec![0u8; m.total_size as usize];
+        let log = &self.inner.log;
+        let n = log.read_raw(phys_offset, &mut buf, log.committed())?;
+        if n != buf.len() {
+            return Err(Error::NotFound(phys_offset));
+        }
+        Ok(buf)
+    }
+
     /// Up to `max` messages of a queue starting at `queue_offset` (clamped
     /// to the first stored unit). Empty when the queue does not exist or has
     /// nothing there yet.
