@@ -23,6 +23,7 @@ use mqlab_bench::{
     latency_hist, mb_per_s, message, record_bytes, scratch, DeviceFigures, LoadPool, RatioReport,
     RatioRow, Until,
 };
+use mqlab_engine::flush::AckWait;
 use mqlab_engine::{BackendKind, FlushConfig, FlushKind, PutStatus, Store, StoreConfig};
 
 const CONCURRENCY: [usize; 3] = [1, 16, 256];
@@ -64,10 +65,7 @@ fn main() {
                         if store.is_none() && failed.is_none() {
                             let cfg = StoreConfig {
                                 backend,
-                                flush: FlushConfig {
-                                    kind: flush,
-                                    ..FlushConfig::default()
-                                },
+                                flush: FlushConfig::for_kind(flush),
                                 ..StoreConfig::default()
                             };
                             match Store::open(dir.path().join(&id_text), cfg) {
@@ -111,8 +109,8 @@ fn main() {
                     let rate = totals.0 as f64 / totals.1.as_secs_f64().max(1e-9);
                     let p50 = totals.2.value_at_quantile(0.5);
                     let p99 = totals.2.value_at_quantile(0.99);
-                    let (figure, value, target, note) = match flush {
-                        FlushKind::Sync => {
+                    let (figure, value, target, note) = match flush.ack_wait() {
+                        AckWait::OwnSync => {
                             let d = device.sync_at(rec);
                             (
                                 format!("qd1 pwrite+fdatasync/s at {rec} B"),
@@ -124,7 +122,7 @@ fn main() {
                                 ),
                             )
                         }
-                        FlushKind::Group => {
+                        AckWait::SharedSync => {
                             let d = device.sync_at(rec * conc);
                             (
                                 format!("{conc} x fdatasync/s at {} B", rec * conc),
@@ -136,7 +134,7 @@ fn main() {
                                 ),
                             )
                         }
-                        FlushKind::Async | FlushKind::Pool => (
+                        AckWait::Write => (
                             "buffered write, records/s".into(),
                             device.buffered_msgs_bound(rec),
                             0.8,

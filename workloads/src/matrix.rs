@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use mqlab_engine::{BackendKind, FlushKind};
+use mqlab_engine::{BackendKind, FlushConfig, FlushKind};
 use serde::Serialize;
 
 use crate::baseline::{self, Baseline, BaselineParams};
@@ -37,22 +37,18 @@ pub struct Cell {
 impl Cell {
     /// Folder name of the run.
     pub fn dir_name(&self) -> String {
-        match self.flush {
-            FlushKind::Async | FlushKind::Pool => format!(
-                "{}-{}ms-{}",
-                self.flush.name(),
-                self.flush_interval_ms,
-                self.backend.name()
-            ),
-            _ => format!("{}-{}", self.flush.name(), self.backend.name()),
-        }
+        let flush = FlushConfig {
+            flush_interval_ms: self.flush_interval_ms,
+            ..FlushConfig::for_kind(self.flush)
+        };
+        format!("{}-{}", flush.label(), self.backend.name())
     }
 }
 
 /// The default interval of async and pool (RocketMQ's flushIntervalCommitLog),
 /// as the engine's `FlushConfig::default()` sets it.
 pub fn default_interval_ms() -> u64 {
-    mqlab_engine::FlushConfig::default().flush_interval_ms
+    FlushConfig::default().flush_interval_ms
 }
 
 /// The cells to run, in table order.

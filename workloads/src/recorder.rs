@@ -5,9 +5,10 @@
 //! Each sender thread records into its own histograms (no sharing on the
 //! hot path); they are merged when the run ends.
 //!
-//! The loss window (DESIGN.md) is what an acknowledged producer would lose
-//! at an instant: on power loss everything acked past `flushed`, on a
-//! process crash everything acked past `committed`. Byte counts come from
+//! The loss window (ARCHITECTURE.md, "Offsets and the loss window") is
+//! what an acknowledged producer would lose at an instant: on power loss
+//! everything acked past `flushed`, on a process crash everything acked
+//! past `committed`. Byte counts come from
 //! the store's offsets; message counts and the age of the oldest
 //! acknowledged-but-not-durable message come from [`LossTracker`], which
 //! holds the (end offset, ack time) of every acknowledged message that is

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use mqlab_engine::{BackendKind, FlushKind, StoreConfig};
+use mqlab_engine::{BackendKind, FlushConfig, FlushKind, StoreConfig};
 use serde::{Deserialize, Serialize};
 
 /// Workload values given on the command line, each beating the spec's
@@ -168,7 +168,7 @@ fn default_timeseries_ms() -> u64 {
 }
 
 fn default_group_batch_writes() -> bool {
-    mqlab_engine::FlushConfig::default().group_batch_writes
+    FlushConfig::default().group_batch_writes
 }
 
 /// Defaults of a `run`.
@@ -185,7 +185,7 @@ impl Workload {
     ) -> Result<Workload> {
         let flush = flush
             .or(spec.flush)
-            .unwrap_or_else(|| mqlab_engine::FlushConfig::default().kind);
+            .unwrap_or_else(|| FlushConfig::default().kind);
         let backend = backend.or(spec.backend).unwrap_or(BackendKind::Pwrite);
         let messages = args.messages.or(spec.messages);
         let group_batch_writes = args
@@ -196,11 +196,12 @@ impl Workload {
             name: name
                 .map(str::to_string)
                 .or_else(|| spec.name.clone())
-                .unwrap_or_else(|| match flush {
-                    FlushKind::Group if !group_batch_writes => {
-                        format!("group-unbatched-{}", backend.name())
-                    }
-                    _ => format!("{}-{}", flush.name(), backend.name()),
+                .unwrap_or_else(|| {
+                    let cfg = FlushConfig {
+                        group_batch_writes,
+                        ..FlushConfig::for_kind(flush)
+                    };
+                    format!("{}-{}", cfg.variant(), backend.name())
                 }),
             flush,
             backend,
@@ -227,7 +228,7 @@ impl Workload {
             flush_interval_ms: args
                 .flush_interval_ms
                 .or(spec.flush_interval_ms)
-                .unwrap_or_else(|| mqlab_engine::FlushConfig::default().flush_interval_ms),
+                .unwrap_or_else(|| FlushConfig::default().flush_interval_ms),
             group_batch_writes,
             segment_bytes: args.segment_bytes.or(spec.segment_bytes).unwrap_or(
                 if args.small_files {
@@ -326,31 +327,27 @@ impl Workload {
         } else {
             StoreConfig::default()
         };
-        let mut cfg = StoreConfig {
+        StoreConfig {
             backend: self.backend,
             segment_bytes: self.segment_bytes,
+            flush: self.flush_config(),
             ..base
-        };
-        cfg.flush.kind = self.flush;
-        cfg.flush.flush_interval_ms = self.flush_interval_ms;
-        cfg.flush.group_batch_writes = self.group_batch_writes;
-        cfg
+        }
+    }
+
+    /// The flush settings this workload runs with (the engine's defaults
+    /// for everything the workload does not name).
+    pub fn flush_config(&self) -> FlushConfig {
+        FlushConfig {
+            flush_interval_ms: self.flush_interval_ms,
+            group_batch_writes: self.group_batch_writes,
+            ..FlushConfig::for_kind(self.flush)
+        }
     }
 
     /// Label of the configuration in tables and legends.
     pub fn label(&self) -> String {
-        match self.flush {
-            FlushKind::Async | FlushKind::Pool => format!(
-                "{}-{}ms/{}",
-                self.flush.name(),
-                self.flush_interval_ms,
-                self.backend.name()
-            ),
-            FlushKind::Group if !self.group_batch_writes => {
-                format!("group-unbatched/{}", self.backend.name())
-            }
-            _ => format!("{}/{}", self.flush.name(), self.backend.name()),
-        }
+        format!("{}/{}", self.flush_config().label(), self.backend.name())
     }
 }
 
@@ -377,6 +374,33 @@ mod tests {
         assert_eq!(w.backend, BackendKind::Pwrite);
         assert_eq!(w.queues, 8);
         assert_eq!(w.name, "group-pwrite");
+    }
+
+    #[test]
+    fn names_and_labels_of_every_strategy() {
+        let cases = [
+            (FlushKind::Sync, true, "sync-mmap", "sync/mmap"),
+            (FlushKind::Group, true, "group-mmap", "group/mmap"),
+            (
+                FlushKind::Group,
+                false,
+                "group-unbatched-mmap",
+                "group-unbatched/mmap",
+            ),
+            (FlushKind::Async, false, "async-mmap", "async-40ms/mmap"),
+            (FlushKind::Pool, true, "pool-mmap", "pool-40ms/mmap"),
+        ];
+        for (flush, batch, name, label) in cases {
+            let args = Overrides {
+                flush_interval_ms: Some(40),
+                group_batch_writes: Some(batch),
+                ..Overrides::default()
+            };
+            let spec = SpecFile::default();
+            let w = Workload::resolve(&spec, Some(flush), Some(BackendKind::Mmap), &args, None)
+                .unwrap();
+            assert_eq!((w.name.as_str(), w.label()), (name, label.to_string()));
+        }
     }
 
     #[test]

@@ -278,10 +278,7 @@ fn run_mqlab(
     let kind: FlushKind = flush.parse().map_err(anyhow::Error::msg)?;
     let cfg = StoreConfig {
         backend,
-        flush: FlushConfig {
-            kind,
-            ..FlushConfig::default()
-        },
+        flush: FlushConfig::for_kind(kind),
         index_enabled: knobs.index,
         preallocate: knobs.preallocate,
         ..StoreConfig::default()
@@ -303,12 +300,7 @@ fn run_mqlab(
     let store = std::sync::Arc::try_unwrap(store)
         .map_err(|_| anyhow::anyhow!("store still shared after the run"))?;
     store.shutdown()?;
-    let class = match kind {
-        FlushKind::Sync => "sync",
-        FlushKind::Group => "group",
-        FlushKind::Async | FlushKind::Pool => "async",
-    };
-    Ok((r, class))
+    Ok((r, kind.ack_wait().name()))
 }
 
 #[cfg(not(feature = "peers"))]

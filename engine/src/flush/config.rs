@@ -63,6 +63,36 @@ impl Default for FlushConfig {
 }
 
 impl FlushConfig {
+    /// The default settings with strategy `kind`.
+    pub fn for_kind(kind: FlushKind) -> Self {
+        FlushConfig {
+            kind,
+            ..FlushConfig::default()
+        }
+    }
+
+    /// Name of the strategy with the setting that changes what it does:
+    /// `group-unbatched` for group commit with one write per put, else the
+    /// strategy's name.
+    pub fn variant(&self) -> &'static str {
+        if self.kind == FlushKind::Group && !self.group_batch_writes {
+            "group-unbatched"
+        } else {
+            self.kind.name()
+        }
+    }
+
+    /// Label of the configuration in tables, legends and folder names:
+    /// [`variant`](Self::variant), with the flusher period when the
+    /// strategy has one (`async-500ms`).
+    pub fn label(&self) -> String {
+        if self.kind.is_periodic() {
+            format!("{}-{}ms", self.kind.name(), self.flush_interval_ms)
+        } else {
+            self.variant().to_string()
+        }
+    }
+
     /// Checks every value once (called by `StoreConfig::sanitize`).
     pub fn sanitize(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::Config(m.into()));

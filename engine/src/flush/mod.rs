@@ -49,7 +49,49 @@ impl FlushKind {
 
     /// True when an acknowledged put is already durable.
     pub fn acks_durable(self) -> bool {
-        matches!(self, FlushKind::Sync | FlushKind::Group)
+        self.ack_wait() != AckWait::Write
+    }
+
+    /// What a put's acknowledgement waits for.
+    pub fn ack_wait(self) -> AckWait {
+        match self {
+            FlushKind::Sync => AckWait::OwnSync,
+            FlushKind::Group => AckWait::SharedSync,
+            FlushKind::Async | FlushKind::Pool => AckWait::Write,
+        }
+    }
+
+    /// True when a background flusher runs every `flush_interval_ms`, so
+    /// the interval names the configuration (`async-500ms`).
+    pub fn is_periodic(self) -> bool {
+        matches!(self, FlushKind::Async | FlushKind::Pool)
+    }
+}
+
+/// What a put's acknowledgement waits for, and so which device figure
+/// bounds a strategy's rate. Strategies of one class compare with each
+/// other and with peers that make the same promise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AckWait {
+    /// An fdatasync of its own (`sync`): queue-depth-1 fdatasync/s.
+    OwnSync,
+    /// An fdatasync shared by every put waiting for it (`group`):
+    /// fdatasync/s times the puts of a batch.
+    SharedSync,
+    /// A write into the page cache or a memory buffer (`async`, `pool`):
+    /// buffered-write bandwidth.
+    Write,
+}
+
+impl AckWait {
+    /// Name of the class in results: the strategy that defines it
+    /// (`sync`, `group`, `async`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AckWait::OwnSync => FlushKind::Sync.name(),
+            AckWait::SharedSync => FlushKind::Group.name(),
+            AckWait::Write => FlushKind::Async.name(),
+        }
     }
 }
 

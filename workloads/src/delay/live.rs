@@ -42,10 +42,7 @@ pub(super) fn open_live(dir: &Path, args: &DelayRequest, kind: SchedulerKind) ->
         // warmMapedFileEnable), so page faults do not masquerade as
         // scheduler lateness.
         preallocate: !args.no_preallocate,
-        flush: mqlab_engine::FlushConfig {
-            kind: args.flush,
-            ..Default::default()
-        },
+        flush: mqlab_engine::FlushConfig::for_kind(args.flush),
         ..StoreConfig::default()
     };
     let t = Instant::now();
