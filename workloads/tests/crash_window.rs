@@ -4,33 +4,41 @@
 
 mod common;
 
-fn crash(cwd: &std::path::Path, flush: &str, torn: &str, out: &str) -> (bool, serde_json::Value) {
-    let o = common::mqlab(
-        cwd,
-        &[
-            "crash",
-            "--flush",
-            flush,
-            "--crashes",
-            "2",
-            "--seed",
-            "7",
-            "--producers",
-            "3",
-            "--min-ms",
-            "30",
-            "--max-ms",
-            "150",
-            "--flush-interval-ms",
-            "40",
-            "--torn",
-            torn,
-            "--out",
-            out,
-        ],
-    );
+/// `mqlab crash` of two crashes 30 to 150 ms into the run (flusher every
+/// 40 ms), then `flags`; whether it passed, and its crashes.json.
+fn crash_with(cwd: &std::path::Path, flags: &[&str], out: &str) -> (bool, serde_json::Value) {
+    let base = [
+        "crash",
+        "--crashes",
+        "2",
+        "--min-ms",
+        "30",
+        "--max-ms",
+        "150",
+        "--flush-interval-ms",
+        "40",
+        "--out",
+        out,
+    ];
+    let args: Vec<&str> = base.iter().chain(flags).copied().collect();
+    let o = common::mqlab(cwd, &args);
     let records = common::json(&cwd.join(out).join("crashes.json"));
     (o.status.success(), records)
+}
+
+/// A power-loss crash of `flush` with three producers.
+fn crash(cwd: &std::path::Path, flush: &str, torn: &str, out: &str) -> (bool, serde_json::Value) {
+    let flags = [
+        "--flush",
+        flush,
+        "--seed",
+        "7",
+        "--producers",
+        "3",
+        "--torn",
+        torn,
+    ];
+    crash_with(cwd, &flags, out)
 }
 
 fn assert_within_window(records: &serde_json::Value) {
@@ -89,32 +97,18 @@ fn torn_writes_never_corrupt_or_lose_acked_durable_data() {
 #[test]
 fn process_crash_of_the_pool_loses_only_uncommitted_data() {
     let dir = tempfile::tempdir().unwrap();
-    let o = common::mqlab(
-        dir.path(),
-        &[
-            "crash",
-            "--flush",
-            "pool",
-            "--mode",
-            "process",
-            "--crashes",
-            "2",
-            "--seed",
-            "3",
-            "--producers",
-            "2",
-            "--min-ms",
-            "30",
-            "--max-ms",
-            "150",
-            "--flush-interval-ms",
-            "40",
-            "--out",
-            "p",
-        ],
-    );
-    let records = common::json(&dir.path().join("p/crashes.json"));
-    assert!(o.status.success(), "{records}");
+    let flags = [
+        "--flush",
+        "pool",
+        "--mode",
+        "process",
+        "--seed",
+        "3",
+        "--producers",
+        "2",
+    ];
+    let (ok, records) = crash_with(dir.path(), &flags, "p");
+    assert!(ok, "{records}");
     assert_within_window(&records);
     for r in records.as_array().unwrap() {
         assert_eq!(r["mode"], "process");

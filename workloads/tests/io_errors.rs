@@ -5,17 +5,7 @@ mod common;
 
 use std::path::Path;
 
-/// Runs `mqlab args` in `cwd`, expects a failure and returns stderr.
-fn fails(cwd: &Path, args: &[&str]) -> String {
-    let out = common::mqlab(cwd, args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "mqlab {args:?} should fail:\nstdout:\n{}\nstderr:\n{err}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    err
-}
+use common::fails;
 
 /// The error line: names `path` and `operation`, then the OS error.
 fn assert_names(err: &str, operation: &str, path: &str, os: &str) {
@@ -30,19 +20,8 @@ fn assert_names(err: &str, operation: &str, path: &str, os: &str) {
     assert!(line.contains(os), "error lacks the OS error {os:?}: {line}");
 }
 
-const RUN: &[&str] = &[
-    "run",
-    "--no-baseline",
-    "--small-files",
-    "--producers",
-    "1",
-    "--messages",
-    "50",
-];
-
 fn run_with(cwd: &Path, extra: &[&str]) -> String {
-    let args: Vec<&str> = RUN.iter().chain(extra).copied().collect();
-    fails(cwd, &args)
+    fails(cwd, &common::tiny_run("50", extra))
 }
 
 #[test]

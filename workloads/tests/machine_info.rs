@@ -32,19 +32,7 @@ fn filesystem_is_the_mount_type() {
     let data = dir.path().join("data");
     common::mqlab_ok(
         dir.path(),
-        &[
-            "run",
-            "--no-baseline",
-            "--small-files",
-            "--producers",
-            "1",
-            "--messages",
-            "20",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--out",
-            "r",
-        ],
+        &common::tiny_run("20", &["--data-dir", data.to_str().unwrap(), "--out", "r"]),
     );
     let s = common::json(&dir.path().join("r/summary.json"));
     let fs = s["machine"]["filesystem"].as_str().unwrap().to_string();

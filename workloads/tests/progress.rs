@@ -9,29 +9,18 @@ use std::process::Command;
 
 /// A small store left by an unclean run (`--no-shutdown`) with its ack log.
 fn store(cwd: &Path) {
-    common::mqlab_ok(
-        cwd,
-        &[
-            "run",
-            "--flush",
-            "group",
-            "--producers",
-            "2",
-            "--messages",
-            "300",
-            "--msg-size",
-            "200",
-            "--small-files",
-            "--no-baseline",
-            "--no-shutdown",
-            "--data-dir",
-            "data",
-            "--ack-log",
-            "acks.csv",
-            "--out",
-            "out",
-        ],
-    );
+    let flags = [
+        "--flush",
+        "group",
+        "--producers",
+        "2",
+        "--messages",
+        "300",
+        "--msg-size",
+        "200",
+        "--no-shutdown",
+    ];
+    common::run_with_acks(cwd, &flags, "data", "acks.csv", "out");
 }
 
 /// Runs `mqlab args` in `cwd` on a pseudo-terminal (util-linux `script`),

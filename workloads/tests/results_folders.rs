@@ -8,58 +8,13 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `YYYYmmdd-HHMMSS` (UTC) of a Unix second, as folder names use it.
-fn stamp(secs: u64) -> String {
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+use common::{names, now, stamp};
+
+/// Three runs with this name may start in one second.
+fn small_run() -> Vec<&'static str> {
+    common::tiny_run("20", &["--name", "same"])
 }
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    v.sort();
-    v
-}
-
-const SMALL_RUN: &[&str] = &[
-    "run",
-    "--no-baseline",
-    "--small-files",
-    "--producers",
-    "1",
-    "--messages",
-    "20",
-    "--name",
-    "same",
-];
 
 #[test]
 fn runs_never_share_or_overwrite_a_folder() {
@@ -78,7 +33,7 @@ fn runs_never_share_or_overwrite_a_folder() {
     // Three runs with the same name, each finding its folder taken.
     for _ in 0..3 {
         let out = Command::new(env!("CARGO_BIN_EXE_mqlab"))
-            .args(SMALL_RUN)
+            .args(small_run())
             .current_dir(cwd)
             .output()
             .unwrap();
@@ -110,7 +65,7 @@ fn concurrent_runs_get_their_own_folders() {
     let children: Vec<_> = (0..3)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_mqlab"))
-                .args(SMALL_RUN)
+                .args(small_run())
                 .current_dir(cwd)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -133,65 +88,27 @@ fn a_failed_run_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     fs::write(cwd.join("file"), "x").unwrap();
+    let fails = |extra: &[&str]| {
+        let args: Vec<&str> = ["run", "--no-baseline", "--small-files"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        assert!(!common::mqlab(cwd, &args).status.success(), "{args:?}");
+    };
     // Fails after its results folder was created (the data dir is a file).
-    let out = common::mqlab(
-        cwd,
-        &[
-            "run",
-            "--no-baseline",
-            "--small-files",
-            "--data-dir",
-            "file",
-        ],
-    );
-    assert!(!out.status.success());
+    fails(&["--data-dir", "file"]);
     assert_eq!(names(cwd), ["file"]);
     // A --out (and parents) the run created is removed too...
-    let out = common::mqlab(
-        cwd,
-        &[
-            "run",
-            "--no-baseline",
-            "--small-files",
-            "--data-dir",
-            "file",
-            "--out",
-            "a/b/c",
-        ],
-    );
-    assert!(!out.status.success());
+    fails(&["--data-dir", "file", "--out", "a/b/c"]);
     assert_eq!(names(cwd), ["file"]);
     // ...but an existing --out is never removed, nor what it holds.
     fs::create_dir(cwd.join("keep")).unwrap();
     fs::write(cwd.join("keep/notes.txt"), "mine").unwrap();
-    let out = common::mqlab(
-        cwd,
-        &[
-            "run",
-            "--no-baseline",
-            "--small-files",
-            "--data-dir",
-            "file",
-            "--out",
-            "keep",
-        ],
-    );
-    assert!(!out.status.success());
+    fails(&["--data-dir", "file", "--out", "keep"]);
     assert!(cwd.join("keep/notes.txt").is_file());
     // A run that acknowledged nothing failed as well.
-    let out = common::mqlab(
-        cwd,
-        &[
-            "run",
-            "--no-baseline",
-            "--small-files",
-            "--messages",
-            "0",
-            "--data-dir",
-            "data",
-        ],
-    );
-    assert!(!out.status.success());
+    fails(&["--messages", "0", "--data-dir", "data"]);
     assert_eq!(names(cwd), ["file", "keep"]);
 }
 

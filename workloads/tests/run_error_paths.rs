@@ -8,30 +8,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-/// Runs `mqlab args` in `cwd`, expects a failure and returns the error
-/// line of stderr.
-fn error_line(cwd: &Path, args: &[&str]) -> String {
-    let out = common::mqlab(cwd, args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "mqlab {args:?} should fail:\nstdout:\n{}\nstderr:\n{err}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    err.lines()
-        .find(|l| l.starts_with("Error:"))
-        .unwrap_or_else(|| panic!("no error line in:\n{err}"))
-        .to_string()
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
+use common::{error_line, names};
 
 /// The shipped broadcast spec, copied into `cwd`.
 fn broadcast_spec(cwd: &Path) -> String {
@@ -101,20 +78,7 @@ fn run_output_errors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     fs::create_dir_all(cwd.join("o/timeseries.csv")).unwrap();
-    let line = error_line(
-        cwd,
-        &[
-            "run",
-            "--no-baseline",
-            "--small-files",
-            "--producers",
-            "1",
-            "--messages",
-            "50",
-            "--out",
-            "o",
-        ],
-    );
+    let line = error_line(cwd, &common::tiny_run("50", &["--out", "o"]));
     assert!(line.contains("write o/timeseries.csv: "), "{line}");
     assert!(line.contains("Is a directory"), "{line}");
 }
@@ -124,20 +88,7 @@ fn ack_log_folder_errors_name_the_folder() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     fs::write(cwd.join("f"), "x").unwrap();
-    let line = error_line(
-        cwd,
-        &[
-            "run",
-            "--no-baseline",
-            "--small-files",
-            "--producers",
-            "1",
-            "--messages",
-            "50",
-            "--ack-log",
-            "f/acks.csv",
-        ],
-    );
+    let line = error_line(cwd, &common::tiny_run("50", &["--ack-log", "f/acks.csv"]));
     assert!(
         line.contains("create the folder of the ack log f: "),
         "{line}"

@@ -95,31 +95,20 @@ fn verify_accepts_an_unclean_store_with_every_ack() {
     // --no-shutdown leaves the abort marker, like a killed process.
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    common::mqlab_ok(
-        cwd,
-        &[
-            "run",
-            "--flush",
-            "async",
-            "--flush-interval-ms",
-            "20",
-            "--producers",
-            "2",
-            "--duration",
-            "0.3",
-            "--warmup",
-            "0",
-            "--small-files",
-            "--no-baseline",
-            "--no-shutdown",
-            "--data-dir",
-            "data",
-            "--ack-log",
-            "acks.csv",
-            "--out",
-            "r",
-        ],
-    );
+    let flags = [
+        "--flush",
+        "async",
+        "--flush-interval-ms",
+        "20",
+        "--producers",
+        "2",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "--no-shutdown",
+    ];
+    common::run_with_acks(cwd, &flags, "data", "acks.csv", "r");
     assert!(cwd.join("data/abort").exists());
     let out = common::mqlab_ok(
         cwd,

@@ -1,9 +1,11 @@
-//! Helpers shared by the CLI tests: run the `mqlab` binary, parse JSON.
+//! Helpers shared by the CLI tests: run the `mqlab` binary, read its
+//! errors and outputs, name results folders as it does.
 
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Runs `mqlab` with `args` in `cwd`, returning its output.
 pub fn mqlab(cwd: &Path, args: &[&str]) -> Output {
@@ -27,6 +29,104 @@ pub fn mqlab_ok(cwd: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `mqlab args` in `cwd`, expects a failure and returns stderr.
+pub fn fails(cwd: &Path, args: &[&str]) -> String {
+    let out = mqlab(cwd, args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "mqlab {args:?} should fail:\nstdout:\n{}\nstderr:\n{err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    err
+}
+
+/// Like [`fails`], returning the `Error:` line of stderr.
+pub fn error_line(cwd: &Path, args: &[&str]) -> String {
+    let err = fails(cwd, args);
+    err.lines()
+        .find(|l| l.starts_with("Error:"))
+        .unwrap_or_else(|| panic!("no error line in:\n{err}"))
+        .to_string()
+}
+
+/// `mqlab run` of `messages` messages from one producer on the small
+/// geometry without a device baseline, then `extra`.
+pub fn tiny_run<'a>(messages: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let base = [
+        "run",
+        "--no-baseline",
+        "--small-files",
+        "--producers",
+        "1",
+        "--messages",
+        messages,
+    ];
+    base.iter().chain(extra).copied().collect()
+}
+
+/// `mqlab run` with `flags` on the small geometry without a device
+/// baseline, leaving its store in `data`, its ack log in `acks` and its
+/// results in `out`; panics unless it succeeds.
+pub fn run_with_acks(cwd: &Path, flags: &[&str], data: &str, acks: &str, out: &str) {
+    let tail = [
+        "--small-files",
+        "--no-baseline",
+        "--data-dir",
+        data,
+        "--ack-log",
+        acks,
+        "--out",
+        out,
+    ];
+    let args: Vec<&str> = std::iter::once("run")
+        .chain(flags.iter().copied())
+        .chain(tail)
+        .collect();
+    mqlab_ok(cwd, &args);
+}
+
+/// Names in `dir`, sorted; empty when it does not exist.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `YYYYmmdd-HHMMSS` (UTC) of a Unix second, as folder names use it.
+pub fn stamp(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Reads a JSON file.
 pub fn json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -36,28 +136,17 @@ pub fn json(path: &Path) -> serde_json::Value {
 /// A small group-commit run leaving its store in `data` and its ack log in
 /// `acks`.
 pub fn small_run(cwd: &Path, data: &str, acks: &str, out: &str) {
-    mqlab_ok(
-        cwd,
-        &[
-            "run",
-            "--flush",
-            "group",
-            "--producers",
-            "2",
-            "--duration",
-            "0.4",
-            "--warmup",
-            "0",
-            "--msg-size",
-            "200",
-            "--small-files",
-            "--no-baseline",
-            "--data-dir",
-            data,
-            "--ack-log",
-            acks,
-            "--out",
-            out,
-        ],
-    );
+    let flags = [
+        "--flush",
+        "group",
+        "--producers",
+        "2",
+        "--duration",
+        "0.4",
+        "--warmup",
+        "0",
+        "--msg-size",
+        "200",
+    ];
+    run_with_acks(cwd, &flags, data, acks, out);
 }
