@@ -9,7 +9,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mqlab_broker::namesrv::{NameServer, Registration};
-use mqlab_broker::remoting::{BrokerHandler, RemotingServer, ServerConfig};
+use mqlab_broker::remoting::{BrokerHandler, Handler, RemotingServer, ServerConfig};
+use mqlab_protocol::codes::request;
+use mqlab_protocol::RemotingCommand;
+
+/// The name server as a handler value.
+struct NsHandler(Arc<NameServer>);
+
+impl Handler for NsHandler {
+    fn handle(&self, req: RemotingCommand, peer: std::net::SocketAddr) -> Option<RemotingCommand> {
+        self.0.handle(req, peer)
+    }
+}
+
+/// Prints each request and its answer's code (MQLAB_WIRE_TRACE=1).
+struct Trace<H>(&'static str, H);
+
+impl<H: Handler> Handler for Trace<H> {
+    fn handle(&self, req: RemotingCommand, peer: std::net::SocketAddr) -> Option<RemotingCommand> {
+        let (code, fields) = (req.code, format!("{:?}", req.ext_fields));
+        let r = self.1.handle(req, peer);
+        if std::env::var_os("MQLAB_WIRE_TRACE").is_some() {
+            let answer = r.as_ref().map(|r| (r.code, r.remark.clone(), r.body.len()));
+            println!("{}: {} {fields} -> {answer:?}", self.0, request::name(code));
+        }
+        r
+    }
+}
 use mqlab_broker::{Broker, BrokerConfig};
 use mqlab_engine::{clock, FlushKind, Store, StoreConfig};
 
@@ -29,14 +55,16 @@ fn main() {
     let broker_addr = format!("127.0.0.1:{broker_port}");
 
     let ns = Arc::new(NameServer::new());
-    let topics = ["TBW102", "InteropTopic"];
+    let topics = ["TBW102", "InteropTopic", "%RETRY%CG_INTEROP"];
     ns.register(&Registration::master("broker-a", &broker_addr, &topics, 4));
-    let _ns_server = ns
-        .serve(ServerConfig {
+    let _ns_server = RemotingServer::start(
+        ServerConfig {
             listen: format!("127.0.0.1:{ns_port}").parse().unwrap(),
             ..ServerConfig::default()
-        })
-        .expect("name server listens");
+        },
+        Arc::new(Trace("namesrv", NsHandler(ns.clone()))),
+    )
+    .expect("name server listens");
     let mut cfg = StoreConfig::small();
     cfg.flush.kind = FlushKind::Group;
     let store = Arc::new(Store::open(&dir, cfg).expect("store opens"));

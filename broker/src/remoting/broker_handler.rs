@@ -216,13 +216,12 @@ impl BrokerHandler {
             }
             request::QUERY_CONSUMER_OFFSET => match self.broker.query_offset(group, &mq) {
                 Some(v) => ok(req).with_field("offset", v),
+                // No topic in the text: the C++ client logs remarks through
+                // a printf-style format, and retry topics contain '%'.
                 None => RemotingCommand::response_to(
                     req,
                     response::QUERY_NOT_FOUND,
-                    Some(format!(
-                        "no offset of group {group} on {}/{}",
-                        mq.topic, mq.queue_id
-                    )),
+                    Some("no committed offset of this group on this queue".into()),
                 ),
             },
             _ => match req.ext_fields.i64_req("commitOffset") {
