@@ -148,9 +148,9 @@ fn malformed_sends_are_refused_and_write_nothing() {
             "b",
         ),
         (
-            encode_frame(&RemotingCommand::request(request::LOCK_BATCH_MQ, 5)).unwrap(),
+            encode_frame(&RemotingCommand::request(request::QUERY_MESSAGE, 5)).unwrap(),
             response::REQUEST_CODE_NOT_SUPPORTED,
-            "LOCK_BATCH_MQ",
+            "QUERY_MESSAGE",
         ),
         (
             encode_frame(&RemotingCommand::request(request::PULL_MESSAGE, 6)).unwrap(),

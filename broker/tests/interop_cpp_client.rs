@@ -64,6 +64,39 @@ for k, v in sorted(got.items()):
     print('got %s %s' % (k, v), flush=True)
 "#;
 
+const ORDERLY: &str = r#"
+import sys, time, threading
+from rocketmq.client import Producer, Message, PushConsumer
+n = int(sys.argv[2])
+lock = threading.Lock()
+seen = {}
+def on_message(msg):
+    shard, seq = msg.body.decode().split(':')
+    with lock:
+        seen.setdefault(shard, []).append((int(seq), msg.queue_id))
+c = PushConsumer('CG_ORDERLY', orderly=True)
+c.set_namesrv_addr(sys.argv[1])
+c.subscribe('InteropTopic', on_message)
+c.start()
+time.sleep(2)
+p = Producer('PG_ORDERLY')
+p.set_namesrv_addr(sys.argv[1])
+p.start()
+for i in range(n):
+    shard = i % 4
+    m = Message('InteropTopic')
+    m.set_keys('o-%d' % i)
+    m.set_body('%d:%d' % (shard, i // 4))
+    p.send_orderly(m, shard)
+p.shutdown()
+t = time.time()
+while sum(len(v) for v in seen.values()) < n and time.time() - t < 60:
+    time.sleep(0.1)
+c.shutdown()
+for shard, l in sorted(seen.items()):
+    print('shard %s %s' % (shard, ' '.join('%d@%d' % x for x in l)), flush=True)
+"#;
+
 /// A store, a broker and a name server on loopback ports.
 struct Wire {
     _dir: tempfile::TempDir,
@@ -94,7 +127,12 @@ fn start() -> Wire {
     ns.register(&Registration::master(
         "broker-a",
         &broker_addr.to_string(),
-        &["TBW102", "InteropTopic", "%RETRY%CG_INTEROP"],
+        &[
+            "TBW102",
+            "InteropTopic",
+            "%RETRY%CG_INTEROP",
+            "%RETRY%CG_ORDERLY",
+        ],
         4,
     ));
     let namesrv = ns
@@ -223,4 +261,36 @@ fn cpp_push_consumer_receives_every_message() {
             got.len()
         );
     }
+}
+
+#[test]
+fn cpp_orderly_consumer_keeps_each_queue_in_order() {
+    let Some(python) = python() else { return };
+    let w = start();
+    let n = 200;
+    let out = run_client(&python, w._dir.path(), ORDERLY, w.namesrv.local_addr(), n);
+    let mut total = 0;
+    for line in out.lines().filter_map(|l| l.strip_prefix("shard ")) {
+        let (shard, rest) = line.split_once(' ').unwrap();
+        let got: Vec<(usize, u32)> = rest
+            .split(' ')
+            .map(|x| {
+                let (seq, q) = x.split_once('@').unwrap();
+                (seq.parse().unwrap(), q.parse().unwrap())
+            })
+            .collect();
+        // One shard key, one queue, consumed in the order it was sent.
+        let seqs: Vec<usize> = got.iter().map(|x| x.0).collect();
+        assert_eq!(
+            seqs,
+            (0..n / 4).collect::<Vec<_>>(),
+            "shard {shard}: {rest}"
+        );
+        assert!(
+            got.iter().all(|x| x.1 == got[0].1),
+            "shard {shard} spread: {rest}"
+        );
+        total += got.len();
+    }
+    assert_eq!(total, n, "{out}");
 }

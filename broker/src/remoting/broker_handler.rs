@@ -2,9 +2,11 @@
 //! SEND_MESSAGE_V2 (310) into [`Broker::put`]; HEART_BEAT (consumer groups
 //! join), UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP; PULL_MESSAGE with
 //! long polling, the records returned as stored; QUERY_CONSUMER_OFFSET,
-//! UPDATE_CONSUMER_OFFSET, GET_MAX_OFFSET, GET_MIN_OFFSET. Every other code
-//! is REQUEST_CODE_NOT_SUPPORTED for now (issue 13 adds locks,
-//! transactions, send-back, batch sends, queries). The broker sends nothing
+//! UPDATE_CONSUMER_OFFSET, GET_MAX_OFFSET, GET_MIN_OFFSET; LOCK_BATCH_MQ
+//! and UNLOCK_BATCH_MQ (ordered consumption); CONSUMER_SEND_MSG_BACK
+//! (retries, DLQ); VIEW_MESSAGE_BY_ID; UPDATE_AND_CREATE_TOPIC. Every other
+//! code is REQUEST_CODE_NOT_SUPPORTED for now (issue 13 adds transactions,
+//! batch sends, key queries). The broker sends nothing
 //! to clients on its own yet (NOTIFY_CONSUMER_IDS_CHANGED, check-backs):
 //! consumers rebalance on their own timer.
 //!
@@ -320,6 +322,147 @@ impl BrokerHandler {
     }
 }
 
+/// `{"topic","brokerName","queueId"}` entries of a lock body, with each
+/// entry's broker name (echoed in the answer: clients compare whole
+/// entries).
+fn mq_set(v: &serde_json::Value) -> Result<Vec<(MessageQueue, String)>, String> {
+    let mut out = Vec::new();
+    for e in v.as_array().into_iter().flatten() {
+        let topic = e["topic"].as_str().ok_or("mqSet entry without topic")?;
+        let qid = match &e["queueId"] {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .and_then(|q| u32::try_from(q).ok())
+        .ok_or("mqSet entry without a valid queueId")?;
+        let broker_name = e["brokerName"].as_str().unwrap_or("").to_string();
+        out.push((MessageQueue::new(topic, qid), broker_name));
+    }
+    Ok(out)
+}
+
+fn mq_json(mq: &MessageQueue, broker_name: &str) -> serde_json::Value {
+    serde_json::json!({"brokerName": broker_name, "queueId": mq.queue_id, "topic": mq.topic})
+}
+
+impl BrokerHandler {
+    fn locks(&self, req: &RemotingCommand) -> RemotingCommand {
+        let parsed = serde_json::from_slice::<serde_json::Value>(&req.body)
+            .map_err(|e| format!("lock body: {e}"))
+            .and_then(|v| {
+                let group = v["consumerGroup"]
+                    .as_str()
+                    .ok_or("lock body: no consumerGroup")?
+                    .to_string();
+                let client = v["clientId"]
+                    .as_str()
+                    .ok_or("lock body: no clientId")?
+                    .to_string();
+                Ok((group, client, mq_set(&v["mqSet"])?))
+            });
+        let (group, client, entries) = match parsed {
+            Ok(p) => p,
+            Err(why) => {
+                return RemotingCommand::response_to(req, response::SYSTEM_ERROR, Some(why))
+            }
+        };
+        let mqs: Vec<MessageQueue> = entries.iter().map(|(mq, _)| mq.clone()).collect();
+        if req.code == request::UNLOCK_BATCH_MQ {
+            self.broker.unlock_batch(&group, &client, &mqs);
+            return ok(req);
+        }
+        let held = self.broker.lock_batch(&group, &client, &mqs);
+        let set: Vec<_> = entries
+            .iter()
+            .filter(|(mq, _)| held.contains(mq))
+            .map(|(mq, name)| mq_json(mq, name))
+            .collect();
+        ok(req).with_body(
+            serde_json::json!({ "lockOKMQSet": set })
+                .to_string()
+                .into_bytes(),
+        )
+    }
+
+    fn send_back(&self, req: &RemotingCommand) -> RemotingCommand {
+        let f = &req.ext_fields;
+        let parsed = (|| -> Result<_, ProtocolError> {
+            Ok((
+                f.i64_req("offset")?,
+                f.str_req("group")?.to_string(),
+                f.i32_opt("maxReconsumeTimes")?,
+            ))
+        })();
+        let (offset, group, max) = match parsed {
+            Ok(p) => p,
+            Err(e) => return field_error(req, e),
+        };
+        let msg = match u64::try_from(offset).map(|o| self.broker.store().get(o)) {
+            Ok(Ok(m)) => m,
+            _ => {
+                return RemotingCommand::response_to(
+                    req,
+                    response::SYSTEM_ERROR,
+                    Some(format!("no message at commit-log offset {offset}")),
+                )
+            }
+        };
+        let max = max.map_or(16, |m| m.clamp(0, 64) as u32);
+        let r = self.broker.send_back(&group, &msg, max);
+        if r.is_ok() {
+            ok(req)
+        } else {
+            RemotingCommand::response_to(req, response::SYSTEM_ERROR, r.detail)
+        }
+    }
+
+    fn view(&self, req: &RemotingCommand) -> RemotingCommand {
+        match req.ext_fields.i64_req("offset").map(u64::try_from) {
+            Ok(Ok(o)) => match self.broker.store().record_bytes(o) {
+                Ok(b) => ok(req).with_body(b),
+                Err(e) => {
+                    RemotingCommand::response_to(req, response::SYSTEM_ERROR, Some(e.to_string()))
+                }
+            },
+            Ok(Err(_)) => RemotingCommand::response_to(
+                req,
+                response::SYSTEM_ERROR,
+                Some("offset is negative".into()),
+            ),
+            Err(e) => field_error(req, e),
+        }
+    }
+
+    fn create_topic(&self, req: &RemotingCommand) -> RemotingCommand {
+        let f = &req.ext_fields;
+        let parsed = (|| -> Result<_, ProtocolError> {
+            Ok((
+                f.str_req("topic")?.to_string(),
+                f.i32_opt("writeQueueNums")?.unwrap_or(8),
+            ))
+        })();
+        match parsed {
+            Ok((topic, queues)) if (1..=1024).contains(&queues) => {
+                match self.broker.create_topic(&topic, queues as u32) {
+                    Ok(()) => ok(req),
+                    Err(e) => RemotingCommand::response_to(
+                        req,
+                        response::SYSTEM_ERROR,
+                        Some(e.to_string()),
+                    ),
+                }
+            }
+            Ok((_, q)) => RemotingCommand::response_to(
+                req,
+                response::SYSTEM_ERROR,
+                Some(format!("writeQueueNums {q} is outside 1..=1024")),
+            ),
+            Err(e) => field_error(req, e),
+        }
+    }
+}
+
 impl Handler for BrokerHandler {
     fn handle(&self, req: RemotingCommand, peer: SocketAddr) -> Option<RemotingCommand> {
         Some(match req.code {
@@ -332,6 +475,10 @@ impl Handler for BrokerHandler {
             | request::UPDATE_CONSUMER_OFFSET
             | request::GET_MAX_OFFSET
             | request::GET_MIN_OFFSET => self.offsets(&req),
+            request::LOCK_BATCH_MQ | request::UNLOCK_BATCH_MQ => self.locks(&req),
+            request::CONSUMER_SEND_MSG_BACK => self.send_back(&req),
+            request::VIEW_MESSAGE_BY_ID => self.view(&req),
+            request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req),
             code => RemotingCommand::response_to(
                 &req,
                 response::REQUEST_CODE_NOT_SUPPORTED,
