@@ -182,20 +182,30 @@ pub fn measure(dir: &Path, p: &BaselineParams) -> Result<Baseline> {
     })
 }
 
-/// What `mqlab baseline` is asked to do (the command line, as plain data).
-#[derive(Debug, Clone, Default)]
+/// What `mqlab baseline` is asked to do: plain data, which the binary's
+/// command line fills (the `#[arg]`s and these comments are its options and
+/// their help).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct BaselineRequest {
-    /// Directory to measure in. [default: the system temporary directory]
+    /// Directory to measure in (a scratch file is created and removed).
+    /// [default: the system temporary directory]
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Batch sizes for pwrite+fdatasync, bytes; empty: [`DEFAULT_BATCH_SIZES`].
+    /// Batch sizes for pwrite+fdatasync, bytes, comma separated.
+    /// [default: 4096,16384,65536,262144,1048576]
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub batch_sizes: Vec<usize>,
     /// Seconds spent on each batch size.
+    #[arg(long, default_value_t = 0.4, value_name = "SECS")]
     pub secs_per_size: f64,
-    /// Seconds of buffered writes for the bandwidth figure.
+    /// Seconds of buffered writes (no sync) for the bandwidth figure.
+    #[arg(long, default_value_t = 0.5, value_name = "SECS")]
     pub buffered_secs: f64,
-    /// Also write baseline.json into this folder.
+    /// Write baseline.json into this folder as well.
+    #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print JSON instead of a table.
+    #[arg(long)]
     pub json: bool,
 }
 

@@ -17,33 +17,60 @@ use crate::table::round3;
 use crate::util::{self, MachineInfo, OutDir};
 use crate::workload::{RunOptions, Running};
 
-/// What `mqlab run` is asked to do (the command line, as plain data).
-#[derive(Debug, Clone, Default)]
+/// What `mqlab run` is asked to do: plain data, which the binary's
+/// command line fills (the `#[arg]`s and these comments are its options and
+/// their help).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct RunRequest {
-    /// Workload spec (TOML); the flags below override its values.
+    /// Workload spec (TOML, see workloads/specs/); command-line flags
+    /// override its values.
+    #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
-    /// Flush strategy. [default: the spec's, else async]
+    /// Flush strategy: sync (fdatasync per put), group (group commit), async
+    /// (periodic flusher), pool (transient store pool). [default: async]
+    #[arg(long, value_name = "STRATEGY")]
     pub flush: Option<FlushKind>,
-    /// I/O backend. [default: the spec's, else pwrite]
+    /// I/O backend: pwrite, mmap or uring. [default: pwrite]
+    #[arg(long, value_name = "BACKEND")]
     pub backend: Option<BackendKind>,
-    /// Workload values that beat the spec's.
+    #[command(flatten)]
     pub workload: Overrides,
-    /// Store directory, created if missing. [default: a fresh temporary
-    /// directory, removed afterwards]
+    /// Store directory, created if missing (and then removed again if the
+    /// run fails). [default: a fresh temporary directory, removed
+    /// afterwards]
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Keep the default temporary data directory.
+    /// Keep the data directory (only matters for the default temporary one).
+    #[arg(long)]
     pub keep_data: bool,
-    /// The run's output folder. [default: results/<timestamp>-<name>/]
+    /// The run's output folder (summary.json, timeseries.csv,
+    /// ack_latency.hgrm, command.txt), created if missing (and then removed
+    /// again if the run fails); an existing folder is written into and
+    /// never removed. [default: results/<timestamp>-<name>/, with -2, -3,
+    /// ... added when that folder exists]
+    #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// One CSV line per acknowledged message.
+    /// Write one CSV line per acknowledged message, as acks arrive, with the
+    /// header `topic,queue_id,queue_offset,phys_offset,key` (input of
+    /// `verify --acked`).
+    #[arg(long, value_name = "FILE")]
     pub ack_log: Option<PathBuf>,
-    /// Write each ack-log line as it is acknowledged (no buffer).
+    /// Write each ack-log line to the file as it is acknowledged (one
+    /// write per ack) instead of through a 64 KiB buffer, so that a run
+    /// killed with SIGKILL leaves every acknowledgement it made in the log
+    /// (scripts/reliability.sh needs this to measure what `pool` loses).
+    #[arg(long)]
     pub ack_log_unbuffered: bool,
-    /// Skip the device baseline.
+    /// Skip the device baseline (no ratios to the device in the summary).
+    #[arg(long)]
     pub no_baseline: bool,
-    /// Leave the store as a crash would (no clean shutdown).
+    /// Leave the store as a crash would (no clean shutdown), e.g. to test
+    /// `verify` on an unclean directory.
+    #[arg(long)]
     pub no_shutdown: bool,
-    /// Run name. [default: the spec name, or <flush>-<backend>]
+    /// Run name used in the output folder. [default: the spec name, or
+    /// <flush>-<backend>]
+    #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 }
 

@@ -13,40 +13,73 @@ use mqlab_engine::{BackendKind, FlushConfig, FlushKind, StoreConfig};
 use serde::{Deserialize, Serialize};
 
 /// Workload values given on the command line, each beating the spec's
-/// (`None`: the spec's value, else the default named in `--help`).
-#[derive(Debug, Clone, Default)]
+/// (`None`: the spec's value, else the default named in `--help`); the
+/// options `run` and `matrix` share.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Overrides {
     /// Producer threads. [default: 4]
+    #[arg(long, value_name = "N")]
     pub producers: Option<usize>,
-    /// Sender threads per producer. [default: 1]
+    /// Outstanding sends per producer. `Store::put` is synchronous, so each
+    /// producer runs N sender threads, each with one put in flight
+    /// (producers x inflight threads in all). [default: 1]
+    #[arg(long, value_name = "N")]
     pub inflight: Option<usize>,
-    /// Body size, bytes. [default: 1024]
+    /// Message body size in bytes. [default: 1024]
+    #[arg(long, value_name = "BYTES")]
     pub msg_size: Option<usize>,
-    /// Target rate over all producers, msgs/s; 0 = unlimited. [default: 0]
+    /// Target send rate over all producers, messages per second; 0 = as fast
+    /// as possible. With a rate, latency is also recorded against each
+    /// message's intended send time (coordinated omission shows). [default: 0]
+    #[arg(long, value_name = "MSGS_PER_S")]
     pub rate: Option<f64>,
-    /// Measured seconds after warmup. [default: 5]
+    /// Measured duration in seconds, after the warmup. [default: 5 for run,
+    /// 3 for matrix, 1 for matrix --quick]
+    #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
-    /// Message count instead of a duration.
+    /// Stop after this many messages in all (warmup included) instead of
+    /// after a duration.
+    #[arg(long, value_name = "N")]
     pub messages: Option<u64>,
-    /// Warmup seconds. [default: 1, 0 with `messages`]
+    /// Warmup in seconds, excluded from every statistic. [default: 1 for run
+    /// (0 with --messages), 0.5 for matrix, 0.25 for matrix --quick]
+    #[arg(long, value_name = "SECS")]
     pub warmup: Option<f64>,
-    /// Queues of the topic. [default: 8]
+    /// Queues of the topic; messages go round-robin. [default: 8]
+    #[arg(long, value_name = "N")]
     pub queues: Option<u32>,
-    /// Unique key per message. [default: true]
+    /// Give every message a unique key (KEYS property, indexed), so `verify`
+    /// can look it up. [default: true]
+    #[arg(long, value_name = "BOOL")]
     pub keys: Option<bool>,
-    /// Topic. [default: mqlab]
+    /// Topic name. [default: mqlab]
+    #[arg(long, value_name = "NAME")]
     pub topic: Option<String>,
-    /// Async/pool flusher period, ms. [default: the engine's]
+    /// Async/pool flusher period in ms (flushIntervalCommitLog). [default: 500]
+    #[arg(long, value_name = "MS")]
     pub flush_interval_ms: Option<u64>,
-    /// Group commit: one write per batch. [default: true]
+    /// Group commit only: puts copy into a memory staging area and the
+    /// group-commit service writes each batch with one write before its
+    /// fdatasync (true), or every put writes its own record, as RocketMQ's
+    /// GroupCommitService does (false). Acks wait for the fdatasync either
+    /// way. [default: true]
+    #[arg(long, value_name = "BOOL")]
     pub group_batch_writes: Option<bool>,
-    /// Segment size, bytes. [default: 1 GiB, 1 MiB with `small_files`]
+    /// Commit-log segment size in bytes. [default: 1073741824 (1 GiB)]
+    #[arg(long, value_name = "BYTES")]
     pub segment_bytes: Option<u64>,
-    /// StoreConfig::small() geometry.
+    /// Small store files (StoreConfig::small(): 1 MiB segments, small
+    /// consume-queue and index files) for tests and quick checks; the
+    /// default is RocketMQ's geometry (1 GiB segments, 420 MB index files).
+    #[arg(long)]
     pub small_files: bool,
-    /// Time-series bucket, ms. [default: by run length]
+    /// Time-series bucket in ms (timeseries.csv rows and the over-time
+    /// chart). [default: 100 for runs under 10 s with warmup (coarser with
+    /// hundreds of senders), else 1000]
+    #[arg(long, value_name = "MS")]
     pub timeseries_ms: Option<u64>,
-    /// Loss-window sampling period, ms. [default: 5]
+    /// Loss-window sampling period in ms (at most 10). [default: 5]
+    #[arg(long, value_name = "MS")]
     pub sample_ms: Option<u64>,
 }
 

@@ -20,12 +20,12 @@ fn main() {
     let cli = Cli::parse();
     util::install_ctrlc();
     let result = match cli.command {
-        Some(Command::Run(a)) => run::cmd_run(a.into()),
+        Some(Command::Run(a)) => run::cmd_run(a),
         Some(Command::Matrix(a)) => a.request().and_then(matrix::cmd_matrix),
         None => MatrixArgs::parse_default()
             .request()
             .and_then(matrix::cmd_matrix),
-        Some(Command::Baseline(a)) => baseline::cmd_baseline(a.into()),
+        Some(Command::Baseline(a)) => baseline::cmd_baseline(a),
         Some(Command::Crash(a)) => {
             crash::cmd_crash(&a.params(), a.seed, a.crashes, a.out.as_deref())
         }
@@ -34,7 +34,7 @@ fn main() {
         }
         Some(Command::Inspect(a)) => inspect::cmd_inspect(&a.data_dir, a.json),
         Some(Command::Plot(a)) => charts::cmd_plot(&a.inputs, &a.out),
-        Some(Command::Delay(a)) => delay::cmd_delay(a.into()),
+        Some(Command::Delay(a)) => delay::cmd_delay(a),
     };
     if let Err(e) = result {
         // One line with every context: "create data dir /x: File exists
