@@ -24,6 +24,12 @@ fn run_with(cwd: &Path, extra: &[&str]) -> String {
     fails(cwd, &common::tiny_run("50", extra))
 }
 
+fn quick_matrix_with(cwd: &Path, extra: &[&str]) -> String {
+    let quick = ["matrix", "--quick", "--no-baseline", "--no-plot"];
+    let args: Vec<&str> = quick.iter().chain(extra).copied().collect();
+    fails(cwd, &args)
+}
+
 #[test]
 fn data_dir_that_is_a_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -45,17 +51,7 @@ fn data_dir_that_is_a_file() {
         ],
     );
     assert_names(&err, "create data dir", "f", "File exists");
-    let err = fails(
-        dir.path(),
-        &[
-            "matrix",
-            "--quick",
-            "--no-baseline",
-            "--no-plot",
-            "--data-dir",
-            "f",
-        ],
-    );
+    let err = quick_matrix_with(dir.path(), &["--data-dir", "f"]);
     assert_names(&err, "create data dir", "f", "File exists");
 }
 
@@ -94,16 +90,6 @@ fn output_folder_that_is_a_file() {
     assert_names(&err, "create output folder", "f", "File exists");
     let err = fails(dir.path(), &["crash", "--crashes", "1", "--out", "f"]);
     assert_names(&err, "create output folder", "f", "File exists");
-    let err = fails(
-        dir.path(),
-        &[
-            "matrix",
-            "--quick",
-            "--no-baseline",
-            "--no-plot",
-            "--out",
-            "f",
-        ],
-    );
+    let err = quick_matrix_with(dir.path(), &["--out", "f"]);
     assert_names(&err, "create output folder", "f", "File exists");
 }

@@ -17,25 +17,29 @@ fn broadcast_spec(cwd: &Path) -> String {
     "broadcast.toml".to_string()
 }
 
+/// The error line of a failing `mqlab run --spec spec` of `secs` seconds
+/// into `out`.
+fn messaging_run_error(cwd: &Path, spec: &str, secs: &str, out: &str) -> String {
+    let args = [
+        "run",
+        "--spec",
+        spec,
+        "--duration",
+        secs,
+        "--small-files",
+        "--out",
+        out,
+    ];
+    error_line(cwd, &args)
+}
+
 #[test]
 fn a_messaging_run_that_acknowledges_nothing_fails() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     let spec = broadcast_spec(cwd);
     // Producers that stop before their first send: nothing acknowledged.
-    let line = error_line(
-        cwd,
-        &[
-            "run",
-            "--spec",
-            &spec,
-            "--duration",
-            "0.000000001",
-            "--small-files",
-            "--out",
-            "o",
-        ],
-    );
+    let line = messaging_run_error(cwd, &spec, "0.000000001", "o");
     assert!(
         line.contains("no message was acknowledged") && line.contains("no put completed"),
         "{line}"
@@ -54,19 +58,7 @@ fn messaging_output_errors_name_the_file() {
         let out = format!("o-{file}");
         // A directory where the file goes.
         fs::create_dir_all(cwd.join(&out).join("clustering").join(file)).unwrap();
-        let line = error_line(
-            cwd,
-            &[
-                "run",
-                "--spec",
-                &spec,
-                "--duration",
-                "0.2",
-                "--small-files",
-                "--out",
-                &out,
-            ],
-        );
+        let line = messaging_run_error(cwd, &spec, "0.2", &out);
         let path = format!("{out}/clustering/{file}");
         assert!(line.contains(&format!("write {path}: ")), "{line}");
         assert!(line.contains("Is a directory"), "{line}");

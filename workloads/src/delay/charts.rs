@@ -5,14 +5,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::outputs::{delay_schedulers, read_text};
 use crate::plot::{
-    both, draw_marker, legend_column, line_only, marker_indices, marker_phase, nines_label, pe,
-    register_fonts, series_style, split_at_gaps, styled_line, with_legend_column, Glyph,
-    LegendEntry, SeriesStyle, MARKERS_PER_LINE, PALETTE, SPECTRUM_RIGHT_MARGIN,
+    chart_beside_legend, draw_both, draw_marker, legend_column, line_only, marker_indices,
+    marker_phase, nines_label, pe, register_fonts, series_style, split_at_gaps, styled_line,
+    with_legend_column, Glyph, LegendEntry, SeriesStyle, MARKERS_PER_LINE, PALETTE,
+    SPECTRUM_RIGHT_MARGIN,
 };
 use crate::table::csv_columns;
 use crate::util::thousands;
@@ -48,18 +50,10 @@ impl Curves {
 /// Draws lateness_spectrum and lateness_over_time into `out`.
 pub(super) fn draw_charts(out: &Path, curves: &[Curves]) -> Result<Vec<String>> {
     register_fonts();
-    let mut files = both(
-        out,
-        "lateness_spectrum",
-        |a| spectrum(&a, curves),
-        |a| spectrum(&a, curves),
-    )?;
-    files.extend(both(
-        out,
-        "lateness_over_time",
-        |a| over_time(&a, curves),
-        |a| over_time(&a, curves),
-    )?);
+    let mut files = draw_both!(out, "lateness_spectrum", |a| spectrum(&a, curves))?;
+    files.extend(draw_both!(out, "lateness_over_time", |a| over_time(
+        &a, curves
+    ))?);
     Ok(files)
 }
 
@@ -113,6 +107,41 @@ fn floor_ms(v: f64) -> f64 {
     v.max(0.5)
 }
 
+/// The x axis of a lateness chart.
+struct XAxis {
+    /// It runs from 0 to here.
+    end: f64,
+    /// Room right of the plot for the last tick label, px.
+    margin_right: u32,
+    /// Percentiles: one tick per nine, labelled 90%, 99%, ...
+    nines: bool,
+    desc: &'static str,
+}
+
+/// A lateness chart beside its legend, mesh drawn: lateness in ms on a log
+/// y axis up to twice `max_y` (0 drawn at 0.5), `x` as the chart needs.
+fn lateness_chart<'a, DB: DrawingBackend + 'a>(
+    plot: &'a DrawingArea<DB, Shift>,
+    x: XAxis,
+    max_y: f64,
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, LogCoord<f64>>>> {
+    let y = (0.4f64..max_y * 2.0).log_scale();
+    let mut chart = chart_beside_legend(plot, x.margin_right, 0f64..x.end, y)?;
+    let mut mesh = chart.configure_mesh();
+    if x.nines {
+        mesh.x_labels(x.end as usize + 1)
+            .x_label_formatter(&|x| nines_label(*x));
+    }
+    mesh.y_label_formatter(&|y| thousands(*y))
+        .x_desc(x.desc)
+        .y_desc("lateness, ms (log; 0 drawn at 0.5)")
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
+        .draw()
+        .map_err(pe)?;
+    Ok(chart)
+}
+
 fn spectrum<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[Curves]) -> Result<()> {
     let max_x = curves
         .iter()
@@ -131,24 +160,13 @@ fn spectrum<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[Curves]
         .collect();
     let labels: Vec<String> = entries.iter().map(|e| e.label.clone()).collect();
     let (plot, legend) = with_legend_column(root, "Delivery lateness by percentile", 26, &labels)?;
-    let mut chart = ChartBuilder::on(&plot)
-        .margin(15)
-        .margin_right(SPECTRUM_RIGHT_MARGIN)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0f64..max_x, (0.4f64..max_y * 2.0).log_scale())
-        .map_err(pe)?;
-    chart
-        .configure_mesh()
-        .x_labels(max_x as usize + 1)
-        .x_label_formatter(&|x| nines_label(*x))
-        .y_label_formatter(&|y| thousands(*y))
-        .x_desc("percentile (log scale of nines)")
-        .y_desc("lateness, ms (log; 0 drawn at 0.5)")
-        .label_style(("sans-serif", 15))
-        .axis_desc_style(("sans-serif", 17))
-        .draw()
-        .map_err(pe)?;
+    let x = XAxis {
+        end: max_x,
+        margin_right: SPECTRUM_RIGHT_MARGIN,
+        nines: true,
+        desc: "percentile (log scale of nines)",
+    };
+    let mut chart = lateness_chart(&plot, x, max_y)?;
     for (i, c) in curves.iter().enumerate() {
         let pts: Vec<(f64, f64)> = c.spectrum.iter().map(|&(x, y)| (x, floor_ms(y))).collect();
         styled_line(&mut chart, &pts, style(i), marker_phase(i, curves.len()))?;
@@ -185,22 +203,13 @@ fn over_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[Curves
         24,
         &labels,
     )?;
-    let mut chart = ChartBuilder::on(&plot)
-        .margin(15)
-        .margin_right(25)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0f64..max_x * 1.02, (0.4f64..max_y * 2.0).log_scale())
-        .map_err(pe)?;
-    chart
-        .configure_mesh()
-        .y_label_formatter(&|y| thousands(*y))
-        .x_desc("delivery time, s after the first due time")
-        .y_desc("lateness, ms (log; 0 drawn at 0.5)")
-        .label_style(("sans-serif", 15))
-        .axis_desc_style(("sans-serif", 17))
-        .draw()
-        .map_err(pe)?;
+    let x = XAxis {
+        end: max_x * 1.02,
+        margin_right: 25,
+        nines: false,
+        desc: "delivery time, s after the first due time",
+    };
+    let mut chart = lateness_chart(&plot, x, max_y)?;
     for (i, c) in curves.iter().enumerate() {
         let st = style(i);
         let max: Vec<(f64, f64)> = c.series.iter().map(|&(t, _, m)| (t, floor_ms(m))).collect();

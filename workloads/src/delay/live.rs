@@ -29,6 +29,18 @@ pub(super) struct Live {
     pub(super) store_open_ms: u64,
 }
 
+impl Live {
+    /// Copies delivered into the target topic so far (its queues' ends).
+    pub(super) fn delivered(&self) -> u64 {
+        self.store
+            .queues()
+            .iter()
+            .filter(|q| q.topic == TOPIC)
+            .map(|q| q.max_offset)
+            .sum()
+    }
+}
+
 pub(super) fn open_live(dir: &Path, args: &DelayRequest, kind: SchedulerKind) -> Result<Live> {
     let env: Arc<dyn Env> = args
         .backend

@@ -47,47 +47,44 @@ pub(super) fn run_one(
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let body = vec![b'x'; args.body_bytes];
     let mut crash_pending = args.crash_at;
-    let mut recovery_ms = None;
-    let mut store_open_ms = None;
-    let mut delivered_before_crash = None;
+    // The crash's (recovery ms, store open ms, copies delivered before it).
+    let mut crashed: Option<(u64, u64, u64)> = None;
     let mut acked = vec![false; args.timers as usize];
     let mut n_acked = 0u64;
     let mut last_due = i64::MIN;
     let mut first_due = i64::MAX;
     let log_start = live_ref(&live).store.offsets().written;
-    let crash = |live: &mut Option<Live>, at: f64| -> Result<(u64, u64, u64)> {
-        let before: u64 = live_ref(live)
-            .store
-            .queues()
-            .iter()
-            .filter(|q| q.topic == TOPIC)
-            .map(|q| q.max_offset)
-            .sum();
-        eprintln!(
-            "  {}: crash at {at:.1} s, {before} copies delivered",
-            kind.name()
-        );
-        // Drop without shutdown: threads stop, nothing more is persisted;
-        // the page cache keeps what was written (a process crash).
-        if let Some(dead) = live.take() {
-            drop(dead.sched);
-            drop(dead.store);
-        }
-        let l = open_live(&dir, args, kind)?;
-        let r = (l.sched.stats().recovery_ms, l.store_open_ms, before);
-        *live = Some(l);
-        Ok(r)
-    };
+    // Crashes and reopens the store once `--crash-at` has come.
+    let crash_if_due =
+        |live: &mut Option<Live>, pending: &mut Option<f64>| -> Result<Option<(u64, u64, u64)>> {
+            let Some(at) = *pending else {
+                return Ok(None);
+            };
+            if start.elapsed().as_secs_f64() < at {
+                return Ok(None);
+            }
+            *pending = None;
+            let before = live_ref(live).delivered();
+            eprintln!(
+                "  {}: crash at {at:.1} s, {before} copies delivered",
+                kind.name()
+            );
+            // Drop without shutdown: threads stop, nothing more is persisted;
+            // the page cache keeps what was written (a process crash).
+            if let Some(dead) = live.take() {
+                drop(dead.sched);
+                drop(dead.store);
+            }
+            let l = open_live(&dir, args, kind)?;
+            let r = (l.sched.stats().recovery_ms, l.store_open_ms, before);
+            *live = Some(l);
+            Ok(Some(r))
+        };
     let sched_start = Instant::now();
     let mut last_report = Instant::now();
     for i in 0..args.timers {
-        if let Some(at) = crash_pending {
-            if start.elapsed().as_secs_f64() >= at {
-                let (r, s, b) = crash(&mut live, at)?;
-                (recovery_ms, store_open_ms) = (Some(r), Some(s));
-                delivered_before_crash = Some(b);
-                crash_pending = None;
-            }
+        if let Some(c) = crash_if_due(&mut live, &mut crash_pending)? {
+            crashed = Some(c);
         }
         let m = Message::new(TOPIC, body.clone())
             .with_queue((i % args.queues as u64) as u32)
@@ -123,22 +120,11 @@ pub(super) fn run_one(
     // Wait for the deliveries.
     let deadline_ms = last_due + args.grace_ms as i64;
     loop {
-        if let Some(at) = crash_pending {
-            if start.elapsed().as_secs_f64() >= at {
-                let (r, s, b) = crash(&mut live, at)?;
-                (recovery_ms, store_open_ms) = (Some(r), Some(s));
-                delivered_before_crash = Some(b);
-                crash_pending = None;
-            }
+        if let Some(c) = crash_if_due(&mut live, &mut crash_pending)? {
+            crashed = Some(c);
         }
         let st = live_ref(&live).sched.stats();
-        let in_topic: u64 = live_ref(&live)
-            .store
-            .queues()
-            .iter()
-            .filter(|q| q.topic == TOPIC)
-            .map(|q| q.max_offset)
-            .sum();
+        let in_topic = live_ref(&live).delivered();
         if (in_topic >= n_acked && st.pending == 0 && crash_pending.is_none())
             || clock.now_ms() > deadline_ms
         {
@@ -198,9 +184,9 @@ pub(super) fn run_one(
         lost: n_acked.saturating_sub(rb.delivered),
         duplicated: rb.duplicated,
         crash_at_s: args.crash_at,
-        delivered_before_crash,
-        recovery_ms,
-        store_open_ms,
+        delivered_before_crash: crashed.map(|c| c.2),
+        recovery_ms: crashed.map(|c| c.0),
+        store_open_ms: crashed.map(|c| c.1),
         scheduled_ahead_ms: (args.pattern == Pattern::Burst && first_due != i64::MAX)
             .then_some(first_due - sched_end_ms),
         stats,

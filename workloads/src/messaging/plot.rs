@@ -10,8 +10,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::plot::{
-    both, legend_column, marker_phase, nines_label, pe, register_fonts, series_entries,
-    series_style, styled_line, with_legend_column, SPECTRUM_RIGHT_MARGIN,
+    chart_beside_legend, draw_both, legend_column, marker_phase, nines_label, pe, register_fonts,
+    series_entries, series_style, styled_line, with_legend_column, SPECTRUM_RIGHT_MARGIN,
 };
 use crate::summary::parse_hgrm;
 use crate::table::csv_columns;
@@ -157,13 +157,12 @@ fn e2e<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, vs: &[Variant]) -> Resu
         24,
         &labels,
     )?;
-    let mut chart = ChartBuilder::on(&plot)
-        .margin(15)
-        .margin_right(SPECTRUM_RIGHT_MARGIN)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0f64..max_x, ((lo / 1.5).max(0.001)..hi * 2.0).log_scale())
-        .map_err(pe)?;
+    let mut chart = chart_beside_legend(
+        &plot,
+        SPECTRUM_RIGHT_MARGIN,
+        0f64..max_x,
+        ((lo / 1.5).max(0.001)..hi * 2.0).log_scale(),
+    )?;
     chart
         .configure_mesh()
         .x_labels(max_x as usize + 1)
@@ -193,13 +192,8 @@ pub fn draw(inputs: &[PathBuf], out: &Path) -> Result<Vec<String>> {
     let mut files = Vec::new();
     if !vs.is_empty() {
         std::fs::create_dir_all(out)?;
-        files.extend(both(
-            out,
-            "backlog",
-            |a| backlog(a, &vs),
-            |a| backlog(a, &vs),
-        )?);
-        files.extend(both(out, "e2e_latency", |a| e2e(a, &vs), |a| e2e(a, &vs))?);
+        files.extend(draw_both!(out, "backlog", |a| backlog(a, &vs))?);
+        files.extend(draw_both!(out, "e2e_latency", |a| e2e(a, &vs))?);
     }
     files.extend(crate::plot::runs::plot_dirs(inputs, out)?);
     Ok(files)
@@ -213,7 +207,7 @@ pub fn draw_messaging_only(inputs: &[PathBuf], out: &Path) -> Result<Vec<String>
     }
     register_fonts();
     std::fs::create_dir_all(out)?;
-    let mut files = both(out, "backlog", |a| backlog(a, &vs), |a| backlog(a, &vs))?;
-    files.extend(both(out, "e2e_latency", |a| e2e(a, &vs), |a| e2e(a, &vs))?);
+    let mut files = draw_both!(out, "backlog", |a| backlog(a, &vs))?;
+    files.extend(draw_both!(out, "e2e_latency", |a| e2e(a, &vs))?);
     Ok(files)
 }

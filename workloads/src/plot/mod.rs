@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::AsRangedCoord;
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -50,6 +51,48 @@ pub fn register_fonts() {
 pub fn pe<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e:?}")
 }
+
+/// A chart on `x` and `y` as plotters builds it.
+pub type Chart2d<'a, DB, X, Y> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
+/// The chart in the plot area left of a legend column
+/// ([`with_legend_column`]): 15 px margins, `margin_right` px on the right
+/// (room for the last x tick label), 50 px for the x labels and 80 for the
+/// y labels.
+pub fn chart_beside_legend<'a, DB, X, Y>(
+    plot: &'a DrawingArea<DB, Shift>,
+    margin_right: u32,
+    x: X,
+    y: Y,
+) -> Result<Chart2d<'a, DB, X, Y>>
+where
+    DB: DrawingBackend + 'a,
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+{
+    ChartBuilder::on(plot)
+        .margin(15)
+        .margin_right(margin_right)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x, y)
+        .map_err(pe)
+}
+
+/// [`both`] with one drawing for both backends:
+/// `draw_both!(out, "name", |a| chart(a, &data))` draws `chart` as the SVG
+/// and as the PNG (a closure cannot be generic over the backend, so the
+/// drawing is written once and expanded twice).
+macro_rules! draw_both {
+    ($out:expr, $name:expr, |$a:ident| $draw:expr) => {
+        $crate::plot::both($out, $name, |$a| $draw, |$a| $draw)
+    };
+}
+pub(crate) use draw_both;
 
 /// Draws one chart as `<name>.svg` and `<name>.png`, [`W`] x [`H`] pixels.
 pub fn both<F, G>(out: &Path, name: &str, svg: F, png: G) -> Result<Vec<String>>

@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
@@ -122,32 +123,16 @@ pub fn plot_runs(inputs: &[PathBuf], out: &Path) -> Result<Vec<String>> {
     std::fs::create_dir_all(out)?;
     let mut files = Vec::new();
     if !runs.is_empty() {
-        files.extend(both(
-            out,
-            "loss_vs_throughput",
-            |a| loss_vs_throughput(a, &runs),
-            |a| loss_vs_throughput(a, &runs),
-        )?);
-        files.extend(both(
-            out,
-            "latency_spectrum",
-            |a| latency_spectrum(a, &runs),
-            |a| latency_spectrum(a, &runs),
-        )?);
-        files.extend(both(
-            out,
-            "timeseries",
-            |a| timeseries(a, &runs),
-            |a| timeseries(a, &runs),
-        )?);
+        files.extend(draw_both!(out, "loss_vs_throughput", |a| {
+            loss_vs_throughput(a, &runs)
+        })?);
+        files.extend(draw_both!(out, "latency_spectrum", |a| latency_spectrum(
+            a, &runs
+        ))?);
+        files.extend(draw_both!(out, "timeseries", |a| timeseries(a, &runs))?);
     }
     if !crashes.is_empty() {
-        files.extend(both(
-            out,
-            "crash_loss",
-            |a| crash_loss(a, &crashes),
-            |a| crash_loss(a, &crashes),
-        )?);
+        files.extend(draw_both!(out, "crash_loss", |a| crash_loss(a, &crashes))?);
     }
     Ok(files)
 }
@@ -192,14 +177,13 @@ fn latency_spectrum<DB: DrawingBackend>(
         .fold((f64::MAX, 1.0f64), |(a, b), v| (a.min(v), b.max(v)));
     let labels: Vec<String> = with.iter().map(|r| r.summary.label.clone()).collect();
     let (plot, legend) = with_legend_column(&root, "Ack latency by percentile", 26, &labels)?;
-    let mut chart = ChartBuilder::on(&plot)
-        .margin(15)
-        // The last tick label ("99.9999%") is centred on the right edge.
-        .margin_right(SPECTRUM_RIGHT_MARGIN)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0f64..max_x, ((ymin / 1.5).max(0.5)..ymax * 2.0).log_scale())
-        .map_err(pe)?;
+    // The last tick label ("99.9999%") is centred on the right edge.
+    let mut chart = chart_beside_legend(
+        &plot,
+        SPECTRUM_RIGHT_MARGIN,
+        0f64..max_x,
+        ((ymin / 1.5).max(0.5)..ymax * 2.0).log_scale(),
+    )?;
     chart
         .configure_mesh()
         .x_labels(max_x as usize + 1)
@@ -290,17 +274,13 @@ fn loss_vs_throughput<DB: DrawingBackend>(
         24,
         &labels,
     )?;
-    let mut chart = ChartBuilder::on(&plot)
-        .margin(15)
-        // Room for half of a tick label on the right edge.
-        .margin_right(35)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(
-            (x_lo..x_hi).log_scale(),
-            (LOSS_FLOOR_MS / 2.0..ymax * 4.0).log_scale(),
-        )
-        .map_err(pe)?;
+    // Room for half of a tick label on the right edge.
+    let mut chart = chart_beside_legend(
+        &plot,
+        35,
+        (x_lo..x_hi).log_scale(),
+        (LOSS_FLOOR_MS / 2.0..ymax * 4.0).log_scale(),
+    )?;
     chart
         .configure_mesh()
         .x_label_formatter(&|x| {
@@ -510,84 +490,86 @@ fn timeseries<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[RunData]
             .map(|s| (mid(s), s.p99_us))
             .collect()
     };
-    let n = with.len();
-    if log_rate {
-        let mut c1 = ChartBuilder::on(&top)
-            .margin(10)
-            .margin_right(20)
-            .x_label_area_size(30)
-            .y_label_area_size(90)
-            .build_cartesian_2d(0f64..max_t, (rate_floor..rate_top).log_scale())
-            .map_err(pe)?;
-        c1.configure_mesh()
-            .y_desc(if rates.iter().any(|r| *r <= 0.0) {
-                "msgs/s (log; 0 at the bottom)"
-            } else {
-                "msgs/s (log)"
-            })
-            .y_label_formatter(&|y| crate::util::thousands(*y))
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 16))
-            .draw()
-            .map_err(pe)?;
-        shade_warmup(c1.plotting_area(), warmup, rate_floor, rate_top)?;
-        for (i, r) in with.iter().enumerate() {
-            styled_line(
-                &mut c1,
-                &rate_pts(r, rate_floor),
-                series_style(i),
-                marker_phase(i, n),
-            )?;
-        }
+    let rate_desc = if !log_rate {
+        "msgs/s"
+    } else if rates.iter().any(|r| *r <= 0.0) {
+        "msgs/s (log; 0 at the bottom)"
     } else {
-        let mut c1 = ChartBuilder::on(&top)
-            .margin(10)
-            .margin_right(20)
-            .x_label_area_size(30)
-            .y_label_area_size(90)
-            .build_cartesian_2d(0f64..max_t, 0f64..max_rate * 1.1)
-            .map_err(pe)?;
-        c1.configure_mesh()
-            .y_desc("msgs/s")
-            .y_label_formatter(&|y| crate::util::thousands(*y))
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 16))
-            .draw()
-            .map_err(pe)?;
-        shade_warmup(c1.plotting_area(), warmup, 0.0, max_rate * 1.1)?;
-        for (i, r) in with.iter().enumerate() {
-            styled_line(
-                &mut c1,
-                &rate_pts(r, 0.0),
-                series_style(i),
-                marker_phase(i, n),
-            )?;
-        }
+        "msgs/s (log)"
+    };
+    let x = (max_t, 30);
+    let descs = (None, rate_desc);
+    if log_rate {
+        let lines: Vec<_> = with.iter().map(|r| rate_pts(r, rate_floor)).collect();
+        let y = (rate_floor..rate_top).log_scale();
+        time_panel(&top, x, y, descs, warmup, (rate_floor, rate_top), &lines)?;
+    } else {
+        let lines: Vec<_> = with.iter().map(|r| rate_pts(r, 0.0)).collect();
+        let y = 0f64..max_rate * 1.1;
+        time_panel(&top, x, y, descs, warmup, (0.0, max_rate * 1.1), &lines)?;
     }
-    let mut c2 = ChartBuilder::on(&bottom)
+    let x_desc = if warmup.is_some() {
+        "seconds since start (warmup shaded)"
+    } else {
+        "seconds since start"
+    };
+    let lines: Vec<_> = with.iter().map(|r| p99_pts(r)).collect();
+    time_panel(
+        &bottom,
+        (max_t, 40),
+        (p_lo..p_hi).log_scale(),
+        (Some(x_desc), "p99 ack latency (µs, log)"),
+        warmup,
+        (p_lo, p_hi),
+        &lines,
+    )?;
+    legend_column(&legend, &entries, 12)?;
+    Ok(())
+}
+
+/// One panel of the over-time chart: seconds on x (up to `max_t`, with
+/// `x_label_px` for the labels), `y` linear or log, the warmup shaded from
+/// `shade.0` to `shade.1`, one styled line per run.
+fn time_panel<DB, Y>(
+    area: &DrawingArea<DB, Shift>,
+    (max_t, x_label_px): (f64, u32),
+    y: Y,
+    (x_desc, y_desc): (Option<&str>, &str),
+    warmup: Option<f64>,
+    shade: (f64, f64),
+    lines: &[Vec<(f64, f64)>],
+) -> Result<()>
+where
+    DB: DrawingBackend,
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
         .margin(10)
         .margin_right(20)
-        .x_label_area_size(40)
+        .x_label_area_size(x_label_px)
         .y_label_area_size(90)
-        .build_cartesian_2d(0f64..max_t, (p_lo..p_hi).log_scale())
+        .build_cartesian_2d(0f64..max_t, y)
         .map_err(pe)?;
-    c2.configure_mesh()
-        .x_desc(if warmup.is_some() {
-            "seconds since start (warmup shaded)"
-        } else {
-            "seconds since start"
-        })
-        .y_desc("p99 ack latency (µs, log)")
+    let mut mesh = chart.configure_mesh();
+    if let Some(d) = x_desc {
+        mesh.x_desc(d);
+    }
+    mesh.y_desc(y_desc)
         .y_label_formatter(&|y| crate::util::thousands(*y))
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 16))
         .draw()
         .map_err(pe)?;
-    shade_warmup(c2.plotting_area(), warmup, p_lo, p_hi)?;
-    for (i, r) in with.iter().enumerate() {
-        styled_line(&mut c2, &p99_pts(r), series_style(i), marker_phase(i, n))?;
+    shade_warmup(chart.plotting_area(), warmup, shade.0, shade.1)?;
+    for (i, pts) in lines.iter().enumerate() {
+        styled_line(
+            &mut chart,
+            pts,
+            series_style(i),
+            marker_phase(i, lines.len()),
+        )?;
     }
-    legend_column(&legend, &entries, 12)?;
     Ok(())
 }
 
@@ -665,14 +647,8 @@ fn crash_loss<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, sets: &[CrashDat
         22,
         &labels,
     )?;
-    let mut chart = ChartBuilder::on(&plot)
-        .margin(15)
-        // Room for half of a tick label on the right edge.
-        .margin_right(35)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0f64..max, 0f64..max)
-        .map_err(pe)?;
+    // Room for half of a tick label on the right edge.
+    let mut chart = chart_beside_legend(&plot, 35, 0f64..max, 0f64..max)?;
     chart
         .configure_mesh()
         .x_desc("predicted loss window at the crash instant (acked msgs not durable)")

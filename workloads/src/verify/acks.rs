@@ -133,6 +133,29 @@ pub(super) fn ack_findings(a: &AckCheck) -> (Vec<String>, Vec<String>) {
     (corrupt, lost)
 }
 
+/// What differs between the ack line `a` and the record `m` found at its
+/// offset (topic, queue, queue offset, key); `None` when they agree.
+fn mismatch(a: &AckLine, m: &StoredMessage) -> Option<String> {
+    let key_ok = a.key.is_empty() || m.keys().any(|k| k == a.key);
+    if m.topic == a.topic && m.queue_id == a.queue_id && m.queue_offset == a.queue_offset && key_ok
+    {
+        return None;
+    }
+    Some(format!(
+        "line {}: at phys {} expected {}/{}@{} key {:?}, found {}/{}@{} keys {:?}",
+        a.line,
+        a.phys,
+        a.topic,
+        a.queue_id,
+        a.queue_offset,
+        a.key,
+        m.topic,
+        m.queue_id,
+        m.queue_offset,
+        m.keys().collect::<Vec<_>>().join(" ")
+    ))
+}
+
 fn example(c: &mut AckCheck, s: String) {
     if c.examples.len() < MAX_EXAMPLES {
         c.examples.push(s);
@@ -175,29 +198,9 @@ pub fn check_each<'a>(
                 continue;
             }
         };
-        let key_ok = a.key.is_empty() || m.keys().any(|k| k == a.key);
-        if m.topic != a.topic
-            || m.queue_id != a.queue_id
-            || m.queue_offset != a.queue_offset
-            || !key_ok
-        {
+        if let Some(text) = mismatch(a, &m) {
             c.missing += 1;
-            example(
-                &mut c,
-                format!(
-                    "line {}: at phys {} expected {}/{}@{} key {:?}, found {}/{}@{} keys {:?}",
-                    a.line,
-                    a.phys,
-                    a.topic,
-                    a.queue_id,
-                    a.queue_offset,
-                    a.key,
-                    m.topic,
-                    m.queue_id,
-                    m.queue_offset,
-                    m.keys().collect::<Vec<_>>().join(" ")
-                ),
-            );
+            example(&mut c, text);
             continue;
         }
         let mut ok = true;
@@ -287,30 +290,7 @@ impl<'a> AckJoin<'a> {
             if a.phys < m.phys_offset {
                 continue; // no record starts there: check_each says why
             }
-            let key_ok = a.key.is_empty() || m.keys().any(|k| k == a.key);
-            self.seen[i] = Some(
-                if m.topic == a.topic
-                    && m.queue_id == a.queue_id
-                    && m.queue_offset == a.queue_offset
-                    && key_ok
-                {
-                    None
-                } else {
-                    Some(format!(
-                        "line {}: at phys {} expected {}/{}@{} key {:?}, found {}/{}@{} keys {:?}",
-                        a.line,
-                        a.phys,
-                        a.topic,
-                        a.queue_id,
-                        a.queue_offset,
-                        a.key,
-                        m.topic,
-                        m.queue_id,
-                        m.queue_offset,
-                        m.keys().collect::<Vec<_>>().join(" ")
-                    ))
-                },
-            );
+            self.seen[i] = Some(mismatch(a, m));
         }
     }
 

@@ -111,13 +111,7 @@ pub fn judge_truncations(r: &RecoveryReport, clean: bool, flushed: Option<u64>) 
         }
     }
     for t in &r.truncated {
-        let what = format!(
-            "recovery would cut {} at {} ({} bytes): {}",
-            t.file.display(),
-            t.offset,
-            t.bytes,
-            t.reason
-        );
+        let what = format!("recovery would cut {}", cut(t));
         let in_log = t
             .file
             .parent()
@@ -300,14 +294,7 @@ pub fn render(r: &VerifyReport) -> String {
         r.recovery.truncated.len()
     );
     for t in &r.recovery.truncated {
-        let _ = writeln!(
-            o,
-            "  would truncate {} at {} ({} bytes): {}",
-            t.file.display(),
-            t.offset,
-            t.bytes,
-            t.reason
-        );
+        let _ = writeln!(o, "  would truncate {}", cut(t));
     }
     if let Some((at, n)) = r.torn_tail {
         let _ = writeln!(
@@ -375,6 +362,17 @@ pub fn cmd_verify(data_dir: &Path, acked: Option<&Path>, json: bool, no_index: b
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// A cut recovery would make: "<file> at <offset> (<n> bytes): <reason>".
+fn cut(t: &mqlab_engine::Truncation) -> String {
+    format!(
+        "{} at {} ({} bytes): {}",
+        t.file.display(),
+        t.offset,
+        t.bytes,
+        t.reason
+    )
 }
 
 #[cfg(test)]
