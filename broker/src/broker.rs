@@ -239,6 +239,12 @@ impl BrokerCore {
         &self.cfg
     }
 
+    /// Every topic and its queue count (what the broker announces to name
+    /// servers).
+    pub fn topics(&self) -> std::collections::BTreeMap<String, u32> {
+        self.topics.all()
+    }
+
     /// Creates `topic` with `queues` queues (or grows it to that many).
     pub fn create_topic(&self, topic: &str, queues: u32) -> Result<()> {
         self.topics.create(topic, queues)

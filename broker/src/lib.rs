@@ -62,6 +62,7 @@ pub mod error;
 pub mod filter;
 pub mod lock;
 pub mod namesrv;
+pub mod node;
 pub mod offsets;
 pub mod remoting;
 mod topics;

@@ -33,6 +33,11 @@ impl TopicTable {
         })
     }
 
+    /// Every topic and its queue count.
+    pub(crate) fn all(&self) -> BTreeMap<String, u32> {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Writes the table to its file.
     pub(crate) fn persist(&self) -> Result<()> {
         let t = self.map.read().unwrap_or_else(|e| e.into_inner()).clone();

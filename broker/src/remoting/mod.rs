@@ -9,7 +9,9 @@
 //! 127.0.0.1 unless told otherwise.
 
 mod broker_handler;
+mod call;
 mod server;
 
 pub use broker_handler::{offset_msg_id, BrokerHandler};
+pub use call::call;
 pub use server::{Handler, RemotingServer, ServerConfig};

@@ -1,0 +1,282 @@
+//! A broker node as `mqlab broker` runs it: the store, the broker core,
+//! the remoting server on `listen` (127.0.0.1:10911 by default), an
+//! embedded name server (127.0.0.1:9876 by default, off when name servers
+//! are given) and a registrar that announces the broker and its topics to
+//! every name server: at start, every `register_interval_ms` (30 s, as
+//! RocketMQ), and within a second of a new topic; UNREGISTER_BROKER at
+//! shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mqlab_engine::{clock, Store, StoreConfig};
+use mqlab_protocol::body::register::{TopicConfig, TopicConfigWrapper};
+use mqlab_protocol::codes::{request, response};
+use mqlab_protocol::RemotingCommand;
+
+use crate::namesrv::{NameServer, Registration};
+use crate::remoting::{call, BrokerHandler, RemotingServer, ServerConfig};
+use crate::{Broker, BrokerConfig};
+
+/// What a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Store directory.
+    pub data_dir: PathBuf,
+    /// Where the broker listens (and the address it announces). Default
+    /// 127.0.0.1:10911.
+    pub listen: SocketAddr,
+    /// Where an embedded name server listens, if one runs. Default
+    /// 127.0.0.1:9876.
+    pub embedded_namesrv: Option<SocketAddr>,
+    /// Name servers to register with (besides the embedded one).
+    pub namesrv: Vec<SocketAddr>,
+    /// Broker group name. Default "broker-a".
+    pub broker_name: String,
+    /// Cluster name. Default "DefaultCluster".
+    pub cluster: String,
+    /// Re-registration period, ms. Default 30,000.
+    pub register_interval_ms: u64,
+    /// The store.
+    pub store: StoreConfig,
+    /// The broker core.
+    pub broker: BrokerConfig,
+}
+
+impl NodeConfig {
+    /// Defaults for a store in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        NodeConfig {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 10911)),
+            embedded_namesrv: Some(SocketAddr::from(([127, 0, 0, 1], 9876))),
+            namesrv: Vec::new(),
+            broker_name: "broker-a".into(),
+            cluster: "DefaultCluster".into(),
+            register_interval_ms: 30_000,
+            store: StoreConfig::default(),
+            broker: BrokerConfig::default(),
+        }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    store: Option<Arc<Store>>,
+    broker: Option<Arc<Broker>>,
+    server: Option<RemotingServer>,
+    namesrv: Option<RemotingServer>,
+    namesrv_addrs: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    registrar: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+    cfg: NodeConfig,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("addr", &self.addr).finish()
+    }
+}
+
+/// Errors starting a node, naming what failed.
+pub type NodeError = String;
+
+fn registration(cfg: &NodeConfig, addr: SocketAddr, broker: &Broker) -> Registration {
+    Registration {
+        cluster: cfg.cluster.clone(),
+        broker_name: cfg.broker_name.clone(),
+        broker_id: 0,
+        broker_addr: addr.to_string(),
+        ha_addr: String::new(),
+        topics: broker
+            .topics()
+            .iter()
+            .map(|(t, q)| TopicConfig::new(t, *q as i32))
+            .collect(),
+    }
+}
+
+fn register_request(reg: &Registration, opaque: i32) -> RemotingCommand {
+    let mut w = TopicConfigWrapper::default();
+    for t in &reg.topics {
+        w.topics.insert(t.topic_name.clone(), t.clone());
+    }
+    RemotingCommand::request(request::REGISTER_BROKER, opaque)
+        .with_field("brokerName", &reg.broker_name)
+        .with_field("brokerAddr", &reg.broker_addr)
+        .with_field("clusterName", &reg.cluster)
+        .with_field("haServerAddr", &reg.ha_addr)
+        .with_field("brokerId", reg.broker_id)
+        .with_body(w.encode())
+}
+
+impl Node {
+    /// Opens the store and starts serving.
+    pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        let store = Arc::new(
+            Store::open(&cfg.data_dir, cfg.store.clone())
+                .map_err(|e| format!("open store {}: {e}", cfg.data_dir.display()))?,
+        );
+        let broker = Broker::open(store.clone(), cfg.broker.clone(), clock::system())
+            .map_err(|e| format!("open broker on {}: {e}", cfg.data_dir.display()))?;
+        let server = RemotingServer::start(
+            ServerConfig {
+                listen: cfg.listen,
+                ..ServerConfig::default()
+            },
+            Arc::new(BrokerHandler::new(broker.clone(), cfg.listen)),
+        )
+        .map_err(|e| format!("broker: {e}"))?;
+        let addr = server.local_addr();
+        let (namesrv, embedded) = match cfg.embedded_namesrv {
+            Some(at) => {
+                let ns = Arc::new(NameServer::new());
+                let s = ns
+                    .clone()
+                    .serve(ServerConfig {
+                        listen: at,
+                        ..ServerConfig::default()
+                    })
+                    .map_err(|e| format!("name server: {e}"))?;
+                (Some(s), Some(ns))
+            }
+            None => (None, None),
+        };
+        let mut namesrv_addrs = cfg.namesrv.clone();
+        if let Some(s) = &namesrv {
+            namesrv_addrs.push(s.local_addr());
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let registrar = {
+            let (cfg, broker, stop, remote) = (
+                cfg.clone(),
+                broker.clone(),
+                stop.clone(),
+                cfg.namesrv.clone(),
+            );
+            std::thread::Builder::new()
+                .name("mqlab-registrar".into())
+                .spawn(move || {
+                    let mut last: Option<(Instant, usize)> = None;
+                    let mut opaque = 0;
+                    while !stop.load(Ordering::Acquire) {
+                        let topics = broker.topics().len();
+                        let due = last.is_none_or(|(t, n)| {
+                            n != topics
+                                || t.elapsed() >= Duration::from_millis(cfg.register_interval_ms)
+                        });
+                        if due {
+                            let reg = registration(&cfg, addr, &broker);
+                            if let Some(ns) = &embedded {
+                                ns.register(&reg);
+                            }
+                            for ns in &remote {
+                                opaque += 1;
+                                let req = register_request(&reg, opaque);
+                                match call(*ns, &req, Duration::from_secs(3)) {
+                                    Ok(r) if r.code == response::SUCCESS => {}
+                                    Ok(r) => eprintln!(
+                                        "mqlab broker: register with {ns}: code {} {:?}",
+                                        r.code, r.remark
+                                    ),
+                                    Err(e) => eprintln!("mqlab broker: register with {ns}: {e}"),
+                                }
+                            }
+                            last = Some((Instant::now(), topics));
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                })
+                .map_err(|e| format!("registrar thread: {e}"))?
+        };
+        Ok(Node {
+            store: Some(store),
+            broker: Some(broker),
+            server: Some(server),
+            namesrv,
+            namesrv_addrs,
+            stop,
+            registrar: Some(registrar),
+            addr,
+            cfg,
+        })
+    }
+
+    /// The broker's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The embedded name server's address, if one runs.
+    pub fn embedded_namesrv(&self) -> Option<SocketAddr> {
+        self.namesrv.as_ref().map(|s| s.local_addr())
+    }
+
+    /// Every name server the node registers with.
+    pub fn namesrv_addrs(&self) -> &[SocketAddr] {
+        &self.namesrv_addrs
+    }
+
+    /// The broker core.
+    pub fn broker(&self) -> &Arc<Broker> {
+        self.broker.as_ref().expect("present until shutdown")
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        self.store.as_ref().expect("present until shutdown")
+    }
+
+    /// Graceful shutdown: unregister, stop serving (requests in flight
+    /// are answered or failed), persist offsets, clean store shutdown.
+    pub fn shutdown(mut self) -> Result<(), NodeError> {
+        self.stop.store(true, Ordering::Release);
+        if let Some(r) = self.registrar.take() {
+            let _ = r.join();
+        }
+        for ns in &self.cfg.namesrv {
+            let req = RemotingCommand::request(request::UNREGISTER_BROKER, 1)
+                .with_field("brokerAddr", self.addr)
+                .with_field("brokerName", &self.cfg.broker_name)
+                .with_field("clusterName", &self.cfg.cluster)
+                .with_field("brokerId", 0);
+            if let Err(e) = call(*ns, &req, Duration::from_secs(3)) {
+                eprintln!("mqlab broker: unregister from {ns}: {e}");
+            }
+        }
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+        if let Some(s) = self.namesrv.take() {
+            s.shutdown();
+        }
+        let broker = self.broker.take().expect("present until shutdown");
+        broker
+            .shutdown()
+            .map_err(|e| format!("broker shutdown: {e}"))?;
+        drop(broker);
+        let store = self.store.take().expect("present until shutdown");
+        match Arc::try_unwrap(store) {
+            Ok(s) => s.shutdown().map_err(|e| format!("store shutdown: {e}")),
+            Err(_) => {
+                Err("store still in use at shutdown: left for recovery at the next start".into())
+            }
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Without shutdown: a crash as far as the store knows; the
+        // registrar stops announcing a dead broker.
+        self.stop.store(true, Ordering::Release);
+        if let Some(r) = self.registrar.take() {
+            let _ = r.join();
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Two broker nodes form one cluster: node A runs the embedded name
+//! server, node B registers with it over TCP; a topic created on B appears
+//! in the route within seconds; B's graceful shutdown unregisters it and
+//! leaves a clean store.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use mqlab_broker::node::{Node, NodeConfig};
+use mqlab_engine::StoreConfig;
+use mqlab_protocol::body::route::TopicRouteData;
+use mqlab_protocol::codes::{request, response};
+use mqlab_protocol::{encode_frame, RemotingCommand};
+
+fn config(dir: &std::path::Path, name: &str) -> NodeConfig {
+    NodeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        embedded_namesrv: None,
+        broker_name: name.into(),
+        store: StoreConfig::small(),
+        ..NodeConfig::new(dir.join(name))
+    }
+}
+
+fn route(ns: std::net::SocketAddr, topic: &str) -> Option<TopicRouteData> {
+    let mut req =
+        RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC, 1).with_field("topic", topic);
+    req.version = 401;
+    let r = common::roundtrip(&mut common::connect(ns), &encode_frame(&req).unwrap());
+    (r.code == response::SUCCESS).then(|| TopicRouteData::decode(&r.body).unwrap())
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_nodes_one_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(NodeConfig {
+        embedded_namesrv: Some("127.0.0.1:0".parse().unwrap()),
+        ..config(dir.path(), "broker-a")
+    })
+    .unwrap();
+    let ns = a.embedded_namesrv().unwrap();
+    let b = Node::start(NodeConfig {
+        namesrv: vec![ns],
+        ..config(dir.path(), "broker-b")
+    })
+    .unwrap();
+    a.broker().create_topic("Shared", 2).unwrap();
+    // B learns the topic from a client's UPDATE_AND_CREATE_TOPIC.
+    let create = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC, 2)
+        .with_field("topic", "Shared")
+        .with_field("readQueueNums", 4)
+        .with_field("writeQueueNums", 4);
+    let r = common::roundtrip(
+        &mut common::connect(b.addr()),
+        &encode_frame(&create).unwrap(),
+    );
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    wait_for("both brokers in the route", || {
+        route(ns, "Shared").is_some_and(|r| r.broker_datas.len() == 2)
+    });
+    let r = route(ns, "Shared").unwrap();
+    let b_queues = r
+        .queue_datas
+        .iter()
+        .find(|q| q.broker_name == "broker-b")
+        .unwrap();
+    assert_eq!(b_queues.write_queue_nums, 4);
+    assert!(r
+        .broker_datas
+        .iter()
+        .any(|d| d.broker_addrs[&0] == b.addr().to_string()));
+
+    // B leaves: unregistered, its store shut down cleanly.
+    b.shutdown().unwrap();
+    let r = route(ns, "Shared").unwrap();
+    assert_eq!(r.broker_datas.len(), 1);
+    assert_eq!(r.broker_datas[0].broker_name, "broker-a");
+    assert!(!dir.path().join("broker-b").join("abort").exists());
+    a.shutdown().unwrap();
+}
