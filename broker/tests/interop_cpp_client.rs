@@ -14,10 +14,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mqlab_broker::namesrv::{NameServer, Registration};
-use mqlab_broker::remoting::{BrokerHandler, RemotingServer, ServerConfig};
-use mqlab_broker::{Broker, BrokerConfig};
-use mqlab_engine::{clock, FlushKind, Store, StoreConfig};
+use mqlab_broker::node::{Node, NodeConfig};
+use mqlab_engine::{FlushKind, StoreConfig};
 
 const PRODUCER: &str = r#"
 import sys
@@ -97,56 +95,48 @@ for shard, l in sorted(seen.items()):
     print('shard %s %s' % (shard, ' '.join('%d@%d' % x for x in l)), flush=True)
 "#;
 
-/// A store, a broker and a name server on loopback ports.
+/// A broker node with its embedded name server on loopback ports.
 struct Wire {
-    _dir: tempfile::TempDir,
-    store: Arc<Store>,
-    broker: RemotingServer,
-    namesrv: RemotingServer,
+    dir: tempfile::TempDir,
+    node: Node,
+}
+
+impl Wire {
+    fn namesrv(&self) -> SocketAddr {
+        self.node.embedded_namesrv().unwrap()
+    }
 }
 
 fn start() -> Wire {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = StoreConfig::small();
-    cfg.flush.kind = FlushKind::Group;
-    let store = Arc::new(Store::open(dir.path().join("store"), cfg).unwrap());
-    let broker = Broker::open(store.clone(), BrokerConfig::default(), clock::system()).unwrap();
-    // Bind first, then tell the handler and the name server where.
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let broker_addr: SocketAddr = probe.local_addr().unwrap();
-    drop(probe);
-    let broker = RemotingServer::start(
-        ServerConfig {
-            listen: broker_addr,
-            ..ServerConfig::default()
-        },
-        Arc::new(BrokerHandler::new(broker, broker_addr)),
-    )
-    .unwrap();
-    let ns = Arc::new(NameServer::new());
-    ns.register(&Registration::master(
-        "broker-a",
-        &broker_addr.to_string(),
-        &[
-            "TBW102",
-            "InteropTopic",
-            "%RETRY%CG_INTEROP",
-            "%RETRY%CG_ORDERLY",
-        ],
-        4,
-    ));
-    let namesrv = ns
-        .serve(ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        })
-        .unwrap();
-    Wire {
-        _dir: dir,
+    let mut store = StoreConfig::small();
+    store.flush.kind = FlushKind::Group;
+    let node = Node::start(NodeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        embedded_namesrv: Some("127.0.0.1:0".parse().unwrap()),
         store,
-        broker,
-        namesrv,
+        ..NodeConfig::new(dir.path().join("store"))
+    })
+    .unwrap();
+    // Clients look the topic up before anything is sent to it.
+    node.broker().create_topic("InteropTopic", 4).unwrap();
+    let ns = node.embedded_namesrv().unwrap();
+    let t = Instant::now();
+    while !routed(ns, "InteropTopic") {
+        assert!(t.elapsed() < Duration::from_secs(10), "topic never routed");
+        std::thread::sleep(Duration::from_millis(50));
     }
+    Wire { dir, node }
+}
+
+fn routed(ns: SocketAddr, topic: &str) -> bool {
+    let req = mqlab_protocol::RemotingCommand::request(
+        mqlab_protocol::codes::request::GET_ROUTEINFO_BY_TOPIC,
+        1,
+    )
+    .with_field("topic", topic);
+    let r = mqlab_broker::remoting::call(ns, &req, Duration::from_secs(3)).unwrap();
+    r.code == mqlab_protocol::codes::response::SUCCESS
 }
 
 /// Runs `script` with the client's Python, bounded; returns stdout.
@@ -202,7 +192,7 @@ fn cpp_client_sends_reach_the_store() {
     let Some(python) = python() else { return };
     let w = start();
     let n = 200;
-    let out = run_client(&python, w._dir.path(), PRODUCER, w.namesrv.local_addr(), n);
+    let out = run_client(&python, w.dir.path(), PRODUCER, w.namesrv(), n);
     let acked: Vec<usize> = out
         .lines()
         .filter_map(|l| l.strip_prefix("sent "))
@@ -210,8 +200,9 @@ fn cpp_client_sends_reach_the_store() {
         .collect();
     assert_eq!(acked.len(), n, "{out}");
     let mut seen = std::collections::BTreeMap::new();
-    w.store
-        .scan(w.store.min_offset(), &mut |r| {
+    let store = w.node.store();
+    store
+        .scan(store.min_offset(), &mut |r| {
             let m = r.unwrap();
             let key: String = m.keys().next().unwrap_or("").to_string();
             seen.insert(
@@ -236,7 +227,7 @@ fn cpp_client_sends_reach_the_store() {
         );
         assert_eq!(topic, "InteropTopic");
     }
-    assert!(w.broker.requests() >= n as u64);
+    w.node.shutdown().unwrap();
 }
 
 #[test]
@@ -244,7 +235,7 @@ fn cpp_push_consumer_receives_every_message() {
     let Some(python) = python() else { return };
     let w = start();
     let n = 100;
-    let out = run_client(&python, w._dir.path(), CONSUMER, w.namesrv.local_addr(), n);
+    let out = run_client(&python, w.dir.path(), CONSUMER, w.namesrv(), n);
     let got: std::collections::BTreeMap<String, String> = out
         .lines()
         .filter_map(|l| l.strip_prefix("got "))
@@ -268,7 +259,7 @@ fn cpp_orderly_consumer_keeps_each_queue_in_order() {
     let Some(python) = python() else { return };
     let w = start();
     let n = 200;
-    let out = run_client(&python, w._dir.path(), ORDERLY, w.namesrv.local_addr(), n);
+    let out = run_client(&python, w.dir.path(), ORDERLY, w.namesrv(), n);
     let mut total = 0;
     for line in out.lines().filter_map(|l| l.strip_prefix("shard ")) {
         let (shard, rest) = line.split_once(' ').unwrap();

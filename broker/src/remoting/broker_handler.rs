@@ -171,6 +171,20 @@ impl BrokerHandler {
                 })
                 .collect(),
         };
+        // A consumer group's retry topic exists from its first heartbeat
+        // (RocketMQ creates it there too), so routes list it.
+        for c in &hb.consumers {
+            let retry = format!("%RETRY%{}", c.group);
+            if self.broker.topic_queues(&retry).is_none() {
+                if let Err(e) = self.broker.create_topic(&retry, 1) {
+                    return RemotingCommand::response_to(
+                        req,
+                        response::SYSTEM_ERROR,
+                        Some(e.to_string()),
+                    );
+                }
+            }
+        }
         match self.broker.heartbeat(&hb, Arc::new(NoPush)) {
             Ok(()) => ok(req),
             Err(e) => {
