@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use mqlab_bench::{
     closed_loop, mb_per_s, message, recovery_bytes, scratch, DeviceFigures, RatioReport, RatioRow,
-    Until, TOPIC,
+    Totals, Until, TOPIC,
 };
 use mqlab_engine::log::record::CrcCheck;
 use mqlab_engine::log::{scan, CommitLog, LogOptions};
@@ -95,7 +95,7 @@ fn main() {
     group.sampling_mode(SamplingMode::Flat);
     const CHUNK: u64 = 1000;
     group.throughput(Throughput::Elements(1));
-    let mut totals = (0u64, Duration::ZERO);
+    let mut totals = Totals::default();
     group.bench_function(BenchmarkId::new("cq_scan", CHUNK), |b| {
         b.iter_custom(|iters| {
             let mut pos = 0u64;
@@ -111,14 +111,10 @@ fn main() {
                 pos += k;
                 left -= k;
             }
-            let e = t.elapsed();
-            totals.0 += iters;
-            totals.1 += e;
-            e
+            totals.add(iters, t.elapsed())
         });
     });
-    if totals.0 > 0 {
-        let rate = totals.0 as f64 / totals.1.as_secs_f64();
+    if let Some(rate) = totals.per_s() {
         push(
             "cq_scan",
             rate,
@@ -127,7 +123,7 @@ fn main() {
         );
     }
     for op in ["get_by_phys", "key_lookup"] {
-        let mut totals = (0u64, Duration::ZERO);
+        let mut totals = Totals::default();
         group.bench_function(op, |b| {
             b.iter_custom(|iters| {
                 let mut x = 0x9E37_79B9_7F4A_7C15u64;
@@ -143,14 +139,10 @@ fn main() {
                         assert_eq!(r.len(), 1);
                     }
                 }
-                let e = t.elapsed();
-                totals.0 += iters;
-                totals.1 += e;
-                e
+                totals.add(iters, t.elapsed())
             });
         });
-        if totals.0 > 0 {
-            let rate = totals.0 as f64 / totals.1.as_secs_f64();
+        if let Some(rate) = totals.per_s() {
             push(op, rate, 128, "random messages, msg/s".into());
         }
     }
@@ -180,11 +172,10 @@ fn main() {
     eprintln!("read: {end} B commit log written in {:?}", t.elapsed());
     group.throughput(Throughput::Bytes(end));
     let log_dir = rdir.join("commitlog");
-    let mut totals = (0u64, Duration::ZERO);
+    let mut totals = Totals::default();
     group.bench_function("recovery/log_scan", |b| {
         b.iter_custom(|iters| {
-            let mut e = Duration::ZERO;
-            for _ in 0..iters {
+            totals.add_each(iters, end, || {
                 let t = Instant::now();
                 let mut notes = Vec::new();
                 let (log, _) = CommitLog::open(
@@ -208,15 +199,11 @@ fn main() {
                 })
                 .expect("scan");
                 assert_eq!(out.end, end, "{:?}", out.reason);
-                e += t.elapsed();
-            }
-            totals.0 += iters * end;
-            totals.1 += e;
-            e
+                t.elapsed()
+            })
         });
     });
-    if totals.0 > 0 {
-        let bps = totals.0 as f64 / totals.1.as_secs_f64();
+    if let Some(bps) = totals.per_s() {
         push(
             "recovery/log_scan",
             bps / per as f64,
@@ -224,28 +211,24 @@ fn main() {
             format!("{end} B log, both CRCs; target 1 GB/s: {:.2}", bps / 1e9),
         );
     }
-    let mut totals = (0u64, Duration::ZERO);
+    let mut totals = Totals::default();
     group.bench_function("recovery/open_after_crash", |b| {
         b.iter_custom(|iters| {
-            let mut e = Duration::ZERO;
-            for _ in 0..iters {
+            totals.add_each(iters, end, || {
                 // What a crash leaves: the abort marker, and here no
                 // checkpoint, so the whole log is re-parsed and re-dispatched.
                 std::fs::write(rdir.join("abort"), b"").expect("abort marker");
                 let _ = std::fs::remove_file(rdir.join("checkpoint"));
                 let t = Instant::now();
                 let s = Store::open(&rdir, cfg.clone()).expect("recover");
-                e += t.elapsed();
+                let e = t.elapsed();
                 assert_eq!(s.offsets().committed, end);
                 s.shutdown().expect("shutdown");
-            }
-            totals.0 += iters * end;
-            totals.1 += e;
-            e
+                e
+            })
         });
     });
-    if totals.0 > 0 {
-        let bps = totals.0 as f64 / totals.1.as_secs_f64();
+    if let Some(bps) = totals.per_s() {
         push(
             "recovery/open_after_crash",
             bps / per as f64,

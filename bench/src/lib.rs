@@ -516,6 +516,44 @@ impl RatioReport {
     }
 }
 
+/// What the timed iterations of one benchmark added up to (criterion
+/// keeps its own statistics; the ratio rows want the plain rate).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    /// Units done (messages, entries, bytes).
+    pub units: u64,
+    /// Time measured doing them.
+    pub elapsed: Duration,
+}
+
+impl Totals {
+    /// Adds `units` done in `elapsed`; returns `elapsed`, as
+    /// `iter_custom` wants it.
+    pub fn add(&mut self, units: u64, elapsed: Duration) -> Duration {
+        self.units += units;
+        self.elapsed += elapsed;
+        elapsed
+    }
+
+    /// Runs `once` `iters` times, each returning the time of its measured
+    /// part, and adds `units_each` per run; returns the time measured.
+    pub fn add_each(
+        &mut self,
+        iters: u64,
+        units_each: u64,
+        mut once: impl FnMut() -> Duration,
+    ) -> Duration {
+        let elapsed = (0..iters).map(|_| once()).sum();
+        self.add(iters * units_each, elapsed)
+    }
+
+    /// Units per second; `None` when nothing ran (the benchmark was
+    /// filtered out).
+    pub fn per_s(&self) -> Option<f64> {
+        (self.units > 0).then(|| self.units as f64 / self.elapsed.as_secs_f64())
+    }
+}
+
 /// MB/s (10^6 bytes per second) of `per_s` items of `bytes` each.
 pub fn mb_per_s(per_s: f64, bytes: usize) -> f64 {
     per_s * bytes as f64 / 1e6
