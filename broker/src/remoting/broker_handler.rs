@@ -84,12 +84,23 @@ pub fn offset_msg_id(store_host: SocketAddr, phys_offset: u64) -> String {
 pub struct BrokerHandler {
     broker: Arc<Broker>,
     store_host: SocketAddr,
+    acl: Option<Arc<crate::acl::Acl>>,
 }
 
 impl BrokerHandler {
     /// A handler for `broker`, whose message ids name `store_host`.
     pub fn new(broker: Arc<Broker>, store_host: SocketAddr) -> Self {
-        BrokerHandler { broker, store_host }
+        BrokerHandler {
+            broker,
+            store_host,
+            acl: None,
+        }
+    }
+
+    /// Requires every request to be signed by an account of `acl`.
+    pub fn with_acl(mut self, acl: Arc<crate::acl::Acl>) -> Self {
+        self.acl = Some(acl);
+        self
     }
 
     fn send(&self, req: &RemotingCommand, peer: SocketAddr) -> RemotingCommand {
@@ -479,6 +490,15 @@ impl BrokerHandler {
 
 impl Handler for BrokerHandler {
     fn handle(&self, req: RemotingCommand, peer: SocketAddr) -> Option<RemotingCommand> {
+        if let Some(acl) = &self.acl {
+            if let Err(why) = acl.check(&req) {
+                return Some(RemotingCommand::response_to(
+                    &req,
+                    response::NO_PERMISSION,
+                    Some(why),
+                ));
+            }
+        }
         Some(match req.code {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 => self.send(&req, peer),
             request::HEART_BEAT => self.heartbeat(&req),
