@@ -45,6 +45,11 @@ pub struct NodeConfig {
     pub store: StoreConfig,
     /// The broker core.
     pub broker: BrokerConfig,
+    /// Require signed requests (ACL 1.0), if set.
+    pub acl: Option<Arc<crate::acl::Acl>>,
+    /// Most sends being stored at once; past it a send is answered
+    /// SYSTEM_BUSY. Default 10,000.
+    pub max_pending_sends: usize,
 }
 
 impl NodeConfig {
@@ -60,6 +65,8 @@ impl NodeConfig {
             register_interval_ms: 30_000,
             store: StoreConfig::default(),
             broker: BrokerConfig::default(),
+            acl: None,
+            max_pending_sends: 10_000,
         }
     }
 }
@@ -129,7 +136,14 @@ impl Node {
                 listen: cfg.listen,
                 ..ServerConfig::default()
             },
-            Arc::new(BrokerHandler::new(broker.clone(), cfg.listen)),
+            {
+                let mut h = BrokerHandler::new(broker.clone(), cfg.listen)
+                    .with_max_pending_sends(cfg.max_pending_sends);
+                if let Some(acl) = &cfg.acl {
+                    h = h.with_acl(acl.clone());
+                }
+                Arc::new(h)
+            },
         )
         .map_err(|e| format!("broker: {e}"))?;
         let addr = server.local_addr();

@@ -23,6 +23,10 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(10_000)
+}
+
+fn setup_with(max_pending_sends: usize) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = StoreConfig::small();
     cfg.flush.kind = FlushKind::Group;
@@ -275,4 +279,14 @@ fn pulls_return_the_records_as_stored_and_offsets_follow() {
     assert_eq!(common::roundtrip(&mut conn, &upd).code, response::SUCCESS);
     let r = common::roundtrip(&mut conn, &q(request::QUERY_CONSUMER_OFFSET));
     assert_eq!(r.ext_fields["offset"], "7");
+}
+
+#[test]
+fn a_saturated_broker_answers_system_busy_and_stores_nothing() {
+    let s = setup_with(0);
+    let before = s.store.offsets();
+    let r = roundtrip(s.server.local_addr(), &v2_send("WireTopic", "0", "", b"x"));
+    assert_eq!(r.code, response::SYSTEM_BUSY, "{:?}", r.remark);
+    assert!(r.remark.unwrap().contains("retry later"));
+    assert_eq!(s.store.offsets(), before);
 }

@@ -85,6 +85,8 @@ pub struct BrokerHandler {
     broker: Arc<Broker>,
     store_host: SocketAddr,
     acl: Option<Arc<crate::acl::Acl>>,
+    pending: std::sync::atomic::AtomicUsize,
+    max_pending: usize,
 }
 
 impl BrokerHandler {
@@ -94,7 +96,17 @@ impl BrokerHandler {
             broker,
             store_host,
             acl: None,
+            pending: std::sync::atomic::AtomicUsize::new(0),
+            max_pending: 10_000,
         }
+    }
+
+    /// Back-pressure: at most `n` sends being stored at once; past it a
+    /// send is answered SYSTEM_BUSY at once (the client backs off and
+    /// retries) instead of queueing memory.
+    pub fn with_max_pending_sends(mut self, n: usize) -> Self {
+        self.max_pending = n;
+        self
     }
 
     /// Requires every request to be signed by an account of `acl`.
@@ -104,6 +116,25 @@ impl BrokerHandler {
     }
 
     fn send(&self, req: &RemotingCommand, peer: SocketAddr) -> RemotingCommand {
+        use std::sync::atomic::Ordering;
+        let now = self.pending.fetch_add(1, Ordering::AcqRel);
+        let r = if now >= self.max_pending {
+            RemotingCommand::response_to(
+                req,
+                response::SYSTEM_BUSY,
+                Some(format!(
+                    "broker busy: {now} sends are being stored (at most {}); retry later",
+                    self.max_pending
+                )),
+            )
+        } else {
+            self.send_now(req, peer)
+        };
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+        r
+    }
+
+    fn send_now(&self, req: &RemotingCommand, peer: SocketAddr) -> RemotingCommand {
         let v2 = req.code == request::SEND_MESSAGE_V2;
         let refuse = |code: i32, why: String| RemotingCommand::response_to(req, code, Some(why));
         let h = match SendMessageRequest::from_fields(&req.ext_fields, v2) {
