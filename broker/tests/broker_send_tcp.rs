@@ -32,10 +32,10 @@ fn setup_with(max_pending_sends: usize) -> Setup {
     cfg.flush.kind = FlushKind::Group;
     let store = Arc::new(Store::open(dir.path(), cfg).unwrap());
     let broker = Broker::open(store.clone(), BrokerConfig::default(), clock::system()).unwrap();
-    let handler = Arc::new(BrokerHandler::new(
-        broker,
-        "127.0.0.1:10911".parse().unwrap(),
-    ));
+    let handler = Arc::new(
+        BrokerHandler::new(broker, "127.0.0.1:10911".parse().unwrap())
+            .with_max_pending_sends(max_pending_sends),
+    );
     let server = RemotingServer::start(
         ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
