@@ -64,6 +64,7 @@ pub mod filter;
 pub mod lock;
 pub mod namesrv;
 pub mod node;
+pub mod node_config;
 pub mod offsets;
 pub mod remoting;
 mod topics;

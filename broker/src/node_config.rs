@@ -1,0 +1,196 @@
+//! `mqlab broker --config FILE`: a TOML file whose keys are RocketMQ's
+//! broker.conf names where they exist, so an operator's settings carry
+//! over. Unknown keys are refused with their name (a typo must not pass
+//! silently).
+//!
+//! | key | meaning | default |
+//! |---|---|---|
+//! | `brokerClusterName` | cluster | DefaultCluster |
+//! | `brokerName` | broker group | broker-a |
+//! | `brokerIP1` | address to listen on and announce | 127.0.0.1 |
+//! | `listenPort` | broker port | 10911 |
+//! | `namesrvAddr` | name servers, `host:port;host:port`; none = embedded on 127.0.0.1:9876 | none |
+//! | `storePathRootDir` | store directory | (the command line's) |
+//! | `flushDiskType` | `SYNC_FLUSH` (group commit) or `ASYNC_FLUSH` | ASYNC_FLUSH |
+//! | `flushStrategy` | mqlab's: `sync`, `group`, `async`, `pool` (overrides flushDiskType) | - |
+//! | `transientStorePoolEnable` | `true` = the `pool` strategy | false |
+//! | `ioBackend` | mqlab's: `pwrite`, `mmap`, `uring` | pwrite |
+//! | `mappedFileSizeCommitLog` | commit-log segment bytes | 1 GiB |
+//! | `maxMessageSize` | largest body, bytes | 4 MiB |
+//! | `brokerRole` | `ASYNC_MASTER` (SYNC_MASTER and SLAVE come with replication) | ASYNC_MASTER |
+//! | `aclEnable`, `aclFile` | require signed requests, accounts file | false |
+//! | `maxPendingSends` | mqlab's back-pressure limit | 10000 |
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mqlab_engine::{BackendKind, FlushKind};
+
+use crate::acl::Acl;
+use crate::node::NodeConfig;
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct File {
+    broker_cluster_name: Option<String>,
+    broker_name: Option<String>,
+    #[serde(rename = "brokerIP1")]
+    broker_ip1: Option<IpAddr>,
+    listen_port: Option<u16>,
+    namesrv_addr: Option<String>,
+    store_path_root_dir: Option<PathBuf>,
+    flush_disk_type: Option<String>,
+    flush_strategy: Option<String>,
+    transient_store_pool_enable: Option<bool>,
+    io_backend: Option<String>,
+    mapped_file_size_commit_log: Option<u64>,
+    max_message_size: Option<u32>,
+    broker_role: Option<String>,
+    acl_enable: Option<bool>,
+    acl_file: Option<PathBuf>,
+    max_pending_sends: Option<usize>,
+}
+
+/// Parses `host:port;host:port` (RocketMQ's namesrvAddr).
+pub fn parse_namesrv(list: &str) -> Result<Vec<SocketAddr>, String> {
+    list.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse().map_err(|e| {
+                format!("namesrvAddr entry {s:?}: {e} (expected host:port with a numeric IP)")
+            })
+        })
+        .collect()
+}
+
+/// Applies a config file's settings to `cfg`. Paths in the file are taken
+/// relative to the file's folder.
+pub fn apply_file(cfg: &mut NodeConfig, path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("read config {}: {e}", path.display()))?;
+    apply_toml(cfg, &text, path.parent().unwrap_or(Path::new(".")))
+        .map_err(|e| format!("config {}: {e}", path.display()))
+}
+
+/// Applies TOML settings (see the module docs) to `cfg`.
+pub fn apply_toml(cfg: &mut NodeConfig, text: &str, base: &Path) -> Result<(), String> {
+    let f: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    if let Some(c) = f.broker_cluster_name {
+        cfg.cluster = c;
+    }
+    if let Some(n) = f.broker_name {
+        cfg.broker_name = n;
+    }
+    if let Some(ip) = f.broker_ip1 {
+        cfg.listen.set_ip(ip);
+    }
+    if let Some(p) = f.listen_port {
+        cfg.listen.set_port(p);
+    }
+    if let Some(list) = f.namesrv_addr {
+        cfg.namesrv = parse_namesrv(&list)?;
+        cfg.embedded_namesrv = None;
+    }
+    if let Some(d) = f.store_path_root_dir {
+        cfg.data_dir = base.join(d);
+    }
+    match f.flush_disk_type.as_deref() {
+        None => {}
+        Some("SYNC_FLUSH") => cfg.store.flush.kind = FlushKind::Group,
+        Some("ASYNC_FLUSH") => cfg.store.flush.kind = FlushKind::Async,
+        Some(o) => {
+            return Err(format!(
+                "flushDiskType {o:?}: expected SYNC_FLUSH or ASYNC_FLUSH"
+            ))
+        }
+    }
+    if f.transient_store_pool_enable == Some(true) {
+        cfg.store.flush.kind = FlushKind::Pool;
+    }
+    if let Some(s) = f.flush_strategy {
+        cfg.store.flush.kind = s.parse().map_err(|e| format!("flushStrategy: {e}"))?;
+    }
+    if let Some(b) = f.io_backend {
+        cfg.store.backend = b
+            .parse::<BackendKind>()
+            .map_err(|e| format!("ioBackend: {e}"))?;
+    }
+    if let Some(n) = f.mapped_file_size_commit_log {
+        cfg.store.segment_bytes = n;
+    }
+    if let Some(n) = f.max_message_size {
+        cfg.store.max_message_bytes = n;
+    }
+    match f.broker_role.as_deref() {
+        None | Some("ASYNC_MASTER") => {}
+        Some(r @ ("SYNC_MASTER" | "SLAVE")) => {
+            return Err(format!(
+                "brokerRole {r}: replication is not built yet (issue 14); use ASYNC_MASTER"
+            ))
+        }
+        Some(o) => {
+            return Err(format!(
+                "brokerRole {o:?}: expected ASYNC_MASTER, SYNC_MASTER or SLAVE"
+            ))
+        }
+    }
+    match (f.acl_enable.unwrap_or(false), f.acl_file) {
+        (true, Some(file)) => cfg.acl = Some(Arc::new(Acl::load(&base.join(file))?)),
+        (true, None) => return Err("aclEnable = true needs aclFile".into()),
+        (false, _) => {}
+    }
+    if let Some(n) = f.max_pending_sends {
+        cfg.max_pending_sends = n;
+    }
+    cfg.store.sanitize().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_conf_names_carry_over() {
+        let mut cfg = NodeConfig::new("/data");
+        apply_toml(
+            &mut cfg,
+            r#"
+brokerClusterName = "C1"
+brokerName = "broker-b"
+listenPort = 20911
+namesrvAddr = "127.0.0.1:9876;127.0.0.1:9877"
+storePathRootDir = "store-b"
+flushDiskType = "SYNC_FLUSH"
+mappedFileSizeCommitLog = 67108864
+"#,
+            Path::new("/etc/mqlab"),
+        )
+        .unwrap();
+        assert_eq!(cfg.cluster, "C1");
+        assert_eq!(cfg.listen.port(), 20911);
+        assert_eq!(cfg.namesrv.len(), 2);
+        assert!(cfg.embedded_namesrv.is_none());
+        assert_eq!(cfg.data_dir, Path::new("/etc/mqlab/store-b"));
+        assert_eq!(cfg.store.flush.kind, FlushKind::Group);
+        assert_eq!(cfg.store.segment_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let mut cfg = NodeConfig::new("/data");
+        for (text, names) in [
+            ("listenPortt = 1", "listenPortt"),
+            ("flushDiskType = \"SOMETIMES\"", "flushDiskType"),
+            ("brokerRole = \"SLAVE\"", "replication"),
+            ("namesrvAddr = \"nameserver:9876\"", "namesrvAddr"),
+            ("aclEnable = true", "aclFile"),
+            ("ioBackend = \"floppy\"", "ioBackend"),
+        ] {
+            let e = apply_toml(&mut cfg, text, Path::new(".")).unwrap_err();
+            assert!(e.contains(names), "{text}: {e}");
+        }
+    }
+}
