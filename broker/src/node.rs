@@ -19,7 +19,7 @@ use mqlab_protocol::codes::{request, response};
 use mqlab_protocol::RemotingCommand;
 
 use crate::namesrv::{NameServer, Registration};
-use crate::remoting::{call, BrokerHandler, RemotingServer, ServerConfig};
+use crate::remoting::{call, BrokerHandler, RemotingServer, ServerConfig, WireStats};
 use crate::{Broker, BrokerConfig};
 
 /// What a node runs.
@@ -82,6 +82,7 @@ pub struct Node {
     registrar: Option<JoinHandle<()>>,
     addr: SocketAddr,
     cfg: NodeConfig,
+    stats: Arc<WireStats>,
 }
 
 impl std::fmt::Debug for Node {
@@ -131,19 +132,18 @@ impl Node {
         );
         let broker = Broker::open(store.clone(), cfg.broker.clone(), clock::system())
             .map_err(|e| format!("open broker on {}: {e}", cfg.data_dir.display()))?;
+        let mut handler = BrokerHandler::new(broker.clone(), cfg.listen)
+            .with_max_pending_sends(cfg.max_pending_sends);
+        if let Some(acl) = &cfg.acl {
+            handler = handler.with_acl(acl.clone());
+        }
+        let stats = handler.stats();
         let server = RemotingServer::start(
             ServerConfig {
                 listen: cfg.listen,
                 ..ServerConfig::default()
             },
-            {
-                let mut h = BrokerHandler::new(broker.clone(), cfg.listen)
-                    .with_max_pending_sends(cfg.max_pending_sends);
-                if let Some(acl) = &cfg.acl {
-                    h = h.with_acl(acl.clone());
-                }
-                Arc::new(h)
-            },
+            Arc::new(handler),
         )
         .map_err(|e| format!("broker: {e}"))?;
         let addr = server.local_addr();
@@ -218,6 +218,7 @@ impl Node {
             registrar: Some(registrar),
             addr,
             cfg,
+            stats,
         })
     }
 
@@ -234,6 +235,16 @@ impl Node {
     /// Every name server the node registers with.
     pub fn namesrv_addrs(&self) -> &[SocketAddr] {
         &self.namesrv_addrs
+    }
+
+    /// What was served on the wire so far.
+    pub fn stats(&self) -> &WireStats {
+        &self.stats
+    }
+
+    /// Open client connections.
+    pub fn connections(&self) -> usize {
+        self.server.as_ref().map_or(0, |s| s.connections())
     }
 
     /// The broker core.

@@ -23,6 +23,7 @@ pub mod messaging;
 pub mod plot;
 pub mod recorder;
 pub mod run;
+pub mod serve;
 pub mod slow_wait;
 pub mod spec;
 pub mod summary;

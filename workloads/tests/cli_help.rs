@@ -3,8 +3,8 @@
 mod common;
 
 /// Every subcommand.
-const SUBCOMMANDS: [&str; 8] = [
-    "run", "matrix", "baseline", "crash", "verify", "inspect", "plot", "delay",
+const SUBCOMMANDS: [&str; 10] = [
+    "run", "matrix", "baseline", "crash", "verify", "inspect", "plot", "delay", "broker", "namesrv",
 ];
 
 #[test]

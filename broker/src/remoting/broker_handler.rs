@@ -87,6 +87,19 @@ pub struct BrokerHandler {
     acl: Option<Arc<crate::acl::Acl>>,
     pending: std::sync::atomic::AtomicUsize,
     max_pending: usize,
+    stats: Arc<WireStats>,
+}
+
+/// Counters of what the broker served on the wire (for the status line
+/// and metrics).
+#[derive(Debug, Default)]
+pub struct WireStats {
+    /// Sends stored (SUCCESS).
+    pub sends_ok: std::sync::atomic::AtomicU64,
+    /// Sends refused or failed.
+    pub sends_failed: std::sync::atomic::AtomicU64,
+    /// Messages returned by pulls.
+    pub pulled: std::sync::atomic::AtomicU64,
 }
 
 impl BrokerHandler {
@@ -98,7 +111,13 @@ impl BrokerHandler {
             acl: None,
             pending: std::sync::atomic::AtomicUsize::new(0),
             max_pending: 10_000,
+            stats: Arc::default(),
         }
+    }
+
+    /// The counters (shared: keep the Arc to read them while serving).
+    pub fn stats(&self) -> Arc<WireStats> {
+        self.stats.clone()
     }
 
     /// Back-pressure: at most `n` sends being stored at once; past it a
@@ -131,6 +150,12 @@ impl BrokerHandler {
             self.send_now(req, peer)
         };
         self.pending.fetch_sub(1, Ordering::AcqRel);
+        let counter = if r.code == response::SUCCESS {
+            &self.stats.sends_ok
+        } else {
+            &self.stats.sends_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         r
     }
 
@@ -153,6 +178,24 @@ impl BrokerHandler {
                 format!("queueId {} is negative", h.queue_id),
             );
         };
+        // autoCreateTopicEnable: an unknown topic is created with the
+        // queue count the producer proposes (defaultTopicQueueNums).
+        let queues = match self.broker.topic_queues(&h.topic) {
+            Some(n) => n,
+            None => {
+                let n = h.default_topic_queue_nums.clamp(1, 1024) as u32;
+                if let Err(e) = self.broker.create_topic(&h.topic, n) {
+                    return refuse(response::MESSAGE_ILLEGAL, e.to_string());
+                }
+                n
+            }
+        };
+        if queue_id >= queues {
+            return refuse(
+                response::MESSAGE_ILLEGAL,
+                format!("queueId {queue_id} is past the topic's {queues} queues"),
+            );
+        }
         let properties = match decode_properties(h.properties.as_bytes()) {
             Ok(p) => p,
             Err(e) => return refuse(response::MESSAGE_ILLEGAL, format!("properties: {e}")),
@@ -353,6 +396,9 @@ impl BrokerHandler {
             PullStatus::NoMatchedMsg => response::PULL_RETRY_IMMEDIATELY,
             PullStatus::OffsetIllegal => response::PULL_OFFSET_MOVED,
         };
+        self.stats
+            .pulled
+            .fetch_add(r.msgs.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let mut body = Vec::new();
         for m in &r.msgs {
             match self.broker.store().record_bytes(m.phys_offset) {

@@ -12,6 +12,6 @@ mod broker_handler;
 mod call;
 mod server;
 
-pub use broker_handler::{offset_msg_id, BrokerHandler};
+pub use broker_handler::{offset_msg_id, BrokerHandler, WireStats};
 pub use call::call;
 pub use server::{Handler, RemotingServer, ServerConfig};

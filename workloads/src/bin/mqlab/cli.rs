@@ -59,6 +59,13 @@ pub enum Command {
     /// them, and record schedule rate, lateness, bytes per timer, and
     /// losses and duplicates across an optional crash.
     Delay(DelayRequest),
+    /// A RocketMQ-compatible broker on TCP (with an embedded name server
+    /// unless --namesrv is given) that real RocketMQ clients use; runs until
+    /// Ctrl-C or SIGTERM, then shuts down cleanly.
+    Broker(mqlab::serve::BrokerRequest),
+    /// A standalone RocketMQ name server on TCP (brokers register with
+    /// `mqlab broker --namesrv HOST:PORT`); runs until Ctrl-C or SIGTERM.
+    Namesrv(mqlab::serve::NamesrvRequest),
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,7 @@
 mod cli;
 
 use clap::Parser;
-use mqlab::{baseline, charts, crash, delay, inspect, matrix, run, util, verify};
+use mqlab::{baseline, charts, crash, delay, inspect, matrix, run, serve, util, verify};
 
 use cli::{Cli, Command, MatrixArgs};
 
@@ -35,6 +35,8 @@ fn main() {
         Some(Command::Inspect(a)) => inspect::cmd_inspect(&a.data_dir, a.json),
         Some(Command::Plot(a)) => charts::cmd_plot(&a.inputs, &a.out),
         Some(Command::Delay(a)) => delay::cmd_delay(a),
+        Some(Command::Broker(a)) => serve::cmd_broker(a),
+        Some(Command::Namesrv(a)) => serve::cmd_namesrv(a),
     };
     if let Err(e) = result {
         // One line with every context: "create data dir /x: File exists
