@@ -83,6 +83,7 @@ pub struct Node {
     addr: SocketAddr,
     cfg: NodeConfig,
     stats: Arc<WireStats>,
+    pulls_stop: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Node {
@@ -138,6 +139,7 @@ impl Node {
             handler = handler.with_acl(acl.clone());
         }
         let stats = handler.stats();
+        let pulls_stop = handler.stop_flag();
         let server = RemotingServer::start(
             ServerConfig {
                 listen: cfg.listen,
@@ -219,6 +221,7 @@ impl Node {
             addr,
             cfg,
             stats,
+            pulls_stop,
         })
     }
 
@@ -274,6 +277,8 @@ impl Node {
                 eprintln!("mqlab broker: unregister from {ns}: {e}");
             }
         }
+        // Held pulls answer now, so nothing keeps the broker alive.
+        self.pulls_stop.store(true, Ordering::Release);
         if let Some(s) = self.server.take() {
             s.shutdown();
         }

@@ -251,6 +251,8 @@ fn cpp_push_consumer_receives_every_message() {
             got.len()
         );
     }
+    // A graceful shutdown with the consumer's pulls possibly still held.
+    w.node.shutdown().unwrap();
 }
 
 #[test]
@@ -283,4 +285,5 @@ fn cpp_orderly_consumer_keeps_each_queue_in_order() {
         total += got.len();
     }
     assert_eq!(total, n, "{out}");
+    w.node.shutdown().unwrap();
 }

@@ -88,6 +88,7 @@ pub struct BrokerHandler {
     pending: std::sync::atomic::AtomicUsize,
     max_pending: usize,
     stats: Arc<WireStats>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Counters of what the broker served on the wire (for the status line
@@ -112,7 +113,14 @@ impl BrokerHandler {
             pending: std::sync::atomic::AtomicUsize::new(0),
             max_pending: 10_000,
             stats: Arc::default(),
+            stopping: Arc::default(),
         }
+    }
+
+    /// Set when the broker shuts down: held pulls return at once (within
+    /// 50 ms) instead of keeping the broker alive until their timeout.
+    pub fn stop_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.stopping.clone()
     }
 
     /// The counters (shared: keep the Arc to read them while serving).
@@ -380,7 +388,7 @@ impl BrokerHandler {
             filter,
             suspend_ms,
         };
-        let r = match self.broker.pull(&pr, None) {
+        let r = match self.broker.pull(&pr, Some(&self.stopping)) {
             Ok(r) => r,
             Err(e) => {
                 return RemotingCommand::response_to(
