@@ -290,3 +290,56 @@ fn a_saturated_broker_answers_system_busy_and_stores_nothing() {
     assert!(r.remark.unwrap().contains("retry later"));
     assert_eq!(s.store.offsets(), before);
 }
+
+#[test]
+fn hostile_bytes_never_write_and_never_stop_the_broker() {
+    use std::io::{Read, Write};
+    let s = setup();
+    let addr = s.server.local_addr();
+    let before = s.store.offsets();
+    // Seeded garbage, valid frames with absurd fields, and frames cut short.
+    let mut rng = 0x5eed_u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut cases: Vec<Vec<u8>> = (0..200)
+        .map(|i| {
+            (0..(next() % 300) as usize)
+                .map(|j| (next() >> (j % 56)) as u8 ^ i as u8)
+                .collect()
+        })
+        .collect();
+    cases.push(v2_send("T", "2147483648", "", b"x"));
+    cases.push(v2_send(&"t".repeat(1 << 20), "0", "", b"x"));
+    cases.push(v2_send("T", "0", "a\u{1}b\u{1}c\u{2}\u{2}", b"x"));
+    cases.push(pull("G", 0, u64::MAX >> 1, 0));
+    let seed_frame = v2_send("T", "0", "", b"x");
+    cases.push(seed_frame[..seed_frame.len() / 2].to_vec());
+    for (i, bytes) in cases.iter().enumerate() {
+        let mut c = common::connect(addr);
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let _ = c.write_all(bytes);
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink);
+        // The broker still answers a well-formed request.
+        if i % 50 == 0 {
+            let r = roundtrip(
+                addr,
+                &encode_frame(&RemotingCommand::request(request::QUERY_MESSAGE, 9)).unwrap(),
+            );
+            assert_eq!(r.code, response::REQUEST_CODE_NOT_SUPPORTED);
+        }
+    }
+    assert_eq!(
+        s.store.offsets(),
+        before,
+        "hostile bytes reached the commit log"
+    );
+    let r = roundtrip(addr, &v2_send("T", "0", "", b"after"));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+}
