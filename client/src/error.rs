@@ -14,6 +14,10 @@ pub enum Error {
     /// The client's own files (a broadcasting consumer's offsets) failed.
     #[error("client files: {0}")]
     Local(#[from] mqlab_engine::Error),
+    /// The connection to a broker failed, or it answered something that
+    /// does not decode.
+    #[error("wire: {0}")]
+    Wire(String),
     /// A consumer or producer setting is out of range.
     #[error("invalid client configuration: {0}")]
     Config(String),

@@ -34,6 +34,7 @@ pub mod consumer;
 pub mod error;
 pub mod local;
 pub mod producer;
+pub mod tcp;
 pub mod transaction;
 
 pub use api::{BrokerApi, LocalFiles};

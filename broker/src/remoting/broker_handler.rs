@@ -573,6 +573,56 @@ impl BrokerHandler {
     }
 }
 
+impl BrokerHandler {
+    /// A broker answers route queries for its own topics as a name server
+    /// would (one broker group, this broker as master), so a client can
+    /// work with a broker address alone. The topic is created unless the
+    /// request says `autoCreate=false`.
+    fn own_route(&self, req: &RemotingCommand) -> RemotingCommand {
+        let topic = match req.ext_fields.str_req("topic") {
+            Ok(t) => t.to_string(),
+            Err(e) => return field_error(req, e),
+        };
+        let create = req.ext_fields.get("autoCreate").map(String::as_str) != Some("false");
+        let queues = match (self.broker.topic_queues(&topic), create) {
+            (Some(n), _) => n,
+            (None, true) => match self.broker.route(&topic) {
+                Ok(q) => q.len() as u32,
+                Err(e) => {
+                    return RemotingCommand::response_to(
+                        req,
+                        response::SYSTEM_ERROR,
+                        Some(e.to_string()),
+                    )
+                }
+            },
+            (None, false) => {
+                return RemotingCommand::response_to(
+                    req,
+                    response::TOPIC_NOT_EXIST,
+                    Some("no such topic".into()),
+                )
+            }
+        };
+        let route = mqlab_protocol::body::route::TopicRouteData {
+            order_topic_conf: None,
+            queue_datas: vec![mqlab_protocol::body::route::QueueData {
+                broker_name: "broker".into(),
+                read_queue_nums: queues as i32,
+                write_queue_nums: queues as i32,
+                perm: 6,
+                topic_sys_flag: 0,
+            }],
+            broker_datas: vec![mqlab_protocol::body::route::BrokerData {
+                cluster: "DefaultCluster".into(),
+                broker_name: "broker".into(),
+                broker_addrs: [(0, self.store_host.to_string())].into_iter().collect(),
+            }],
+        };
+        ok(req).with_body(route.encode(true))
+    }
+}
+
 impl Handler for BrokerHandler {
     fn handle(&self, req: RemotingCommand, peer: SocketAddr) -> Option<RemotingCommand> {
         if let Some(acl) = &self.acl {
@@ -598,6 +648,7 @@ impl Handler for BrokerHandler {
             request::CONSUMER_SEND_MSG_BACK => self.send_back(&req),
             request::VIEW_MESSAGE_BY_ID => self.view(&req),
             request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req),
+            request::GET_ROUTEINFO_BY_TOPIC => self.own_route(&req),
             code => RemotingCommand::response_to(
                 &req,
                 response::REQUEST_CODE_NOT_SUPPORTED,

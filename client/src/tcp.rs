@@ -1,0 +1,477 @@
+//! [`BrokerApi`] over TCP: mqlab's client talking RocketMQ's remoting
+//! protocol to a broker (mqlab's, or any that answers route queries for
+//! its own topics). One request per pooled connection at a time; as many
+//! connections as callers in flight, so a held pull never delays a send.
+//!
+//! Differences from the in-process broker, on purpose or not yet:
+//! - nothing is pushed to the client (check-backs, membership changes):
+//!   the channel given at heartbeat is not used; consumers rebalance on
+//!   their own timer;
+//! - END_TRANSACTION is not served on the wire yet (an error);
+//! - a pull's `cancel` flag is not seen while the broker holds the pull
+//!   (it returns within its suspend time).
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mqlab_broker::types::{
+    ConsumerSendMsgBackRequest, EndTransactionRequest, HeartbeatRequest, LockBatchRequest,
+    MessageQueue, PullRequest, PullResult, PullStatus, QueryConsumerOffsetRequest,
+    UnregisterClientRequest, UpdateConsumerOffsetRequest,
+};
+use mqlab_broker::ClientChannel;
+use mqlab_engine::clock::{self, Clock};
+use mqlab_engine::io::pwrite::PwriteEnv;
+use mqlab_engine::log::record::{self, CrcCheck, Decoded};
+use mqlab_engine::message::{AppendOffsets, PutStatus};
+use mqlab_engine::{Message, PutResult};
+use mqlab_protocol::body::heartbeat::{ConsumerData, HeartbeatData, Subscription};
+use mqlab_protocol::body::route::TopicRouteData;
+use mqlab_protocol::codes::{request, response};
+use mqlab_protocol::headers::{
+    pull_sys_flag, PullMessageRequest, PullMessageResponse, SendMessageRequest, SendMessageResponse,
+};
+use mqlab_protocol::{decode_frame, encode_frame, ExtFields, Limits, RemotingCommand};
+
+use crate::api::{BrokerApi, LocalFiles};
+use crate::error::{Error, Result};
+
+/// A broker reached over TCP.
+pub struct TcpBroker {
+    addr: SocketAddr,
+    group: String,
+    pool: Mutex<Vec<TcpStream>>,
+    opaque: AtomicI32,
+    files: PathBuf,
+}
+
+impl std::fmt::Debug for TcpBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpBroker")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+fn wire(e: impl std::fmt::Display) -> Error {
+    Error::Wire(e.to_string())
+}
+
+impl TcpBroker {
+    /// A client of the broker at `addr`; sends carry `producer_group`;
+    /// a broadcasting consumer's offsets go under `local_dir`.
+    pub fn new(addr: SocketAddr, producer_group: &str, local_dir: PathBuf) -> Self {
+        TcpBroker {
+            addr,
+            group: producer_group.to_string(),
+            pool: Mutex::new(Vec::new()),
+            opaque: AtomicI32::new(1),
+            files: local_dir,
+        }
+    }
+
+    /// One request and its answer (waiting up to `timeout`).
+    pub fn call(&self, mut req: RemotingCommand, timeout: Duration) -> Result<RemotingCommand> {
+        req.opaque = self.opaque.fetch_add(1, Ordering::Relaxed);
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = TcpStream::connect_timeout(&self.addr, Duration::from_secs(3))
+                    .map_err(|e| wire(format!("connect {}: {e}", self.addr)))?;
+                let _ = c.set_nodelay(true);
+                c
+            }
+        };
+        conn.set_read_timeout(Some(timeout)).map_err(wire)?;
+        let bytes = encode_frame(&req).map_err(wire)?;
+        conn.write_all(&bytes)
+            .map_err(|e| wire(format!("write to {}: {e}", self.addr)))?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            if let Some((cmd, used)) = decode_frame(&buf, &Limits::default()).map_err(wire)? {
+                buf.drain(..used);
+                if cmd.is_response() && cmd.opaque == req.opaque {
+                    if buf.is_empty() {
+                        self.pool
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(conn);
+                    }
+                    return Ok(cmd);
+                }
+                continue;
+            }
+            let n = conn
+                .read(&mut chunk)
+                .map_err(|e| wire(format!("read from {}: {e}", self.addr)))?;
+            if n == 0 {
+                return Err(wire(format!("{} closed the connection", self.addr)));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn quick(&self, req: RemotingCommand) -> Result<RemotingCommand> {
+        self.call(req, Duration::from_secs(10))
+    }
+
+    fn route(&self, topic: &str, create: bool) -> Result<Vec<MessageQueue>> {
+        let r = self.quick(
+            RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC, 0)
+                .with_field("topic", topic)
+                .with_field("autoCreate", create),
+        )?;
+        if r.code != response::SUCCESS {
+            return Err(wire(format!(
+                "route of {topic}: code {} {}",
+                r.code,
+                r.remark.unwrap_or_default()
+            )));
+        }
+        let route = TopicRouteData::decode(&r.body).map_err(wire)?;
+        let n = route
+            .queue_datas
+            .first()
+            .map_or(0, |q| q.write_queue_nums.max(0) as u32);
+        Ok((0..n).map(|q| MessageQueue::new(topic, q)).collect())
+    }
+
+    fn put_result(r: Result<RemotingCommand>) -> PutResult {
+        let fail = |detail: String| PutResult {
+            status: PutStatus::ServiceNotAvailable,
+            offsets: None,
+            detail: Some(detail),
+        };
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return fail(e.to_string()),
+        };
+        let status = match r.code {
+            response::SUCCESS => PutStatus::PutOk,
+            response::FLUSH_DISK_TIMEOUT => PutStatus::FlushDiskTimeout,
+            response::MESSAGE_ILLEGAL => PutStatus::MessageIllegal,
+            code => return fail(format!("code {code}: {}", r.remark.unwrap_or_default())),
+        };
+        let offsets = SendMessageResponse::from_fields(&r.ext_fields)
+            .ok()
+            .and_then(|h| {
+                let phys =
+                    u64::from_str_radix(h.msg_id.get(h.msg_id.len().saturating_sub(16)..)?, 16)
+                        .ok()?;
+                Some(AppendOffsets {
+                    phys_offset: phys,
+                    wrote_bytes: 0,
+                    queue_offset: h.queue_offset.max(0) as u64,
+                    store_timestamp_ms: 0,
+                })
+            });
+        PutResult {
+            status,
+            offsets,
+            detail: r.remark,
+        }
+    }
+
+    fn offset_req(&self, code: i32, group: &str, mq: &MessageQueue) -> RemotingCommand {
+        RemotingCommand::request(code, 0)
+            .with_field("consumerGroup", group)
+            .with_field("topic", &mq.topic)
+            .with_field("queueId", mq.queue_id)
+    }
+
+    fn lock_body(req: &LockBatchRequest) -> Vec<u8> {
+        let set: Vec<_> = req
+            .mqs
+            .iter()
+            .map(|mq| serde_json::json!({"topic": mq.topic, "brokerName": "broker", "queueId": mq.queue_id}))
+            .collect();
+        serde_json::json!({"consumerGroup": req.group, "clientId": req.client_id, "mqSet": set})
+            .to_string()
+            .into_bytes()
+    }
+}
+
+impl BrokerApi for TcpBroker {
+    fn send_message(&self, msg: &Message) -> PutResult {
+        let props = match record::encode_properties(&msg.properties) {
+            Ok(p) => String::from_utf8_lossy(&p).into_owned(),
+            Err(e) => {
+                return PutResult {
+                    status: PutStatus::MessageIllegal,
+                    offsets: None,
+                    detail: Some(e),
+                }
+            }
+        };
+        let header = SendMessageRequest {
+            producer_group: self.group.clone(),
+            topic: msg.topic.clone(),
+            default_topic: "TBW102".into(),
+            default_topic_queue_nums: 8,
+            queue_id: msg.queue_id as i32,
+            sys_flag: msg.sys_flag,
+            born_timestamp: msg.born_timestamp_ms,
+            flag: msg.flag,
+            properties: props,
+            reconsume_times: msg.reconsume_times,
+            unit_mode: false,
+            batch: false,
+            max_reconsume_times: None,
+            broker_name: None,
+        };
+        let mut req =
+            RemotingCommand::request(request::SEND_MESSAGE_V2, 0).with_body(msg.body.clone());
+        req.ext_fields = header.to_fields(true);
+        Self::put_result(self.call(req, Duration::from_secs(30)))
+    }
+
+    fn get_route_info(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        self.route(topic, true)
+    }
+
+    fn get_topic_queues(&self, topic: &str) -> Vec<MessageQueue> {
+        self.route(topic, false).unwrap_or_default()
+    }
+
+    fn create_topic(&self, topic: &str, queues: u32) -> Result<()> {
+        let r = self.quick(
+            RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC, 0)
+                .with_field("topic", topic)
+                .with_field("readQueueNums", queues)
+                .with_field("writeQueueNums", queues),
+        )?;
+        if r.code == response::SUCCESS {
+            Ok(())
+        } else {
+            Err(wire(format!(
+                "create {topic}: {}",
+                r.remark.unwrap_or_default()
+            )))
+        }
+    }
+
+    fn get_offset_range(&self, mq: &MessageQueue) -> (u64, u64) {
+        let get = |code| {
+            self.quick(self.offset_req(code, "", mq))
+                .ok()
+                .and_then(|r| r.ext_fields.i64_opt("offset").ok().flatten())
+                .unwrap_or(0)
+                .max(0) as u64
+        };
+        (get(request::GET_MIN_OFFSET), get(request::GET_MAX_OFFSET))
+    }
+
+    fn pull_message(&self, req: &PullRequest, _cancel: Option<&AtomicBool>) -> Result<PullResult> {
+        let h = PullMessageRequest {
+            consumer_group: "mqlab-client".into(),
+            topic: req.mq.topic.clone(),
+            queue_id: req.mq.queue_id as i32,
+            queue_offset: req.offset as i64,
+            max_msg_nums: req.max_msgs.min(i32::MAX as usize) as i32,
+            sys_flag: pull_sys_flag::SUSPEND
+                | if req.filter.is_some() {
+                    pull_sys_flag::SUBSCRIPTION
+                } else {
+                    0
+                },
+            commit_offset: 0,
+            suspend_timeout_millis: req.suspend_ms as i64,
+            subscription: req.filter.as_ref().map(|f| f.expression.clone()),
+            sub_version: 0,
+            expression_type: Some("TAG".into()),
+        };
+        let mut cmd = RemotingCommand::request(request::PULL_MESSAGE, 0);
+        cmd.ext_fields = h.to_fields();
+        let r = self.call(
+            cmd,
+            Duration::from_millis(req.suspend_ms) + Duration::from_secs(10),
+        )?;
+        let status = match r.code {
+            response::SUCCESS => PullStatus::Found,
+            response::PULL_NOT_FOUND => PullStatus::NoNewMsg,
+            response::PULL_RETRY_IMMEDIATELY => PullStatus::NoMatchedMsg,
+            response::PULL_OFFSET_MOVED => PullStatus::OffsetIllegal,
+            code => {
+                return Err(wire(format!(
+                    "pull: code {code}: {}",
+                    r.remark.unwrap_or_default()
+                )))
+            }
+        };
+        let p = PullMessageResponse::from_fields(&r.ext_fields).map_err(wire)?;
+        let mut msgs = Vec::new();
+        let mut at = 0usize;
+        while at + 4 <= r.body.len() {
+            let size = u32::from_be_bytes(r.body[at..at + 4].try_into().expect("4 bytes")) as usize;
+            if size < 8 || at + size > r.body.len() {
+                return Err(wire(format!(
+                    "pull answer: record of {size} bytes at {at} does not fit"
+                )));
+            }
+            let rec = &r.body[at..at + size];
+            let phys = if size >= 36 {
+                u64::from_be_bytes(rec[28..36].try_into().expect("8 bytes"))
+            } else {
+                0
+            };
+            match record::decode(rec, phys, size as u64, CrcCheck::Present) {
+                Ok(Decoded::Message(m)) => msgs.push(m),
+                Ok(Decoded::Blank(_)) => {}
+                Err(e) => return Err(wire(format!("pull answer: record at {phys}: {e}"))),
+            }
+            at += size;
+        }
+        Ok(PullResult {
+            status,
+            next_offset: p.next_begin_offset.max(0) as u64,
+            min_offset: p.min_offset.max(0) as u64,
+            max_offset: p.max_offset.max(0) as u64,
+            msgs,
+        })
+    }
+
+    fn query_consumer_offset(&self, req: &QueryConsumerOffsetRequest) -> Option<u64> {
+        let r = self
+            .quick(self.offset_req(request::QUERY_CONSUMER_OFFSET, &req.group, &req.mq))
+            .ok()?;
+        if r.code != response::SUCCESS {
+            return None;
+        }
+        r.ext_fields
+            .i64_opt("offset")
+            .ok()
+            .flatten()
+            .map(|o| o.max(0) as u64)
+    }
+
+    fn update_consumer_offset(&self, req: &UpdateConsumerOffsetRequest) {
+        let _ = self.quick(
+            self.offset_req(request::UPDATE_CONSUMER_OFFSET, &req.group, &req.mq)
+                .with_field("commitOffset", req.offset),
+        );
+    }
+
+    fn heartbeat(&self, req: &HeartbeatRequest, _channel: Arc<dyn ClientChannel>) -> Result<()> {
+        let body = HeartbeatData {
+            client_id: req.client_id.clone(),
+            producer_groups: req.producer_groups.clone(),
+            consumers: req
+                .consumers
+                .iter()
+                .map(|c| ConsumerData {
+                    group_name: c.group.clone(),
+                    consume_type: 1,
+                    message_model: 1,
+                    consume_from_where: 0,
+                    subscriptions: c
+                        .subscriptions
+                        .iter()
+                        .map(|s| Subscription {
+                            topic: s.topic.clone(),
+                            sub_string: s.expression.clone(),
+                            expression_type: "TAG".into(),
+                            ..Subscription::default()
+                        })
+                        .collect(),
+                    unit_mode: false,
+                })
+                .collect(),
+        };
+        let r =
+            self.quick(RemotingCommand::request(request::HEART_BEAT, 0).with_body(body.encode()))?;
+        if r.code == response::SUCCESS {
+            Ok(())
+        } else {
+            Err(wire(format!("heartbeat: {}", r.remark.unwrap_or_default())))
+        }
+    }
+
+    fn unregister_client(&self, req: &UnregisterClientRequest) {
+        let mut cmd = RemotingCommand::request(request::UNREGISTER_CLIENT, 0)
+            .with_field("clientID", &req.client_id);
+        if let Some(g) = &req.producer_group {
+            cmd = cmd.with_field("producerGroup", g);
+        }
+        if let Some(g) = &req.consumer_group {
+            cmd = cmd.with_field("consumerGroup", g);
+        }
+        let _ = self.quick(cmd);
+    }
+
+    fn get_consumer_list(&self, group: &str) -> Vec<String> {
+        self.quick(
+            RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP, 0)
+                .with_field("consumerGroup", group),
+        )
+        .ok()
+        .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+        .and_then(|v| {
+            v["consumerIdList"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+    }
+
+    fn lock_batch_mq(&self, req: &LockBatchRequest) -> BTreeSet<MessageQueue> {
+        let r = self.quick(
+            RemotingCommand::request(request::LOCK_BATCH_MQ, 0).with_body(Self::lock_body(req)),
+        );
+        r.ok()
+            .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+            .map(|v| {
+                v["lockOKMQSet"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| {
+                        Some(MessageQueue::new(
+                            e["topic"].as_str()?,
+                            e["queueId"].as_u64()? as u32,
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn unlock_batch_mq(&self, req: &LockBatchRequest) {
+        let _ = self.quick(
+            RemotingCommand::request(request::UNLOCK_BATCH_MQ, 0).with_body(Self::lock_body(req)),
+        );
+    }
+
+    fn end_transaction(&self, _req: &EndTransactionRequest) -> Result<Option<PutResult>> {
+        Err(wire("END_TRANSACTION is not served on the wire yet"))
+    }
+
+    fn consumer_send_msg_back(&self, req: &ConsumerSendMsgBackRequest) -> PutResult {
+        let cmd = RemotingCommand::request(request::CONSUMER_SEND_MSG_BACK, 0)
+            .with_field("offset", req.msg.phys_offset)
+            .with_field("group", &req.group)
+            .with_field("delayLevel", 0)
+            .with_field("originTopic", &req.msg.topic)
+            .with_field("maxReconsumeTimes", req.max_reconsume_times);
+        Self::put_result(self.quick(cmd))
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        clock::system()
+    }
+
+    fn local_files(&self) -> LocalFiles {
+        LocalFiles {
+            env: Arc::new(PwriteEnv::new()),
+            dir: self.files.clone(),
+        }
+    }
+}
