@@ -4,10 +4,10 @@
 //! connections as callers in flight, so a held pull never delays a send.
 //!
 //! Differences from the in-process broker, on purpose or not yet:
-//! - nothing is pushed to the client (check-backs, membership changes):
-//!   the channel given at heartbeat is not used; consumers rebalance on
-//!   their own timer;
-//! - END_TRANSACTION is not served on the wire yet (an error);
+//! - requests the broker pushes (check-backs, membership changes) are not
+//!   dispatched yet: the channel given at heartbeat is not used, so
+//!   consumers rebalance on their own timer and a transactional producer
+//!   on this transport is not asked about its half messages;
 //! - a pull's `cancel` flag is not seen while the broker holds the pull
 //!   (it returns within its suspend time).
 
@@ -450,8 +450,29 @@ impl BrokerApi for TcpBroker {
         );
     }
 
-    fn end_transaction(&self, _req: &EndTransactionRequest) -> Result<Option<PutResult>> {
-        Err(wire("END_TRANSACTION is not served on the wire yet"))
+    fn end_transaction(&self, req: &EndTransactionRequest) -> Result<Option<PutResult>> {
+        use mqlab_broker::types::LocalTransactionState as S;
+        let kind = match req.state {
+            S::CommitMessage => 8,
+            S::RollbackMessage => 12,
+            S::Unknown => 0,
+        };
+        // Sent as a request, not one-way, so a failure is seen.
+        let r = self.quick(
+            RemotingCommand::request(request::END_TRANSACTION, 0)
+                .with_field("producerGroup", &req.producer_group)
+                .with_field("commitLogOffset", req.commit_log_offset)
+                .with_field("commitOrRollback", kind)
+                .with_field("fromTransactionCheck", req.from_transaction_check),
+        )?;
+        if r.code == response::SUCCESS {
+            Ok(None)
+        } else {
+            Err(wire(format!(
+                "end transaction: {}",
+                r.remark.unwrap_or_default()
+            )))
+        }
     }
 
     fn consumer_send_msg_back(&self, req: &ConsumerSendMsgBackRequest) -> PutResult {

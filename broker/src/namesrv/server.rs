@@ -3,7 +3,6 @@
 //! server; anything else is REQUEST_CODE_NOT_SUPPORTED. Brokers silent for
 //! [`super::BROKER_EXPIRED_MS`] are dropped by a sweep every 10 s.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +12,7 @@ use mqlab_protocol::headers::VERSION_V4_9_4;
 use mqlab_protocol::{ExtFields, RemotingCommand};
 
 use super::{Registration, RouteTable};
-use crate::remoting::{Handler, RemotingServer, ServerConfig};
+use crate::remoting::{Conn, Handler, RemotingServer, ServerConfig};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -130,7 +129,7 @@ impl NameServer {
 }
 
 impl Handler for NameServer {
-    fn handle(&self, req: RemotingCommand, _peer: SocketAddr) -> Option<RemotingCommand> {
+    fn handle(&self, req: RemotingCommand, _conn: &Conn) -> Option<RemotingCommand> {
         let result = match req.code {
             request::REGISTER_BROKER => self.register_request(&req),
             request::UNREGISTER_BROKER => match req.ext_fields.str_req("brokerAddr") {

@@ -29,7 +29,7 @@ use mqlab_protocol::headers::{
 };
 use mqlab_protocol::{ExtFields, ProtocolError, RemotingCommand};
 
-use super::Handler;
+use super::{Conn, Handler};
 use crate::types::{
     ConsumerData, HeartbeatRequest, MessageQueue, PullRequest, PullStatus, UnregisterClientRequest,
 };
@@ -40,11 +40,46 @@ const MAX_PULL_MSGS: i32 = 256;
 /// Longest hold of a long-polling pull, ms.
 const MAX_SUSPEND_MS: i64 = 30_000;
 
-/// The channel of a client on the wire: nothing is pushed to it yet.
-#[derive(Debug)]
-struct NoPush;
+/// A client on the wire as the broker's [`ClientChannel`]: membership
+/// changes and transaction check-backs are pushed on the connection the
+/// client's heartbeat came on, as one-way requests (RocketMQ does the
+/// same).
+struct WireChannel {
+    conn: Conn,
+    store: Arc<mqlab_engine::Store>,
+    store_host: SocketAddr,
+}
 
-impl ClientChannel for NoPush {}
+impl ClientChannel for WireChannel {
+    fn notify_consumer_ids_changed(&self, group: &str) {
+        self.conn.push(
+            RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED, 0)
+                .with_field("consumerGroup", group),
+        );
+    }
+
+    fn check_transaction_state(&self, req: crate::types::CheckTransactionStateRequest) {
+        let m = &req.msg;
+        let Ok(body) = self.store.record_bytes(m.phys_offset) else {
+            return; // the half message is gone: nothing to ask
+        };
+        let uniq = m
+            .properties
+            .get(mqlab_engine::message::PROPERTY_UNIQ_KEY)
+            .cloned()
+            .unwrap_or_default();
+        self.conn.push(
+            RemotingCommand::request(request::CHECK_TRANSACTION_STATE, 0)
+                .with_field("producerGroup", &req.producer_group)
+                .with_field("tranStateTableOffset", m.queue_offset)
+                .with_field("commitLogOffset", m.phys_offset)
+                .with_field("msgId", &uniq)
+                .with_field("transactionId", &uniq)
+                .with_field("offsetMsgId", offset_msg_id(self.store_host, m.phys_offset))
+                .with_body(body),
+        );
+    }
+}
 
 fn ok(req: &RemotingCommand) -> RemotingCommand {
     RemotingCommand::response_to(req, response::SUCCESS, None)
@@ -220,7 +255,15 @@ impl BrokerHandler {
             reconsume_times: h.reconsume_times,
             ..Message::new(h.topic.clone(), Vec::new())
         };
-        let r = self.broker.put(&msg);
+        let half = msg
+            .properties
+            .get(crate::txn::PROPERTY_TRANSACTION_PREPARED)
+            .is_some_and(|v| v == "true");
+        let r = if half {
+            self.broker.prepare_transaction(&msg)
+        } else {
+            self.broker.put(&msg)
+        };
         let code = match r.status {
             PutStatus::PutOk => response::SUCCESS,
             PutStatus::FlushDiskTimeout => response::FLUSH_DISK_TIMEOUT,
@@ -243,7 +286,7 @@ impl BrokerHandler {
 }
 
 impl BrokerHandler {
-    fn heartbeat(&self, req: &RemotingCommand) -> RemotingCommand {
+    fn heartbeat(&self, req: &RemotingCommand, conn: &Conn) -> RemotingCommand {
         let h = match HeartbeatData::decode(&req.body) {
             Ok(h) => h,
             Err(e) => return field_error(req, e),
@@ -278,7 +321,12 @@ impl BrokerHandler {
                 }
             }
         }
-        match self.broker.heartbeat(&hb, Arc::new(NoPush)) {
+        let channel = Arc::new(WireChannel {
+            conn: conn.clone(),
+            store: self.broker.store().clone(),
+            store_host: self.store_host,
+        });
+        match self.broker.heartbeat(&hb, channel) {
             Ok(()) => ok(req),
             Err(e) => {
                 RemotingCommand::response_to(req, response::SYSTEM_ERROR, Some(e.to_string()))
@@ -623,8 +671,60 @@ impl BrokerHandler {
     }
 }
 
+impl BrokerHandler {
+    /// END_TRANSACTION: commitOrRollback 8 commits, 12 rolls back, 0
+    /// leaves it unknown (checked again later).
+    fn end_transaction(&self, req: &RemotingCommand) -> RemotingCommand {
+        let f = &req.ext_fields;
+        let parsed = (|| -> Result<_, ProtocolError> {
+            Ok((
+                f.str_req("producerGroup")?.to_string(),
+                f.i64_req("commitLogOffset")?,
+                f.i64_req("commitOrRollback")?,
+                f.bool_or_false("fromTransactionCheck")?,
+            ))
+        })();
+        let (group, offset, kind, from_check) = match parsed {
+            Ok(p) => p,
+            Err(e) => return field_error(req, e),
+        };
+        let state = match kind {
+            8 => crate::types::LocalTransactionState::CommitMessage,
+            12 => crate::types::LocalTransactionState::RollbackMessage,
+            0 => crate::types::LocalTransactionState::Unknown,
+            other => {
+                return RemotingCommand::response_to(
+                    req,
+                    response::SYSTEM_ERROR,
+                    Some(format!("commitOrRollback {other}: expected 8, 12 or 0")),
+                )
+            }
+        };
+        let Ok(offset) = u64::try_from(offset) else {
+            return RemotingCommand::response_to(
+                req,
+                response::SYSTEM_ERROR,
+                Some("commitLogOffset is negative".into()),
+            );
+        };
+        let end = crate::types::EndTransactionRequest {
+            producer_group: group,
+            commit_log_offset: offset,
+            state,
+            from_transaction_check: from_check,
+        };
+        match self.broker.end_transaction(&end) {
+            Ok(_) => ok(req),
+            Err(e) => {
+                RemotingCommand::response_to(req, response::SYSTEM_ERROR, Some(e.to_string()))
+            }
+        }
+    }
+}
+
 impl Handler for BrokerHandler {
-    fn handle(&self, req: RemotingCommand, peer: SocketAddr) -> Option<RemotingCommand> {
+    fn handle(&self, req: RemotingCommand, conn: &Conn) -> Option<RemotingCommand> {
+        let peer = conn.peer();
         if let Some(acl) = &self.acl {
             if let Err(why) = acl.check(&req) {
                 return Some(RemotingCommand::response_to(
@@ -636,7 +736,8 @@ impl Handler for BrokerHandler {
         }
         Some(match req.code {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 => self.send(&req, peer),
-            request::HEART_BEAT => self.heartbeat(&req),
+            request::HEART_BEAT => self.heartbeat(&req, conn),
+            request::END_TRANSACTION => self.end_transaction(&req),
             request::UNREGISTER_CLIENT => self.unregister(&req),
             request::GET_CONSUMER_LIST_BY_GROUP => self.consumer_list(&req),
             request::PULL_MESSAGE => self.pull(&req),

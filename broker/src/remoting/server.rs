@@ -16,8 +16,44 @@ use tokio::sync::watch;
 /// may block (a put waiting for its flush, a held pull).
 pub trait Handler: Send + Sync + 'static {
     /// Answers `req` (None for one-way requests and anything that must
-    /// not be answered).
-    fn handle(&self, req: RemotingCommand, peer: SocketAddr) -> Option<RemotingCommand>;
+    /// not be answered). `conn` is the connection it came on: its peer,
+    /// and a way to send the client requests of the server's own.
+    fn handle(&self, req: RemotingCommand, conn: &Conn) -> Option<RemotingCommand>;
+}
+
+/// One client connection, as handlers see it: who it is, and a bounded
+/// way to push requests to it (one-way: NOTIFY_CONSUMER_IDS_CHANGED,
+/// CHECK_TRANSACTION_STATE). Cheap to clone; pushes to a closed or
+/// backed-up connection are dropped (the client asks again or rebalances
+/// on its timer).
+#[derive(Debug, Clone)]
+pub struct Conn {
+    peer: SocketAddr,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    opaque: Arc<std::sync::atomic::AtomicI32>,
+}
+
+impl Conn {
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Sends `cmd` to the client as a one-way request (a fresh opaque is
+    /// set); false when it could not be queued.
+    pub fn push(&self, mut cmd: RemotingCommand) -> bool {
+        cmd.opaque = self.opaque.fetch_add(1, Ordering::Relaxed);
+        cmd.flag |= mqlab_protocol::FLAG_ONEWAY;
+        match encode_frame(&cmd) {
+            Ok(bytes) => self.tx.try_send(bytes).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
 }
 
 /// Server limits and address.
@@ -210,6 +246,11 @@ async fn serve(
         Ok(())
     });
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
+    let conn = Conn {
+        peer,
+        tx: tx.clone(),
+        opaque: Arc::new(std::sync::atomic::AtomicI32::new(1 << 30)),
+    };
     let idle = Duration::from_millis(cfg.idle_timeout_ms.max(1));
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 64 * 1024];
@@ -227,10 +268,10 @@ async fn serve(
                     let Ok(slot) = slots.clone().acquire_owned().await else {
                         break;
                     };
-                    let (handler, tx) = (handler.clone(), tx.clone());
+                    let (handler, tx, conn) = (handler.clone(), tx.clone(), conn.clone());
                     tokio::task::spawn_blocking(move || {
                         let oneway = req.is_oneway();
-                        if let (Some(resp), false) = (handler.handle(req, peer), oneway) {
+                        if let (Some(resp), false) = (handler.handle(req, &conn), oneway) {
                             let _ = tx.blocking_send(encode_answer(&resp));
                         }
                         drop(slot);
@@ -265,6 +306,7 @@ async fn serve(
     }
     // The peer finished sending: answer what is in flight, then close.
     drop(tx);
+    drop(conn);
     match writer.await {
         Ok(Err(e)) => Err(e),
         _ => Ok(()),
@@ -295,7 +337,7 @@ mod tests {
     struct Gate(AtomicBool);
 
     impl Handler for Gate {
-        fn handle(&self, req: RemotingCommand, _peer: SocketAddr) -> Option<RemotingCommand> {
+        fn handle(&self, req: RemotingCommand, _conn: &Conn) -> Option<RemotingCommand> {
             if req.code == 1 {
                 let t = std::time::Instant::now();
                 while !self.0.load(Ordering::Acquire) && t.elapsed() < Duration::from_secs(5) {

@@ -16,14 +16,18 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// Sends raw bytes and reads one answer frame.
+/// Sends raw bytes and reads one answer frame (requests the broker pushes
+/// meanwhile are skipped).
 pub fn roundtrip(s: &mut TcpStream, bytes: &[u8]) -> RemotingCommand {
     s.write_all(bytes).unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some((cmd, _)) = decode_frame(&buf, &Limits::default()).unwrap() {
-            return cmd;
+        while let Some((cmd, used)) = decode_frame(&buf, &Limits::default()).unwrap() {
+            buf.drain(..used);
+            if cmd.is_response() {
+                return cmd;
+            }
         }
         let n = s.read(&mut chunk).unwrap();
         assert!(n > 0, "connection closed before an answer");
