@@ -77,7 +77,6 @@ pub struct Node {
     broker: Option<Arc<Broker>>,
     server: Option<RemotingServer>,
     namesrv: Option<RemotingServer>,
-    namesrv_addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
     registrar: Option<JoinHandle<()>>,
     addr: SocketAddr,
@@ -163,10 +162,6 @@ impl Node {
             }
             None => (None, None),
         };
-        let mut namesrv_addrs = cfg.namesrv.clone();
-        if let Some(s) = &namesrv {
-            namesrv_addrs.push(s.local_addr());
-        }
         let stop = Arc::new(AtomicBool::new(false));
         let registrar = {
             let (cfg, broker, stop, remote) = (
@@ -215,7 +210,6 @@ impl Node {
             broker: Some(broker),
             server: Some(server),
             namesrv,
-            namesrv_addrs,
             stop,
             registrar: Some(registrar),
             addr,
@@ -233,11 +227,6 @@ impl Node {
     /// The embedded name server's address, if one runs.
     pub fn embedded_namesrv(&self) -> Option<SocketAddr> {
         self.namesrv.as_ref().map(|s| s.local_addr())
-    }
-
-    /// Every name server the node registers with.
-    pub fn namesrv_addrs(&self) -> &[SocketAddr] {
-        &self.namesrv_addrs
     }
 
     /// What was served on the wire so far.

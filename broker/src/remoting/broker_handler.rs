@@ -221,6 +221,10 @@ impl BrokerHandler {
                 format!("queueId {} is negative", h.queue_id),
             );
         };
+        let properties = match decode_properties(h.properties.as_bytes()) {
+            Ok(p) => p,
+            Err(e) => return refuse(response::MESSAGE_ILLEGAL, format!("properties: {e}")),
+        };
         // autoCreateTopicEnable: an unknown topic is created with the
         // queue count the producer proposes (defaultTopicQueueNums).
         let queues = match self.broker.topic_queues(&h.topic) {
@@ -239,10 +243,6 @@ impl BrokerHandler {
                 format!("queueId {queue_id} is past the topic's {queues} queues"),
             );
         }
-        let properties = match decode_properties(h.properties.as_bytes()) {
-            Ok(p) => p,
-            Err(e) => return refuse(response::MESSAGE_ILLEGAL, format!("properties: {e}")),
-        };
         let msg = Message {
             topic: h.topic.clone(),
             queue_id,

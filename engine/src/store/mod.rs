@@ -385,24 +385,15 @@ impl Store {
     /// the store is poisoned: a failed dispatcher never gets there).
     pub fn wait_dispatched(&self, phys_offset: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let (m, cv) = &self.inner.dispatch_signal;
-        let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
+        self.wait_signal(deadline, || {
             if self.dispatched_offset() >= phys_offset {
-                return true;
+                Some(true)
+            } else if self.inner.log.poisoned().is_some() {
+                Some(false)
+            } else {
+                None
             }
-            if self.inner.log.poisoned().is_some() {
-                return false;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            g = cv
-                .wait_timeout(g, (deadline - now).min(Duration::from_millis(10)))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        })
     }
 
     /// Long-polling hook: waits until the consume queue of (`topic`,
@@ -424,11 +415,18 @@ impl Store {
                 .get(topic, queue_id)
                 .is_some_and(|cq| cq.max_offset() > queue_offset)
         };
+        self.wait_signal(deadline, || has().then_some(true))
+    }
+
+    /// Waits on the dispatcher's signal (woken after every round, and
+    /// every 10 ms at the latest) until `done` has an answer or `deadline`
+    /// passes (false).
+    fn wait_signal(&self, deadline: Instant, done: impl Fn() -> Option<bool>) -> bool {
         let (m, cv) = &self.inner.dispatch_signal;
         let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if has() {
-                return true;
+            if let Some(answer) = done() {
+                return answer;
             }
             let now = Instant::now();
             if now >= deadline {
