@@ -7,10 +7,11 @@
 //! and sets `MQLAB_INTEROP_PYTHON` to that interpreter; without the
 //! variable these tests say so and do nothing.
 
-use std::io::Read;
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mqlab_broker::node::{Node, NodeConfig};
@@ -142,40 +143,9 @@ fn routed(ns: SocketAddr, topic: &str) -> bool {
 fn run_client(python: &str, dir: &Path, script: &str, namesrv: SocketAddr, n: usize) -> String {
     let path = dir.join("client.py");
     std::fs::write(&path, script).unwrap();
-    let mut child = Command::new(python)
-        .arg(&path)
-        .arg(namesrv.to_string())
-        .arg(n.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {python}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(150);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the C++ client did not finish within 150 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(status.success(), "client failed: {status}\n{out}\n{err}");
-    out
+    let mut cmd = Command::new(python);
+    cmd.arg(&path).arg(namesrv.to_string()).arg(n.to_string());
+    common::run_client(cmd, "the C++ client", 150)
 }
 
 fn python() -> Option<String> {

@@ -7,9 +7,10 @@
 //! creates and sets `MQLAB_INTEROP_NODE_MODULES` to its node_modules;
 //! without the variable this test says so and does nothing.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
 
 use mqlab_broker::node::{Node, NodeConfig};
 use mqlab_engine::{FlushKind, StoreConfig};
@@ -37,40 +38,12 @@ fn ali_ons_sends_and_consumes() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/ali-ons-send-consume.js"
     );
-    let mut child = Command::new("node")
-        .arg(script)
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
         .arg(node.embedded_namesrv().unwrap().to_string())
         .arg(n.to_string())
-        .env("NODE_PATH", &modules)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running node");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the Node client did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(status.success(), "client failed: {status}\n{out}\n{err}");
+        .env("NODE_PATH", &modules);
+    let out = common::run_client(cmd, "the Node client", 120);
     let sent = out
         .lines()
         .filter(|l| l.starts_with("sent ") && l.contains("SEND_OK"))

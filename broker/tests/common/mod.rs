@@ -34,3 +34,40 @@ pub fn roundtrip(s: &mut TcpStream, bytes: &[u8]) -> RemotingCommand {
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// Runs a real client to completion, bounded by `secs` (killed and failed
+/// past it), and returns its stdout; a non-zero exit fails the test with
+/// both outputs. The outputs are drained while it runs, so a chatty client
+/// cannot block on a full pipe.
+pub fn run_client(mut cmd: std::process::Command, what: &str, secs: u64) -> String {
+    use std::process::Stdio;
+    use std::time::Instant;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(status.success(), "{what} failed: {status}\n{out}\n{err}");
+    out
+}
