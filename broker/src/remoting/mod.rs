@@ -14,4 +14,4 @@ mod server;
 
 pub use broker_handler::{offset_msg_id, BrokerHandler, WireStats};
 pub use call::call;
-pub use server::{Conn, Handler, RemotingServer, ServerConfig};
+pub use server::{Conn, Handler, RemotingServer, Reply, ServerConfig};

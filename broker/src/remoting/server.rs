@@ -13,13 +13,62 @@ use tokio::sync::watch;
 
 /// What serves the requests. Called on the runtime's blocking pool, one
 /// call per request, several at once (also for one connection): a handler
-/// may block (a put waiting for its flush, a held pull).
+/// may block (a held pull), or answer later through [`Reply`] so that no
+/// thread waits (a put waiting for its flush).
 pub trait Handler: Send + Sync + 'static {
     /// Answers `req` (None for one-way requests and anything that must
     /// not be answered). `conn` is the connection it came on: its peer,
     /// and a way to send the client requests of the server's own.
     fn handle(&self, req: RemotingCommand, conn: &Conn) -> Option<RemotingCommand>;
+
+    /// Answers `req` through `reply`, now or later from any thread (an
+    /// engine completion): the request counts as in flight on its
+    /// connection until `reply` is used or dropped. By default calls
+    /// [`Handler::handle`] and replies at once.
+    fn handle_async(&self, req: RemotingCommand, conn: &Conn, reply: Reply) {
+        if let Some(resp) = self.handle(req, conn) {
+            reply.send(&resp);
+        }
+    }
 }
+
+/// The way back for one request's answer, usable from any thread, once.
+/// Holds the request's in-flight slot on its connection until it is sent
+/// or dropped (dropped unanswered: the client times out, as with a
+/// one-way request). Never blocks: answers queue on the connection's
+/// writer, bounded by the connection's in-flight slots.
+#[derive(Debug)]
+pub struct Reply {
+    tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
+    oneway: bool,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Reply {
+    /// Sends `resp` (nothing for a one-way request); false when the
+    /// connection is gone.
+    pub fn send(self, resp: &RemotingCommand) -> bool {
+        if self.oneway {
+            return true;
+        }
+        let bytes = encode_answer(resp);
+        // (An empty frame is the writer's end marker; encode_answer
+        // never gives one for a real answer.)
+        !bytes.is_empty() && self.tx.send(Outgoing { bytes, push: false }).is_ok()
+    }
+}
+
+/// A frame queued for a connection's writer.
+#[derive(Debug)]
+struct Outgoing {
+    bytes: Vec<u8>,
+    /// A push of the server's own (counted against [`MAX_QUEUED_PUSHES`]).
+    push: bool,
+}
+
+/// Most pushes queued on one connection; more are dropped (the client
+/// asks again or rebalances on its timer).
+const MAX_QUEUED_PUSHES: usize = 256;
 
 /// One client connection, as handlers see it: who it is, and a bounded
 /// way to push requests to it (one-way: NOTIFY_CONSUMER_IDS_CHANGED,
@@ -29,7 +78,8 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct Conn {
     peer: SocketAddr,
-    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
+    queued_pushes: Arc<AtomicUsize>,
     opaque: Arc<std::sync::atomic::AtomicI32>,
 }
 
@@ -44,10 +94,18 @@ impl Conn {
     pub fn push(&self, mut cmd: RemotingCommand) -> bool {
         cmd.opaque = self.opaque.fetch_add(1, Ordering::Relaxed);
         cmd.flag |= mqlab_protocol::FLAG_ONEWAY;
-        match encode_frame(&cmd) {
-            Ok(bytes) => self.tx.try_send(bytes).is_ok(),
-            Err(_) => false,
+        let Ok(bytes) = encode_frame(&cmd) else {
+            return false;
+        };
+        if self.queued_pushes.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED_PUSHES {
+            self.queued_pushes.fetch_sub(1, Ordering::AcqRel);
+            return false;
         }
+        let sent = self.tx.send(Outgoing { bytes, push: true }).is_ok();
+        if !sent {
+            self.queued_pushes.fetch_sub(1, Ordering::AcqRel);
+        }
+        sent
     }
 
     /// Whether the connection is gone.
@@ -222,6 +280,9 @@ async fn accept_loop(
 /// connection is not read until one finishes (back-pressure on the peer).
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
 
+/// Longest a closing connection waits for its in-flight answers.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One connection. Requests run on the runtime's blocking pool, so a put
 /// waiting for its flush or a held pull never stalls other requests, on
 /// this connection or another; answers go out as they finish, matched by
@@ -236,10 +297,20 @@ async fn serve(
 ) -> Result<(), String> {
     let _ = sock.set_nodelay(true);
     let (mut rd, mut wr) = sock.into_split();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
+    // Unbounded, yet bounded: answers by the in-flight slots, pushes by
+    // `queued_pushes`. A completion on an engine thread never blocks here.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outgoing>();
+    let queued_pushes = Arc::new(AtomicUsize::new(0));
+    let writer_pushes = queued_pushes.clone();
     let writer = tokio::spawn(async move {
-        while let Some(bytes) = rx.recv().await {
-            if let Err(e) = wr.write_all(&bytes).await {
+        while let Some(out) = rx.recv().await {
+            if out.bytes.is_empty() {
+                break; // the connection is done
+            }
+            if out.push {
+                writer_pushes.fetch_sub(1, Ordering::AcqRel);
+            }
+            if let Err(e) = wr.write_all(&out.bytes).await {
                 return Err(format!("write: {e}"));
             }
         }
@@ -249,6 +320,7 @@ async fn serve(
     let conn = Conn {
         peer,
         tx: tx.clone(),
+        queued_pushes,
         opaque: Arc::new(std::sync::atomic::AtomicI32::new(1 << 30)),
     };
     let idle = Duration::from_millis(cfg.idle_timeout_ms.max(1));
@@ -270,11 +342,12 @@ async fn serve(
                     };
                     let (handler, tx, conn) = (handler.clone(), tx.clone(), conn.clone());
                     tokio::task::spawn_blocking(move || {
-                        let oneway = req.is_oneway();
-                        if let (Some(resp), false) = (handler.handle(req, &conn), oneway) {
-                            let _ = tx.blocking_send(encode_answer(&resp));
-                        }
-                        drop(slot);
+                        let reply = Reply {
+                            tx,
+                            oneway: req.is_oneway(),
+                            _slot: slot,
+                        };
+                        handler.handle_async(req, &conn, reply);
                     });
                 }
                 Ok(None) => break,
@@ -304,7 +377,16 @@ async fn serve(
         writer.abort();
         return result;
     }
-    // The peer finished sending: answer what is in flight, then close.
+    // The peer finished sending (or the server stops): answer what is in
+    // flight, then close. Clones of `conn` kept for pushes (a consumer's
+    // channel) must not keep the connection open: once every slot is
+    // back, an empty frame tells the writer to finish.
+    let all = MAX_IN_FLIGHT_PER_CONNECTION as u32;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all)).await;
+    let _ = tx.send(Outgoing {
+        bytes: Vec::new(),
+        push: false,
+    });
     drop(tx);
     drop(conn);
     match writer.await {
@@ -382,6 +464,57 @@ mod tests {
         }
         // The second request was answered while the first still waited.
         assert_eq!(order, vec![200, 100]);
+        server.shutdown();
+    }
+
+    /// Answers every request later, from a thread of its own (as an
+    /// engine completion does), and keeps each connection's `Conn`.
+    struct Later(std::sync::Mutex<Vec<Conn>>);
+
+    impl Handler for Later {
+        fn handle(&self, _req: RemotingCommand, _conn: &Conn) -> Option<RemotingCommand> {
+            unreachable!("handle_async is overridden")
+        }
+        fn handle_async(&self, req: RemotingCommand, conn: &Conn, reply: Reply) {
+            self.0.lock().unwrap().push(conn.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                reply.send(&RemotingCommand::response_to(&req, response::SUCCESS, None));
+            });
+        }
+    }
+
+    #[test]
+    fn answers_sent_later_from_other_threads_all_arrive_and_the_connection_then_closes() {
+        let server = RemotingServer::start(
+            ServerConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..ServerConfig::default()
+            },
+            Arc::new(Later(std::sync::Mutex::new(Vec::new()))),
+        )
+        .unwrap();
+        let mut s = std::net::TcpStream::connect(server.local_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let n = 300;
+        let mut frames = Vec::new();
+        for opaque in 0..n {
+            frames.extend(encode_frame(&RemotingCommand::request(7, opaque)).unwrap());
+        }
+        s.write_all(&frames).unwrap();
+        // The client is done sending; the server must still answer all.
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap(); // ends: the server closed
+        let mut seen = std::collections::BTreeSet::new();
+        let mut rest = &buf[..];
+        while let Some((cmd, used)) = decode_frame(rest, &Limits::default()).unwrap() {
+            assert!(cmd.is_response());
+            seen.insert(cmd.opaque);
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty(), "{} stray bytes", rest.len());
+        assert_eq!(seen, (0..n).collect());
         server.shutdown();
     }
 }
