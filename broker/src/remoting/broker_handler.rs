@@ -29,6 +29,7 @@ use mqlab_protocol::headers::{
 };
 use mqlab_protocol::{ExtFields, ProtocolError, RemotingCommand};
 
+pub use super::stats::WireStats;
 use super::{Conn, Handler};
 use crate::types::{
     ConsumerData, HeartbeatRequest, MessageQueue, PullRequest, PullStatus, UnregisterClientRequest,
@@ -124,18 +125,6 @@ pub struct BrokerHandler {
     max_pending: usize,
     stats: Arc<WireStats>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
-}
-
-/// Counters of what the broker served on the wire (for the status line
-/// and metrics).
-#[derive(Debug, Default)]
-pub struct WireStats {
-    /// Sends stored (SUCCESS).
-    pub sends_ok: std::sync::atomic::AtomicU64,
-    /// Sends refused or failed.
-    pub sends_failed: std::sync::atomic::AtomicU64,
-    /// Messages returned by pulls.
-    pub pulled: std::sync::atomic::AtomicU64,
 }
 
 impl BrokerHandler {

@@ -11,7 +11,9 @@
 mod broker_handler;
 mod call;
 mod server;
+mod stats;
 
 pub use broker_handler::{offset_msg_id, BrokerHandler, WireStats};
 pub use call::call;
 pub use server::{Conn, Handler, RemotingServer, Reply, ServerConfig};
+pub use stats::{LatencyHistogram, LatencySnapshot, LATENCY_BOUNDS_US};
