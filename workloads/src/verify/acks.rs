@@ -34,6 +34,29 @@ pub struct AckLine {
 /// by a kill: it is skipped and reported in the notes. Any other bad line is
 /// an error.
 pub fn parse_ack_log(text: &str) -> Result<(Vec<AckLine>, Vec<String>)> {
+    parse_records(text, ACK_LOG_HEADER, |n, r| {
+        let [topic, qid, qoff, phys, key] = r else {
+            return None;
+        };
+        Some(AckLine {
+            line: n,
+            topic: topic.to_string(),
+            queue_id: qid.parse().ok()?,
+            queue_offset: qoff.parse().ok()?,
+            phys: phys.parse().ok()?,
+            key: key.to_string(),
+        })
+    })
+}
+
+/// The records of a CSV ack log whose first line is `header`, each
+/// parsed by `parse` (line number, fields), with the rules of
+/// [`parse_ack_log`].
+pub(super) fn parse_records<T>(
+    text: &str,
+    header: &str,
+    parse: impl Fn(usize, &[&str]) -> Option<T>,
+) -> Result<(Vec<T>, Vec<String>)> {
     let mut out = Vec::new();
     let mut notes = Vec::new();
     let complete = text.ends_with('\n');
@@ -46,10 +69,11 @@ pub fn parse_ack_log(text: &str) -> Result<(Vec<AckLine>, Vec<String>)> {
         .context("ack log: not CSV")?;
     for (i, r) in records.iter().enumerate() {
         let n = r.position().map_or(i as u64 + 1, |p| p.line()) as usize;
-        let l = r.iter().collect::<Vec<_>>().join(",");
+        let fields: Vec<&str> = r.iter().collect();
+        let l = fields.join(",");
         if i == 0 {
-            if l.trim() != ACK_LOG_HEADER {
-                anyhow::bail!("ack log line 1: expected the header {ACK_LOG_HEADER:?}, got {l:?}");
+            if l.trim() != header {
+                anyhow::bail!("ack log line 1: expected the header {header:?}, got {l:?}");
             }
             continue;
         }
@@ -64,20 +88,7 @@ pub fn parse_ack_log(text: &str) -> Result<(Vec<AckLine>, Vec<String>)> {
             ));
             continue;
         }
-        let parsed = (|| -> Option<AckLine> {
-            if r.len() != 5 {
-                return None;
-            }
-            Some(AckLine {
-                line: n,
-                topic: r[0].to_string(),
-                queue_id: r[1].parse().ok()?,
-                queue_offset: r[2].parse().ok()?,
-                phys: r[3].parse().ok()?,
-                key: r[4].to_string(),
-            })
-        })();
-        match parsed {
+        match parse(n, &fields) {
             Some(a) => out.push(a),
             None => anyhow::bail!("ack log line {n}: cannot parse {l:?}"),
         }
@@ -156,7 +167,7 @@ fn mismatch(a: &AckLine, m: &StoredMessage) -> Option<String> {
     ))
 }
 
-fn example(c: &mut AckCheck, s: String) {
+pub(super) fn example(c: &mut AckCheck, s: String) {
     if c.examples.len() < MAX_EXAMPLES {
         c.examples.push(s);
     }

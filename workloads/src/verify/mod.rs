@@ -11,7 +11,9 @@
 //! 2. the recovered store's own CRC-checked scan from its first offset;
 //! 3. with `--acked`, every ack-log line: a valid record at that physical
 //!    offset with that topic, queue id, queue offset and key, reachable
-//!    through its consume queue and (with a key) through the index.
+//!    through its consume queue and (with a key) through the index. An ack
+//!    log written from what a wire client was told (message id and queue
+//!    offset, see `client_acks`) is first resolved to those records.
 //!
 //! Exit status 0 only when nothing acknowledged is missing and nothing is
 //! corrupt.
@@ -24,11 +26,13 @@ use mqlab_engine::RecoveryReport;
 use serde::Serialize;
 
 mod acks;
+mod client_acks;
 
 use crate::inspect::{open_read_only, raw_scan_with, Phases};
 use crate::util::thousands;
 use acks::ack_findings;
 pub use acks::{check_each, parse_ack_log, AckCheck, AckJoin, AckLine};
+pub use client_acks::{ClientAck, CLIENT_ACK_LOG_HEADER};
 
 /// verify's report.
 #[derive(Debug, Serialize)]
@@ -175,12 +179,26 @@ pub fn verify_with(
     } else if let Some(p) = store.poisoned() {
         corruption.push(format!("the recovered store failed: {p}"));
     }
+    let mut unresolved = Vec::new();
     let acks = match acked {
         Some(path) => {
             phases.phase("reading the ack log");
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the ack log {}", path.display()))?;
-            let (lines, n) = parse_ack_log(&text)?;
+            let (lines, n) = if client_acks::is_client_log(text.lines().next().unwrap_or("")) {
+                let (client, n) = acks::parse_records(
+                    &text,
+                    client_acks::CLIENT_ACK_LOG_HEADER,
+                    client_acks::parse_line,
+                )?;
+                phases.phase("resolving the clients' message ids");
+                let (lines, u) = client_acks::resolve(&store, &client)
+                    .with_context(|| format!("resolving the ack log {}", path.display()))?;
+                unresolved = u;
+                (lines, n)
+            } else {
+                parse_ack_log(&text)?
+            };
             notes.extend(n);
             Some(lines)
         }
@@ -224,7 +242,14 @@ pub fn verify_with(
     let acked = match join {
         Some(j) => Some({
             phases.phase("ack checks via queues and index");
-            j.finish(&store, recovery.end_offset, use_index)?
+            let mut c = j.finish(&store, recovery.end_offset, use_index)?;
+            // Lines naming no record at all: missing, like any other.
+            c.lines += unresolved.len() as u64;
+            c.missing += unresolved.len() as u64;
+            for u in unresolved {
+                acks::example(&mut c, u);
+            }
+            c
         }),
         None => None,
     };

@@ -174,7 +174,10 @@ pub struct VerifyArgs {
     /// Ack log written by `mqlab run --ack-log` (CSV
     /// `topic,queue_id,queue_offset,phys_offset,key`): every line must be
     /// present, reachable through its consume queue and, with a key, through
-    /// the index.
+    /// the index. An ack log written from what a wire client was told
+    /// (CSV `topic,queue_id,queue_offset,msg_id,key`, queue id optional,
+    /// msg_id the unique or the offset message id) is resolved to its
+    /// records first; a line naming none is missing.
     #[arg(long, value_name = "FILE")]
     pub acked: Option<PathBuf>,
     /// Print the report as JSON.
