@@ -17,7 +17,7 @@ fn store_with_uniq_ids(dir: &Path, n: usize) -> Vec<(u32, u64, u64, String, Stri
     let store = Store::open(dir, StoreConfig::small()).unwrap();
     let mut out = Vec::new();
     for i in 0..n {
-        let uniq = format!("{:032X}", 0xC0FFEE_0000u64 + i as u64);
+        let uniq = format!("{:032X}", 0x00C0_FFEE_0000_u64 + i as u64);
         let key = format!("key-{i}");
         let mut m = Message::new("ClientTopic", format!("body-{i}"))
             .with_property(PROPERTY_UNIQ_KEY, uniq.clone())
