@@ -90,3 +90,33 @@ fn two_nodes_one_cluster() {
     assert!(!dir.path().join("broker-b").join("abort").exists());
     a.shutdown().unwrap();
 }
+
+/// A node on a port the system chose names that port in its message ids
+/// and in its records' store host, so the id a producer is told and the
+/// id a consumer decodes from the record are one id, and it leads back to
+/// the message (found by the Node client: ids named port 0).
+#[test]
+fn message_ids_name_the_bound_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path(), "ids")).unwrap();
+    let addr = node.addr();
+    assert_ne!(addr.port(), 0);
+    let send = RemotingCommand::request(request::SEND_MESSAGE_V2, 1)
+        .with_field("a", "PG")
+        .with_field("b", "IdTopic")
+        .with_field("e", 0)
+        .with_field("i", "KEYS\u{1}id-key\u{2}")
+        .with_body(b"which host".to_vec());
+    let r = mqlab_broker::remoting::call(addr, &send, Duration::from_secs(10)).unwrap();
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let id = r.ext_fields.get("msgId").unwrap().clone();
+    // 4 address bytes, 4 port bytes, 8 offset bytes.
+    assert_eq!(&id[..8], "7F000001");
+    assert_eq!(u32::from_str_radix(&id[8..16], 16).unwrap(), addr.port() as u32);
+    let phys = u64::from_str_radix(&id[16..], 16).unwrap();
+    let stored = node.store().get(phys).unwrap();
+    assert_eq!(stored.body, b"which host");
+    assert_eq!(stored.store_host, addr);
+    assert_eq!(mqlab_broker::remoting::offset_msg_id(stored.store_host, phys), id);
+    node.shutdown().unwrap();
+}

@@ -167,15 +167,37 @@ impl std::fmt::Debug for RemotingServer {
 impl RemotingServer {
     /// Binds and starts serving with `handler`.
     pub fn start(cfg: ServerConfig, handler: Arc<dyn Handler>) -> std::io::Result<Self> {
+        let listener = Self::bind(cfg.listen)?;
+        Self::start_on(listener, cfg, handler)
+    }
+
+    /// Binds `addr` (before the handler exists: a broker must know its
+    /// bound port, its store host, before it opens its store).
+    pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+        let l = std::net::TcpListener::bind(addr)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("listen on {addr}: {e}")))?;
+        l.set_nonblocking(true)?;
+        Ok(l)
+    }
+
+    /// Starts serving `handler` on a listener from [`RemotingServer::bind`]
+    /// (`cfg.listen` is then only a name in messages).
+    pub fn start_on(
+        listener: std::net::TcpListener,
+        cfg: ServerConfig,
+        handler: Arc<dyn Handler>,
+    ) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(cfg.worker_threads.max(1))
             .thread_name("mqlab-remoting")
             .enable_io()
             .enable_time()
             .build()?;
-        let listener = runtime
-            .block_on(TcpListener::bind(cfg.listen))
-            .map_err(|e| std::io::Error::new(e.kind(), format!("listen on {}: {e}", cfg.listen)))?;
+        let listener = {
+            let _guard = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
         let counters = Arc::new(Counters::default());
