@@ -126,28 +126,36 @@ fn register_request(reg: &Registration, opaque: i32) -> RemotingCommand {
 impl Node {
     /// Opens the store and starts serving.
     pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        // Bound before the store opens: records name the broker's real
+        // address as their store host (RocketMQ's brokerIP1:listenPort),
+        // so message ids built from it reach this broker, also when the
+        // port was chosen by the system.
+        let listener = RemotingServer::bind(cfg.listen).map_err(|e| format!("broker: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| format!("broker: {e}"))?;
+        let mut store_cfg = cfg.store.clone();
+        store_cfg.store_host = addr;
         let store = Arc::new(
-            Store::open(&cfg.data_dir, cfg.store.clone())
+            Store::open(&cfg.data_dir, store_cfg)
                 .map_err(|e| format!("open store {}: {e}", cfg.data_dir.display()))?,
         );
         let broker = Broker::open(store.clone(), cfg.broker.clone(), clock::system())
             .map_err(|e| format!("open broker on {}: {e}", cfg.data_dir.display()))?;
-        let mut handler = BrokerHandler::new(broker.clone(), cfg.listen)
-            .with_max_pending_sends(cfg.max_pending_sends);
+        let mut handler =
+            BrokerHandler::new(broker.clone(), addr).with_max_pending_sends(cfg.max_pending_sends);
         if let Some(acl) = &cfg.acl {
             handler = handler.with_acl(acl.clone());
         }
         let stats = handler.stats();
         let pulls_stop = handler.stop_flag();
-        let server = RemotingServer::start(
+        let server = RemotingServer::start_on(
+            listener,
             ServerConfig {
-                listen: cfg.listen,
+                listen: addr,
                 ..ServerConfig::default()
             },
             Arc::new(handler),
         )
         .map_err(|e| format!("broker: {e}"))?;
-        let addr = server.local_addr();
         let (namesrv, embedded) = match cfg.embedded_namesrv {
             Some(at) => {
                 let ns = Arc::new(NameServer::new());
