@@ -394,6 +394,12 @@ impl BrokerCore {
         self.offsets.query(group, &mq.topic, mq.queue_id)
     }
 
+    /// Every (group, topic) with a committed offset (what backlog is
+    /// reported for).
+    pub fn offset_group_topics(&self) -> Vec<(String, String)> {
+        self.offsets.group_topics()
+    }
+
     /// Writes `config/consumerOffset.json` now.
     pub fn persist_offsets(&self) -> Result<()> {
         self.offsets.persist()

@@ -62,6 +62,7 @@ pub mod delayed;
 pub mod error;
 pub mod filter;
 pub mod lock;
+pub mod metrics;
 pub mod namesrv;
 pub mod node;
 pub mod node_config;

@@ -4,7 +4,9 @@
 //! are given) and a registrar that announces the broker and its topics to
 //! every name server: at start, every `register_interval_ms` (30 s, as
 //! RocketMQ), and within a second of a new topic; UNREGISTER_BROKER at
-//! shutdown.
+//! shutdown; and, when `metrics` is set, the Prometheus endpoint
+//! ([`crate::metrics`]), bound before anything else starts and stopped
+//! first at shutdown.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +20,7 @@ use mqlab_protocol::body::register::{TopicConfig, TopicConfigWrapper};
 use mqlab_protocol::codes::{request, response};
 use mqlab_protocol::RemotingCommand;
 
+use crate::metrics::{MetricsServer, NodeLabels, Sources};
 use crate::namesrv::{NameServer, Registration};
 use crate::remoting::{call, BrokerHandler, RemotingServer, ServerConfig, WireStats};
 use crate::{Broker, BrokerConfig};
@@ -50,6 +53,9 @@ pub struct NodeConfig {
     /// Most sends being stored at once; past it a send is answered
     /// SYSTEM_BUSY. Default 10,000.
     pub max_pending_sends: usize,
+    /// Where `GET /metrics` (Prometheus text format) is served, if at
+    /// all. Default: off.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -67,6 +73,7 @@ impl NodeConfig {
             broker: BrokerConfig::default(),
             acl: None,
             max_pending_sends: 10_000,
+            metrics: None,
         }
     }
 }
@@ -75,7 +82,8 @@ impl NodeConfig {
 pub struct Node {
     store: Option<Arc<Store>>,
     broker: Option<Arc<Broker>>,
-    server: Option<RemotingServer>,
+    server: Option<Arc<RemotingServer>>,
+    metrics: Option<MetricsServer>,
     namesrv: Option<RemotingServer>,
     stop: Arc<AtomicBool>,
     registrar: Option<JoinHandle<()>>,
@@ -126,6 +134,8 @@ fn register_request(reg: &Registration, opaque: i32) -> RemotingCommand {
 impl Node {
     /// Opens the store and starts serving.
     pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        // First, so a taken port fails the start before the store opens.
+        let mut metrics = cfg.metrics.map(MetricsServer::bind).transpose()?;
         // Bound before the store opens: records name the broker's real
         // address as their store host (RocketMQ's brokerIP1:listenPort),
         // so message ids built from it reach this broker, also when the
@@ -156,6 +166,7 @@ impl Node {
             Arc::new(handler),
         )
         .map_err(|e| format!("broker: {e}"))?;
+        let server = Arc::new(server);
         let (namesrv, embedded) = match cfg.embedded_namesrv {
             Some(at) => {
                 let ns = Arc::new(NameServer::new());
@@ -213,10 +224,25 @@ impl Node {
                 })
                 .map_err(|e| format!("registrar thread: {e}"))?
         };
+        if let Some(m) = &mut metrics {
+            let labels = NodeLabels {
+                cluster: cfg.cluster.clone(),
+                node_id: cfg.broker_name.clone(),
+            };
+            m.serve(crate::metrics::registry(
+                &labels,
+                Sources {
+                    broker: Arc::downgrade(&broker),
+                    server: Arc::downgrade(&server),
+                    stats: stats.clone(),
+                },
+            ))?;
+        }
         Ok(Node {
             store: Some(store),
             broker: Some(broker),
             server: Some(server),
+            metrics,
             namesrv,
             stop,
             registrar: Some(registrar),
@@ -230,6 +256,11 @@ impl Node {
     /// The broker's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the metrics endpoint listens, if it runs.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.local_addr())
     }
 
     /// The embedded name server's address, if one runs.
@@ -260,6 +291,9 @@ impl Node {
     /// Graceful shutdown: unregister, stop serving (requests in flight
     /// are answered or failed), persist offsets, clean store shutdown.
     pub fn shutdown(mut self) -> Result<(), NodeError> {
+        if let Some(m) = self.metrics.take() {
+            m.shutdown();
+        }
         self.stop.store(true, Ordering::Release);
         if let Some(r) = self.registrar.take() {
             let _ = r.join();
@@ -277,7 +311,11 @@ impl Node {
         // Held pulls answer now, so nothing keeps the broker alive.
         self.pulls_stop.store(true, Ordering::Release);
         if let Some(s) = self.server.take() {
-            s.shutdown();
+            // The metrics endpoint, the only other holder, is stopped.
+            match Arc::try_unwrap(s) {
+                Ok(s) => s.shutdown(),
+                Err(s) => drop(s),
+            }
         }
         if let Some(s) = self.namesrv.take() {
             s.shutdown();
@@ -300,7 +338,11 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         // Without shutdown: a crash as far as the store knows; the
-        // registrar stops announcing a dead broker.
+        // registrar stops announcing a dead broker, the metrics endpoint
+        // closes.
+        if let Some(m) = self.metrics.take() {
+            m.shutdown();
+        }
         self.stop.store(true, Ordering::Release);
         if let Some(r) = self.registrar.take() {
             let _ = r.join();

@@ -20,6 +20,9 @@
 //! | `brokerRole` | `ASYNC_MASTER` (SYNC_MASTER and SLAVE come with replication) | ASYNC_MASTER |
 //! | `aclEnable`, `aclFile` | require signed requests, accounts file | false |
 //! | `maxPendingSends` | mqlab's back-pressure limit | 10000 |
+//! | `metricsExporterType` | `PROM` serves `GET /metrics` (Prometheus text) on the host and port below; `DISABLE` | DISABLE |
+//! | `metricsPromExporterHost` | metrics address (numeric IP) | brokerIP1 |
+//! | `metricsPromExporterPort` | metrics port | 5557 |
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -50,7 +53,13 @@ struct File {
     acl_enable: Option<bool>,
     acl_file: Option<PathBuf>,
     max_pending_sends: Option<usize>,
+    metrics_exporter_type: Option<String>,
+    metrics_prom_exporter_host: Option<IpAddr>,
+    metrics_prom_exporter_port: Option<u16>,
 }
+
+/// RocketMQ's default `metricsPromExporterPort`.
+pub const DEFAULT_METRICS_PORT: u16 = 5557;
 
 /// Parses `host:port;host:port` (RocketMQ's namesrvAddr).
 pub fn parse_namesrv(list: &str) -> Result<Vec<SocketAddr>, String> {
@@ -144,6 +153,21 @@ pub fn apply_toml(cfg: &mut NodeConfig, text: &str, base: &Path) -> Result<(), S
     if let Some(n) = f.max_pending_sends {
         cfg.max_pending_sends = n;
     }
+    // As RocketMQ: host and port count only with PROM; the host defaults
+    // to brokerIP1 (the broker's listen address).
+    match f.metrics_exporter_type.as_deref() {
+        None | Some("DISABLE") => {}
+        Some("PROM") => {
+            let ip = f.metrics_prom_exporter_host.unwrap_or(cfg.listen.ip());
+            let port = f.metrics_prom_exporter_port.unwrap_or(DEFAULT_METRICS_PORT);
+            cfg.metrics = Some(SocketAddr::new(ip, port));
+        }
+        Some(o) => {
+            return Err(format!(
+                "metricsExporterType {o:?}: mqlab serves PROM (a Prometheus endpoint) or DISABLE"
+            ))
+        }
+    }
     cfg.store.sanitize().map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -165,6 +189,8 @@ namesrvAddr = "127.0.0.1:9876;127.0.0.1:9877"
 storePathRootDir = "store-b"
 flushDiskType = "SYNC_FLUSH"
 mappedFileSizeCommitLog = 67108864
+metricsExporterType = "PROM"
+metricsPromExporterPort = 15557
 "#,
             Path::new("/etc/mqlab"),
         )
@@ -176,6 +202,21 @@ mappedFileSizeCommitLog = 67108864
         assert_eq!(cfg.data_dir, Path::new("/etc/mqlab/store-b"));
         assert_eq!(cfg.store.flush.kind, FlushKind::Group);
         assert_eq!(cfg.store.segment_bytes, 64 << 20);
+        assert_eq!(cfg.metrics, Some("127.0.0.1:15557".parse().unwrap()));
+    }
+
+    #[test]
+    fn metrics_are_off_unless_prom() {
+        let mut cfg = NodeConfig::new("/data");
+        apply_toml(&mut cfg, "metricsPromExporterPort = 1", Path::new(".")).unwrap();
+        assert_eq!(cfg.metrics, None);
+        apply_toml(
+            &mut cfg,
+            "brokerIP1 = \"10.0.0.7\"\nmetricsExporterType = \"PROM\"",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(cfg.metrics, Some("10.0.0.7:5557".parse().unwrap()));
     }
 
     #[test]
@@ -188,6 +229,11 @@ mappedFileSizeCommitLog = 67108864
             ("namesrvAddr = \"nameserver:9876\"", "namesrvAddr"),
             ("aclEnable = true", "aclFile"),
             ("ioBackend = \"floppy\"", "ioBackend"),
+            ("metricsExporterType = \"OTLP_GRPC\"", "metricsExporterType"),
+            (
+                "metricsPromExporterHost = \"metrics.local\"",
+                "metricsPromExporterHost",
+            ),
         ] {
             let e = apply_toml(&mut cfg, text, Path::new(".")).unwrap_err();
             assert!(e.contains(names), "{text}: {e}");

@@ -76,6 +76,15 @@ impl ConsumerOffsets {
             .collect()
     }
 
+    /// Every (group, topic) with a committed offset.
+    pub fn group_topics(&self) -> Vec<(String, String)> {
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.keys()
+            .filter_map(|k| k.split_once('@'))
+            .map(|(topic, group)| (group.to_string(), topic.to_string()))
+            .collect()
+    }
+
     /// Writes the table to its file.
     pub fn persist(&self) -> Result<()> {
         let snapshot = OffsetFile {

@@ -16,7 +16,7 @@ use anyhow::{anyhow, Context, Result};
 use mqlab_broker::namesrv::NameServer;
 use mqlab_broker::node::{Node, NodeConfig};
 use mqlab_broker::node_config::{apply_file, parse_namesrv};
-use mqlab_broker::remoting::ServerConfig;
+use mqlab_broker::remoting::{LatencySnapshot, ServerConfig};
 use mqlab_engine::{BackendKind, FlushKind};
 
 /// `mqlab broker`'s options; a config file's settings come first, flags
@@ -55,6 +55,12 @@ pub struct BrokerRequest {
     /// Ctrl-C or SIGTERM]
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+    /// Serve `GET /metrics` (Prometheus text format: RocketMQ 5's metric
+    /// names where they exist, see mqlab_broker::metrics) on this address,
+    /// e.g. 127.0.0.1:5557. Off unless given here or in the config
+    /// (metricsExporterType = "PROM").
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// Print a status line every N seconds (0 = never).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub status_secs: u64,
@@ -113,6 +119,9 @@ pub fn node_config(r: &BrokerRequest) -> Result<NodeConfig> {
     if let Some(b) = r.backend {
         cfg.store.backend = b;
     }
+    if let Some(m) = r.metrics {
+        cfg.metrics = Some(m);
+    }
     Ok(cfg)
 }
 
@@ -134,32 +143,74 @@ pub fn cmd_broker(r: BrokerRequest) -> Result<()> {
     for ns in &cfg.namesrv {
         println!("registering with name server {ns}");
     }
+    if let Some(m) = node.metrics_addr() {
+        println!("metrics (Prometheus) on http://{m}/metrics");
+    }
     let every = (r.status_secs > 0).then(|| Duration::from_secs(r.status_secs));
-    let mut last = (0u64, 0u64, Instant::now());
+    let mut last = Status::read(&node);
     wait(r.duration, every, || {
-        let s = node.stats();
-        let (ok, pulled) = (
-            s.sends_ok.load(Ordering::Relaxed),
-            s.pulled.load(Ordering::Relaxed),
-        );
-        let secs = last.2.elapsed().as_secs_f64().max(1e-3);
-        eprintln!(
-            "Send TPS: {:.0} | Pull TPS: {:.0} | Send Failed: {} | Connections: {} | Backlog bytes (written - flushed): {}",
-            (ok - last.0) as f64 / secs,
-            (pulled - last.1) as f64 / secs,
-            s.sends_failed.load(Ordering::Relaxed),
-            node.connections(),
-            {
-                let o = node.store().offsets();
-                o.written - o.flushed
-            }
-        );
-        last = (ok, pulled, Instant::now());
+        let now = Status::read(&node);
+        eprintln!("{}", now.line_since(&last));
+        last = now;
     });
     println!("mqlab broker: shutting down");
     node.shutdown().map_err(|e| anyhow!(e))?;
     println!("mqlab broker: shut down cleanly");
     Ok(())
+}
+
+/// The counters behind `mqlab broker`'s status line at one moment.
+struct Status {
+    at: Instant,
+    sends_ok: u64,
+    sends_failed: u64,
+    pulled: u64,
+    latency: LatencySnapshot,
+    connections: usize,
+    flush_behind: u64,
+}
+
+impl Status {
+    fn read(node: &Node) -> Status {
+        let s = node.stats();
+        let o = node.store().offsets();
+        Status {
+            at: Instant::now(),
+            sends_ok: s.sends_ok.load(Ordering::Relaxed),
+            sends_failed: s.sends_failed.load(Ordering::Relaxed),
+            pulled: s.pulled.load(Ordering::Relaxed),
+            latency: s.send_latency.snapshot(),
+            connections: node.connections(),
+            flush_behind: o.written.saturating_sub(o.flushed),
+        }
+    }
+
+    /// Rates over the interval since `before`; failures and latency of
+    /// that interval too, the latency only once sends are timed.
+    fn line_since(&self, before: &Status) -> String {
+        let secs = self.at.duration_since(before.at).as_secs_f64().max(1e-3);
+        let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
+        let lat = self.latency.since(&before.latency);
+        let latency = match lat.count() {
+            0 => String::new(),
+            n => format!(
+                " | Send avg: {:.2} ms, p99 <= {}",
+                lat.sum_us as f64 / n as f64 / 1000.0,
+                lat.quantile_bound_us(0.99)
+                    .map_or("over 3 s".into(), |us| format!("{} ms", us as f64 / 1000.0))
+            ),
+        };
+        format!(
+            "Send TPS: {:.0} | Pull TPS: {:.0} | Send failed: {} in {:.0} s ({} in all){latency} | Connections: {} | Flush behind: {} bytes",
+            rate(self.sends_ok, before.sends_ok),
+            rate(self.pulled, before.pulled),
+            self.sends_failed.saturating_sub(before.sends_failed),
+            secs,
+            self.sends_failed,
+            self.connections,
+            self.flush_behind,
+        )
+    }
 }
 
 /// `mqlab namesrv`.
@@ -175,4 +226,71 @@ pub fn cmd_namesrv(r: NamesrvRequest) -> Result<()> {
     server.shutdown();
     println!("mqlab namesrv: shut down");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        r: BrokerRequest,
+    }
+
+    #[test]
+    fn metrics_flag_sets_the_address_and_a_bad_one_is_named() {
+        let w = Wrapper::try_parse_from(["mqlab", "--metrics", "127.0.0.1:5557"]).unwrap();
+        let cfg = node_config(&w.r).unwrap();
+        assert_eq!(cfg.metrics, Some("127.0.0.1:5557".parse().unwrap()));
+        assert_eq!(
+            node_config(&Wrapper::parse_from(["mqlab"]).r)
+                .unwrap()
+                .metrics,
+            None
+        );
+        let e = Wrapper::try_parse_from(["mqlab", "--metrics", "localhost"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--metrics") && e.contains("localhost"), "{e}");
+    }
+
+    #[test]
+    fn status_line_gives_interval_rates_and_failures() {
+        let t = Instant::now();
+        let before = Status {
+            at: t,
+            sends_ok: 100,
+            sends_failed: 2,
+            pulled: 50,
+            latency: LatencySnapshot::default(),
+            connections: 3,
+            flush_behind: 0,
+        };
+        let mut after = Status {
+            at: t + Duration::from_secs(10),
+            sends_ok: 1100,
+            sends_failed: 5,
+            pulled: 550,
+            latency: LatencySnapshot::default(),
+            connections: 4,
+            flush_behind: 4096,
+        };
+        assert_eq!(
+            after.line_since(&before),
+            "Send TPS: 100 | Pull TPS: 50 | Send failed: 3 in 10 s (5 in all) | Connections: 4 | Flush behind: 4096 bytes"
+        );
+        // Timed sends add their latency.
+        after.latency.counts[3] = 10; // 10 sends of at most 1 ms
+        after.latency.sum_us = 5_000;
+        assert!(
+            after
+                .line_since(&before)
+                .contains("| Send avg: 0.50 ms, p99 <= 1 ms |"),
+            "{}",
+            after.line_since(&before)
+        );
+    }
 }
