@@ -26,11 +26,13 @@ pub struct FlushConfig {
     /// [transientStorePoolSize].
     pub pool_buffers: usize,
     /// Group commit: a put not durable after this long returns
-    /// FLUSH_DISK_TIMEOUT (the message stays written). Default 5,000
+    /// FLUSH_DISK_TIMEOUT (the message stays written; an asynchronous
+    /// put's deadline is checked between flushes). Default 5,000
     /// [syncFlushTimeout].
     pub sync_flush_timeout_ms: u64,
-    /// Group commit: at most this many puts wait for one flush; more block
-    /// before appending. Default 4,096.
+    /// Group commit: at most this many blocking puts wait for one flush;
+    /// more wait for room before registering (asynchronous puts are not
+    /// counted: their caller bounds them). Default 4,096.
     pub group_max_waiters: usize,
     /// Group commit: after a request arrives the service waits at most this
     /// long for more before flushing, µs. Default 0: flush at once, and let

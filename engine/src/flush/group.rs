@@ -29,16 +29,32 @@
 //! put from the append lock, and on io_uring it turns hundreds of small
 //! buffered writes (which ext4 punts to worker threads) into one.
 //!
+//! Asynchronous puts ([`FlushStrategy::ack_async`]) register a callback
+//! instead of a thread, in the same state (`State::callbacks`, beside the
+//! thread waiters) and for the same flushes: the service calls the
+//! callbacks a flush covered right after it woke the covered threads,
+//! outside its state lock, in end-offset order. What differs:
+//! - A callback's FLUSH_DISK_TIMEOUT deadline is checked by the service
+//!   between flushes (just before each flush and after it), not by a
+//!   timer: a hung fdatasync delays the timeout answer until it returns.
+//! - Callbacks do not wait for room under `group_max_waiters` (the caller
+//!   cannot block): whoever puts asynchronously bounds its puts in flight
+//!   itself (the broker does), and the bound counts thread waiters only.
+//! - On poison or stop every pending callback is called (PUT_OK if a flush
+//!   already covered it, else the poison reason or "store is shutting
+//!   down"); each is moved out of the state once, so called exactly once.
+//!
 //! Invariant: a waiter is acknowledged only once `flushed >= end`; the
 //! service marks a waiter done only after `flush` returned, and the waiter
-//! re-checks `flushed` itself.
+//! re-checks `flushed` itself. A callback is called with PUT_OK only after
+//! the service read `flushed >= end`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-use super::FlushStrategy;
+use super::{AckCallback, FlushStrategy};
 use crate::error::{Error, Result};
 use crate::flush::FlushConfig;
 use crate::log::CommitLog;
@@ -67,12 +83,23 @@ struct Waiter {
     done: Arc<AtomicBool>,
 }
 
+/// An asynchronous put waiting for the flush that covers it.
+struct CallbackWaiter {
+    end: u64,
+    /// When it is answered FLUSH_DISK_TIMEOUT (checked between flushes).
+    deadline: Instant,
+    done: AckCallback,
+}
+
 struct State {
     /// Highest end offset any waiting put asked for.
     requested: u64,
-    /// Registered waiters, in registration order.
+    /// Registered thread waiters, in registration order.
     waiting: Vec<Waiter>,
-    /// Waiters the last flush released (the size of the batch to gather).
+    /// Registered asynchronous puts, in registration order.
+    callbacks: Vec<CallbackWaiter>,
+    /// Waiters (of both kinds) the last flush released: the size of the
+    /// batch to gather.
     released_last: usize,
     stop: bool,
 }
@@ -105,6 +132,7 @@ impl GroupCommit {
             state: Mutex::new(State {
                 requested: 0,
                 waiting: Vec::new(),
+                callbacks: Vec::new(),
                 released_last: 0,
                 stop: false,
             }),
@@ -168,36 +196,95 @@ fn wake_some(sh: &Shared) {
     }
 }
 
+fn shutting_down() -> Error {
+    Error::Unavailable("store is shutting down".into())
+}
+
+/// Calls each callback (outside the state lock), in end-offset order:
+/// PUT_OK when the log is durable past its end, else `otherwise`.
+fn answer(sh: &Shared, mut cbs: Vec<CallbackWaiter>, otherwise: impl Fn() -> Result<PutStatus>) {
+    cbs.sort_unstable_by_key(|c| c.end);
+    for c in cbs {
+        if sh.log.flushed() >= c.end {
+            (c.done)(Ok(PutStatus::PutOk));
+        } else {
+            (c.done)(otherwise());
+        }
+    }
+}
+
+/// The error every uncovered callback gets once the log is poisoned.
+fn poisoned_error(sh: &Shared) -> Result<PutStatus> {
+    Err(Error::Poisoned(sh.log.poisoned().unwrap_or_default()))
+}
+
+/// Takes the callbacks whose deadline passed by `now` out of `st`.
+fn take_expired(st: &mut State, now: Instant) -> Vec<CallbackWaiter> {
+    if st.callbacks.iter().all(|c| c.deadline > now) {
+        return Vec::new();
+    }
+    let (late, keep) = std::mem::take(&mut st.callbacks)
+        .into_iter()
+        .partition(|c| c.deadline <= now);
+    st.callbacks = keep;
+    late
+}
+
 fn service(sh: &Shared) {
     let mut last_flush = Duration::ZERO;
     let mut st = sh.state.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         while !st.stop && (st.requested <= sh.log.flushed() || sh.log.poisoned().is_some()) {
-            if sh.log.poisoned().is_some() && !st.waiting.is_empty() {
+            if sh.log.poisoned().is_some() && !(st.waiting.is_empty() && st.callbacks.is_empty()) {
                 let ws = std::mem::take(&mut st.waiting);
+                let cbs = std::mem::take(&mut st.callbacks);
                 drop(st);
                 release(ws);
+                answer(sh, cbs, || poisoned_error(sh));
                 st = sh.state.lock().unwrap_or_else(|e| e.into_inner());
                 continue;
+            }
+            if !st.callbacks.is_empty() && sh.log.poisoned().is_none() {
+                // Covered by a flush this service did not make (every
+                // callback is: its end is at most `requested`). Thread
+                // waiters see that themselves.
+                let flushed = sh.log.flushed();
+                let (covered, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut st.callbacks)
+                    .into_iter()
+                    .partition(|c| c.end <= flushed);
+                st.callbacks = keep;
+                if !covered.is_empty() {
+                    drop(st);
+                    // (`flushed` only grows: `otherwise` is never used.)
+                    answer(sh, covered, || Ok(PutStatus::FlushDiskTimeout));
+                    st = sh.state.lock().unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
             }
             st = sh.work.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         if st.stop {
             let ws = std::mem::take(&mut st.waiting);
+            let cbs = std::mem::take(&mut st.callbacks);
             drop(st);
             release(ws);
+            answer(sh, cbs, || Err(shutting_down()));
             sh.room.notify_all();
             return;
         }
-        if !sh.wait.is_zero() {
+        let late = if !sh.wait.is_zero() {
             drop(st);
             std::thread::sleep(sh.wait);
+            take_expired(
+                &mut sh.state.lock().unwrap_or_else(|e| e.into_inner()),
+                Instant::now(),
+            )
         } else {
             // Gather the waiters the last flush released, briefly.
             let want = st.released_last.min(sh.max_waiters);
             let gather = (last_flush / 2).min(MAX_GATHER);
             let deadline = Instant::now() + gather;
-            while st.waiting.len() < want && !st.stop {
+            while st.waiting.len() + st.callbacks.len() < want && !st.stop {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
@@ -208,7 +295,13 @@ fn service(sh: &Shared) {
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
+            let late = take_expired(&mut st, Instant::now());
             drop(st);
+            late
+        };
+        // Asynchronous puts past their deadline before this flush.
+        if !late.is_empty() {
+            answer(sh, late, || Ok(PutStatus::FlushDiskTimeout));
         }
         let t = Instant::now();
         // An error poisons the log; waiters are released and see it.
@@ -228,7 +321,21 @@ fn service(sh: &Shared) {
                 i += 1;
             }
         }
-        st.released_last = covered.len();
+        let now = Instant::now();
+        let mut settled = Vec::new();
+        let mut late = Vec::new();
+        if !st.callbacks.is_empty() {
+            for c in std::mem::take(&mut st.callbacks) {
+                if poisoned || c.end <= flushed {
+                    settled.push(c);
+                } else if c.deadline <= now {
+                    late.push(c);
+                } else {
+                    st.callbacks.push(c);
+                }
+            }
+        }
+        st.released_last = covered.len() + settled.len();
         let freed = !covered.is_empty();
         drop(st);
         if poisoned {
@@ -239,6 +346,8 @@ fn service(sh: &Shared) {
         if freed {
             sh.room.notify_all();
         }
+        answer(sh, settled, || poisoned_error(sh));
+        answer(sh, late, || Ok(PutStatus::FlushDiskTimeout));
         st = sh.state.lock().unwrap_or_else(|e| e.into_inner());
     }
 }
@@ -322,6 +431,37 @@ impl FlushStrategy for GroupCommit {
         }
     }
 
+    fn ack_async(&self, end: u64, done: AckCallback) {
+        let sh = &*self.shared;
+        if sh.log.flushed() >= end {
+            done(Ok(PutStatus::PutOk));
+            return;
+        }
+        let mut st = sh.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.stop {
+            drop(st);
+            answer(
+                sh,
+                vec![CallbackWaiter {
+                    end,
+                    deadline: Instant::now(),
+                    done,
+                }],
+                || Err(shutting_down()),
+            );
+            return;
+        }
+        st.callbacks.push(CallbackWaiter {
+            end,
+            deadline: Instant::now() + sh.timeout,
+            done,
+        });
+        if end > st.requested {
+            st.requested = end;
+        }
+        sh.work.notify_one();
+    }
+
     fn stop(&self) {
         {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -329,19 +469,22 @@ impl FlushStrategy for GroupCommit {
             self.shared.work.notify_all();
             self.shared.room.notify_all();
         }
-        if let Some(h) = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // Never join from the service itself (a callback that ends up
+        // dropping the store): it returns once it sees `stop`.
+        if let Some(h) = handle.filter(|h| h.thread().id() != std::thread::current().id()) {
             let _ = h.join();
         }
         // Anyone who registered after the service left.
-        let ws = std::mem::take(
-            &mut self
-                .shared
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .waiting,
-        );
+        let (ws, cbs) = {
+            let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                std::mem::take(&mut st.waiting),
+                std::mem::take(&mut st.callbacks),
+            )
+        };
         release(ws);
+        answer(&self.shared, cbs, || Err(shutting_down()));
     }
 }
 
@@ -362,5 +505,92 @@ impl GroupCommit {
 impl Drop for GroupCommit {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::io::sim::SimEnv;
+    use crate::log::LogOptions;
+
+    /// An empty log on the simulator and a group commit over it whose
+    /// service sleeps `wait_us` before every flush.
+    fn group(wait_us: u64, timeout_ms: u64) -> GroupCommit {
+        let mut notes = Vec::new();
+        let (log, _) = CommitLog::open(
+            Arc::new(SimEnv::new(1)),
+            std::path::Path::new("/sim/group/commitlog"),
+            LogOptions {
+                segment_bytes: 1 << 16,
+                preallocate: false,
+                read_only: false,
+                store_host: "127.0.0.1:10911".parse().unwrap(),
+                record_crc: true,
+                staging_bytes: None,
+            },
+            &mut notes,
+        )
+        .unwrap();
+        log.set_recovered(0, Default::default());
+        let cfg = FlushConfig {
+            group_wait_us: wait_us,
+            sync_flush_timeout_ms: timeout_ms,
+            ..FlushConfig::for_kind(crate::flush::FlushKind::Group)
+        };
+        GroupCommit::start(Arc::new(log), &cfg)
+    }
+
+    /// A callback sending its answer (as text: `Error` is not `Clone`).
+    fn callback() -> (AckCallback, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::channel();
+        let cb: AckCallback = Box::new(move |r: Result<PutStatus>| {
+            tx.send(match r {
+                Ok(s) => s.as_str().to_string(),
+                Err(e) => e.to_string(),
+            })
+            .unwrap()
+        });
+        (cb, rx)
+    }
+
+    #[test]
+    fn stop_answers_every_pending_callback_once() {
+        // Nothing is ever written, so no flush covers these ends.
+        let g = group(5_000, 60_000);
+        let mut rxs = Vec::new();
+        for end in 1..=20u64 {
+            let (cb, rx) = callback();
+            g.ack_async(end * 100, cb);
+            rxs.push(rx);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        for rx in &rxs {
+            assert!(rx.try_recv().is_err(), "answered before stop");
+        }
+        g.stop();
+        for rx in &rxs {
+            assert!(rx.try_recv().unwrap().contains("shutting down"));
+            // The sender went with the callback: called once.
+            assert!(rx.recv().is_err());
+        }
+        // After stop: answered at once, on this thread.
+        let (cb, rx) = callback();
+        g.ack_async(100, cb);
+        assert!(rx.try_recv().unwrap().contains("shutting down"));
+    }
+
+    #[test]
+    fn an_uncovered_callback_times_out_between_flushes() {
+        let g = group(2_000, 10);
+        let (cb, rx) = callback();
+        let t = Instant::now();
+        g.ack_async(1 << 20, cb);
+        let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(got, "FLUSH_DISK_TIMEOUT");
+        assert!(t.elapsed() >= Duration::from_millis(10));
+        g.stop();
     }
 }

@@ -1,15 +1,17 @@
 //! The flush strategy axis: when a put is acknowledged, and who makes the
 //! commit log durable.
 //!
-//! | strategy | ack after | durability by |
-//! |---|---|---|
-//! | `sync` | its own fdatasync | the putting thread, one fdatasync per message |
-//! | `group` | a shared fdatasync covering it | the group-commit service thread |
-//! | `async` | the write | the flusher thread, periodically |
-//! | `pool` | the copy into a memory buffer | committer thread then flusher thread |
+//! | strategy | ack after | durability by | `put_async` completion called by |
+//! |---|---|---|---|
+//! | `sync` | its own fdatasync | the putting thread, one fdatasync per message | the sync completer thread, after the put's own fdatasync |
+//! | `group` | a shared fdatasync covering it | the group-commit service thread | the group-commit service, after the fdatasync covering it |
+//! | `async` | the write | the flusher thread, periodically | the putting thread, right after the write |
+//! | `pool` | the copy into a memory buffer | committer thread then flusher thread | the putting thread, right after the copy |
 //!
 //! Invariant kept by every strategy: `flushed <= committed <= written`; sync
-//! and group also keep `acked <= flushed` at every instant.
+//! and group also keep `acked <= flushed` at every instant, for blocking
+//! and asynchronous puts alike (a completion is called with PUT_OK only
+//! once `flushed >= end`).
 
 use std::fmt;
 
@@ -129,6 +131,10 @@ use crate::log::CommitLog;
 use crate::message::PutStatus;
 pub use config::FlushConfig;
 
+/// What an asynchronous acknowledgement calls with the put's status (see
+/// [`FlushStrategy::ack_async`]).
+pub type AckCallback = Box<dyn FnOnce(Result<PutStatus>) + Send>;
+
 /// A flush strategy, as seen by the put path.
 pub trait FlushStrategy: Send + Sync {
     /// Name in results (`sync`, `group`, `async`, `pool`).
@@ -136,6 +142,18 @@ pub trait FlushStrategy: Send + Sync {
     /// Blocks until the put whose record ends at `end` may be acknowledged;
     /// returns its status. An error means the log is poisoned.
     fn await_ack(&self, end: u64) -> Result<PutStatus>;
+    /// [`await_ack`](Self::await_ack) without blocking: arranges for `done`
+    /// to be called exactly once with what `await_ack(end)` would have
+    /// returned, and returns. `done` may run on the calling thread before
+    /// this returns (`async`, `pool`, a put already durable, a stopped or
+    /// poisoned strategy) or on the strategy's own thread; it must be quick
+    /// (hand the result off), as it holds up that thread. `Ok(PutOk)` only
+    /// once the put is acknowledged as `await_ack` would acknowledge it
+    /// (`flushed >= end` for sync and group); `Ok(FlushDiskTimeout)` where
+    /// `await_ack` times out; `Err` when the log is poisoned or the
+    /// strategy stops (every callback still pending is then called with
+    /// `Error::Unavailable("store is shutting down")`: none is dropped).
+    fn ack_async(&self, end: u64, done: AckCallback);
     /// Stops the background threads (idempotent). Does not flush: a clean
     /// shutdown flushes separately, a crash must not.
     fn stop(&self);

@@ -1,7 +1,9 @@
 //! The store: ties the commit log, the flush strategy, the dispatcher,
 //! consume queues, index and checkpoint together. This file is the public
-//! API and the put path; the rest is one file per job:
+//! API; the rest is one file per job:
 //!
+//! - `put.rs`: the put path (validation and append shared by the blocking
+//!   and the asynchronous put, and their acknowledgement).
 //! - `recovery.rs`: what `open` does before the store accepts puts.
 //! - `dispatch.rs`: the dispatcher thread (builds consume queues and the
 //!   index from the commit log up to the confirm offset: the flushed offset
@@ -19,6 +21,7 @@
 
 mod checkpointer;
 mod dispatch;
+mod put;
 mod recovery;
 
 pub use recovery::{RecoveryReport, Truncation};
@@ -34,10 +37,10 @@ use crate::flush::{self, FlushStrategy};
 use crate::index::IndexService;
 use crate::io::Env;
 use crate::log::checkpoint::CheckpointFile;
-use crate::log::record::{self, CrcCheck, Decoded};
+use crate::log::record::{CrcCheck, Decoded};
 use crate::log::scan::{self, ScanEnd};
 use crate::log::CommitLog;
-use crate::message::{Message, Offsets, PutResult, PutStatus, StoredMessage, PROPERTY_UNIQ_KEY};
+use crate::message::{Message, Offsets, PutResult, StoredMessage, PROPERTY_UNIQ_KEY};
 use crate::queue::{QueueSet, Unit, UNIT_BYTES};
 use crate::service::Periodic;
 
@@ -81,7 +84,9 @@ struct Inner {
     checkpoint: Option<CheckpointFile>,
     report: RecoveryReport,
     closed: AtomicBool,
-    in_flight: AtomicUsize,
+    /// Puts between their start and their result: blocking puts until
+    /// they return, asynchronous ones until their completion returned.
+    in_flight: Arc<AtomicUsize>,
     /// Why puts are refused for now (retention's disk-full guard), if they
     /// are. Unlike poisoning this is lifted again.
     write_block: Mutex<Option<String>>,
@@ -211,7 +216,7 @@ impl Store {
             checkpoint,
             report: RecoveryReport::default(),
             closed: AtomicBool::new(config.read_only),
-            in_flight: AtomicUsize::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             write_block: Mutex::new(None),
         });
         let mut report = r.report;
@@ -252,6 +257,38 @@ impl Store {
         let r = inner.put(msg);
         inner.in_flight.fetch_sub(1, Ordering::AcqRel);
         r
+    }
+
+    /// Appends a message without waiting for its acknowledgement: `done`
+    /// gets the result [`Store::put`] would have returned, exactly once.
+    ///
+    /// Validation and the append run on the calling thread, as in `put`
+    /// (the append may wait for room in a full `pool` or batched-group
+    /// staging area, as `put`'s does); a refusal (MESSAGE_ILLEGAL,
+    /// SERVICE_NOT_AVAILABLE) calls `done` on the calling thread before
+    /// this returns. Otherwise `done` is called when the flush strategy
+    /// acknowledges the put: under `sync` by the sync completer thread
+    /// after the put's own fdatasync, under `group` by the group-commit
+    /// service after the fdatasync covering it (FLUSH_DISK_TIMEOUT once
+    /// `sync_flush_timeout_ms` passed, checked between flushes, so a hung
+    /// fdatasync delays it), under `async` and `pool` on the calling
+    /// thread right after the write. PUT_OK under sync and group means
+    /// durable (`offsets().flushed` is past the record when `done` runs),
+    /// and `acked` has moved, as for `put`. A poisoned log gives
+    /// SERVICE_NOT_AVAILABLE with the reason; stopping the store calls
+    /// every completion still pending (SERVICE_NOT_AVAILABLE "store is
+    /// shutting down" unless already durable).
+    ///
+    /// `done` runs on the strategy's thread: keep it short (hand the result
+    /// off), as the next fdatasync waits for it, and do not put from it
+    /// (under `group` the put would wait for the very thread running
+    /// `done`); a panic in it is caught.
+    /// Nothing bounds the puts in flight (group commit's
+    /// `group_max_waiters` applies to blocking puts only, `sync` queues
+    /// without limit): the caller bounds them. Each counts as in flight
+    /// until `done` returned, so [`Store::shutdown`] waits for it.
+    pub fn put_async(&self, msg: &Message, done: impl FnOnce(PutResult) + Send + 'static) {
+        self.inner.put_async(msg, Box::new(done));
     }
 
     /// Reads the message whose record starts at `phys_offset`. Only
@@ -535,6 +572,24 @@ impl Store {
         self.inner.log.segment_bytes()
     }
 
+    /// Largest body a put accepts, bytes (`StoreConfig::max_message_bytes`),
+    /// for callers that must check a whole batch before putting any of it.
+    pub fn max_message_bytes(&self) -> u32 {
+        self.inner.cfg.max_message_bytes
+    }
+
+    /// RocketMQ's `indexLastUpdateTimestamp` and `indexLastUpdatePhyoffset`
+    /// (QUERY_MESSAGE's answer): store time and commit-log offset of the
+    /// newest indexed message, from the newest index file's header; (0, 0)
+    /// with no index.
+    pub fn index_last_update(&self) -> (i64, u64) {
+        self.inner
+            .index
+            .as_ref()
+            .and_then(|ix| ix.files().last().map(|f| f.header()))
+            .map_or((0, 0), |h| (h.end_timestamp, h.end_phys_offset))
+    }
+
     /// Name of the I/O backend.
     pub fn backend_name(&self) -> &'static str {
         self.inner.env.name()
@@ -634,79 +689,6 @@ impl Drop for Store {
 }
 
 impl Inner {
-    fn put(&self, msg: &Message) -> PutResult {
-        let illegal = |detail: String| PutResult {
-            status: PutStatus::MessageIllegal,
-            offsets: None,
-            detail: Some(detail),
-        };
-        let unavailable = |detail: String, offsets| PutResult {
-            status: PutStatus::ServiceNotAvailable,
-            offsets,
-            detail: Some(detail),
-        };
-        if self.closed.load(Ordering::Acquire) {
-            let why = if self.cfg.read_only {
-                "store is read-only"
-            } else {
-                "store is shut down"
-            };
-            return unavailable(why.into(), None);
-        }
-        if let Some(reason) = self.log.poisoned() {
-            return unavailable(format!("store refuses writes: {reason}"), None);
-        }
-        if let Some(reason) = &*self.write_block.lock().unwrap_or_else(|e| e.into_inner()) {
-            return unavailable(format!("store refuses writes: {reason}"), None);
-        }
-        if let Err(e) = crate::topic::validate(&msg.topic) {
-            return illegal(e);
-        }
-        if msg.body.len() > self.cfg.max_message_bytes as usize {
-            return illegal(format!(
-                "body is {} bytes, over max_message_bytes {}",
-                msg.body.len(),
-                self.cfg.max_message_bytes
-            ));
-        }
-        let props = match record::encode_properties(&msg.properties) {
-            Ok(p) => p,
-            Err(e) => return illegal(e),
-        };
-        if props.len() + record::CRC32_RESERVED_LEN > i16::MAX as usize {
-            return illegal(format!("properties are {} bytes, over 32 KiB", props.len()));
-        }
-        let store_ts = now_ms();
-        let born_ts = if msg.born_timestamp_ms > 0 {
-            msg.born_timestamp_ms
-        } else {
-            store_ts
-        };
-        let (offsets, end) = match self.log.append(msg, &props, born_ts, store_ts) {
-            Ok(x) => x,
-            Err(e) => return unavailable(e.to_string(), None),
-        };
-        match self.strategy.await_ack(end) {
-            Ok(PutStatus::PutOk) => {
-                self.log.mark_acked(end, self.cfg.flush.kind.acks_durable());
-                PutResult {
-                    status: PutStatus::PutOk,
-                    offsets: Some(offsets),
-                    detail: None,
-                }
-            }
-            Ok(status) => PutResult {
-                status,
-                offsets: Some(offsets),
-                detail: Some(format!(
-                    "not durable within {} ms; the message stays written",
-                    self.cfg.flush.sync_flush_timeout_ms
-                )),
-            },
-            Err(e) => unavailable(e.to_string(), Some(offsets)),
-        }
-    }
-
     fn get(&self, phys: u64) -> Result<StoredMessage> {
         match self
             .log
