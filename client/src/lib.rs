@@ -8,8 +8,9 @@
 //! request a RocketMQ client sends; the broker reaches the client only
 //! through the `mqlab_broker::ClientChannel` it is handed at heartbeat
 //! (transaction check-backs, membership changes). [`local`] implements
-//! `BrokerApi` for an in-process `mqlab_broker::Broker`; a network
-//! implementation can stand in its place. Dependencies point one way:
+//! `BrokerApi` for an in-process `mqlab_broker::Broker`, [`tcp`] over
+//! RocketMQ's remoting protocol (the broker's requests arrive as pushes on
+//! the connection the heartbeats go over). Dependencies point one way:
 //! this crate on `mqlab-broker` (the shared request types and the local
 //! implementation) on `mqlab-engine`.
 //!
@@ -21,7 +22,9 @@
 //!   (RocketMQ 4.x marks it dropped before taking the lock);
 //! - one call per request, no batching of heartbeats: a consumer sends one
 //!   heartbeat when it starts (RocketMQ every 30 s) and leaves with
-//!   UNREGISTER_CLIENT; membership follows that, not a channel timeout;
+//!   UNREGISTER_CLIENT; membership follows that, not a channel timeout
+//!   (over TCP the transport repeats each heartbeat every 30 s, to keep
+//!   and re-open the connection the broker's requests come on);
 //! - the pull consumer polls its queues without holding a pull (RocketMQ's
 //!   lite pull consumer runs a long-polling pull task per queue), looking
 //!   again every millisecond until its timeout.

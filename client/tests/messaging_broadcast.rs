@@ -21,7 +21,7 @@ fn start(lab: &Lab, client: &str, got: Got, fail: bool) -> PushConsumer {
     cfg.model = MessageModel::Broadcasting;
     cfg.from_where = ConsumeFromWhere::LastOffset;
     PushConsumer::start(
-        lab.broker.clone(),
+        lab.api(),
         cfg,
         &[("B", "*")],
         Listener::concurrently(move |msgs, _| {
@@ -39,11 +39,10 @@ fn start(lab: &Lab, client: &str, got: Got, fail: bool) -> PushConsumer {
     .unwrap()
 }
 
-#[test]
-fn broadcasting_delivers_to_all() {
-    let lab = Lab::new();
+fn broadcasting_delivers_to_all(t: Transport) {
+    let lab = Lab::new(t);
     lab.broker.create_topic("B", 4).unwrap();
-    let p = Producer::new(lab.broker.clone(), ProducerConfig::default());
+    let p = Producer::new(lab.api(), ProducerConfig::default());
     // Sent before anyone listens: fresh broadcasting consumers skip these.
     for i in 0..20 {
         p.send(Message::new("B", format!("old{i}")));
@@ -114,3 +113,5 @@ fn broadcasting_delivers_to_all() {
     drop(p);
     lab.shutdown();
 }
+
+both!(broadcasting_delivers_to_all);

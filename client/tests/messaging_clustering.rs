@@ -14,7 +14,6 @@ use mqlab_client::consumer::pull::PullConsumer;
 use mqlab_client::consumer::push::PushConsumer;
 use mqlab_client::consumer::{AveragelyByCircle, ConsumeStatus, Listener};
 use mqlab_client::producer::{Producer, ProducerConfig};
-use mqlab_engine::clock;
 use mqlab_engine::message::PROPERTY_UNIQ_KEY;
 use mqlab_engine::Message;
 
@@ -32,15 +31,14 @@ fn counting(seen: Seen) -> Listener {
     })
 }
 
-#[test]
-fn each_message_consumed_once_by_one_member() {
-    let lab = Lab::new();
+fn each_message_consumed_once_by_one_member(t: Transport) {
+    let lab = Lab::new(t);
     lab.broker.create_topic("Orders", 8).unwrap();
     let seen: Seen = Arc::default();
     let consumers: Vec<PushConsumer> = (0..3)
         .map(|i| {
             PushConsumer::start(
-                lab.broker.clone(),
+                lab.api(),
                 consumer_config("g1", &format!("c{i}")),
                 &[("Orders", "*")],
                 counting(seen.clone()),
@@ -53,7 +51,7 @@ fn each_message_consumed_once_by_one_member() {
         n.sort();
         n == vec![2, 3, 3]
     });
-    let p = Producer::new(lab.broker.clone(), ProducerConfig::default());
+    let p = Producer::new(lab.api(), ProducerConfig::default());
     let n = 2_000;
     for i in 0..n {
         assert!(p.send(Message::new("Orders", format!("m{i}"))).is_ok());
@@ -79,34 +77,23 @@ fn each_message_consumed_once_by_one_member() {
     lab.shutdown();
 }
 
-#[test]
-fn rebalance_on_join_and_leave_loses_nothing() {
-    let lab = Lab::new();
+both!(each_message_consumed_once_by_one_member);
+
+fn rebalance_on_join_and_leave_loses_nothing(t: Transport) {
+    let lab = Lab::new(t);
     lab.broker.create_topic("T", 6).unwrap();
     let seen: Seen = Arc::default();
     let mut cfg_a = consumer_config("g2", "a");
     cfg_a.allocate = Arc::new(AveragelyByCircle);
-    let a = PushConsumer::start(
-        lab.broker.clone(),
-        cfg_a,
-        &[("T", "*")],
-        counting(seen.clone()),
-    )
-    .unwrap();
+    let a = PushConsumer::start(lab.api(), cfg_a, &[("T", "*")], counting(seen.clone())).unwrap();
     wait_for(5, "a owns all", || owned(&a, "T") == 6);
-    let p = Producer::new(lab.broker.clone(), ProducerConfig::default());
+    let p = Producer::new(lab.api(), ProducerConfig::default());
     for i in 0..300 {
         p.send(Message::new("T", format!("x{i}")));
     }
     let mut cfg_b = consumer_config("g2", "b");
     cfg_b.allocate = Arc::new(AveragelyByCircle);
-    let b = PushConsumer::start(
-        lab.broker.clone(),
-        cfg_b,
-        &[("T", "*")],
-        counting(seen.clone()),
-    )
-    .unwrap();
+    let b = PushConsumer::start(lab.api(), cfg_b, &[("T", "*")], counting(seen.clone())).unwrap();
     wait_for(5, "a and b split 3/3", || {
         owned(&a, "T") == 3 && owned(&b, "T") == 3
     });
@@ -139,11 +126,12 @@ fn rebalance_on_join_and_leave_loses_nothing() {
     lab.shutdown();
 }
 
-#[test]
-fn tag_filter_by_hash_then_string() {
-    let lab = Lab::new();
+both!(rebalance_on_join_and_leave_loses_nothing);
+
+fn tag_filter_by_hash_then_string(t: Transport) {
+    let lab = Lab::new(t);
     lab.broker.create_topic("Tagged", 2).unwrap();
-    let p = Producer::new(lab.broker.clone(), ProducerConfig::default());
+    let p = Producer::new(lab.api(), ProducerConfig::default());
     for i in 0..90 {
         let tag = ["TagA", "TagB", "TagC"][i % 3];
         p.send(Message::new("Tagged", format!("{i}")).with_tags(tag));
@@ -151,7 +139,7 @@ fn tag_filter_by_hash_then_string() {
     let got: Arc<Mutex<Vec<String>>> = Arc::default();
     let g = got.clone();
     let c = PushConsumer::start(
-        lab.broker.clone(),
+        lab.api(),
         consumer_config("gt", "c"),
         &[("Tagged", "TagA || TagC")],
         Listener::concurrently(move |msgs, _| {
@@ -174,27 +162,23 @@ fn tag_filter_by_hash_then_string() {
     lab.shutdown();
 }
 
-#[test]
-fn crash_reconsumes_from_persisted_offsets() {
+both!(tag_filter_by_hash_then_string);
+
+fn crash_reconsumes_from_persisted_offsets(t: Transport) {
     // Offsets flushed rarely: a crash loses the commits since the last
     // flush, and the group consumes those messages again (never skips).
     let mut bcfg = broker_config();
     bcfg.offset_flush_interval_ms = 3_600_000;
-    let lab = Lab::with(bcfg.clone(), clock::system());
+    let lab = Lab::with(t, bcfg.clone());
     lab.broker.create_topic("C", 2).unwrap();
-    let p = Producer::new(lab.broker.clone(), ProducerConfig::default());
+    let p = Producer::new(lab.api(), ProducerConfig::default());
     for i in 0..100 {
         p.send(Message::new("C", format!("{i}")));
     }
     // The lag is measured against the dispatched queue ends: wait until
     // the dispatcher has all 100 so lag arithmetic below is exact.
     wait_for(5, "100 dispatched", || dispatched(&lab.broker, "C") == 100);
-    let pc = PullConsumer::subscribe(
-        lab.broker.clone(),
-        consumer_config("gc", "c"),
-        &[("C", "*")],
-    )
-    .unwrap();
+    let pc = PullConsumer::subscribe(lab.api(), consumer_config("gc", "c"), &[("C", "*")]).unwrap();
     let mut first = 0;
     while first < 40 {
         first += pc.poll(10, Duration::from_millis(500)).len();
@@ -213,18 +197,14 @@ fn crash_reconsumes_from_persisted_offsets() {
     pc.commit();
     // The crashed process's clients die with it.
     drop((pc, p));
-    let lab = lab.crash_and_reopen(bcfg, clock::system());
+    let lab = lab.crash_and_reopen(bcfg);
     wait_for(5, "100 redispatched", || {
         dispatched(&lab.broker, "C") == 100
     });
     assert_eq!(committed(&lab.broker, "gc", "C"), persisted);
     assert_eq!(lab.broker.total_lag("gc", "C"), 100 - persisted);
-    let pc = PullConsumer::subscribe(
-        lab.broker.clone(),
-        consumer_config("gc", "c2"),
-        &[("C", "*")],
-    )
-    .unwrap();
+    let pc =
+        PullConsumer::subscribe(lab.api(), consumer_config("gc", "c2"), &[("C", "*")]).unwrap();
     let mut rest = 0;
     loop {
         let n = pc.poll(50, Duration::from_millis(100)).len();
@@ -245,9 +225,12 @@ fn crash_reconsumes_from_persisted_offsets() {
     lab.shutdown();
 }
 
+both!(crash_reconsumes_from_persisted_offsets);
+
+// Local only: no client involved.
 #[test]
 fn offsets_file_has_rocketmq_shape() {
-    let lab = Lab::new();
+    let lab = Lab::new(Transport::Local);
     lab.broker
         .commit_offset("gx", &MessageQueue::new("T", 3), 42);
     lab.broker.persist_offsets().unwrap();

@@ -11,19 +11,19 @@ use std::time::{Duration, Instant};
 
 use messaging_support::*;
 use mqlab_broker::{MessageQueue, PullRequest, PullStatus};
+use mqlab_client::api::BrokerApi;
 use mqlab_client::consumer::push::PushConsumer;
 use mqlab_client::consumer::{ConsumeStatus, Listener};
 use mqlab_engine::Message;
 
-#[test]
-fn held_pull_answers_when_a_message_arrives() {
-    let lab = Lab::new();
+fn held_pull_answers_when_a_message_arrives(t: Transport) {
+    let lab = Lab::new(t);
     lab.broker.create_topic("LP", 1).unwrap();
-    let broker = lab.broker.clone();
+    let broker = lab.api();
     let puller = std::thread::spawn(move || {
         let t = Instant::now();
         let r = broker
-            .pull(
+            .pull_message(
                 &PullRequest {
                     mq: MessageQueue::new("LP", 0),
                     offset: 0,
@@ -59,9 +59,10 @@ fn held_pull_answers_when_a_message_arrives() {
     lab.shutdown();
 }
 
-#[test]
-fn empty_pull_returns_at_the_end_of_its_hold_or_when_cancelled() {
-    let lab = Lab::new();
+both!(held_pull_answers_when_a_message_arrives);
+
+fn empty_pull_returns_at_the_end_of_its_hold_or_when_cancelled(t: Transport) {
+    let lab = Lab::new(t);
     lab.broker.create_topic("E", 1).unwrap();
     let req = PullRequest {
         mq: MessageQueue::new("E", 0),
@@ -71,36 +72,55 @@ fn empty_pull_returns_at_the_end_of_its_hold_or_when_cancelled() {
         suspend_ms: 100,
     };
     let t = Instant::now();
-    let r = lab.broker.pull(&req, None).unwrap();
+    let api = lab.api();
+    let r = api.pull_message(&req, None).unwrap();
     assert_eq!(r.status, PullStatus::NoNewMsg);
     assert!(t.elapsed() >= Duration::from_millis(100));
     let cancel = Arc::new(AtomicBool::new(true));
     let t = Instant::now();
-    let r = lab
-        .broker
-        .pull(
+    let r = api
+        .pull_message(
             &PullRequest {
                 suspend_ms: 10_000,
-                ..req
+                ..req.clone()
             },
             Some(&cancel),
         )
         .unwrap();
     assert_eq!(r.status, PullStatus::NoNewMsg);
     assert!(t.elapsed() < Duration::from_secs(5));
+    // Cancelled while held: returns within moments, not at the hold's end.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let c = cancel.clone();
+    let setter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        c.store(true, std::sync::atomic::Ordering::Release);
+    });
+    let t = Instant::now();
+    let _ = api.pull_message(
+        &PullRequest {
+            suspend_ms: 10_000,
+            ..req
+        },
+        Some(&cancel),
+    );
+    setter.join().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    drop(api);
     lab.shutdown();
 }
 
-#[test]
-fn push_consumer_latency_on_long_polling() {
-    let lab = Lab::new();
+both!(empty_pull_returns_at_the_end_of_its_hold_or_when_cancelled);
+
+fn push_consumer_latency_on_long_polling(t: Transport) {
+    let lab = Lab::new(t);
     lab.broker.create_topic("PC", 2).unwrap();
     let mut cfg = consumer_config("glp", "c");
     cfg.pull_suspend_ms = 15_000;
     let arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let a = arrivals.clone();
     let c = PushConsumer::start(
-        lab.broker.clone(),
+        lab.api(),
         cfg,
         &[("PC", "*")],
         Listener::concurrently(move |msgs, _| {
@@ -134,3 +154,5 @@ fn push_consumer_latency_on_long_polling() {
     c.shutdown().unwrap();
     lab.shutdown();
 }
+
+both!(push_consumer_latency_on_long_polling);

@@ -27,8 +27,8 @@ struct Outcome {
     consumed: usize,
 }
 
-fn run(pq_lock: bool, seed: u64) -> Outcome {
-    let lab = Lab::new();
+fn run(t: Transport, pq_lock: bool, seed: u64) -> Outcome {
+    let lab = Lab::new(t);
     lab.broker.create_topic("Ord", 4).unwrap();
     let log: Log = Arc::default();
     let in_queue = Arc::new(Mutex::new(HashMap::<u32, usize>::new()));
@@ -39,7 +39,7 @@ fn run(pq_lock: bool, seed: u64) -> Outcome {
         cfg.process_queue_lock = pq_lock;
         cfg.consume_batch_max = 4;
         PushConsumer::start(
-            lab.broker.clone(),
+            lab.api(),
             cfg,
             &[("Ord", "*")],
             Listener::orderly(move |msgs, ctx| {
@@ -63,7 +63,7 @@ fn run(pq_lock: bool, seed: u64) -> Outcome {
         )
         .unwrap()
     };
-    let p = Producer::new(lab.broker.clone(), ProducerConfig::default());
+    let p = Producer::new(lab.api(), ProducerConfig::default());
     let keys = 16u32;
     let steps = 60u32;
     let send_steps = |from: u32, to: u32| {
@@ -124,10 +124,9 @@ fn run(pq_lock: bool, seed: u64) -> Outcome {
     }
 }
 
-#[test]
-fn strict_per_queue_order_across_rebalances() {
+fn strict_per_queue_order_across_rebalances(t: Transport) {
     let seed = seed(11);
-    let o = run(true, seed);
+    let o = run(t, true, seed);
     eprintln!(
         "with the process-queue lock: consumed {}, duplicates {}, out of order {}",
         o.consumed, o.duplicates, o.out_of_order
@@ -137,29 +136,31 @@ fn strict_per_queue_order_across_rebalances() {
     assert_eq!(o.duplicates, 0, "no batch handed over midway");
 }
 
-#[test]
-fn without_the_process_queue_lock_nothing_is_lost() {
+both!(strict_per_queue_order_across_rebalances);
+
+fn without_the_process_queue_lock_nothing_is_lost(t: Transport) {
     // A queue may be handed over mid-batch: the old and the new owner then
     // overlap and the batch can be consumed twice. The experiment (mqlab run
     // --spec workloads/specs/ordered.toml) measures how often; here only
     // what must hold regardless: every step consumed (run waits for it).
-    let o = run(false, seed(12));
+    let o = run(t, false, seed(12));
     eprintln!(
         "without the process-queue lock: consumed {}, duplicates {}, overlapping batches {}",
         o.consumed, o.duplicates, o.overlaps
     );
 }
 
-#[test]
-fn a_dead_members_lock_expires_after_60_s() {
+both!(without_the_process_queue_lock_nothing_is_lost);
+
+fn a_dead_members_lock_expires_after_60_s(t: Transport) {
     let clock = mqlab_engine::clock::ManualClock::new();
-    let lab = Lab::with(broker_config(), clock.clone());
+    let lab = Lab::manual(t, broker_config(), clock.clone());
     lab.broker.create_topic("K", 1).unwrap();
     let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let start = |client: &str| {
         let g = got.clone();
         PushConsumer::start(
-            lab.broker.clone(),
+            lab.api(),
             consumer_config("gk", client),
             &[("K", "*")],
             Listener::orderly(move |msgs, ctx| {
@@ -204,3 +205,5 @@ fn a_dead_members_lock_expires_after_60_s() {
     b.shutdown().unwrap();
     lab.shutdown();
 }
+
+both!(a_dead_members_lock_expires_after_60_s);

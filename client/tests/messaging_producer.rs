@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use messaging_support::*;
 use mqlab_broker::types::*;
-use mqlab_broker::{Broker, ClientChannel};
+use mqlab_broker::ClientChannel;
 use mqlab_client::api::{BrokerApi, LocalFiles};
 use mqlab_client::producer::{HashKey, Producer, ProducerConfig};
 use mqlab_engine::clock::Clock;
@@ -20,7 +20,7 @@ use mqlab_engine::{Message, PutResult, PutStatus};
 /// Fails every put to the queues in `bad`, as a broker that lost them;
 /// every other request goes to the broker as it is.
 struct Flaky {
-    broker: Arc<Broker>,
+    broker: Arc<dyn BrokerApi>,
     bad: BTreeSet<u32>,
     tried: Mutex<Vec<u32>>,
 }
@@ -98,12 +98,11 @@ impl BrokerApi for Flaky {
     }
 }
 
-#[test]
-fn sync_send_retries_on_another_queue() {
-    let lab = Lab::new();
+fn sync_send_retries_on_another_queue(t: Transport) {
+    let lab = Lab::new(t);
     lab.broker.create_topic("R", 4).unwrap();
     let flaky = Arc::new(Flaky {
-        broker: lab.broker.clone(),
+        broker: lab.api(),
         bad: [0, 1].into(),
         tried: Mutex::default(),
     });
@@ -123,7 +122,7 @@ fn sync_send_retries_on_another_queue() {
     }
     // All queues bad: 1 + 2 retries, then the failure is returned.
     let all_bad = Arc::new(Flaky {
-        broker: lab.broker.clone(),
+        broker: lab.api(),
         bad: (0..4).collect(),
         tried: Mutex::default(),
     });
@@ -134,7 +133,7 @@ fn sync_send_retries_on_another_queue() {
     drop(p_bad);
     drop(p);
     // Illegal messages are not retried.
-    let p = Producer::new(lab.broker.clone(), ProducerConfig::default());
+    let p = Producer::new(lab.api(), ProducerConfig::default());
     let r = p.send(Message::new("R", vec![0u8; 64 * 1024]));
     assert_eq!(r.status, PutStatus::MessageIllegal);
     assert_eq!(r.attempts, 1);
@@ -143,10 +142,11 @@ fn sync_send_retries_on_another_queue() {
     lab.shutdown();
 }
 
-#[test]
-fn async_callbacks_and_oneway() {
-    let lab = Lab::new();
-    let p = Producer::new(lab.broker.clone(), ProducerConfig::default());
+both!(sync_send_retries_on_another_queue);
+
+fn async_callbacks_and_oneway(t: Transport) {
+    let lab = Lab::new(t);
+    let p = Producer::new(lab.api(), ProducerConfig::default());
     let (tx, rx) = mpsc::channel();
     for i in 0..200 {
         let tx = tx.clone();
@@ -192,11 +192,12 @@ fn async_callbacks_and_oneway() {
     lab.shutdown();
 }
 
-#[test]
-fn sharding_key_keeps_an_order_on_one_queue() {
-    let lab = Lab::new();
+both!(async_callbacks_and_oneway);
+
+fn sharding_key_keeps_an_order_on_one_queue(t: Transport) {
+    let lab = Lab::new(t);
     lab.broker.create_topic("O", 4).unwrap();
-    let p = Producer::new(lab.broker.clone(), ProducerConfig::default());
+    let p = Producer::new(lab.api(), ProducerConfig::default());
     let mut queue_of = std::collections::HashMap::new();
     for step in 0..5 {
         for order in 0..20 {
@@ -219,3 +220,5 @@ fn sharding_key_keeps_an_order_on_one_queue() {
     drop(p);
     lab.shutdown();
 }
+
+both!(sharding_key_keeps_an_order_on_one_queue);

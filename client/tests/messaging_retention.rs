@@ -3,6 +3,9 @@
 //! with a clear status and accepted again once space is freed; consume
 //! queues follow the commit log's new first offset, consumers below it are
 //! moved up, and the store reopens on what is left.
+//!
+//! Local only: no client is involved (the store and broker are driven
+//! directly), so there is nothing to run over TCP.
 
 mod messaging_support;
 
@@ -49,7 +52,7 @@ fn clock_at_hour(h: i64, days_later: i64) -> Arc<ManualClock> {
 
 #[test]
 fn expired_segments_go_at_the_delete_hour() {
-    let lab = Lab::new();
+    let lab = Lab::new(Transport::Local);
     fill(&lab, 400);
     let segs = lab.store.segment_bases().len();
     assert!(segs >= 5, "{segs} segments");
@@ -120,7 +123,7 @@ fn expired_segments_go_at_the_delete_hour() {
 
 #[test]
 fn disk_full_refuses_writes_until_space_is_freed() {
-    let lab = Lab::new();
+    let lab = Lab::new(Transport::Local);
     fill(&lab, 200);
     let dial = Arc::new(AtomicU64::new(500));
     let clock = clock_at_hour(12, 0);
@@ -158,7 +161,7 @@ fn disk_full_refuses_writes_until_space_is_freed() {
 
 #[test]
 fn quota_usage_counts_segments() {
-    let lab = Lab::new();
+    let lab = Lab::new(Transport::Local);
     fill(&lab, 100);
     let segs = lab.store.segment_bases().len() as u64;
     let q = QuotaUsage {
@@ -170,7 +173,7 @@ fn quota_usage_counts_segments() {
 
 #[test]
 fn deletion_keeps_the_active_segment_and_survives_a_crash() {
-    let lab = Lab::new();
+    let lab = Lab::new(Transport::Local);
     fill(&lab, 300);
     let bases = lab.store.segment_bases();
     let removed = lab.store.delete_segments_before(u64::MAX).unwrap();
@@ -194,7 +197,7 @@ fn deletion_keeps_the_active_segment_and_survives_a_crash() {
     }
     let end = lab.store.offsets().written;
     wait_for(5, "flushed", || lab.store.offsets().flushed >= end);
-    let lab = lab.crash_and_reopen(broker_config(), clock::system());
+    let lab = lab.crash_and_reopen(broker_config());
     assert!(lab.store.recovery_report().abnormal);
     assert_eq!(lab.store.min_offset(), min);
     assert_eq!(lab.store.offsets().written, end);

@@ -19,11 +19,10 @@ use mqlab_engine::Message;
 /// Body -> (reconsume count, topic) of each delivery.
 type Deliveries = HashMap<String, Vec<(i32, String)>>;
 
-#[test]
-fn retries_reach_the_dlq_after_the_limit() {
-    let lab = Lab::new();
+fn retries_reach_the_dlq_after_the_limit(t: Transport) {
+    let lab = Lab::new(t);
     lab.broker.create_topic("Jobs", 2).unwrap();
-    let p = Producer::new(lab.broker.clone(), ProducerConfig::default());
+    let p = Producer::new(lab.api(), ProducerConfig::default());
     for i in 0..10 {
         p.send(Message::new("Jobs", format!("j{i}")));
     }
@@ -32,7 +31,7 @@ fn retries_reach_the_dlq_after_the_limit() {
     let mut cfg = consumer_config("gr", "c");
     cfg.max_reconsume_times = 3;
     let c = PushConsumer::start(
-        lab.broker.clone(),
+        lab.api(),
         cfg,
         &[("Jobs", "*")],
         Listener::concurrently(move |msgs, _| {
@@ -92,16 +91,17 @@ fn retries_reach_the_dlq_after_the_limit() {
     lab.shutdown();
 }
 
-#[test]
-fn retry_waits_its_delay_level() {
+both!(retries_reach_the_dlq_after_the_limit);
+
+fn retry_waits_its_delay_level(t: Transport) {
     // Level 3 (the first retry) = 300 ms here; level 4 = 600 ms.
     let mut bcfg = broker_config();
     bcfg.delay_levels_ms = vec![100, 200, 300, 600, 900];
-    let lab = Lab::with(bcfg, mqlab_engine::clock::system());
+    let lab = Lab::with(t, bcfg);
     let times: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
     let t = times.clone();
     let c = PushConsumer::start(
-        lab.broker.clone(),
+        lab.api(),
         consumer_config("gd", "c"),
         &[("D", "*")],
         Listener::concurrently(move |_, _| {
@@ -127,9 +127,10 @@ fn retry_waits_its_delay_level() {
     lab.shutdown();
 }
 
-#[test]
-fn orderly_suspend_retries_locally_then_dead_letters() {
-    let lab = Lab::new();
+both!(retry_waits_its_delay_level);
+
+fn orderly_suspend_retries_locally_then_dead_letters(t: Transport) {
+    let lab = Lab::new(t);
     lab.broker.create_topic("OS", 1).unwrap();
     for i in 0..3 {
         lab.broker.put(&Message::new("OS", format!("{i}")));
@@ -139,7 +140,7 @@ fn orderly_suspend_retries_locally_then_dead_letters() {
     let mut cfg = consumer_config("gos", "c");
     cfg.max_reconsume_times = 2;
     let c = PushConsumer::start(
-        lab.broker.clone(),
+        lab.api(),
         cfg,
         &[("OS", "*")],
         Listener::orderly(move |msgs, _| {
@@ -179,3 +180,5 @@ fn orderly_suspend_retries_locally_then_dead_letters() {
     c.shutdown().unwrap();
     lab.shutdown();
 }
+
+both!(orderly_suspend_retries_locally_then_dead_letters);

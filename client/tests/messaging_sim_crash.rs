@@ -4,6 +4,9 @@
 //! writes included). After recovery the file still parses, no committed
 //! offset points past what survived, and every acknowledged message is
 //! consumed before or after the crash; re-deliveries are counted.
+//!
+//! Local only: the store lives on the simulated disk, which a node (real
+//! files) cannot serve, and the power loss is the simulator's, in process.
 
 mod messaging_support;
 

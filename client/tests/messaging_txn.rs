@@ -46,7 +46,7 @@ fn visible(lab: &Lab, topic: &str) -> Vec<String> {
     static READS: AtomicUsize = AtomicUsize::new(0);
     let group = format!("reader{}", READS.fetch_add(1, Ordering::SeqCst));
     let pc = PullConsumer::assign(
-        lab.broker.clone(),
+        lab.api(),
         consumer_config(&group, "r"),
         &lab.broker.queues_of(topic),
         "*",
@@ -67,16 +67,16 @@ fn visible(lab: &Lab, topic: &str) -> Vec<String> {
     out
 }
 
-fn setup(answer: S) -> (Lab, Arc<ManualClock>, Arc<Bank>, Arc<TransactionProducer>) {
+fn setup(t: Transport, answer: S) -> (Lab, Arc<ManualClock>, Arc<Bank>, Arc<TransactionProducer>) {
     let clock = ManualClock::new();
-    let lab = Lab::with(broker_config(), clock.clone());
+    let lab = Lab::manual(t, broker_config(), clock.clone());
     lab.broker.create_topic("Pay", 2).unwrap();
     let bank = Arc::new(Bank {
         check_answer: Mutex::new(answer),
         checks: AtomicUsize::new(0),
     });
     let tp = TransactionProducer::start(
-        lab.broker.clone(),
+        lab.api(),
         ProducerConfig {
             group: "bank".into(),
             ..ProducerConfig::default()
@@ -100,9 +100,8 @@ fn wait_checks(bank: &Bank, n: usize) {
     std::thread::sleep(Duration::from_millis(20));
 }
 
-#[test]
-fn commit_visible_rollback_never() {
-    let (lab, _clock, _bank, tp) = setup(S::Unknown);
+fn commit_visible_rollback_never(t: Transport) {
+    let (lab, _clock, _bank, tp) = setup(t, S::Unknown);
     let c = tp.send_in_transaction(Message::new("Pay", "commit"));
     assert!(c.send.is_ok());
     assert_eq!(c.state, S::CommitMessage);
@@ -126,9 +125,10 @@ fn commit_visible_rollback_never() {
     lab.shutdown();
 }
 
-#[test]
-fn unknown_is_checked_until_answered() {
-    let (lab, clock, bank, tp) = setup(S::Unknown);
+both!(commit_visible_rollback_never);
+
+fn unknown_is_checked_until_answered(t: Transport) {
+    let (lab, clock, bank, tp) = setup(t, S::Unknown);
     tp.send_in_transaction(Message::new("Pay", "later"));
     settle(&lab);
     clock.advance(7_000);
@@ -155,9 +155,10 @@ fn unknown_is_checked_until_answered() {
     lab.shutdown();
 }
 
-#[test]
-fn never_answered_is_discarded_after_15_checks() {
-    let (lab, clock, bank, tp) = setup(S::Unknown);
+both!(unknown_is_checked_until_answered);
+
+fn never_answered_is_discarded_after_15_checks(t: Transport) {
+    let (lab, clock, bank, tp) = setup(t, S::Unknown);
     tp.send_in_transaction(Message::new("Pay", "ghost"));
     settle(&lab);
     clock.advance(7_000);
@@ -192,9 +193,10 @@ fn never_answered_is_discarded_after_15_checks() {
     lab.shutdown();
 }
 
-#[test]
-fn seventy_two_hour_rule_discards_unchecked() {
-    let (lab, clock, bank, tp) = setup(S::CommitMessage);
+both!(never_answered_is_discarded_after_15_checks);
+
+fn seventy_two_hour_rule_discards_unchecked(t: Transport) {
+    let (lab, clock, bank, tp) = setup(t, S::CommitMessage);
     tp.send_in_transaction(Message::new("Pay", "ancient"));
     settle(&lab);
     clock.advance(73 * 3_600_000);
@@ -206,20 +208,21 @@ fn seventy_two_hour_rule_discards_unchecked() {
     lab.shutdown();
 }
 
-#[test]
-fn check_service_thread_resolves_without_help() {
+both!(seventy_two_hour_rule_discards_unchecked);
+
+fn check_service_thread_resolves_without_help(t: Transport) {
     // The check thread on a 10 ms period and a 20 ms timeout, wall clock.
     let mut cfg = broker_config();
     cfg.txn.check_enabled = true;
     cfg.txn.check_interval_ms = 10;
     cfg.txn.timeout_ms = 20;
-    let lab = Lab::with(cfg, mqlab_engine::clock::system());
+    let lab = Lab::with(t, cfg);
     let bank = Arc::new(Bank {
         check_answer: Mutex::new(S::CommitMessage),
         checks: AtomicUsize::new(0),
     });
     let tp = TransactionProducer::start(
-        lab.broker.clone(),
+        lab.api(),
         ProducerConfig {
             group: "bank2".into(),
             ..ProducerConfig::default()
@@ -239,3 +242,5 @@ fn check_service_thread_resolves_without_help() {
     drop(tp);
     lab.shutdown();
 }
+
+both!(check_service_thread_resolves_without_help);

@@ -54,9 +54,9 @@ fn produce_and_consume_over_loopback() {
             .unwrap()
         })
         .collect();
-    // Nothing is pushed over the wire yet (NOTIFY_CONSUMER_IDS_CHANGED):
-    // members rebalance on their timer. Until both have, the first one
-    // still holds every queue and a message may be consumed twice
+    // The second member's join reaches the first as a push
+    // (NOTIFY_CONSUMER_IDS_CHANGED). Until both have rebalanced, the first
+    // one still holds every queue and a message may be consumed twice
     // (at-least-once), so send once the split has settled.
     wait_for(30, "4 queues split 2/2", || {
         consumers

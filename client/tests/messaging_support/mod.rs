@@ -1,13 +1,31 @@
 //! Helpers shared by the messaging tests: a store with small files and fast
-//! services, a broker with every interval in milliseconds, and waiting.
-#![allow(dead_code)]
+//! services, a broker with every interval in milliseconds, reached in
+//! process or over loopback TCP ([`Transport`], [`both!`]), and waiting.
+//!
+//! Every scenario that goes through a client runs on both transports
+//! (`name::local`, `name::tcp`), those on a manual clock included (the
+//! lab then serves a broker on that clock). Local only, and why:
+//! - `messaging_sim_crash`: the store lives on the simulated disk
+//!   (`SimEnv`), which a node (real files) cannot open, and the power loss
+//!   is the simulator's, in process;
+//! - `messaging_retention`: no client involved (the store's retention,
+//!   driven by a disk-usage dial and a manual clock);
+//! - `messaging_clustering::offsets_file_has_rocketmq_shape`: no client
+//!   involved (the broker's offsets file).
+#![allow(dead_code, unused_macros, unused_imports)]
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mqlab_broker::node::{Node, NodeConfig};
+use mqlab_broker::remoting::{BrokerHandler, RemotingServer, ServerConfig};
 use mqlab_broker::{Broker, BrokerConfig};
+use mqlab_client::api::BrokerApi;
 use mqlab_client::consumer::{ConsumeFromWhere, ConsumerConfig};
-use mqlab_engine::clock::{self, Clock};
+use mqlab_client::tcp::TcpBroker;
+use mqlab_engine::clock::{self, Clock, ManualClock};
 use mqlab_engine::{FlushKind, Store, StoreConfig};
 
 /// Small segments, fast flusher and checkpoint.
@@ -39,48 +57,224 @@ pub fn broker_config() -> BrokerConfig {
     cfg
 }
 
-/// A store and a broker in a fresh temporary directory.
+/// How a test's clients reach its broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// In process: clients call the `Broker` itself (`local.rs`).
+    Local,
+    /// Over loopback TCP: every client a `TcpBroker` of its own (its own
+    /// connections, as a separate process would have) against a `Node` on
+    /// 127.0.0.1:0 with the same store and broker config. A test driving a
+    /// manual clock gets the node's remoting server (`BrokerHandler` on a
+    /// `RemotingServer`) around a broker on that clock instead, and its
+    /// clients stamp times with it too.
+    Tcp,
+}
+
+/// Turns `fn name(t: Transport)` into two tests, `name::local` and
+/// `name::tcp`; `both!(name, tcp_ignore = "why")` marks the TCP one
+/// ignored.
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn local() {
+                super::$name($crate::messaging_support::Transport::Local)
+            }
+            #[test]
+            fn tcp() {
+                super::$name($crate::messaging_support::Transport::Tcp)
+            }
+        }
+    };
+    ($name:ident, tcp_ignore = $why:literal) => {
+        mod $name {
+            #[test]
+            fn local() {
+                super::$name($crate::messaging_support::Transport::Local)
+            }
+            #[test]
+            #[ignore = $why]
+            fn tcp() {
+                super::$name($crate::messaging_support::Transport::Tcp)
+            }
+        }
+    };
+}
+pub(crate) use both;
+
+/// What serves the broker over TCP.
+enum Served {
+    Node(Box<Node>),
+    /// A node's remoting server around a broker on a manual clock.
+    Server {
+        server: RemotingServer,
+        stop_pulls: Arc<AtomicBool>,
+    },
+}
+
+/// A store and a broker in a fresh temporary directory, and how clients
+/// reach it.
 pub struct Lab {
     pub dir: tempfile::TempDir,
     pub store: Arc<Store>,
     pub broker: Arc<Broker>,
+    pub transport: Transport,
+    clock: Arc<dyn Clock>,
+    served: Option<(Served, SocketAddr)>,
+}
+
+fn node_config(dir: &std::path::Path, cfg: BrokerConfig) -> NodeConfig {
+    NodeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        embedded_namesrv: None,
+        store: store_config(),
+        broker: cfg,
+        ..NodeConfig::new(dir)
+    }
 }
 
 impl Lab {
-    pub fn new() -> Lab {
-        Self::with(broker_config(), clock::system())
+    pub fn new(t: Transport) -> Lab {
+        Self::with(t, broker_config())
     }
 
-    pub fn with(cfg: BrokerConfig, clock: Arc<dyn Clock>) -> Lab {
+    /// A broker with `cfg`, on the system clock.
+    pub fn with(t: Transport, cfg: BrokerConfig) -> Lab {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path(), store_config()).unwrap());
-        let broker = Broker::open(store.clone(), cfg, clock).unwrap();
-        Lab { dir, store, broker }
+        match t {
+            Transport::Local => Self::local(dir, cfg, clock::system()),
+            Transport::Tcp => Self::node(dir, cfg),
+        }
     }
 
-    /// Crash: broker and store dropped without shutdown; reopened on the
-    /// same directory.
-    pub fn crash_and_reopen(self, cfg: BrokerConfig, clock: Arc<dyn Clock>) -> Lab {
-        let Lab { dir, store, broker } = self;
+    /// A broker with `cfg` on a manual clock, which TCP clients share.
+    pub fn manual(t: Transport, cfg: BrokerConfig, clock: Arc<ManualClock>) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lab = Self::local(dir, cfg, clock);
+        if t == Transport::Tcp {
+            let handler =
+                BrokerHandler::new(lab.broker.clone(), "127.0.0.1:10911".parse().unwrap());
+            let stop_pulls = handler.stop_flag();
+            let server = RemotingServer::start(
+                ServerConfig {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    ..ServerConfig::default()
+                },
+                Arc::new(handler),
+            )
+            .unwrap();
+            let addr = server.local_addr();
+            lab.transport = Transport::Tcp;
+            lab.served = Some((Served::Server { server, stop_pulls }, addr));
+        }
+        lab
+    }
+
+    fn local(dir: tempfile::TempDir, cfg: BrokerConfig, clock: Arc<dyn Clock>) -> Lab {
+        let store = Arc::new(Store::open(dir.path(), store_config()).unwrap());
+        let broker = Broker::open(store.clone(), cfg, clock.clone()).unwrap();
+        Lab {
+            dir,
+            store,
+            broker,
+            transport: Transport::Local,
+            clock,
+            served: None,
+        }
+    }
+
+    fn node(dir: tempfile::TempDir, cfg: BrokerConfig) -> Lab {
+        let node = Node::start(node_config(dir.path(), cfg)).unwrap();
+        let addr = node.addr();
+        Lab {
+            store: node.store().clone(),
+            broker: node.broker().clone(),
+            dir,
+            transport: Transport::Tcp,
+            clock: clock::system(),
+            served: Some((Served::Node(Box::new(node)), addr)),
+        }
+    }
+
+    /// A client's way to the broker: the broker itself in process, a new
+    /// `TcpBroker` over TCP.
+    pub fn api(&self) -> Arc<dyn BrokerApi> {
+        match self.tcp() {
+            Some(t) => t,
+            None => self.broker.clone(),
+        }
+    }
+
+    /// A new `TcpBroker` to the broker (None in process).
+    pub fn tcp(&self) -> Option<Arc<TcpBroker>> {
+        let (_, addr) = self.served.as_ref()?;
+        Some(Arc::new(
+            TcpBroker::new(*addr, "mqlab-test", self.dir.path().join("clients"))
+                .with_clock(self.clock.clone()),
+        ))
+    }
+
+    /// The broker's address over TCP.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.served.as_ref().map(|(_, a)| *a)
+    }
+
+    /// Crash: broker and store dropped without shutdown (over TCP, the
+    /// node too); reopened on the same directory (a new node, on a new
+    /// port, over TCP). System clock only.
+    pub fn crash_and_reopen(self, cfg: BrokerConfig) -> Lab {
+        let Lab {
+            dir,
+            store,
+            broker,
+            transport,
+            served,
+            ..
+        } = self;
         drop(broker);
+        match served {
+            None => {}
+            Some((Served::Node(node), _)) => drop(node),
+            Some((Served::Server { .. }, _)) => panic!("crash over TCP is a node's (system clock)"),
+        }
         // The directory lock admits one store at a time: wait (bounded)
         // until consumer threads have let go of the old one.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while Arc::strong_count(&store) > 1 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Arc::strong_count(&store) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
         drop(store);
-        let store = Arc::new(Store::open(dir.path(), store_config()).unwrap());
-        let broker = Broker::open(store.clone(), cfg, clock).unwrap();
-        Lab { dir, store, broker }
+        match transport {
+            Transport::Local => Self::local(dir, cfg, clock::system()),
+            Transport::Tcp => Self::node(dir, cfg),
+        }
     }
 
-    /// Clean shutdown of broker and store. Producers and consumers must be
-    /// gone (their threads release the broker within moments).
+    /// Clean shutdown of broker and store (over TCP, of the node).
+    /// Producers and consumers must be gone (their threads release the
+    /// broker within moments).
     pub fn shutdown(self) {
-        self.broker.shutdown().unwrap();
-        let mut broker = Some(self.broker);
-        let mut store = self.store;
+        let Lab {
+            store,
+            broker,
+            served,
+            ..
+        } = self;
+        match served {
+            Some((Served::Node(node), _)) => {
+                drop((broker, store));
+                return node.shutdown().unwrap();
+            }
+            Some((Served::Server { server, stop_pulls }, _)) => {
+                stop_pulls.store(true, Ordering::Release);
+                server.shutdown();
+            }
+            None => {}
+        }
+        broker.shutdown().unwrap();
+        let mut broker = Some(broker);
+        let mut store = store;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if let Some(b) = broker.take() {

@@ -1,15 +1,29 @@
 //! [`BrokerApi`] over TCP: mqlab's client talking RocketMQ's remoting
 //! protocol to a broker (mqlab's, or any that answers route queries for
-//! its own topics). One request per pooled connection at a time; as many
-//! connections as callers in flight, so a held pull never delays a send.
+//! its own topics).
 //!
-//! Differences from the in-process broker, on purpose or not yet:
-//! - requests the broker pushes (check-backs, membership changes) are not
-//!   dispatched yet: the channel given at heartbeat is not used, so
-//!   consumers rebalance on their own timer and a transactional producer
-//!   on this transport is not asked about its half messages;
-//! - a pull's `cancel` flag is not seen while the broker holds the pull
-//!   (it returns within its suspend time).
+//! Connections: requests go one at a time over pooled connections, as many
+//! as callers in flight, so a held pull never delays a send. Heartbeats and
+//! unregisters go over one more, the control connection, which is where
+//! the broker pushes its own requests (it sends a client its requests on
+//! the connection its HEART_BEAT came on). A reader thread dispatches them
+//! (module `control`):
+//! - NOTIFY_CONSUMER_IDS_CHANGED reaches the consumers' channels, so a
+//!   group rebalances as soon as a member joins or leaves, as in-process;
+//! - CHECK_TRANSACTION_STATE (its body the half message's stored record)
+//!   reaches the transactional producer's channel, which answers with
+//!   END_TRANSACTION (`fromTransactionCheck`) like any other request;
+//! - heartbeats repeat every `heartbeat_interval` (30 s, as RocketMQ's
+//!   client; [`TcpBroker::with_heartbeat_interval`]), which keeps the
+//!   control connection open and re-opens it (re-registering every channel)
+//!   after it died: pushes sent while it was down are lost, as on
+//!   RocketMQ (a consumer's rebalance timer and the broker's next check
+//!   round cover them).
+//!
+//! A pull's `cancel` flag is watched while the broker holds the pull: once
+//! set, the call returns within 50 ms (an error; the connection is closed
+//! rather than pooled, since its answer is still to come), and a pull
+//! cancelled before it is sent is sent without holding.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -17,7 +31,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mqlab_broker::types::{
     ConsumerSendMsgBackRequest, EndTransactionRequest, HeartbeatRequest, LockBatchRequest,
@@ -28,9 +42,8 @@ use mqlab_broker::ClientChannel;
 use mqlab_engine::clock::{self, Clock};
 use mqlab_engine::io::pwrite::PwriteEnv;
 use mqlab_engine::log::record::{self, CrcCheck, Decoded};
-use mqlab_engine::message::{AppendOffsets, PutStatus};
+use mqlab_engine::message::{AppendOffsets, PutStatus, StoredMessage};
 use mqlab_engine::{Message, PutResult};
-use mqlab_protocol::body::heartbeat::{ConsumerData, HeartbeatData, Subscription};
 use mqlab_protocol::body::route::TopicRouteData;
 use mqlab_protocol::codes::{request, response};
 use mqlab_protocol::headers::{
@@ -41,13 +54,30 @@ use mqlab_protocol::{decode_frame, encode_frame, ExtFields, Limits, RemotingComm
 use crate::api::{BrokerApi, LocalFiles};
 use crate::error::{Error, Result};
 
-/// A broker reached over TCP.
+mod control;
+
+use control::Control;
+pub use control::PushStats;
+
+/// RocketMQ's client heartbeat period.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A broker reached over TCP. Dropping it closes its connections and ends
+/// its threads.
 pub struct TcpBroker {
     addr: SocketAddr,
     group: String,
     pool: Mutex<Vec<TcpStream>>,
     opaque: AtomicI32,
     files: PathBuf,
+    clock: Arc<dyn Clock>,
+    control: Arc<Control>,
+}
+
+impl Drop for TcpBroker {
+    fn drop(&mut self) {
+        self.control.close();
+    }
 }
 
 impl std::fmt::Debug for TcpBroker {
@@ -72,12 +102,46 @@ impl TcpBroker {
             pool: Mutex::new(Vec::new()),
             opaque: AtomicI32::new(1),
             files: local_dir,
+            clock: clock::system(),
+            control: Arc::new(Control::new(addr, HEARTBEAT_INTERVAL)),
         }
     }
 
+    /// Repeats heartbeats this often instead of every 30 s (also how soon
+    /// a lost control connection is noticed when no push is due). Set
+    /// before the first heartbeat.
+    pub fn with_heartbeat_interval(mut self, every: Duration) -> Self {
+        self.control = Arc::new(Control::new(self.addr, every));
+        self
+    }
+
+    /// The clock this client stamps born times and measures lock expiry
+    /// with instead of the system clock: a test serving a broker on a
+    /// manual clock shares that clock with its clients, as in-process.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Counters of the control connection (connects, heartbeats, pushes).
+    pub fn push_stats(&self) -> &PushStats {
+        self.control.stats()
+    }
+
     /// One request and its answer (waiting up to `timeout`).
-    pub fn call(&self, mut req: RemotingCommand, timeout: Duration) -> Result<RemotingCommand> {
-        req.opaque = self.opaque.fetch_add(1, Ordering::Relaxed);
+    pub fn call(&self, req: RemotingCommand, timeout: Duration) -> Result<RemotingCommand> {
+        self.call_cancellable(req, timeout, None)
+    }
+
+    /// [`TcpBroker::call`], giving up (and closing the connection) within
+    /// 50 ms of `cancel` being set.
+    fn call_cancellable(
+        &self,
+        mut req: RemotingCommand,
+        timeout: Duration,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<RemotingCommand> {
+        req.opaque = self.opaque.fetch_add(1, Ordering::Relaxed) & i32::MAX;
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut conn = match pooled {
             Some(c) => c,
@@ -88,7 +152,14 @@ impl TcpBroker {
                 c
             }
         };
-        conn.set_read_timeout(Some(timeout)).map_err(wire)?;
+        let deadline = Instant::now() + timeout;
+        let slice = if cancel.is_some() {
+            timeout.min(Duration::from_millis(50))
+        } else {
+            timeout
+        };
+        conn.set_read_timeout(Some(slice.max(Duration::from_millis(1))))
+            .map_err(wire)?;
         let bytes = encode_frame(&req).map_err(wire)?;
         conn.write_all(&bytes)
             .map_err(|e| wire(format!("write to {}: {e}", self.addr)))?;
@@ -108,9 +179,29 @@ impl TcpBroker {
                 }
                 continue;
             }
-            let n = conn
-                .read(&mut chunk)
-                .map_err(|e| wire(format!("read from {}: {e}", self.addr)))?;
+            let n = match conn.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    if cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
+                        return Err(wire("cancelled while waiting for the answer"));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(wire(format!(
+                            "read from {}: no answer within {timeout:?}",
+                            self.addr
+                        )));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(wire(format!("read from {}: {e}", self.addr))),
+            };
             if n == 0 {
                 return Err(wire(format!("{} closed the connection", self.addr)));
             }
@@ -268,7 +359,13 @@ impl BrokerApi for TcpBroker {
         (get(request::GET_MIN_OFFSET), get(request::GET_MAX_OFFSET))
     }
 
-    fn pull_message(&self, req: &PullRequest, _cancel: Option<&AtomicBool>) -> Result<PullResult> {
+    fn pull_message(&self, req: &PullRequest, cancel: Option<&AtomicBool>) -> Result<PullResult> {
+        // Cancelled already: one look without holding, as in-process.
+        let suspend_ms = if cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
+            0
+        } else {
+            req.suspend_ms
+        };
         let h = PullMessageRequest {
             consumer_group: "mqlab-client".into(),
             topic: req.mq.topic.clone(),
@@ -282,16 +379,17 @@ impl BrokerApi for TcpBroker {
                     0
                 },
             commit_offset: 0,
-            suspend_timeout_millis: req.suspend_ms as i64,
+            suspend_timeout_millis: suspend_ms as i64,
             subscription: req.filter.as_ref().map(|f| f.expression.clone()),
             sub_version: 0,
             expression_type: Some("TAG".into()),
         };
         let mut cmd = RemotingCommand::request(request::PULL_MESSAGE, 0);
         cmd.ext_fields = h.to_fields();
-        let r = self.call(
+        let r = self.call_cancellable(
             cmd,
-            Duration::from_millis(req.suspend_ms) + Duration::from_secs(10),
+            Duration::from_millis(suspend_ms) + Duration::from_secs(10),
+            cancel,
         )?;
         let status = match r.code {
             response::SUCCESS => PullStatus::Found,
@@ -306,28 +404,7 @@ impl BrokerApi for TcpBroker {
             }
         };
         let p = PullMessageResponse::from_fields(&r.ext_fields).map_err(wire)?;
-        let mut msgs = Vec::new();
-        let mut at = 0usize;
-        while at + 4 <= r.body.len() {
-            let size = u32::from_be_bytes(r.body[at..at + 4].try_into().expect("4 bytes")) as usize;
-            if size < 8 || at + size > r.body.len() {
-                return Err(wire(format!(
-                    "pull answer: record of {size} bytes at {at} does not fit"
-                )));
-            }
-            let rec = &r.body[at..at + size];
-            let phys = if size >= 36 {
-                u64::from_be_bytes(rec[28..36].try_into().expect("8 bytes"))
-            } else {
-                0
-            };
-            match record::decode(rec, phys, size as u64, CrcCheck::Present) {
-                Ok(Decoded::Message(m)) => msgs.push(m),
-                Ok(Decoded::Blank(_)) => {}
-                Err(e) => return Err(wire(format!("pull answer: record at {phys}: {e}"))),
-            }
-            at += size;
-        }
+        let msgs = decode_records(&r.body)?;
         Ok(PullResult {
             status,
             next_offset: p.next_begin_offset.max(0) as u64,
@@ -358,51 +435,12 @@ impl BrokerApi for TcpBroker {
         );
     }
 
-    fn heartbeat(&self, req: &HeartbeatRequest, _channel: Arc<dyn ClientChannel>) -> Result<()> {
-        let body = HeartbeatData {
-            client_id: req.client_id.clone(),
-            producer_groups: req.producer_groups.clone(),
-            consumers: req
-                .consumers
-                .iter()
-                .map(|c| ConsumerData {
-                    group_name: c.group.clone(),
-                    consume_type: 1,
-                    message_model: 1,
-                    consume_from_where: 0,
-                    subscriptions: c
-                        .subscriptions
-                        .iter()
-                        .map(|s| Subscription {
-                            topic: s.topic.clone(),
-                            sub_string: s.expression.clone(),
-                            expression_type: "TAG".into(),
-                            ..Subscription::default()
-                        })
-                        .collect(),
-                    unit_mode: false,
-                })
-                .collect(),
-        };
-        let r =
-            self.quick(RemotingCommand::request(request::HEART_BEAT, 0).with_body(body.encode()))?;
-        if r.code == response::SUCCESS {
-            Ok(())
-        } else {
-            Err(wire(format!("heartbeat: {}", r.remark.unwrap_or_default())))
-        }
+    fn heartbeat(&self, req: &HeartbeatRequest, channel: Arc<dyn ClientChannel>) -> Result<()> {
+        self.control.heartbeat(req, channel)
     }
 
     fn unregister_client(&self, req: &UnregisterClientRequest) {
-        let mut cmd = RemotingCommand::request(request::UNREGISTER_CLIENT, 0)
-            .with_field("clientID", &req.client_id);
-        if let Some(g) = &req.producer_group {
-            cmd = cmd.with_field("producerGroup", g);
-        }
-        if let Some(g) = &req.consumer_group {
-            cmd = cmd.with_field("consumerGroup", g);
-        }
-        let _ = self.quick(cmd);
+        self.control.unregister(req)
     }
 
     fn get_consumer_list(&self, group: &str) -> Vec<String> {
@@ -486,7 +524,7 @@ impl BrokerApi for TcpBroker {
     }
 
     fn clock(&self) -> Arc<dyn Clock> {
-        clock::system()
+        self.clock.clone()
     }
 
     fn local_files(&self) -> LocalFiles {
@@ -495,4 +533,35 @@ impl BrokerApi for TcpBroker {
             dir: self.files.clone(),
         }
     }
+}
+
+/// The messages of a body of stored records (a pull's answer, a check's
+/// half message), each checked against its CRCs and its own offset; blank
+/// records skipped.
+fn decode_records(body: &[u8]) -> Result<Vec<StoredMessage>> {
+    let mut msgs = Vec::new();
+    let mut at = 0usize;
+    while at < body.len() {
+        let rec = &body[at..];
+        let size = match rec.get(..4) {
+            Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize,
+            None => return Err(wire(format!("records: {} stray bytes at {at}", rec.len()))),
+        };
+        if size < 8 || size > rec.len() {
+            return Err(wire(format!(
+                "records: record of {size} bytes at {at} does not fit"
+            )));
+        }
+        let rec = &rec[..size];
+        let phys = rec
+            .get(28..36)
+            .map_or(0, |b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
+        match record::decode(rec, phys, size as u64, CrcCheck::Present) {
+            Ok(Decoded::Message(m)) => msgs.push(m),
+            Ok(Decoded::Blank(_)) => {}
+            Err(e) => return Err(wire(format!("records: record at {phys}: {e}"))),
+        }
+        at += size;
+    }
+    Ok(msgs)
 }
