@@ -3,7 +3,8 @@
 //! its own topics).
 //!
 //! Connections: requests go one at a time over pooled connections, as many
-//! as callers in flight, so a held pull never delays a send. Heartbeats and
+//! as callers in flight, so a held pull never delays a send (one idle for
+//! a minute is closed, before the broker's 120 s idle timeout would). Heartbeats and
 //! unregisters go over one more, the control connection, which is where
 //! the broker pushes its own requests (it sends a client its requests on
 //! the connection its HEART_BEAT came on). A reader thread dispatches them
@@ -62,12 +63,18 @@ pub use control::PushStats;
 /// RocketMQ's client heartbeat period.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 
+/// A pooled connection idle this long is closed rather than reused: the
+/// broker closes connections silent for 120 s, and a request written to
+/// one it already closed would fail.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
 /// A broker reached over TCP. Dropping it closes its connections and ends
 /// its threads.
 pub struct TcpBroker {
     addr: SocketAddr,
     group: String,
-    pool: Mutex<Vec<TcpStream>>,
+    /// Idle connections, with when each was last used.
+    pool: Mutex<Vec<(TcpStream, Instant)>>,
     opaque: AtomicI32,
     files: PathBuf,
     clock: Arc<dyn Clock>,
@@ -142,7 +149,11 @@ impl TcpBroker {
         cancel: Option<&AtomicBool>,
     ) -> Result<RemotingCommand> {
         req.opaque = self.opaque.fetch_add(1, Ordering::Relaxed) & i32::MAX;
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let pooled = {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.retain(|(_, used)| used.elapsed() < POOL_IDLE);
+            pool.pop().map(|(c, _)| c)
+        };
         let mut conn = match pooled {
             Some(c) => c,
             None => {
@@ -173,7 +184,7 @@ impl TcpBroker {
                         self.pool
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .push(conn);
+                            .push((conn, Instant::now()));
                     }
                     return Ok(cmd);
                 }
