@@ -51,9 +51,11 @@ fn lock(m: &Mutex<Members>) -> std::sync::MutexGuard<'_, Members> {
 }
 
 impl ClientTable {
-    /// Adds a consumer to a group; every member (this one included) is
-    /// notified, outside the table's lock, so they rebalance, as RocketMQ's
-    /// NOTIFY_CONSUMER_IDS_CHANGED does.
+    /// Adds a consumer to a group (or refreshes its channel: a repeated
+    /// heartbeat, a reconnect). When it is new, every member (this one
+    /// included) is notified, outside the table's lock, so they
+    /// rebalance, as RocketMQ's NOTIFY_CONSUMER_IDS_CHANGED does; a
+    /// repeated heartbeat changes no membership and notifies no one.
     pub(crate) fn register_consumer(
         &self,
         group: &str,
@@ -63,7 +65,9 @@ impl ClientTable {
         let all: Vec<Arc<dyn ClientChannel>> = {
             let mut c = lock(&self.consumers);
             let g = c.entry(group.to_string()).or_default();
-            g.insert(client_id.to_string(), channel);
+            if g.insert(client_id.to_string(), channel).is_some() {
+                return;
+            }
             g.values().cloned().collect()
         };
         for ch in all {
@@ -122,5 +126,42 @@ impl ClientTable {
         let g = p.get(group).filter(|g| !g.is_empty())?;
         let i = self.next_producer.fetch_add(1, Ordering::Relaxed) % g.len();
         g.values().nth(i).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl ClientChannel for Count {
+        fn notify_consumer_ids_changed(&self, _group: &str) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn only_membership_changes_notify() {
+        let t = ClientTable::default();
+        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        t.register_consumer("g", "a", a.clone());
+        assert_eq!(a.0.load(Ordering::Relaxed), 1);
+        // A repeated heartbeat: nothing changed, nobody rebalances.
+        t.register_consumer("g", "a", a.clone());
+        assert_eq!(a.0.load(Ordering::Relaxed), 1);
+        t.register_consumer("g", "b", b.clone());
+        assert_eq!(
+            (a.0.load(Ordering::Relaxed), b.0.load(Ordering::Relaxed)),
+            (2, 1)
+        );
+        t.unregister_consumer("g", "b");
+        assert_eq!(
+            (a.0.load(Ordering::Relaxed), b.0.load(Ordering::Relaxed)),
+            (3, 1)
+        );
+        t.unregister_consumer("g", "b"); // already gone
+        assert_eq!(a.0.load(Ordering::Relaxed), 3);
     }
 }
