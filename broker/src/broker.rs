@@ -6,14 +6,20 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use mqlab_engine::clock::Clock;
 use mqlab_engine::config_file::ConfigFile;
-use mqlab_engine::delay::{DelayScheduler, LevelsConfig, LevelsScheduler};
+use mqlab_engine::delay::{
+    DelayScheduler, DeliverAt, LevelsConfig, LevelsScheduler, TimerHandle, WheelConfig,
+    WheelScheduler, PROPERTY_TIMER_DELIVER_MS, PROPERTY_TIMER_DEL_UNIQKEY, PROPERTY_TIMER_OUT_MS,
+    SCHEDULE_TOPIC, TIMER_TOPIC,
+};
 use mqlab_engine::error::Error as StoreError;
-use mqlab_engine::message::{Message, PutResult, PutStatus, StoredMessage, PROPERTY_UNIQ_KEY};
+use mqlab_engine::message::{
+    sys_flag, AppendOffsets, Message, PutResult, PutStatus, StoredMessage, PROPERTY_UNIQ_KEY,
+};
 use mqlab_engine::service::Periodic;
 use mqlab_engine::store::Store;
 
@@ -54,6 +60,11 @@ pub struct BrokerCore {
     clients: ClientTable,
     txn_state: CheckState,
     delayed: RwLock<Arc<dyn DelayedSend>>,
+    /// The levels scheduler of delayed sends (`DELAY`), when the broker
+    /// runs one (weak: [`Broker::shutdown`] shuts it down).
+    levels_scheduler: Option<Weak<LevelsScheduler>>,
+    /// The time wheel of timer messages, opened on the first one.
+    wheel: Mutex<WheelState>,
     /// Retry and long-polling counters.
     pub stats: BrokerStats,
 }
@@ -135,9 +146,17 @@ impl Broker {
             clients: ClientTable::default(),
             txn_state: CheckState::default(),
             delayed: RwLock::new(delayed),
+            levels_scheduler: levels.as_ref().map(Arc::downgrade),
+            wheel: Mutex::new(WheelState::Idle),
             stats: BrokerStats::default(),
             cfg,
         });
+        // Timers stored before a restart are delivered without waiting for
+        // a new one to open the wheel.
+        let wheel_file = core.store.dir().join("timerwheel");
+        if core.store.env().exists(&wheel_file) {
+            core.timer_wheel()?;
+        }
         let mut threads = Vec::new();
         let c = core.clone();
         threads.push(Periodic::spawn(
@@ -205,6 +224,7 @@ impl Broker {
         // persists its progress (shut down cleanly when nothing else holds
         // it, else persisted as it stands).
         self.set_delayed_send(Arc::new(Closed));
+        self.core.close_timer_wheel()?;
         if let Some(l) = self.levels.lock().unwrap_or_else(|e| e.into_inner()).take() {
             match Arc::try_unwrap(l) {
                 Ok(l) => DelayScheduler::shutdown(Box::new(l))?,
@@ -275,9 +295,235 @@ impl BrokerCore {
             .collect()
     }
 
-    /// Puts a message as a producer's send does.
+    /// Puts a message as a producer's send does. A delayed message is
+    /// not stored in its topic but handed to a delay scheduler, as
+    /// RocketMQ's `HookUtils.handleScheduleMessage` does (see
+    /// [`Self::delivery_of`] for how its properties are read):
+    /// - `DELAY` (a level, 1-based; above the last level means the last) to
+    ///   the levels scheduler: `SCHEDULE_TOPIC_XXXX`, queue level - 1, the
+    ///   real topic and queue in `REAL_TOPIC` / `REAL_QID`; a broker whose
+    ///   retries use the in-memory timer has no levels scheduler, and its
+    ///   levels go to the time wheel instead (durable, same delays);
+    /// - `TIMER_DELIVER_MS` / `TIMER_DELAY_SEC` / `TIMER_DELAY_MS` to the
+    ///   time wheel (`rmq_sys_wheel_timer`), opened on the first timer.
+    ///
+    /// The result of a delayed put is that of the system-topic record
+    /// (RocketMQ answers the same): its physical and queue offsets, with
+    /// `wrote_bytes` and `store_timestamp_ms` 0 (the scheduler does not
+    /// report them). Unreadable or out-of-range delay properties are
+    /// MESSAGE_ILLEGAL naming the property, and nothing is stored.
+    ///
+    /// Half messages are not delayed here (RocketMQ delays them at commit;
+    /// mqlab's commit does not: see `crate::txn`).
     pub fn put(&self, msg: &Message) -> PutResult {
-        self.store.put(msg)
+        match self.delivery_of(msg) {
+            Ok(Delivery::Now) => self.store.put(msg),
+            Ok(Delivery::Level(level)) => {
+                let mut m = msg.clone();
+                // RocketMQ drops the timer properties of a level-delayed
+                // message.
+                for p in [
+                    PROPERTY_TIMER_DELIVER_MS,
+                    PROPERTY_TIMER_DELAY_SEC,
+                    PROPERTY_TIMER_DELAY_MS,
+                ] {
+                    m.properties.remove(p);
+                }
+                match self.levels_scheduler.as_ref().map(Weak::upgrade) {
+                    Some(Some(l)) => scheduled(l.schedule(m, DeliverAt::Level(level))),
+                    Some(None) => shut_down(),
+                    None => self.to_wheel(m, DeliverAt::Level(level)),
+                }
+            }
+            Ok(Delivery::AtMs(due)) => self.to_wheel(msg.clone(), DeliverAt::AtMs(due)),
+            Err(why) => PutResult {
+                status: PutStatus::MessageIllegal,
+                offsets: None,
+                detail: Some(why),
+            },
+        }
+    }
+
+    /// When a message put now is to be delivered, from its properties, as
+    /// RocketMQ's `HookUtils.handleScheduleMessage` reads them:
+    /// - messages of the delay topics themselves, half messages and
+    ///   rollback records are never delayed;
+    /// - `DELAY` > 0: that level (clamped to the last level, as RocketMQ
+    ///   does); the timer properties are then ignored; `DELAY` <= 0 means no
+    ///   level; a `DELAY` that is not an integer is an error;
+    /// - otherwise, unless `TIMER_OUT_MS` marks a copy the wheel already
+    ///   delivered: `TIMER_DELAY_SEC`, else `TIMER_DELAY_MS`, else
+    ///   `TIMER_DELIVER_MS` (absolute, ms since the epoch) give the due
+    ///   time by the broker's clock; not an integer is an error, a due time
+    ///   not in the future means now, one more than
+    ///   [`TIMER_MAX_DELAY_MS`] (3 days, RocketMQ's `timerMaxDelaySec`)
+    ///   ahead is an error; `TIMER_DEL_UNIQKEY` (RocketMQ 5's cancel
+    ///   message) is refused, mqlab cancels timers in-process only.
+    ///
+    /// An error names the property.
+    pub(crate) fn delivery_of(&self, msg: &Message) -> std::result::Result<Delivery, String> {
+        let p = &msg.properties;
+        if p.is_empty() || msg.topic == SCHEDULE_TOPIC || msg.topic == TIMER_TOPIC {
+            return Ok(Delivery::Now);
+        }
+        let txn = msg.sys_flag & sys_flag::TRANSACTION_MASK;
+        if txn == sys_flag::TRANSACTION_PREPARED || txn == sys_flag::TRANSACTION_ROLLBACK {
+            return Ok(Delivery::Now);
+        }
+        let int = |name: &str, v: &str| {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("property {name}: {v:?} is not an integer"))
+        };
+        if let Some(v) = p.get(PROPERTY_DELAY) {
+            let level = int(PROPERTY_DELAY, v)?;
+            if level > 0 {
+                let last = self.cfg.delay_levels_ms.len().max(1) as i64;
+                return Ok(Delivery::Level(level.min(last) as u32));
+            }
+        }
+        if p.contains_key(PROPERTY_TIMER_OUT_MS) {
+            return Ok(Delivery::Now);
+        }
+        let now = self.clock.now_ms();
+        let (name, due) = if let Some(v) = p.get(PROPERTY_TIMER_DELAY_SEC) {
+            let s = int(PROPERTY_TIMER_DELAY_SEC, v)?;
+            let due = s.checked_mul(1_000).and_then(|ms| now.checked_add(ms));
+            (PROPERTY_TIMER_DELAY_SEC, due)
+        } else if let Some(v) = p.get(PROPERTY_TIMER_DELAY_MS) {
+            let ms = int(PROPERTY_TIMER_DELAY_MS, v)?;
+            (PROPERTY_TIMER_DELAY_MS, now.checked_add(ms))
+        } else if let Some(v) = p.get(PROPERTY_TIMER_DELIVER_MS) {
+            (
+                PROPERTY_TIMER_DELIVER_MS,
+                Some(int(PROPERTY_TIMER_DELIVER_MS, v)?),
+            )
+        } else {
+            return Ok(Delivery::Now);
+        };
+        let too_far = || {
+            format!(
+                "property {name}: the delivery time is more than {TIMER_MAX_DELAY_MS} ms ahead (timerMaxDelaySec)"
+            )
+        };
+        let due = due.ok_or_else(too_far)?;
+        if due <= now {
+            return Ok(Delivery::Now);
+        }
+        if due - now > TIMER_MAX_DELAY_MS {
+            return Err(too_far());
+        }
+        if p.contains_key(PROPERTY_TIMER_DEL_UNIQKEY) {
+            return Err(format!(
+                "property {PROPERTY_TIMER_DEL_UNIQKEY}: cancelling a timer by a message is not supported"
+            ));
+        }
+        Ok(Delivery::AtMs(due))
+    }
+
+    fn to_wheel(&self, msg: Message, at: DeliverAt) -> PutResult {
+        match self.timer_wheel() {
+            Ok(Some(w)) => scheduled(w.schedule(msg, at)),
+            Ok(None) => shut_down(),
+            Err(e) => PutResult {
+                status: PutStatus::ServiceNotAvailable,
+                offsets: None,
+                detail: Some(format!("opening the time wheel: {e}")),
+            },
+        }
+    }
+
+    /// The time wheel, opened on first use (its files beside the store's,
+    /// its levels the broker's); None after shutdown.
+    fn timer_wheel(&self) -> Result<Option<Arc<WheelScheduler>>> {
+        let mut w = self.wheel.lock().unwrap_or_else(|e| e.into_inner());
+        match &*w {
+            WheelState::Open(s) => Ok(Some(s.clone())),
+            WheelState::Closed => Ok(None),
+            WheelState::Idle => {
+                let cfg = WheelConfig {
+                    levels_ms: self.cfg.delay_levels_ms.clone(),
+                    max_delay_ms: TIMER_MAX_DELAY_MS as u64,
+                    ..WheelConfig::default()
+                };
+                let s = Arc::new(WheelScheduler::open(
+                    self.store.clone(),
+                    self.store.env(),
+                    self.store.dir(),
+                    cfg,
+                    self.clock.clone(),
+                )?);
+                *w = WheelState::Open(s.clone());
+                Ok(Some(s))
+            }
+        }
+    }
+
+    /// Shuts the time wheel down (persisting its checkpoint) if it runs;
+    /// later timers are refused.
+    fn close_timer_wheel(&self) -> Result<()> {
+        let state = std::mem::replace(
+            &mut *self.wheel.lock().unwrap_or_else(|e| e.into_inner()),
+            WheelState::Closed,
+        );
+        if let WheelState::Open(w) = state {
+            match Arc::try_unwrap(w) {
+                Ok(w) => DelayScheduler::shutdown(Box::new(w))?,
+                // A put holds it this instant: persist; its threads stop
+                // when the last holder drops it.
+                Err(w) => DelayScheduler::persist(w.as_ref())?,
+            }
+        }
+        Ok(())
+    }
+
+    /// RocketMQ's `getOffsetInQueueByTime` (SEARCH_OFFSET_BY_TIMESTAMP):
+    /// with `upper` false (LOWER) the first queue offset whose message was
+    /// stored at or after `timestamp_ms`, the queue's max offset when none
+    /// was; with `upper` true (UPPER) the last one stored at or before it,
+    /// the min offset when none was. A binary search over the consume
+    /// queue reading each probed record's store time (so store times are
+    /// assumed non-decreasing along a queue, as RocketMQ assumes); units
+    /// whose record retention already deleted count as older than any
+    /// time. An unknown or empty queue answers 0 (its range is (0, 0)).
+    pub fn search_offset_by_time(
+        &self,
+        mq: &MessageQueue,
+        timestamp_ms: i64,
+        upper: bool,
+    ) -> Result<u64> {
+        let (min, max) = self.queue_range(mq);
+        let log_min = self.store.min_offset();
+        // Store time of the message at queue offset `o`; None when gone.
+        let stored_at = |o: u64| -> Result<Option<i64>> {
+            let units = self.store.queue_units(&mq.topic, mq.queue_id, o, 1)?;
+            let Some(u) = units.first().filter(|u| u.phys_offset >= log_min) else {
+                return Ok(None);
+            };
+            match self.store.get(u.phys_offset) {
+                Ok(m) => Ok(Some(m.store_timestamp_ms)),
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        };
+        // First offset in [min, max) for which `after` holds (max if none).
+        let first = |after: &dyn Fn(i64) -> bool| -> Result<u64> {
+            let (mut lo, mut hi) = (min, max);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if stored_at(mid)?.is_some_and(after) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            Ok(lo)
+        };
+        Ok(if upper {
+            first(&|t| t > timestamp_ms)?.saturating_sub(1).max(min)
+        } else {
+            first(&|t| t >= timestamp_ms)?
+        })
     }
 
     /// (first, one past last) queue offset of a queue; (0, 0) when empty.
@@ -581,6 +827,66 @@ impl BrokerCore {
     /// Half messages not ended, discarded or passed yet (pending).
     pub fn pending_transactions(&self) -> u64 {
         self.txn().pending()
+    }
+}
+
+/// Property of a timer message: delay in seconds (RocketMQ 5.x).
+pub const PROPERTY_TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
+/// Property of a timer message: delay in ms (RocketMQ 5.x).
+pub const PROPERTY_TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+/// Longest timer delay accepted, ms: RocketMQ's `timerMaxDelaySec`
+/// default, 3 days.
+pub const TIMER_MAX_DELAY_MS: i64 = 3 * 86_400_000;
+
+/// When a put is to be delivered ([`BrokerCore::delivery_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Stored in its topic now.
+    Now,
+    /// After a delay level (1-based, within the broker's levels).
+    Level(u32),
+    /// At this time, ms by the broker's clock (in the future).
+    AtMs(i64),
+}
+
+/// The time wheel's life: opened by the first timer, closed at shutdown.
+enum WheelState {
+    Idle,
+    Open(Arc<WheelScheduler>),
+    Closed,
+}
+
+/// A scheduler's answer as a put's: the system-topic record's offsets.
+fn scheduled(r: mqlab_engine::Result<TimerHandle>) -> PutResult {
+    match r {
+        Ok(h) => PutResult {
+            status: PutStatus::PutOk,
+            offsets: Some(AppendOffsets {
+                phys_offset: h.phys_offset,
+                wrote_bytes: 0,
+                queue_offset: h.queue_offset,
+                store_timestamp_ms: 0,
+            }),
+            detail: None,
+        },
+        Err(StoreError::IllegalMessage(d)) => PutResult {
+            status: PutStatus::MessageIllegal,
+            offsets: None,
+            detail: Some(d),
+        },
+        Err(e) => PutResult {
+            status: PutStatus::ServiceNotAvailable,
+            offsets: None,
+            detail: Some(e.to_string()),
+        },
+    }
+}
+
+fn shut_down() -> PutResult {
+    PutResult {
+        status: PutStatus::ServiceNotAvailable,
+        offsets: None,
+        detail: Some("broker is shut down".into()),
     }
 }
 

@@ -295,6 +295,179 @@ impl PullMessageResponse {
     }
 }
 
+/// Ext field that turns a QUERY_MESSAGE into a unique-key query
+/// (`MixAll.UNIQUE_MSG_QUERY_FLAG`): the broker then returns up to its
+/// default of 32 messages whatever `maxNum` says.
+pub const UNIQUE_KEY_QUERY: &str = "_UNIQUE_KEY_QUERY";
+
+/// QUERY_MESSAGE (12) request header: messages of a topic by key, from the
+/// index.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueryMessageRequest {
+    /// Topic.
+    pub topic: String,
+    /// A KEYS entry or a UNIQ_KEY.
+    pub key: String,
+    /// Most messages wanted (the broker caps it at 64).
+    pub max_num: i32,
+    /// Store time range, ms, inclusive.
+    pub begin_timestamp: i64,
+    /// End of the store time range, ms, inclusive.
+    pub end_timestamp: i64,
+    /// [`UNIQUE_KEY_QUERY`] was "true".
+    pub unique_key: bool,
+}
+
+impl QueryMessageRequest {
+    /// Reads the fields; all five are required (Java's `@CFNotNull`).
+    pub fn from_fields(f: &BTreeMap<String, String>) -> Result<Self, ProtocolError> {
+        Ok(QueryMessageRequest {
+            topic: f.str_req("topic")?.to_string(),
+            key: f.str_req("key")?.to_string(),
+            max_num: req_i32(f, "maxNum")?,
+            begin_timestamp: f.i64_req("beginTimestamp")?,
+            end_timestamp: f.i64_req("endTimestamp")?,
+            // Java compares the text with "true" (only "true" is true).
+            unique_key: f.str_opt(UNIQUE_KEY_QUERY) == Some("true"),
+        })
+    }
+
+    /// Writes the fields.
+    pub fn to_fields(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert("topic".into(), self.topic.clone());
+        m.insert("key".into(), self.key.clone());
+        m.insert("maxNum".into(), self.max_num.to_string());
+        m.insert("beginTimestamp".into(), self.begin_timestamp.to_string());
+        m.insert("endTimestamp".into(), self.end_timestamp.to_string());
+        if self.unique_key {
+            m.insert(UNIQUE_KEY_QUERY.into(), "true".into());
+        }
+        m
+    }
+}
+
+/// QUERY_MESSAGE response header (on SUCCESS and on QUERY_NOT_FOUND).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueryMessageResponse {
+    /// Store time of the newest indexed message, ms.
+    pub index_last_update_timestamp: i64,
+    /// Commit-log offset of the newest indexed message.
+    pub index_last_update_phyoffset: i64,
+}
+
+impl QueryMessageResponse {
+    /// Reads the fields (both required).
+    pub fn from_fields(f: &BTreeMap<String, String>) -> Result<Self, ProtocolError> {
+        Ok(QueryMessageResponse {
+            index_last_update_timestamp: f.i64_req("indexLastUpdateTimestamp")?,
+            index_last_update_phyoffset: f.i64_req("indexLastUpdatePhyoffset")?,
+        })
+    }
+
+    /// Writes the fields.
+    pub fn to_fields(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "indexLastUpdateTimestamp".into(),
+            self.index_last_update_timestamp.to_string(),
+        );
+        m.insert(
+            "indexLastUpdatePhyoffset".into(),
+            self.index_last_update_phyoffset.to_string(),
+        );
+        m
+    }
+}
+
+/// Which end of a run of equal store times SEARCH_OFFSET_BY_TIMESTAMP
+/// answers (`BoundaryType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BoundaryType {
+    /// The first offset stored at or after the time (the default).
+    #[default]
+    Lower,
+    /// The last offset stored at or before the time.
+    Upper,
+}
+
+impl BoundaryType {
+    /// Java's `BoundaryType.getType`: "upper" in any case is UPPER,
+    /// anything else (absent included) LOWER.
+    pub fn parse(v: Option<&str>) -> BoundaryType {
+        match v {
+            Some(s) if s.trim().eq_ignore_ascii_case("upper") => BoundaryType::Upper,
+            _ => BoundaryType::Lower,
+        }
+    }
+
+    /// The name Java's client writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoundaryType::Lower => "LOWER",
+            BoundaryType::Upper => "UPPER",
+        }
+    }
+}
+
+/// SEARCH_OFFSET_BY_TIMESTAMP (29) request header.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SearchOffsetRequest {
+    /// Topic.
+    pub topic: String,
+    /// Queue.
+    pub queue_id: i32,
+    /// Store time looked for, ms.
+    pub timestamp: i64,
+    /// Which boundary.
+    pub boundary_type: BoundaryType,
+}
+
+impl SearchOffsetRequest {
+    /// Reads the fields; topic, queue id and timestamp are required.
+    pub fn from_fields(f: &BTreeMap<String, String>) -> Result<Self, ProtocolError> {
+        Ok(SearchOffsetRequest {
+            topic: f.str_req("topic")?.to_string(),
+            queue_id: req_i32(f, "queueId")?,
+            timestamp: f.i64_req("timestamp")?,
+            boundary_type: BoundaryType::parse(f.str_opt("boundaryType")),
+        })
+    }
+
+    /// Writes the fields.
+    pub fn to_fields(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert("topic".into(), self.topic.clone());
+        m.insert("queueId".into(), self.queue_id.to_string());
+        m.insert("timestamp".into(), self.timestamp.to_string());
+        m.insert("boundaryType".into(), self.boundary_type.as_str().into());
+        m
+    }
+}
+
+/// SEARCH_OFFSET_BY_TIMESTAMP response header.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SearchOffsetResponse {
+    /// The queue offset found.
+    pub offset: i64,
+}
+
+impl SearchOffsetResponse {
+    /// Reads the field.
+    pub fn from_fields(f: &BTreeMap<String, String>) -> Result<Self, ProtocolError> {
+        Ok(SearchOffsetResponse {
+            offset: f.i64_req("offset")?,
+        })
+    }
+
+    /// Writes the field.
+    pub fn to_fields(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert("offset".into(), self.offset.to_string());
+        m
+    }
+}
+
 fn req_i32(f: &BTreeMap<String, String>, key: &str) -> Result<i32, ProtocolError> {
     f.i32_opt(key)?.ok_or_else(|| ProtocolError::Field {
         field: key.into(),
@@ -335,6 +508,67 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("queueId"), "{e}");
+    }
+
+    #[test]
+    fn query_and_search_headers_round_trip_and_require_their_fields() {
+        let q = QueryMessageRequest {
+            topic: "T".into(),
+            key: "k1".into(),
+            max_num: 32,
+            begin_timestamp: 0,
+            end_timestamp: i64::MAX,
+            unique_key: true,
+        };
+        assert_eq!(QueryMessageRequest::from_fields(&q.to_fields()).unwrap(), q);
+        let mut f = q.to_fields();
+        f.insert(UNIQUE_KEY_QUERY.into(), "1".into());
+        assert!(!QueryMessageRequest::from_fields(&f).unwrap().unique_key);
+        f.remove("endTimestamp");
+        let e = QueryMessageRequest::from_fields(&f)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("endTimestamp"), "{e}");
+        let r = QueryMessageResponse {
+            index_last_update_timestamp: 1_733_000_000_000,
+            index_last_update_phyoffset: 4096,
+        };
+        assert_eq!(
+            QueryMessageResponse::from_fields(&r.to_fields()).unwrap(),
+            r
+        );
+
+        let s = SearchOffsetRequest {
+            topic: "T".into(),
+            queue_id: 2,
+            timestamp: 1_733_000_000_000,
+            boundary_type: BoundaryType::Upper,
+        };
+        assert_eq!(SearchOffsetRequest::from_fields(&s.to_fields()).unwrap(), s);
+        let mut f = s.to_fields();
+        for (v, want) in [
+            ("upper", BoundaryType::Upper),
+            ("lower", BoundaryType::Lower),
+            ("x", BoundaryType::Lower),
+        ] {
+            f.insert("boundaryType".into(), v.into());
+            assert_eq!(
+                SearchOffsetRequest::from_fields(&f).unwrap().boundary_type,
+                want
+            );
+        }
+        f.remove("boundaryType");
+        assert_eq!(
+            SearchOffsetRequest::from_fields(&f).unwrap().boundary_type,
+            BoundaryType::Lower
+        );
+        f.remove("queueId");
+        assert!(SearchOffsetRequest::from_fields(&f).is_err());
+        let r = SearchOffsetResponse { offset: 7 };
+        assert_eq!(
+            SearchOffsetResponse::from_fields(&r.to_fields()).unwrap(),
+            r
+        );
     }
 
     #[test]

@@ -1,14 +1,21 @@
 //! The broker's requests on the wire: SEND_MESSAGE (10) and
-//! SEND_MESSAGE_V2 (310) into [`Broker::put`]; HEART_BEAT (consumer groups
+//! SEND_MESSAGE_V2 (310) into [`Broker::put`] (which hands delayed
+//! messages, `DELAY` and `TIMER_*`, to the delay schedulers), half
+//! messages (`TRAN_MSG`) into the transaction service, END_TRANSACTION;
+//! SEND_BATCH_MESSAGE (320, `batch.rs`); HEART_BEAT (consumer groups
 //! join), UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP; PULL_MESSAGE with
 //! long polling, the records returned as stored; QUERY_CONSUMER_OFFSET,
 //! UPDATE_CONSUMER_OFFSET, GET_MAX_OFFSET, GET_MIN_OFFSET; LOCK_BATCH_MQ
 //! and UNLOCK_BATCH_MQ (ordered consumption); CONSUMER_SEND_MSG_BACK
-//! (retries, DLQ); VIEW_MESSAGE_BY_ID; UPDATE_AND_CREATE_TOPIC. Every other
-//! code is REQUEST_CODE_NOT_SUPPORTED for now (issue 13 adds transactions,
-//! batch sends, key queries). The broker sends nothing
-//! to clients on its own yet (NOTIFY_CONSUMER_IDS_CHANGED, check-backs):
-//! consumers rebalance on their own timer.
+//! (retries, DLQ); VIEW_MESSAGE_BY_ID; QUERY_MESSAGE and
+//! SEARCH_OFFSET_BY_TIMESTAMP (`queries.rs`); UPDATE_AND_CREATE_TOPIC;
+//! GET_ROUTEINFO_BY_TOPIC for the broker's own topics. Every other code is
+//! REQUEST_CODE_NOT_SUPPORTED.
+//!
+//! The broker also sends one-way requests of its own, on the connection a
+//! client's heartbeat came on: NOTIFY_CONSUMER_IDS_CHANGED to a group's
+//! members when one joins (they rebalance at once), and
+//! CHECK_TRANSACTION_STATE to a producer for a half message left unended.
 //!
 //! A send is decoded completely (header fields, properties) before
 //! anything reaches the store: a malformed one gets MESSAGE_ILLEGAL or
@@ -725,6 +732,21 @@ impl Handler for BrokerHandler {
         }
         Some(match req.code {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 => self.send(&req, peer),
+            request::SEND_BATCH_MESSAGE => super::batch::send_batch(
+                &super::batch::SendCtx {
+                    broker: &self.broker,
+                    store_host: self.store_host,
+                    pending: &self.pending,
+                    max_pending: self.max_pending,
+                    stats: &self.stats,
+                },
+                &req,
+                peer,
+            ),
+            request::QUERY_MESSAGE => super::queries::query_message(&self.broker, &req),
+            request::SEARCH_OFFSET_BY_TIMESTAMP => {
+                super::queries::search_offset(&self.broker, &req)
+            }
             request::HEART_BEAT => self.heartbeat(&req, conn),
             request::END_TRANSACTION => self.end_transaction(&req),
             request::UNREGISTER_CLIENT => self.unregister(&req),

@@ -8,8 +8,10 @@
 //! Connections are capped, idle ones closed, and the listener binds
 //! 127.0.0.1 unless told otherwise.
 
+mod batch;
 mod broker_handler;
 mod call;
+mod queries;
 mod server;
 mod stats;
 
