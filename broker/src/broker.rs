@@ -344,6 +344,18 @@ impl BrokerCore {
         }
     }
 
+    /// [`Self::put`] without waiting: `done` gets the result once the
+    /// flush strategy acknowledges the put (the engine's asynchronous put:
+    /// no thread waits for an fdatasync). A delayed message goes to its
+    /// scheduler as `put` sends it, on this thread, and `done` is called
+    /// before this returns; so is a refusal.
+    pub fn put_async(&self, msg: &Message, done: impl FnOnce(PutResult) + Send + 'static) {
+        match self.delivery_of(msg) {
+            Ok(Delivery::Now) => self.store.put_async(msg, done),
+            _ => done(self.put(msg)),
+        }
+    }
+
     /// When a message put now is to be delivered, from its properties, as
     /// RocketMQ's `HookUtils.handleScheduleMessage` reads them:
     /// - messages of the delay topics themselves, half messages and

@@ -166,15 +166,20 @@ impl Collector for NodeCollector {
         // Send latency, milliseconds, RocketMQ's rpc latency for the send
         // request code.
         let snap = stats.send_latency.snapshot();
-        let mut buckets = Vec::with_capacity(snap.counts.len());
-        let mut cumulative = 0;
-        for (i, c) in snap.counts.iter().enumerate() {
-            cumulative += c;
-            let bound = LATENCY_BOUNDS_US
-                .get(i)
-                .map_or(f64::INFINITY, |&us| us as f64 / 1000.0);
-            buckets.push((bound, cumulative));
-        }
+        // Per bucket, not cumulative: the encoder accumulates them (found
+        // once sends were timed: the +Inf bucket summed the running totals).
+        let buckets: Vec<(f64, u64)> = snap
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let bound = LATENCY_BOUNDS_US
+                    .get(i)
+                    .map_or(f64::INFINITY, |&us| us as f64 / 1000.0);
+                (bound, c)
+            })
+            .collect();
+        let total = snap.count();
         {
             let mut m = enc.encode_descriptor(
                 "rocketmq_rpc_latency",
@@ -188,7 +193,7 @@ impl Collector for NodeCollector {
             ];
             m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
                 snap.sum_us as f64 / 1000.0,
-                cumulative,
+                total,
                 &buckets,
                 None,
             )?;

@@ -344,3 +344,90 @@ fn hostile_bytes_never_write_and_never_stop_the_broker() {
     let r = roundtrip(addr, &v2_send("T", "0", "", b"after"));
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
 }
+
+/// Many sends in flight on one connection (RocketMQ clients pipeline
+/// async sends, matched by opaque): each is answered once, SUCCESS, from
+/// the put's completion, and the queue offsets they were given are the
+/// queue's offsets 0..n with every message where its answer said.
+#[test]
+fn a_thousand_sends_in_flight_on_one_connection_are_each_answered_once() {
+    use std::io::{Read, Write};
+    let s = setup();
+    let n = 1_000usize;
+    let mut c = common::connect(s.server.local_addr());
+    let mut frames = Vec::new();
+    for i in 0..n {
+        let mut req = RemotingCommand::request(request::SEND_MESSAGE_V2, i as i32)
+            .with_field("a", "PG")
+            .with_field("b", "Pipelined")
+            .with_field("d", 1)
+            .with_field("e", 0)
+            .with_field("i", format!("KEYS\u{1}p-{i}\u{2}"));
+        req.body = format!("pipelined-{i}").into_bytes();
+        frames.extend(encode_frame(&req).unwrap());
+    }
+    c.write_all(&frames).unwrap();
+    let mut answers = std::collections::BTreeMap::new();
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while answers.len() < n {
+        while let Some((cmd, used)) =
+            mqlab_protocol::decode_frame(&buf, &mqlab_protocol::Limits::default()).unwrap()
+        {
+            buf.drain(..used);
+            assert_eq!(cmd.code, response::SUCCESS, "{:?}", cmd.remark);
+            let prev = answers.insert(cmd.opaque, cmd);
+            assert!(prev.is_none(), "answered twice");
+        }
+        if answers.len() < n {
+            let got = c.read(&mut chunk).unwrap();
+            assert!(got > 0, "closed after {} answers", answers.len());
+            buf.extend_from_slice(&chunk[..got]);
+        }
+    }
+    let mut offsets: Vec<i64> = Vec::new();
+    for (opaque, a) in &answers {
+        let off: i64 = a.ext_fields.get("queueOffset").unwrap().parse().unwrap();
+        offsets.push(off);
+        let m = s
+            .store
+            .get(phys_of(a.ext_fields.get("msgId").unwrap()))
+            .unwrap();
+        assert_eq!(m.body, format!("pipelined-{opaque}").as_bytes());
+        assert_eq!(m.queue_offset as i64, off);
+    }
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..n as i64).collect::<Vec<_>>());
+}
+
+/// A SEND_MESSAGE_V2 whose header says `batch` (m=true) carries a batch
+/// body, and RocketMQ's broker stores it as one: so does mqlab.
+#[test]
+fn a_v2_send_marked_batch_is_stored_as_a_batch() {
+    use mqlab_protocol::body::batch::{encode, BatchEntry};
+    let s = setup();
+    let entries: Vec<BatchEntry> = (0..2)
+        .map(|i| BatchEntry {
+            flag: 0,
+            body: format!("in-batch-{i}").into_bytes(),
+            properties: format!("KEYS\u{1}b-{i}\u{2}").into_bytes(),
+        })
+        .collect();
+    let mut req = RemotingCommand::request(request::SEND_MESSAGE_V2, 1)
+        .with_field("a", "PG")
+        .with_field("b", "MarkedBatch")
+        .with_field("d", 1)
+        .with_field("e", 0)
+        .with_field("i", "")
+        .with_field("m", true);
+    req.body = encode(&entries).unwrap();
+    let r = roundtrip(s.server.local_addr(), &encode_frame(&req).unwrap());
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let ids: Vec<&str> = r.ext_fields.get("msgId").unwrap().split(',').collect();
+    assert_eq!(ids.len(), 2);
+    for (i, id) in ids.iter().enumerate() {
+        let m = s.store.get(phys_of(id)).unwrap();
+        assert_eq!(m.body, format!("in-batch-{i}").as_bytes());
+        assert_eq!(m.topic, "MarkedBatch");
+    }
+}

@@ -27,17 +27,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use mqlab_engine::log::record::decode_properties;
-use mqlab_engine::message::{Message, PutStatus};
 use mqlab_protocol::body::heartbeat::HeartbeatData;
 use mqlab_protocol::codes::{request, response};
-use mqlab_protocol::headers::{
-    pull_sys_flag, PullMessageRequest, PullMessageResponse, SendMessageRequest, SendMessageResponse,
-};
+use mqlab_protocol::headers::{pull_sys_flag, PullMessageRequest, PullMessageResponse};
 use mqlab_protocol::{ExtFields, ProtocolError, RemotingCommand};
 
 pub use super::stats::WireStats;
-use super::{Conn, Handler};
+use super::{Conn, Handler, Reply};
 use crate::types::{
     ConsumerData, HeartbeatRequest, MessageQueue, PullRequest, PullStatus, UnregisterClientRequest,
 };
@@ -125,12 +121,12 @@ pub fn offset_msg_id(store_host: SocketAddr, phys_offset: u64) -> String {
 /// Serves a [`Broker`] over the remoting server.
 #[derive(Debug)]
 pub struct BrokerHandler {
-    broker: Arc<Broker>,
-    store_host: SocketAddr,
+    pub(super) broker: Arc<Broker>,
+    pub(super) store_host: SocketAddr,
     acl: Option<Arc<crate::acl::Acl>>,
-    pending: std::sync::atomic::AtomicUsize,
-    max_pending: usize,
-    stats: Arc<WireStats>,
+    pub(super) pending: Arc<std::sync::atomic::AtomicUsize>,
+    pub(super) max_pending: usize,
+    pub(super) stats: Arc<WireStats>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -141,7 +137,7 @@ impl BrokerHandler {
             broker,
             store_host,
             acl: None,
-            pending: std::sync::atomic::AtomicUsize::new(0),
+            pending: Arc::default(),
             max_pending: 10_000,
             stats: Arc::default(),
             stopping: Arc::default(),
@@ -171,113 +167,6 @@ impl BrokerHandler {
     pub fn with_acl(mut self, acl: Arc<crate::acl::Acl>) -> Self {
         self.acl = Some(acl);
         self
-    }
-
-    fn send(&self, req: &RemotingCommand, peer: SocketAddr) -> RemotingCommand {
-        use std::sync::atomic::Ordering;
-        let now = self.pending.fetch_add(1, Ordering::AcqRel);
-        let r = if now >= self.max_pending {
-            RemotingCommand::response_to(
-                req,
-                response::SYSTEM_BUSY,
-                Some(format!(
-                    "broker busy: {now} sends are being stored (at most {}); retry later",
-                    self.max_pending
-                )),
-            )
-        } else {
-            self.send_now(req, peer)
-        };
-        self.pending.fetch_sub(1, Ordering::AcqRel);
-        let counter = if r.code == response::SUCCESS {
-            &self.stats.sends_ok
-        } else {
-            &self.stats.sends_failed
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        r
-    }
-
-    fn send_now(&self, req: &RemotingCommand, peer: SocketAddr) -> RemotingCommand {
-        let v2 = req.code == request::SEND_MESSAGE_V2;
-        let refuse = |code: i32, why: String| RemotingCommand::response_to(req, code, Some(why));
-        let h = match SendMessageRequest::from_fields(&req.ext_fields, v2) {
-            Ok(h) => h,
-            Err(e) => return refuse(response::SYSTEM_ERROR, format!("send header: {e}")),
-        };
-        if h.batch {
-            return refuse(
-                response::REQUEST_CODE_NOT_SUPPORTED,
-                "batch sends are not supported yet".into(),
-            );
-        }
-        let Ok(queue_id) = u32::try_from(h.queue_id) else {
-            return refuse(
-                response::MESSAGE_ILLEGAL,
-                format!("queueId {} is negative", h.queue_id),
-            );
-        };
-        let properties = match decode_properties(h.properties.as_bytes()) {
-            Ok(p) => p,
-            Err(e) => return refuse(response::MESSAGE_ILLEGAL, format!("properties: {e}")),
-        };
-        // autoCreateTopicEnable: an unknown topic is created with the
-        // queue count the producer proposes (defaultTopicQueueNums).
-        let queues = match self.broker.topic_queues(&h.topic) {
-            Some(n) => n,
-            None => {
-                let n = h.default_topic_queue_nums.clamp(1, 1024) as u32;
-                if let Err(e) = self.broker.create_topic(&h.topic, n) {
-                    return refuse(response::MESSAGE_ILLEGAL, e.to_string());
-                }
-                n
-            }
-        };
-        if queue_id >= queues {
-            return refuse(
-                response::MESSAGE_ILLEGAL,
-                format!("queueId {queue_id} is past the topic's {queues} queues"),
-            );
-        }
-        let msg = Message {
-            topic: h.topic.clone(),
-            queue_id,
-            flag: h.flag,
-            sys_flag: h.sys_flag,
-            body: req.body.clone(),
-            properties,
-            born_timestamp_ms: h.born_timestamp,
-            born_host: peer,
-            reconsume_times: h.reconsume_times,
-            ..Message::new(h.topic.clone(), Vec::new())
-        };
-        let half = msg
-            .properties
-            .get(crate::txn::PROPERTY_TRANSACTION_PREPARED)
-            .is_some_and(|v| v == "true");
-        let r = if half {
-            self.broker.prepare_transaction(&msg)
-        } else {
-            self.broker.put(&msg)
-        };
-        let code = match r.status {
-            PutStatus::PutOk => response::SUCCESS,
-            PutStatus::FlushDiskTimeout => response::FLUSH_DISK_TIMEOUT,
-            PutStatus::MessageIllegal => response::MESSAGE_ILLEGAL,
-            PutStatus::ServiceNotAvailable => response::SERVICE_NOT_AVAILABLE,
-            _ => response::SYSTEM_ERROR,
-        };
-        let mut resp = RemotingCommand::response_to(req, code, r.detail.clone());
-        if let Some(o) = r.offsets {
-            resp.ext_fields = SendMessageResponse {
-                msg_id: offset_msg_id(self.store_host, o.phys_offset),
-                queue_id: msg.queue_id as i32,
-                queue_offset: o.queue_offset as i64,
-                transaction_id: None,
-            }
-            .to_fields();
-        }
-        resp
     }
 }
 
@@ -719,6 +608,21 @@ impl BrokerHandler {
 }
 
 impl Handler for BrokerHandler {
+    /// Sends are answered from the put's completion (`send.rs`); every
+    /// other request as [`Handler::handle`] answers it.
+    fn handle_async(&self, req: RemotingCommand, conn: &Conn, reply: Reply) {
+        let is_send = matches!(req.code, request::SEND_MESSAGE | request::SEND_MESSAGE_V2);
+        let signed = self.acl.as_ref().is_none_or(|acl| acl.check(&req).is_ok());
+        if is_send && signed {
+            let waited = reply.waited();
+            self.send(req, conn.peer(), waited, move |resp| {
+                reply.send(&resp);
+            });
+        } else if let Some(resp) = self.handle(req, conn) {
+            reply.send(&resp);
+        }
+    }
+
     fn handle(&self, req: RemotingCommand, conn: &Conn) -> Option<RemotingCommand> {
         let peer = conn.peer();
         if let Some(acl) = &self.acl {
@@ -731,18 +635,8 @@ impl Handler for BrokerHandler {
             }
         }
         Some(match req.code {
-            request::SEND_MESSAGE | request::SEND_MESSAGE_V2 => self.send(&req, peer),
-            request::SEND_BATCH_MESSAGE => super::batch::send_batch(
-                &super::batch::SendCtx {
-                    broker: &self.broker,
-                    store_host: self.store_host,
-                    pending: &self.pending,
-                    max_pending: self.max_pending,
-                    stats: &self.stats,
-                },
-                &req,
-                peer,
-            ),
+            request::SEND_MESSAGE | request::SEND_MESSAGE_V2 => self.send_blocking(req, peer),
+            request::SEND_BATCH_MESSAGE => self.send_batch(&req, peer),
             request::QUERY_MESSAGE => super::queries::query_message(&self.broker, &req),
             request::SEARCH_OFFSET_BY_TIMESTAMP => {
                 super::queries::search_offset(&self.broker, &req)

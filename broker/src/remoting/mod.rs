@@ -12,6 +12,7 @@ mod batch;
 mod broker_handler;
 mod call;
 mod queries;
+mod send;
 mod server;
 mod stats;
 

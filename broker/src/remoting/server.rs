@@ -41,10 +41,17 @@ pub trait Handler: Send + Sync + 'static {
 pub struct Reply {
     tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
     oneway: bool,
+    received: std::time::Instant,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Reply {
+    /// How long ago the request was decoded (its wait for a thread
+    /// included).
+    pub fn waited(&self) -> Duration {
+        self.received.elapsed()
+    }
+
     /// Sends `resp` (nothing for a one-way request); false when the
     /// connection is gone.
     pub fn send(self, resp: &RemotingCommand) -> bool {
@@ -362,11 +369,13 @@ async fn serve(
                     let Ok(slot) = slots.clone().acquire_owned().await else {
                         break;
                     };
+                    let received = std::time::Instant::now();
                     let (handler, tx, conn) = (handler.clone(), tx.clone(), conn.clone());
                     tokio::task::spawn_blocking(move || {
                         let reply = Reply {
                             tx,
                             oneway: req.is_oneway(),
+                            received,
                             _slot: slot,
                         };
                         handler.handle_async(req, &conn, reply);

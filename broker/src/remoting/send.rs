@@ -1,0 +1,239 @@
+//! SEND_MESSAGE (10) and SEND_MESSAGE_V2 (310): decoded completely, then
+//! stored with the engine's asynchronous put, and answered from the
+//! completion, when the flush strategy acknowledges (after the fdatasync
+//! that covers it for `sync` and `group`, after the write for `async` and
+//! `pool`). No thread waits for a flush: a few runtime threads serve
+//! thousands of sends in flight, and group commit sees batches as large as
+//! the clients' concurrency.
+//!
+//! Back-pressure as RocketMQ's: at most `max_pending` sends between
+//! decoding and their answer, and a send that waited in the request queue
+//! longer than [`MAX_QUEUE_WAIT`] (RocketMQ's `waitTimeMillsInSendQueue`,
+//! 200 ms) is answered SYSTEM_BUSY at once; either way nothing is written
+//! and the client backs off and retries.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mqlab_engine::log::record::decode_properties;
+use mqlab_engine::message::{Message, PutResult, PutStatus};
+use mqlab_protocol::codes::{request, response};
+use mqlab_protocol::headers::{SendMessageRequest, SendMessageResponse};
+use mqlab_protocol::{ExtFields, RemotingCommand};
+
+use super::{offset_msg_id, BrokerHandler, WireStats};
+
+/// Longest a send may wait between arriving and being handled before it
+/// is refused SYSTEM_BUSY (RocketMQ's `waitTimeMillsInSendQueue`).
+pub const MAX_QUEUE_WAIT: Duration = Duration::from_millis(200);
+
+/// The answer to a send: its code from the put's status, and where the
+/// message went.
+pub(super) fn answer(
+    req: &RemotingCommand,
+    r: &PutResult,
+    queue_id: u32,
+    store_host: SocketAddr,
+) -> RemotingCommand {
+    let code = match r.status {
+        PutStatus::PutOk => response::SUCCESS,
+        PutStatus::FlushDiskTimeout => response::FLUSH_DISK_TIMEOUT,
+        PutStatus::MessageIllegal => response::MESSAGE_ILLEGAL,
+        PutStatus::ServiceNotAvailable => response::SERVICE_NOT_AVAILABLE,
+        _ => response::SYSTEM_ERROR,
+    };
+    let mut resp = RemotingCommand::response_to(req, code, r.detail.clone());
+    if let Some(o) = r.offsets {
+        resp.ext_fields = SendMessageResponse {
+            msg_id: offset_msg_id(store_host, o.phys_offset),
+            queue_id: queue_id as i32,
+            queue_offset: o.queue_offset as i64,
+            transaction_id: None,
+        }
+        .to_fields();
+    }
+    resp
+}
+
+/// Counts a send as pending until dropped (answered or refused), and
+/// times it for the latency histogram.
+struct Pending {
+    count: Arc<AtomicUsize>,
+    stats: Arc<WireStats>,
+    started: Instant,
+}
+
+impl Pending {
+    fn finish(self, resp: &RemotingCommand) {
+        let us = self.started.elapsed().as_micros() as u64;
+        self.stats.record_send(resp.code == response::SUCCESS, us);
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl BrokerHandler {
+    /// Handles a send that arrived `waited` ago; `answer_with` is called
+    /// exactly once with the answer, on this thread (refusals) or on the
+    /// thread that completes the put.
+    pub(super) fn send(
+        &self,
+        mut req: RemotingCommand,
+        peer: SocketAddr,
+        waited: Duration,
+        answer_with: impl FnOnce(RemotingCommand) + Send + 'static,
+    ) {
+        // `batch` in the header: a batch body whatever the code says.
+        let batch_field = if req.code == request::SEND_MESSAGE_V2 {
+            "m"
+        } else {
+            "batch"
+        };
+        if req.ext_fields.bool_or_false(batch_field).unwrap_or(false) {
+            return answer_with(self.send_batch(&req, peer));
+        }
+        let now = self.pending.fetch_add(1, Ordering::AcqRel);
+        let pending = Pending {
+            count: self.pending.clone(),
+            stats: self.stats.clone(),
+            started: Instant::now() - waited,
+        };
+        let busy = if now >= self.max_pending {
+            Some(format!(
+                "broker busy: {now} sends are being stored (at most {}); retry later",
+                self.max_pending
+            ))
+        } else if waited > MAX_QUEUE_WAIT {
+            Some(format!(
+                "[TIMEOUT_CLEAN_QUEUE] broker busy: the send waited {} ms in the queue (at most {} ms); retry later",
+                waited.as_millis(),
+                MAX_QUEUE_WAIT.as_millis()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = busy {
+            let resp = RemotingCommand::response_to(&req, response::SYSTEM_BUSY, Some(why));
+            pending.finish(&resp);
+            return answer_with(resp);
+        }
+        let msg = match self.decode_send(&mut req, peer) {
+            Ok(m) => m,
+            Err(resp) => {
+                pending.finish(&resp);
+                return answer_with(resp);
+            }
+        };
+        let half = msg
+            .properties
+            .get(crate::txn::PROPERTY_TRANSACTION_PREPARED)
+            .is_some_and(|v| v == "true");
+        let store_host = self.store_host;
+        let queue_id = msg.queue_id;
+        let done = move |r: PutResult| {
+            let resp = answer(&req, &r, queue_id, store_host);
+            pending.finish(&resp);
+            answer_with(resp);
+        };
+        if half {
+            // Half messages go through the transaction service, which
+            // waits for its own put (this thread is a blocking-pool one).
+            done(self.broker.prepare_transaction(&msg));
+        } else {
+            self.broker.put_async(&msg, done);
+        }
+    }
+
+    /// SEND_BATCH_MESSAGE, or a send whose header says `batch` (RocketMQ
+    /// handles both as a batch), answered on this thread (`batch.rs`).
+    pub(super) fn send_batch(&self, req: &RemotingCommand, peer: SocketAddr) -> RemotingCommand {
+        super::batch::send_batch(
+            &super::batch::SendCtx {
+                broker: &self.broker,
+                store_host: self.store_host,
+                pending: &self.pending,
+                max_pending: self.max_pending,
+                stats: &self.stats,
+            },
+            req,
+            peer,
+        )
+    }
+
+    /// A send answered on this thread (for callers of `Handler::handle`).
+    pub(super) fn send_blocking(&self, req: RemotingCommand, peer: SocketAddr) -> RemotingCommand {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let fallback = RemotingCommand::response_to(
+            &req,
+            response::SYSTEM_ERROR,
+            Some("the send was dropped unanswered".into()),
+        );
+        self.send(req, peer, Duration::ZERO, move |resp| {
+            let _ = tx.send(resp);
+        });
+        rx.recv().unwrap_or(fallback)
+    }
+
+    /// The message a send carries, every field checked, its topic created
+    /// if unknown (autoCreateTopicEnable); or the refusal naming the
+    /// field. The body is taken out of `req`.
+    fn decode_send(
+        &self,
+        req: &mut RemotingCommand,
+        peer: SocketAddr,
+    ) -> Result<Message, RemotingCommand> {
+        let v2 = req.code == request::SEND_MESSAGE_V2;
+        let refuse = |req: &RemotingCommand, code: i32, why: String| {
+            RemotingCommand::response_to(req, code, Some(why))
+        };
+        let h = SendMessageRequest::from_fields(&req.ext_fields, v2)
+            .map_err(|e| refuse(req, response::SYSTEM_ERROR, format!("send header: {e}")))?;
+        debug_assert!(!h.batch, "batches are answered by send_batch");
+        let queue_id = u32::try_from(h.queue_id).map_err(|_| {
+            refuse(
+                req,
+                response::MESSAGE_ILLEGAL,
+                format!("queueId {} is negative", h.queue_id),
+            )
+        })?;
+        let properties = decode_properties(h.properties.as_bytes())
+            .map_err(|e| refuse(req, response::MESSAGE_ILLEGAL, format!("properties: {e}")))?;
+        // autoCreateTopicEnable: an unknown topic is created with the
+        // queue count the producer proposes (defaultTopicQueueNums).
+        let queues = match self.broker.topic_queues(&h.topic) {
+            Some(n) => n,
+            None => {
+                let n = h.default_topic_queue_nums.clamp(1, 1024) as u32;
+                self.broker
+                    .create_topic(&h.topic, n)
+                    .map_err(|e| refuse(req, response::MESSAGE_ILLEGAL, e.to_string()))?;
+                n
+            }
+        };
+        if queue_id >= queues {
+            return Err(refuse(
+                req,
+                response::MESSAGE_ILLEGAL,
+                format!("queueId {queue_id} is past the topic's {queues} queues"),
+            ));
+        }
+        Ok(Message {
+            topic: h.topic.clone(),
+            queue_id,
+            flag: h.flag,
+            sys_flag: h.sys_flag,
+            body: std::mem::take(&mut req.body),
+            properties,
+            born_timestamp_ms: h.born_timestamp,
+            born_host: peer,
+            reconsume_times: h.reconsume_times,
+            ..Message::new(h.topic, Vec::new())
+        })
+    }
+}
