@@ -67,6 +67,16 @@ pub enum Error {
     /// The store directory is locked, shut down, or otherwise unusable.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// Replication: bytes offered at a physical offset other than the
+    /// log's write end (a slave and its master disagree on where the log
+    /// ends).
+    #[error("raw append at physical offset {offered}, but the log's write end is {write_end}")]
+    OffsetMismatch {
+        /// Where the bytes were offered.
+        offered: u64,
+        /// Where the log ends.
+        write_end: u64,
+    },
     /// The backend is not available on this machine (io_uring missing).
     #[error("backend {backend} unavailable: {reason}")]
     BackendUnavailable {

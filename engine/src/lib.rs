@@ -32,4 +32,4 @@ pub use error::{Error, Result};
 pub use flush::{FlushConfig, FlushKind};
 pub use io::{BackendKind, Env};
 pub use message::{AppendOffsets, Message, Offsets, PutResult, PutStatus, StoredMessage};
-pub use store::{QueueInfo, RecoveryReport, Store, Truncation};
+pub use store::{QueueInfo, RecoveryReport, ReplicaGate, Store, Truncation};

@@ -195,6 +195,13 @@ pub enum PutStatus {
     /// The store refuses writes (poisoned by an I/O error, shut down,
     /// read-only, or disk full).
     ServiceNotAvailable,
+    /// SYNC_MASTER: written (and acknowledged by the flush strategy), but
+    /// no slave reported having it within the slave timeout. The message
+    /// stays in the log.
+    FlushSlaveTimeout,
+    /// SYNC_MASTER: written, but no slave is in a state to confirm it (none
+    /// connected, or too far behind). The message stays in the log.
+    SlaveNotAvailable,
 }
 
 impl PutStatus {
@@ -205,6 +212,8 @@ impl PutStatus {
             PutStatus::FlushDiskTimeout => "FLUSH_DISK_TIMEOUT",
             PutStatus::MessageIllegal => "MESSAGE_ILLEGAL",
             PutStatus::ServiceNotAvailable => "SERVICE_NOT_AVAILABLE",
+            PutStatus::FlushSlaveTimeout => "FLUSH_SLAVE_TIMEOUT",
+            PutStatus::SlaveNotAvailable => "SLAVE_NOT_AVAILABLE",
         }
     }
 }
@@ -227,8 +236,8 @@ pub struct AppendOffsets {
 pub struct PutResult {
     /// RocketMQ status.
     pub status: PutStatus,
-    /// Present whenever the message was appended (PUT_OK and
-    /// FLUSH_DISK_TIMEOUT).
+    /// Present whenever the message was appended (PUT_OK,
+    /// FLUSH_DISK_TIMEOUT, FLUSH_SLAVE_TIMEOUT, SLAVE_NOT_AVAILABLE).
     pub offsets: Option<AppendOffsets>,
     /// Why, when the status is not PUT_OK.
     pub detail: Option<String>,

@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 mod open;
+mod raw;
 pub mod record;
 pub mod scan;
 mod staging;
@@ -28,6 +29,7 @@ use crate::io::File;
 use crate::message::{AppendOffsets, Message};
 use crate::series::FileSeries;
 pub use open::LogOptions;
+pub use raw::RawAppend;
 use record::{CrcCheck, DecodeError, Decoded};
 use staging::Staging;
 

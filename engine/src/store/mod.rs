@@ -23,12 +23,14 @@ mod checkpointer;
 mod dispatch;
 mod put;
 mod recovery;
+mod replica;
 
 pub use recovery::{RecoveryReport, Truncation};
+pub use replica::{ReplicaCallback, ReplicaGate};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::StoreConfig;
@@ -90,6 +92,12 @@ struct Inner {
     /// Why puts are refused for now (retention's disk-full guard), if they
     /// are. Unlike poisoning this is lifted again.
     write_block: Mutex<Option<String>>,
+    /// Dispatch only up to the flushed offset (a slave; see
+    /// [`Store::set_serve_flushed_only`]).
+    serve_flushed_only: AtomicBool,
+    /// What puts wait for after their flush acknowledgement (a sync
+    /// master; see [`Store::set_replica_gate`]).
+    replica_gate: RwLock<Option<Arc<dyn ReplicaGate>>>,
 }
 
 /// A RocketMQ-compatible message store.
@@ -218,6 +226,8 @@ impl Store {
             closed: AtomicBool::new(config.read_only),
             in_flight: Arc::new(AtomicUsize::new(0)),
             write_block: Mutex::new(None),
+            serve_flushed_only: AtomicBool::new(false),
+            replica_gate: RwLock::new(None),
         });
         let mut report = r.report;
         recovery::complete(&inner, r.crashlike, r.dispatch_from, &mut report)?;

@@ -3,12 +3,15 @@
 //! caller's thread ([`Inner::put`]) or delivered to a completion
 //! ([`Inner::put_async`]), and the one function ([`AckRule::conclude`])
 //! that turns the flush strategy's answer into a [`PutResult`] for both.
+//! With a replica gate installed (a sync master), a put the strategy
+//! acknowledged then waits for the gate, blocking or through a callback
+//! as the put itself.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::{now_ms, Inner};
+use super::{now_ms, Inner, ReplicaGate};
 use crate::error::Result;
 use crate::flush::FlushConfig;
 use crate::log::record;
@@ -117,17 +120,78 @@ struct Pending {
     log: Arc<CommitLog>,
     rule: AckRule,
     written: Written,
-    /// Dropped after `done` was called (fields drop after `Drop::drop`).
-    _in_flight: InFlight,
+    /// What the put waits for after its flush acknowledgement (a sync
+    /// master's replication), if anything.
+    gate: Option<Arc<dyn ReplicaGate>>,
+    /// Dropped after `done` was called (fields drop after `Drop::drop`;
+    /// moved into the gate's callback when the put waits for a slave).
+    in_flight: Option<InFlight>,
 }
 
 impl Pending {
     fn complete(mut self, ack: Result<PutStatus>) {
         let r = self.rule.conclude(&self.log, self.written, ack);
-        if let Some(done) = self.done.take() {
-            call(done, r);
+        let Some(done) = self.done.take() else {
+            return;
+        };
+        match self.gate.take() {
+            Some(gate) if r.is_ok() => {
+                let answer = GateAnswer {
+                    done: Some(done),
+                    r,
+                    _in_flight: self.in_flight.take(),
+                };
+                gate.when_replicated(
+                    self.written.end,
+                    Box::new(move |status, detail| answer.give(status, detail)),
+                );
+            }
+            _ => call(done, r),
         }
     }
+}
+
+/// A put waiting for the replica gate: answered exactly once, also when
+/// the gate drops it unanswered (FLUSH_SLAVE_TIMEOUT). Counted in flight
+/// until then.
+struct GateAnswer {
+    done: Option<PutCompletion>,
+    r: PutResult,
+    _in_flight: Option<InFlight>,
+}
+
+impl GateAnswer {
+    fn give(mut self, status: PutStatus, detail: Option<String>) {
+        if let Some(done) = self.done.take() {
+            call(done, replicated(self.r.clone(), status, detail));
+        }
+    }
+}
+
+impl Drop for GateAnswer {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            call(
+                done,
+                replicated(
+                    self.r.clone(),
+                    PutStatus::FlushSlaveTimeout,
+                    Some("the replica gate dropped the put; the message stays written".into()),
+                ),
+            );
+        }
+    }
+}
+
+/// A flush-acknowledged put's result once the replica gate decided.
+fn replicated(mut r: PutResult, status: PutStatus, detail: Option<String>) -> PutResult {
+    if status != PutStatus::PutOk {
+        r.status = status;
+        r.detail = Some(
+            detail.unwrap_or_else(|| format!("{}; the message stays written", status.as_str())),
+        );
+    }
+    r
 }
 
 impl Drop for Pending {
@@ -201,7 +265,24 @@ impl Inner {
             Err(r) => return r,
         };
         let ack = self.strategy.await_ack(w.end);
-        AckRule::of(&self.cfg.flush).conclude(&self.log, w, ack)
+        let r = AckRule::of(&self.cfg.flush).conclude(&self.log, w, ack);
+        match self.replica_gate() {
+            Some(gate) if r.is_ok() => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                gate.when_replicated(
+                    w.end,
+                    Box::new(move |status, detail| {
+                        let _ = tx.send((status, detail));
+                    }),
+                );
+                let (status, detail) = rx.recv().unwrap_or((
+                    PutStatus::FlushSlaveTimeout,
+                    Some("the replica gate dropped the put".into()),
+                ));
+                replicated(r, status, detail)
+            }
+            _ => r,
+        }
     }
 
     /// Asynchronous put: writes on this thread, then hands `done` to the
@@ -221,7 +302,8 @@ impl Inner {
             log: self.log.clone(),
             rule: AckRule::of(&self.cfg.flush),
             written,
-            _in_flight: in_flight,
+            gate: self.replica_gate(),
+            in_flight: Some(in_flight),
         };
         self.strategy
             .ack_async(written.end, Box::new(move |ack| pending.complete(ack)));
