@@ -3,8 +3,8 @@
 //! with a byte-identical commit log and the same queues, under every
 //! flush strategy and across a crash of the copy; a chunk that does not
 //! start at the write end, or holds anything that does not decode at its
-//! position, is refused whole with nothing written; with
-//! `set_serve_flushed_only` queues never reach past the flushed offset.
+//! position, is refused whole with nothing written; in slave mode puts
+//! are refused and queues never reach past the flushed offset.
 
 mod common;
 
@@ -243,7 +243,7 @@ fn bad_chunks_are_refused_whole_and_nothing_is_written() {
 }
 
 #[test]
-fn serving_flushed_only_keeps_queues_at_the_flushed_offset() {
+fn slave_mode_refuses_puts_and_keeps_queues_at_the_flushed_offset() {
     let tmp = tempfile::tempdir().unwrap();
     let (da, db) = (tmp.path().join("master"), tmp.path().join("slave"));
     let stream = master_log(&da, &test_config(FlushKind::Async), 400);
@@ -252,7 +252,12 @@ fn serving_flushed_only_keeps_queues_at_the_flushed_offset() {
     cfg.flush.flush_interval_ms = 60_000;
     cfg.flush.flush_thorough_interval_ms = 60_000;
     let slave = Store::open(&db, cfg).unwrap();
-    slave.set_serve_flushed_only(true);
+    slave.set_slave_mode(true);
+    assert_eq!(
+        slave.put(&message(0)).status,
+        mqlab_engine::PutStatus::ServiceNotAvailable,
+        "a slave refuses puts"
+    );
     let r = slave.append_raw(0, &stream[..60_000]).unwrap();
     assert!(r.records > 0);
     std::thread::sleep(Duration::from_millis(100));
@@ -260,7 +265,7 @@ fn serving_flushed_only_keeps_queues_at_the_flushed_offset() {
     assert_eq!(o.flushed, 0, "nothing flushed yet");
     assert_eq!(slave.dispatched_offset(), 0, "dispatched past flushed");
     assert!(slave.queues().iter().all(|q| q.max_offset == 0));
-    slave.set_serve_flushed_only(false);
+    slave.set_slave_mode(false);
     assert!(slave.wait_dispatched(r.end, Duration::from_secs(10)));
     assert!(slave.queues().iter().any(|q| q.max_offset > 0));
     slave.shutdown().unwrap();

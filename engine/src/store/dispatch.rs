@@ -42,9 +42,9 @@ pub(super) fn spawn(inner: Arc<Inner>) -> Periodic {
 
 impl Inner {
     /// Offset consumers may see: durable data only under sync and group,
-    /// and on a slave ([`crate::Store::set_serve_flushed_only`]).
+    /// and on a slave ([`crate::Store::set_slave_mode`]).
     pub(super) fn confirm_offset(&self) -> u64 {
-        if self.cfg.flush.kind.acks_durable() || self.serve_flushed_only.load(Ordering::Acquire) {
+        if self.cfg.flush.kind.acks_durable() || self.slave_mode.load(Ordering::Acquire) {
             self.log.flushed()
         } else {
             self.log.committed()

@@ -92,9 +92,9 @@ struct Inner {
     /// Why puts are refused for now (retention's disk-full guard), if they
     /// are. Unlike poisoning this is lifted again.
     write_block: Mutex<Option<String>>,
-    /// Dispatch only up to the flushed offset (a slave; see
-    /// [`Store::set_serve_flushed_only`]).
-    serve_flushed_only: AtomicBool,
+    /// A slave's store: puts refused, dispatch only up to the flushed
+    /// offset (see [`Store::set_slave_mode`]).
+    slave_mode: AtomicBool,
     /// What puts wait for after their flush acknowledgement (a sync
     /// master; see [`Store::set_replica_gate`]).
     replica_gate: RwLock<Option<Arc<dyn ReplicaGate>>>,
@@ -226,7 +226,7 @@ impl Store {
             closed: AtomicBool::new(config.read_only),
             in_flight: Arc::new(AtomicUsize::new(0)),
             write_block: Mutex::new(None),
-            serve_flushed_only: AtomicBool::new(false),
+            slave_mode: AtomicBool::new(false),
             replica_gate: RwLock::new(None),
         });
         let mut report = r.report;

@@ -225,6 +225,12 @@ impl Inner {
         if let Some(reason) = self.log.poisoned() {
             return Err(unavailable(format!("store refuses writes: {reason}"), None));
         }
+        if self.slave_mode.load(Ordering::Acquire) {
+            return Err(unavailable(
+                "message store is in slave mode: puts are forbidden (send to the master)".into(),
+                None,
+            ));
+        }
         if let Some(reason) = &*self.write_block.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(unavailable(format!("store refuses writes: {reason}"), None));
         }

@@ -2,10 +2,12 @@
 //! `mqlab-broker`'s `ha` module):
 //!
 //! - a slave's side: [`Store::append_raw`] appends records copied from the
-//!   master byte for byte, and [`Store::set_serve_flushed_only`] keeps the
-//!   dispatcher (so consume queues, the index and every pull) at the
-//!   flushed offset, so a consumer of a slave never sees what the slave
-//!   could lose;
+//!   master byte for byte, and [`Store::set_slave_mode`] refuses puts and
+//!   keeps the dispatcher (so consume queues, the index and every pull)
+//!   at the flushed offset, so a consumer of a slave never sees what the
+//!   slave could lose;
+//! - a master's side: [`Store::read_log`] reads the committed log as
+//!   stored, for streaming it;
 //! - a sync master's side: [`Store::set_replica_gate`] installs what every
 //!   put waits for after its flush acknowledgement (RocketMQ's
 //!   `CommitLog.handleHA`: the put's answer waits until a slave has it).
@@ -90,12 +92,35 @@ impl Store {
         Ok(r)
     }
 
-    /// With `on`, the dispatcher builds consume queues and the index only
-    /// up to the flushed offset whatever the flush strategy (as it always
-    /// does under sync and group): a slave's consumers never see bytes a
-    /// crash of the slave could take back. Off by default.
-    pub fn set_serve_flushed_only(&self, on: bool) {
-        self.inner.serve_flushed_only.store(on, Ordering::Release);
+    /// Slave mode (RocketMQ's `brokerRole = SLAVE` as its store sees it):
+    /// with `on`, every put is refused with SERVICE_NOT_AVAILABLE ("slave
+    /// mode", as RocketMQ's store refuses them) while
+    /// [`Store::append_raw`] goes on, and the dispatcher builds consume
+    /// queues and the index only up to the flushed offset whatever the
+    /// flush strategy (as it always does under sync and group), so a
+    /// slave's consumers never see bytes a crash of the slave could take
+    /// back. Off by default; switching it off (a promotion) makes the
+    /// store a writable master's again.
+    pub fn set_slave_mode(&self, on: bool) {
+        self.inner.slave_mode.store(on, Ordering::Release);
+    }
+
+    /// True in slave mode ([`Store::set_slave_mode`]).
+    pub fn slave_mode(&self) -> bool {
+        self.inner.slave_mode.load(Ordering::Acquire)
+    }
+
+    /// A master's read for replication: up to `buf.len()` bytes of the
+    /// commit log from `phys`, within one segment and below the committed
+    /// offset, as stored (records, blanks, a blank's padding). Returns how
+    /// many; 0 at the committed end, `Error::NotFound` below the first
+    /// stored byte (retention deleted it).
+    pub fn read_log(&self, phys: u64, buf: &mut [u8]) -> Result<usize> {
+        let log = &self.inner.log;
+        if phys < log.min_offset() {
+            return Err(Error::NotFound(phys));
+        }
+        log.read_raw(phys, buf, log.committed())
     }
 
     /// Installs (or removes) what every put waits for after its flush
