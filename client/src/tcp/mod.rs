@@ -48,7 +48,7 @@ use mqlab_engine::{Message, PutResult};
 use mqlab_protocol::body::route::TopicRouteData;
 use mqlab_protocol::codes::{request, response};
 use mqlab_protocol::headers::{
-    pull_sys_flag, PullMessageRequest, PullMessageResponse, SendMessageRequest, SendMessageResponse,
+    pull_sys_flag, PullMessageRequest, PullMessageResponse, SendMessageResponse,
 };
 use mqlab_protocol::{decode_frame, encode_frame, ExtFields, Limits, RemotingCommand};
 
@@ -56,6 +56,8 @@ use crate::api::{BrokerApi, LocalFiles};
 use crate::error::{Error, Result};
 
 mod control;
+mod encode;
+pub mod pipelined;
 
 use control::Control;
 pub use control::PushStats;
@@ -302,8 +304,8 @@ impl TcpBroker {
 
 impl BrokerApi for TcpBroker {
     fn send_message(&self, msg: &Message) -> PutResult {
-        let props = match record::encode_properties(&msg.properties) {
-            Ok(p) => String::from_utf8_lossy(&p).into_owned(),
+        let req = match encode::send_message_v2(msg, &self.group, 8) {
+            Ok(r) => r,
             Err(e) => {
                 return PutResult {
                     status: PutStatus::MessageIllegal,
@@ -312,25 +314,6 @@ impl BrokerApi for TcpBroker {
                 }
             }
         };
-        let header = SendMessageRequest {
-            producer_group: self.group.clone(),
-            topic: msg.topic.clone(),
-            default_topic: "TBW102".into(),
-            default_topic_queue_nums: 8,
-            queue_id: msg.queue_id as i32,
-            sys_flag: msg.sys_flag,
-            born_timestamp: msg.born_timestamp_ms,
-            flag: msg.flag,
-            properties: props,
-            reconsume_times: msg.reconsume_times,
-            unit_mode: false,
-            batch: false,
-            max_reconsume_times: None,
-            broker_name: None,
-        };
-        let mut req =
-            RemotingCommand::request(request::SEND_MESSAGE_V2, 0).with_body(msg.body.clone());
-        req.ext_fields = header.to_fields(true);
         Self::put_result(self.call(req, Duration::from_secs(30)))
     }
 
