@@ -205,6 +205,20 @@ pub enum PutStatus {
 }
 
 impl PutStatus {
+    /// True when the message is in the log: PUT_OK, and the statuses that
+    /// leave it written (FLUSH_DISK_TIMEOUT, FLUSH_SLAVE_TIMEOUT,
+    /// SLAVE_NOT_AVAILABLE). Whoever would put it again on anything else
+    /// must not on these: it would be stored twice.
+    pub fn is_stored(self) -> bool {
+        matches!(
+            self,
+            PutStatus::PutOk
+                | PutStatus::FlushDiskTimeout
+                | PutStatus::FlushSlaveTimeout
+                | PutStatus::SlaveNotAvailable
+        )
+    }
+
     /// RocketMQ's name.
     pub fn as_str(self) -> &'static str {
         match self {

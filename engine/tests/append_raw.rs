@@ -339,3 +339,76 @@ fn a_replica_gate_decides_flush_acknowledged_puts() {
         }
     }
 }
+
+#[test]
+fn an_empty_store_starts_at_a_later_segment_base() {
+    let seed = 0x5eed_3000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (da, db) = (tmp.path().join("master"), tmp.path().join("slave"));
+    let cfg = test_config(FlushKind::Async);
+    let stream = master_log(&da, &cfg, 400);
+    let base = 2 * cfg.segment_bytes;
+    let slave = Store::open(&db, test_config(FlushKind::Group)).unwrap();
+    // Not at a segment boundary: refused.
+    assert!(matches!(
+        slave.append_raw(base + 8, &stream[base as usize + 8..]),
+        Err(Error::OffsetMismatch { .. })
+    ));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    {
+        // The first chunk must start at the base: feed from there.
+        let first = slave
+            .append_raw(base, &stream[base as usize..base as usize + 5000])
+            .unwrap();
+        assert_eq!(slave.min_offset(), base);
+        let from = first.end as usize;
+        feed(&slave, &stream, from, stream.len(), &mut rng, seed);
+    }
+    let end = stream.len() as u64;
+    assert!(slave.wait_dispatched(end, Duration::from_secs(20)));
+    let master = Store::open(&da, cfg.clone()).unwrap();
+    let check = |slave: &Store, what: &str| {
+        for q in master.queues() {
+            let Some(s) = slave.queue_info(&q.topic, q.queue_id) else {
+                continue;
+            };
+            assert_eq!(
+                s.max_offset, q.max_offset,
+                "{what}: {}:{}",
+                q.topic, q.queue_id
+            );
+            // The copy's first message is the master's at that offset.
+            let mine = slave.get_from_queue(&q.topic, q.queue_id, 0, 1).unwrap();
+            let theirs = master
+                .get_from_queue(&q.topic, q.queue_id, s.min_offset, 1)
+                .unwrap();
+            assert_eq!(
+                mine, theirs,
+                "{what}: {}:{} from {}",
+                q.topic, q.queue_id, s.min_offset
+            );
+            assert!(mine[0].phys_offset >= base, "{what}");
+            assert!(s.min_offset > 0, "{what}: the queue starts past unit 0");
+        }
+    };
+    check(&slave, "running");
+    slave.shutdown().unwrap();
+    let slave = Store::open(&db, test_config(FlushKind::Group)).unwrap();
+    check(&slave, "reopened");
+    drop(slave); // a crash
+    let slave = Store::open(&db, test_config(FlushKind::Group)).unwrap();
+    assert!(slave.recovery_report().abnormal);
+    check(&slave, "recovered");
+    assert_eq!(slave.offsets().written, end);
+    slave.shutdown().unwrap();
+    master.shutdown().unwrap();
+    // The copied segments are the master's, byte for byte.
+    let (la, lb) = (
+        read_tree(&da.join("commitlog")),
+        read_tree(&db.join("commitlog")),
+    );
+    assert_eq!(lb.len(), la.len() - 2);
+    for (name, bytes) in &lb {
+        assert!(la[name] == *bytes, "{} differs", name.display());
+    }
+}

@@ -315,7 +315,8 @@ pub(crate) enum PutOutcome {
 
 pub(crate) fn put_outcome(r: &PutResult) -> PutOutcome {
     match r.status {
-        PutStatus::PutOk | PutStatus::FlushDiskTimeout => PutOutcome::Stored,
+        // Written (a sync master's slave timeouts too): never again.
+        s if s.is_stored() => PutOutcome::Stored,
         PutStatus::MessageIllegal => PutOutcome::Rejected(r.detail.clone().unwrap_or_default()),
         _ => PutOutcome::Retry(
             r.detail

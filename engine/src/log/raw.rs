@@ -35,6 +35,46 @@ struct QueueNote<'a> {
 }
 
 impl CommitLog {
+    /// True while nothing was ever appended: no segment, write end 0.
+    pub fn is_empty(&self) -> bool {
+        self.written.load(Ordering::Acquire) == 0
+            && self
+                .segments
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+    }
+
+    /// An empty log starts at `base` (a segment boundary) instead of 0: a
+    /// new slave following a master whose log starts later (RocketMQ sends
+    /// a slave that reports 0 its last segment). Every offset moves to
+    /// `base`; the first raw append creates the segment there.
+    pub fn start_at(&self, base: u64) -> Result<()> {
+        let _st = self.append.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_poison()?;
+        if !self.is_empty() {
+            return Err(Error::Unavailable(format!(
+                "the log cannot start at {base}: it is not empty"
+            )));
+        }
+        if !base.is_multiple_of(self.segment_bytes) {
+            return Err(Error::OffsetMismatch {
+                offered: base,
+                write_end: 0,
+            });
+        }
+        // In the order readers load them: flushed <= committed <= written
+        // holds throughout.
+        self.written.store(base, Ordering::SeqCst);
+        self.committed.store(base, Ordering::SeqCst);
+        self.flushed.store(base, Ordering::SeqCst);
+        self.acked.store(base, Ordering::SeqCst);
+        if let Some(st) = &self.staging {
+            st.reset(base);
+        }
+        Ok(())
+    }
+
     /// Appends the whole records at the start of `bytes`, which must be the
     /// log's content from physical offset `pos` (= the write end). Checks
     /// every record first with `crc` and writes nothing when one fails

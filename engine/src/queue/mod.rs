@@ -178,16 +178,50 @@ impl ConsumeQueue {
             dirty: Mutex::new(Vec::new()),
             damaged: AtomicBool::new(damaged),
         };
-        let min = files.first().map(|f| f.base_byte / UNIT_BYTES).unwrap_or(0);
+        let first = files.first().cloned();
         *cq.files.write().unwrap_or_else(|e| e.into_inner()) = files;
+        // Units start at the first non-empty one of the first file (a queue
+        // that began past unit 0 has zeros before it).
+        let min = match first {
+            Some(f) => f.base_byte / UNIT_BYTES + cq.leading_empty_units(&f)?,
+            None => 0,
+        };
         cq.min_offset.store(min, Ordering::Release);
         let max = cq.find_end(min)?;
         cq.max_offset.store(max, Ordering::Release);
         Ok(cq)
     }
 
+    /// Empty units at the start of `f` (0 for every queue that began at
+    /// unit 0 of its first file; all of them for an empty file).
+    fn leading_empty_units(&self, f: &CqFile) -> Result<u64> {
+        let units = (self.file_bytes / UNIT_BYTES).min(f.file.len() / UNIT_BYTES);
+        let mut buf = vec![0u8; 4096 * UNIT_BYTES as usize];
+        let mut at = 0u64;
+        while at < units {
+            let n = f
+                .file
+                .read_at(at * UNIT_BYTES, &mut buf)
+                .map_err(|e| Error::io("read", &f.path, e))?;
+            let whole = (n / UNIT_BYTES as usize).min((units - at) as usize);
+            if whole == 0 {
+                break;
+            }
+            let chunk = &buf[..whole * UNIT_BYTES as usize];
+            if let Some(i) = chunk
+                .chunks_exact(20)
+                .position(|u| Unit::decode(u).is_some())
+            {
+                return Ok(at + i as u64);
+            }
+            at += whole as u64;
+        }
+        // Nothing at all: the queue is empty from the file's start.
+        Ok(0)
+    }
+
     /// Finds one past the last written unit: binary search for the first
-    /// empty unit (units are a prefix).
+    /// empty unit at or after `min` (units are a prefix from `min`).
     fn find_end(&self, min: u64) -> Result<u64> {
         let files = self.files.read().unwrap_or_else(|e| e.into_inner());
         let Some(last) = files.last() else {
@@ -195,7 +229,13 @@ impl ConsumeQueue {
         };
         let units = self.file_bytes / UNIT_BYTES;
         let first_unit = last.base_byte / UNIT_BYTES;
-        let (mut lo, mut hi) = (0u64, units.min(last.file.len() / UNIT_BYTES));
+        let (mut lo, mut hi) = (
+            min.saturating_sub(first_unit),
+            units.min(last.file.len() / UNIT_BYTES),
+        );
+        if lo > hi {
+            return Ok(min);
+        }
         let mut b = [0u8; 20];
         while lo < hi {
             let mid = (lo + hi) / 2;
@@ -260,6 +300,20 @@ impl ConsumeQueue {
 
     /// Writes consecutive units starting at `queue_offset`.
     pub fn put_units(&self, queue_offset: u64, bytes: &[u8]) -> Result<()> {
+        if queue_offset > 0
+            && self.max_offset() == 0
+            && self.min_offset() == 0
+            && self
+                .files
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+        {
+            // A queue whose first unit is not unit 0 (its earlier messages
+            // were never here: a slave that started at a master's later
+            // segment) starts there.
+            self.min_offset.store(queue_offset, Ordering::Release);
+        }
         let mut byte = queue_offset * UNIT_BYTES;
         let mut off = 0usize;
         while off < bytes.len() {

@@ -47,6 +47,11 @@ impl Store {
     /// a blank record must fill exactly the rest of its segment and rolls
     /// to the next one.
     ///
+    /// An empty store (nothing ever appended) also accepts a first chunk at
+    /// a segment boundary past 0 and starts there: RocketMQ streams a new
+    /// slave from the base of the master's last segment. Its consume
+    /// queues then start at the queue offsets of their first records.
+    ///
     /// Only whole records are taken: the result says how many bytes
     /// (`taken`); a record (or a blank's padding) cut at the chunk's end is
     /// left to the caller, who offers it again with what follows, starting
@@ -84,7 +89,21 @@ impl Store {
         } else {
             CrcCheck::Present
         };
-        let r = inner.log.append_raw(phys_offset, bytes, crc)?;
+        let log = &inner.log;
+        if phys_offset > 0 && log.is_empty() && phys_offset.is_multiple_of(log.segment_bytes()) {
+            // A new slave of a master whose log starts later: begin there.
+            // Under the dispatch lock, so no round sees the log moved and
+            // the dispatched offset not.
+            let _d = inner
+                .dispatch_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if log.is_empty() {
+                log.start_at(phys_offset)?;
+                inner.dispatched.store(phys_offset, Ordering::Release);
+            }
+        }
+        let r = log.append_raw(phys_offset, bytes, crc)?;
         if r.taken > 0 {
             // Sync and group flush only when asked: ask for these bytes.
             inner.strategy.ack_async(r.end, Box::new(|_| {}));
