@@ -1,7 +1,8 @@
 //! The mqlab lab as a library: workloads against an in-process store or
-//! broker, the loss-window recorder, run summaries (.json, .csv, .hgrm),
-//! charts, specs, crash and delay experiments, the device baseline, and
-//! `verify`/`inspect` for store directories.
+//! broker (or any remoting broker over TCP: `wire`), the loss-window
+//! recorder, run summaries (.json, .csv, .hgrm), charts, specs, crash and
+//! delay experiments, the device baseline, and `verify`/`inspect` for
+//! store directories.
 //!
 //! The `mqlab` binary (src/bin/mqlab) only turns its command line into
 //! the plain request structs each module takes (`run::RunRequest`,
@@ -30,4 +31,5 @@ pub mod summary;
 pub mod table;
 pub mod util;
 pub mod verify;
+pub mod wire;
 pub mod workload;

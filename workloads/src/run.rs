@@ -1,5 +1,6 @@
-//! `mqlab run`: one workload against an in-process store, and
-//! [`execute`], which `matrix` calls once per configuration.
+//! `mqlab run`: one workload against an in-process store (or, with
+//! `--target`, a remoting broker: [`crate::wire`]), and [`execute`],
+//! which `matrix` calls once per configuration.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,9 +70,11 @@ pub struct RunRequest {
     #[arg(long)]
     pub no_shutdown: bool,
     /// Run name used in the output folder. [default: the spec name, or
-    /// <flush>-<backend>]
+    /// <flush>-<backend> (target-<host>-<port> with --target)]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub wire: crate::wire::TargetArgs,
 }
 
 /// Everything one execution needs.
@@ -256,6 +259,30 @@ pub fn cmd_run(args: RunRequest) -> Result<()> {
         Some(p) => SpecFile::load(p)?,
         None => SpecFile::default(),
     };
+    if args.wire.target.is_some() {
+        let store_flags = [
+            ("--flush", args.flush.is_some()),
+            ("--backend", args.backend.is_some()),
+            ("--data-dir", args.data_dir.is_some()),
+            ("--keep-data", args.keep_data),
+            ("--no-shutdown", args.no_shutdown),
+        ];
+        return crate::wire::cmd_run(&crate::wire::TargetRun {
+            args: &args.wire,
+            spec: &spec,
+            overrides: &args.workload,
+            name: args.name.as_deref(),
+            out: args.out.as_deref(),
+            ack_log: args.ack_log.as_deref(),
+            ack_log_unbuffered: args.ack_log_unbuffered,
+            store_flags: store_flags
+                .iter()
+                .filter(|(_, given)| *given)
+                .map(|(f, _)| *f)
+                .collect(),
+        });
+    }
+    args.wire.check_unused()?;
     // Every value is checked before anything is created or measured.
     let w = Workload::resolve(
         &spec,

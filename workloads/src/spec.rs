@@ -207,6 +207,9 @@ fn default_group_batch_writes() -> bool {
 /// Defaults of a `run`.
 pub const DEFAULT_DURATION_SECS: f64 = 5.0;
 
+/// At most this many sender threads (producers x inflight) in-process.
+pub const MAX_SENDER_THREADS: usize = 1024;
+
 impl Workload {
     /// Resolves flags over a spec over defaults.
     pub fn resolve(
@@ -215,6 +218,20 @@ impl Workload {
         backend: Option<BackendKind>,
         args: &Overrides,
         name: Option<&str>,
+    ) -> Result<Workload> {
+        Self::resolve_within(spec, flush, backend, args, name, MAX_SENDER_THREADS)
+    }
+
+    /// [`Workload::resolve`] for a run whose sends in flight are not a
+    /// thread each (`run --target`): producers x inflight up to
+    /// `max_in_flight` instead of [`MAX_SENDER_THREADS`].
+    pub fn resolve_within(
+        spec: &SpecFile,
+        flush: Option<FlushKind>,
+        backend: Option<BackendKind>,
+        args: &Overrides,
+        name: Option<&str>,
+        max_in_flight: usize,
     ) -> Result<Workload> {
         let flush = flush
             .or(spec.flush)
@@ -286,17 +303,26 @@ impl Workload {
                 .then_some(w.duration_secs + w.warmup_secs);
             w.timeseries_ms = crate::recorder::default_timeseries_ms(run, w.senders());
         }
-        w.validate()?;
+        w.validate_within(max_in_flight)?;
         Ok(w)
     }
 
     /// Rejects values that cannot run.
     pub fn validate(&self) -> Result<()> {
+        self.validate_within(MAX_SENDER_THREADS)
+    }
+
+    /// [`Workload::validate`] with at most `max_in_flight` sends in flight
+    /// (producers x inflight).
+    pub fn validate_within(&self, max_in_flight: usize) -> Result<()> {
         if self.producers == 0 || self.inflight == 0 {
             bail!("--producers and --inflight must be at least 1");
         }
-        if self.producers * self.inflight > 1024 {
-            bail!("at most 1024 sender threads (producers x inflight)");
+        if self.producers.saturating_mul(self.inflight) > max_in_flight {
+            if max_in_flight == MAX_SENDER_THREADS {
+                bail!("at most {MAX_SENDER_THREADS} sender threads (producers x inflight)");
+            }
+            bail!("at most {max_in_flight} sends in flight (producers x inflight)");
         }
         if self.queues == 0 {
             bail!("--queues must be at least 1");

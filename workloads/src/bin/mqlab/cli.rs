@@ -33,7 +33,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one workload against an in-process store and record throughput,
-    /// ack latency and the loss window.
+    /// ack latency and the loss window; with --target rocketmq://HOST:PORT,
+    /// against a remoting broker found through that name server.
     Run(RunRequest),
     /// Run the flush x backend matrix (plus a few async flush intervals) and
     /// the device baseline, print the table and draw the charts. The default

@@ -1,0 +1,173 @@
+//! `mqlab run --target rocketmq://HOST:PORT` against `mqlab broker` (the
+//! binary, its embedded name server) on loopback: a short rate-limited run
+//! with consumers acknowledges messages without errors, prints RocketMQ's
+//! benchmark status lines, writes an in-process run's outputs plus
+//! end-to-end latency, backlog and charts, and its client ack log passes
+//! `mqlab verify --acked` on the broker's data after a SIGTERM shutdown.
+//! And the options that only make sense on one side are refused on the
+//! other.
+
+mod common;
+mod interop_common;
+
+use std::process::Command;
+
+use interop_common::{run_client, Broker};
+
+#[test]
+fn a_target_run_drives_the_broker_and_verify_finds_every_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), "group", "TargetTopic", 4);
+    let out = dir.path().join("run");
+    let acks = dir.path().join("acks.csv");
+    let target = format!("rocketmq://{}", broker.namesrv);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mqlab"));
+    cmd.current_dir(dir.path())
+        .args(["run", "--target", &target, "--topic", "TargetTopic"])
+        .args(["--producers", "2", "--inflight", "500", "--msg-size", "256"])
+        .args(["--rate", "2000", "--duration", "2", "--warmup", "0.5"])
+        .args(["--status-secs", "0.5", "--out"])
+        .arg(&out)
+        .arg("--ack-log")
+        .arg(&acks);
+    let stdout = run_client(cmd, "mqlab run --target", 120);
+    // RocketMQ's benchmark lines: periodic, then the closing one.
+    let status: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("Current Time: ") && l.contains("| Send TPS: "))
+        .collect();
+    assert!(status.len() >= 3, "{stdout}");
+    for l in &status {
+        for part in [
+            "| Max RT(ms): ",
+            "| Average RT(ms): ",
+            "| Send Failed: 0 | Response Failed: 0 |",
+            "| RT p50(ms): ",
+            "| RT p99(ms): ",
+        ] {
+            assert!(l.contains(part), "{part:?} not in {l}");
+        }
+    }
+    assert!(
+        stdout.lines().any(|l| l.contains("| Consume TPS: ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("[Complete] Send Total: ")),
+        "{stdout}"
+    );
+    let s = common::json(&out.join("summary.json"));
+    assert_eq!(s["label"], target.as_str());
+    let acked = s["messages_acked"].as_u64().unwrap();
+    // 2,000 msgs/s for 2 s after the warmup.
+    assert!((3000..=5000).contains(&acked), "{acked} acked");
+    assert_eq!(s["errors"], serde_json::json!({}), "{s}");
+    assert!(s["throughput_msgs_per_s"].as_f64().unwrap() > 1000.0, "{s}");
+    assert!(s["ack_latency_us"]["count"].as_u64().unwrap() == acked);
+    assert!(
+        s["intended_latency_us"]["p50"].as_u64().unwrap()
+            >= s["ack_latency_us"]["min"].as_u64().unwrap()
+    );
+    assert_eq!(s["config"]["workload"]["queues"], 4);
+    // The consumers read every acknowledged message of the run.
+    let produced = s["produced"].as_u64().unwrap();
+    assert!(produced >= acked);
+    assert_eq!(s["consumed"], produced, "{s}");
+    assert!(s["e2e_latency_us"]["count"].as_u64().unwrap() > 0, "{s}");
+    for f in [
+        "summary.json",
+        "timeseries.csv",
+        "ack_latency.hgrm",
+        "intended_latency.hgrm",
+        "e2e_latency.hgrm",
+        "messaging.csv",
+        "command.txt",
+        "timeseries.svg",
+        "latency_spectrum.png",
+        "backlog.svg",
+        "e2e_latency.svg",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let log = std::fs::read_to_string(&acks).unwrap();
+    let mut lines = log.lines();
+    assert_eq!(lines.next(), Some("topic,queue_id,queue_offset,msg_id,key"));
+    assert_eq!(lines.count() as u64, produced);
+    broker.stop();
+    let v = Command::new(env!("CARGO_BIN_EXE_mqlab"))
+        .args(["verify", "--json", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--acked")
+        .arg(&acks)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success(),
+        "verify --acked failed:\n{text}\n{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["acked"]["lines"], produced, "{text}");
+    assert_eq!(v["acked"]["ok"], produced, "{text}");
+}
+
+#[test]
+fn options_of_one_side_are_refused_on_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let e = common::error_line(cwd, &["run", "--connections", "4"]);
+    assert!(
+        e.contains("--connections only applies to a run with --target"),
+        "{e}"
+    );
+    for (flag, value) in [
+        ("--flush", Some("sync")),
+        ("--small-files", None),
+        ("--data-dir", Some("d")),
+    ] {
+        let mut args = vec!["run", "--target", "rocketmq://127.0.0.1:9", flag];
+        args.extend(value);
+        let e = common::error_line(cwd, &args);
+        assert!(e.contains(flag) && e.contains("in-process store"), "{e}");
+    }
+    let e = common::error_line(cwd, &["run", "--target", "127.0.0.1:9876"]);
+    assert!(e.contains("rocketmq://HOST:PORT"), "{e}");
+    // Thousands in flight are fine on the wire (not a thread each), but
+    // not in-process.
+    let e = common::fails(cwd, &["run", "--inflight", "2000", "--no-baseline"]);
+    assert!(e.contains("at most 1024 sender threads"), "{e:?}");
+    // Nothing listens there: a connection error, not a hang.
+    let e = common::error_line(
+        cwd,
+        &[
+            "run",
+            "--target",
+            "rocketmq://127.0.0.1:9",
+            "--inflight",
+            "2000",
+            "--out",
+            "o",
+        ],
+    );
+    assert!(e.contains("127.0.0.1:9"), "{e}");
+    assert!(!cwd.join("o").exists(), "a failed run left its folder");
+}
+
+#[test]
+fn run_help_documents_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = common::mqlab_ok(dir.path(), &["run", "--help"]);
+    for s in [
+        "--target <URL>",
+        "rocketmq://HOST:PORT",
+        "--connections",
+        "--send-timeout-ms",
+        "--status-secs",
+        "--consume",
+    ] {
+        assert!(help.contains(s), "{s} not in:\n{help}");
+    }
+}
