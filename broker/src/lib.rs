@@ -61,6 +61,7 @@ pub mod config;
 pub mod delayed;
 pub mod error;
 pub mod filter;
+pub mod ha;
 pub mod lock;
 pub mod metrics;
 pub mod namesrv;

@@ -6,9 +6,12 @@
 //! RocketMQ), and within a second of a new topic; UNREGISTER_BROKER at
 //! shutdown; and, when `metrics` is set, the Prometheus endpoint
 //! ([`crate::metrics`]), bound before anything else starts and stopped
-//! first at shutdown.
+//! first at shutdown. Replication ([`crate::ha`]): a master binds its HA
+//! port with the broker's (before the store opens) and serves slaves; a
+//! slave follows `ha.master`, refuses sends and registers under the same
+//! broker name with its `broker_id`.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use mqlab_protocol::body::register::{TopicConfig, TopicConfigWrapper};
 use mqlab_protocol::codes::{request, response};
 use mqlab_protocol::RemotingCommand;
 
+use crate::ha::{HaConfig, HaService};
 use crate::metrics::{MetricsServer, NodeLabels, Sources};
 use crate::namesrv::{NameServer, Registration};
 use crate::remoting::{call, BrokerHandler, RemotingServer, ServerConfig, WireStats};
@@ -56,6 +60,12 @@ pub struct NodeConfig {
     /// Where `GET /metrics` (Prometheus text format) is served, if at
     /// all. Default: off.
     pub metrics: Option<SocketAddr>,
+    /// Replication: role, HA addresses, timeouts. Default ASYNC_MASTER
+    /// listening on the broker's port + 1.
+    pub ha: HaConfig,
+    /// RocketMQ's brokerId: 0 for a master, 1.. for a slave (see
+    /// [`NodeConfig::settle_role`]). Default 0.
+    pub broker_id: u64,
 }
 
 impl NodeConfig {
@@ -74,12 +84,29 @@ impl NodeConfig {
             acl: None,
             max_pending_sends: 10_000,
             metrics: None,
+            ha: HaConfig::default(),
+            broker_id: 0,
         }
+    }
+
+    /// Makes the broker id agree with the role, as RocketMQ's
+    /// `BrokerStartup` does: a master is always broker 0; a slave must not
+    /// be 0 (mqlab gives a slave left at 0 the id 1) and needs its master's
+    /// HA address.
+    pub fn settle_role(&mut self) -> Result<(), String> {
+        if self.ha.role.is_master() {
+            self.broker_id = 0;
+        } else if self.broker_id == 0 {
+            self.broker_id = 1;
+        }
+        self.ha.validate()
     }
 }
 
 /// A running node.
 pub struct Node {
+    /// Stopped first on drop (its threads hold the store).
+    ha: Option<HaService>,
     store: Option<Arc<Store>>,
     broker: Option<Arc<Broker>>,
     server: Option<Arc<RemotingServer>>,
@@ -102,13 +129,18 @@ impl std::fmt::Debug for Node {
 /// Errors starting a node, naming what failed.
 pub type NodeError = String;
 
-fn registration(cfg: &NodeConfig, addr: SocketAddr, broker: &Broker) -> Registration {
+fn registration(
+    cfg: &NodeConfig,
+    addr: SocketAddr,
+    ha_addr: Option<SocketAddr>,
+    broker: &Broker,
+) -> Registration {
     Registration {
         cluster: cfg.cluster.clone(),
         broker_name: cfg.broker_name.clone(),
-        broker_id: 0,
+        broker_id: cfg.broker_id as i64,
         broker_addr: addr.to_string(),
-        ha_addr: String::new(),
+        ha_addr: ha_addr.map(|a| a.to_string()).unwrap_or_default(),
         topics: broker
             .topics()
             .iter()
@@ -133,7 +165,8 @@ fn register_request(reg: &Registration, opaque: i32) -> RemotingCommand {
 
 impl Node {
     /// Opens the store and starts serving.
-    pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+    pub fn start(mut cfg: NodeConfig) -> Result<Node, NodeError> {
+        cfg.settle_role()?;
         // First, so a taken port fails the start before the store opens.
         let mut metrics = cfg.metrics.map(MetricsServer::bind).transpose()?;
         // Bound before the store opens: records name the broker's real
@@ -142,13 +175,30 @@ impl Node {
         // port was chosen by the system.
         let listener = RemotingServer::bind(cfg.listen).map_err(|e| format!("broker: {e}"))?;
         let addr = listener.local_addr().map_err(|e| format!("broker: {e}"))?;
+        // A master's HA port, bound as early (RocketMQ: listenPort + 1).
+        let ha_listener = if cfg.ha.role.is_master() {
+            let at = cfg.ha.listen_for(addr);
+            Some(TcpListener::bind(at).map_err(|e| format!("HA listener on {at}: {e}"))?)
+        } else {
+            None
+        };
         let mut store_cfg = cfg.store.clone();
         store_cfg.store_host = addr;
         let store = Arc::new(
             Store::open(&cfg.data_dir, store_cfg)
                 .map_err(|e| format!("open store {}: {e}", cfg.data_dir.display()))?,
         );
-        let broker = Broker::open(store.clone(), cfg.broker.clone(), clock::system())
+        // Replication starts before the broker: a slave's store refuses
+        // puts from the first one, a sync master's waits for its slaves.
+        let ha = HaService::start(store.clone(), cfg.ha.clone(), ha_listener)
+            .map_err(|e| format!("replication: {e}"))?;
+        let ha_addr = ha.local_addr();
+        let mut broker_cfg = cfg.broker.clone();
+        if !cfg.ha.role.is_master() {
+            // A slave cannot store what a check decides; its master checks.
+            broker_cfg.txn.check_enabled = false;
+        }
+        let broker = Broker::open(store.clone(), broker_cfg, clock::system())
             .map_err(|e| format!("open broker on {}: {e}", cfg.data_dir.display()))?;
         let mut handler =
             BrokerHandler::new(broker.clone(), addr).with_max_pending_sends(cfg.max_pending_sends);
@@ -201,7 +251,7 @@ impl Node {
                                 || t.elapsed() >= Duration::from_millis(cfg.register_interval_ms)
                         });
                         if due {
-                            let reg = registration(&cfg, addr, &broker);
+                            let reg = registration(&cfg, addr, ha_addr, &broker);
                             if let Some(ns) = &embedded {
                                 ns.register(&reg);
                             }
@@ -239,6 +289,7 @@ impl Node {
             ))?;
         }
         Ok(Node {
+            ha: Some(ha),
             store: Some(store),
             broker: Some(broker),
             server: Some(server),
@@ -256,6 +307,21 @@ impl Node {
     /// The broker's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where a master listens for slaves (None on a slave).
+    pub fn ha_addr(&self) -> Option<SocketAddr> {
+        self.ha.as_ref().and_then(|h| h.local_addr())
+    }
+
+    /// Replication: the master's or the slave's side.
+    pub fn ha(&self) -> &HaService {
+        self.ha.as_ref().expect("present until shutdown")
+    }
+
+    /// The node's configuration (role and broker id settled).
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
     }
 
     /// Where the metrics endpoint listens, if it runs.
@@ -303,7 +369,7 @@ impl Node {
                 .with_field("brokerAddr", self.addr)
                 .with_field("brokerName", &self.cfg.broker_name)
                 .with_field("clusterName", &self.cfg.cluster)
-                .with_field("brokerId", 0);
+                .with_field("brokerId", self.cfg.broker_id);
             if let Err(e) = call(*ns, &req, Duration::from_secs(3)) {
                 eprintln!("mqlab broker: unregister from {ns}: {e}");
             }
@@ -319,6 +385,11 @@ impl Node {
         }
         if let Some(s) = self.namesrv.take() {
             s.shutdown();
+        }
+        // After the server (sends in flight get their slave's answer),
+        // before the store (its threads hold it).
+        if let Some(mut ha) = self.ha.take() {
+            ha.shutdown();
         }
         let broker = self.broker.take().expect("present until shutdown");
         broker
@@ -346,6 +417,9 @@ impl Drop for Node {
         self.stop.store(true, Ordering::Release);
         if let Some(r) = self.registrar.take() {
             let _ = r.join();
+        }
+        if let Some(mut ha) = self.ha.take() {
+            ha.shutdown();
         }
     }
 }

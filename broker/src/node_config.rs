@@ -17,7 +17,10 @@
 //! | `ioBackend` | mqlab's: `pwrite`, `mmap`, `uring` | pwrite |
 //! | `mappedFileSizeCommitLog` | commit-log segment bytes | 1 GiB |
 //! | `maxMessageSize` | largest body, bytes | 4 MiB |
-//! | `brokerRole` | `ASYNC_MASTER` (SYNC_MASTER and SLAVE come with replication) | ASYNC_MASTER |
+//! | `brokerRole` | `ASYNC_MASTER`, `SYNC_MASTER` or `SLAVE` (see [`crate::ha`]) | ASYNC_MASTER |
+//! | `brokerId` | a slave's id, 1.. (a SLAVE left at 0 gets 1); a master is always 0, as RocketMQ forces it | 0 |
+//! | `haListenPort` | where a master listens for slaves (on brokerIP1) | listenPort + 1 |
+//! | `haMasterAddress` | a slave's master, `host:port` of its HA port (numeric IP) | none (a SLAVE needs it) |
 //! | `aclEnable`, `aclFile` | require signed requests, accounts file | false |
 //! | `maxPendingSends` | mqlab's back-pressure limit | 10000 |
 //! | `metricsExporterType` | `PROM` serves `GET /metrics` (Prometheus text) on the host and port below; `DISABLE` | DISABLE |
@@ -50,6 +53,9 @@ struct File {
     mapped_file_size_commit_log: Option<u64>,
     max_message_size: Option<u32>,
     broker_role: Option<String>,
+    broker_id: Option<u64>,
+    ha_listen_port: Option<u16>,
+    ha_master_address: Option<String>,
     acl_enable: Option<bool>,
     acl_file: Option<PathBuf>,
     max_pending_sends: Option<usize>,
@@ -132,19 +138,21 @@ pub fn apply_toml(cfg: &mut NodeConfig, text: &str, base: &Path) -> Result<(), S
     if let Some(n) = f.max_message_size {
         cfg.store.max_message_bytes = n;
     }
-    match f.broker_role.as_deref() {
-        None | Some("ASYNC_MASTER") => {}
-        Some(r @ ("SYNC_MASTER" | "SLAVE")) => {
-            return Err(format!(
-                "brokerRole {r}: replication is not built yet (issue 14); use ASYNC_MASTER"
-            ))
-        }
-        Some(o) => {
-            return Err(format!(
-                "brokerRole {o:?}: expected ASYNC_MASTER, SYNC_MASTER or SLAVE"
-            ))
-        }
+    if let Some(r) = f.broker_role {
+        cfg.ha.role = r.parse()?;
     }
+    if let Some(id) = f.broker_id {
+        cfg.broker_id = id;
+    }
+    if let Some(p) = f.ha_listen_port {
+        cfg.ha.listen = Some(SocketAddr::new(cfg.listen.ip(), p));
+    }
+    if let Some(a) = f.ha_master_address {
+        cfg.ha.master = Some(a.trim().parse().map_err(|e| {
+            format!("haMasterAddress {a:?}: {e} (expected host:port with a numeric IP)")
+        })?);
+    }
+    cfg.settle_role()?;
     match (f.acl_enable.unwrap_or(false), f.acl_file) {
         (true, Some(file)) => cfg.acl = Some(Arc::new(Acl::load(&base.join(file))?)),
         (true, None) => return Err("aclEnable = true needs aclFile".into()),
@@ -206,6 +214,36 @@ metricsPromExporterPort = 15557
     }
 
     #[test]
+    fn replication_keys() {
+        let mut cfg = NodeConfig::new("/data");
+        apply_toml(
+            &mut cfg,
+            r#"
+listenPort = 20911
+brokerRole = "SLAVE"
+haMasterAddress = "127.0.0.1:10912"
+"#,
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(cfg.ha.role, crate::ha::BrokerRole::Slave);
+        assert_eq!(cfg.broker_id, 1, "a slave is never broker 0");
+        assert_eq!(cfg.ha.master, Some("127.0.0.1:10912".parse().unwrap()));
+        let mut cfg = NodeConfig::new("/data");
+        apply_toml(
+            &mut cfg,
+            "brokerRole = \"SYNC_MASTER\"\nhaListenPort = 30912",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(cfg.ha.role, crate::ha::BrokerRole::SyncMaster);
+        assert_eq!(cfg.ha.listen, Some("127.0.0.1:30912".parse().unwrap()));
+        assert_eq!(cfg.broker_id, 0);
+        apply_toml(&mut cfg, "brokerId = 3", Path::new(".")).unwrap();
+        assert_eq!(cfg.broker_id, 0, "a master is broker 0");
+    }
+
+    #[test]
     fn metrics_are_off_unless_prom() {
         let mut cfg = NodeConfig::new("/data");
         apply_toml(&mut cfg, "metricsPromExporterPort = 1", Path::new(".")).unwrap();
@@ -221,11 +259,12 @@ metricsPromExporterPort = 15557
 
     #[test]
     fn mistakes_are_named() {
-        let mut cfg = NodeConfig::new("/data");
         for (text, names) in [
             ("listenPortt = 1", "listenPortt"),
             ("flushDiskType = \"SOMETIMES\"", "flushDiskType"),
-            ("brokerRole = \"SLAVE\"", "replication"),
+            ("brokerRole = \"SLAVE\"", "haMasterAddress"),
+            ("brokerRole = \"BACKUP\"", "brokerRole"),
+            ("haMasterAddress = \"master:10912\"", "haMasterAddress"),
             ("namesrvAddr = \"nameserver:9876\"", "namesrvAddr"),
             ("aclEnable = true", "aclFile"),
             ("ioBackend = \"floppy\"", "ioBackend"),
@@ -235,6 +274,7 @@ metricsPromExporterPort = 15557
                 "metricsPromExporterHost",
             ),
         ] {
+            let mut cfg = NodeConfig::new("/data");
             let e = apply_toml(&mut cfg, text, Path::new(".")).unwrap_err();
             assert!(e.contains(names), "{text}: {e}");
         }

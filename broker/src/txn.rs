@@ -194,7 +194,7 @@ impl Txn<'_> {
         }
         if state == LocalTransactionState::RollbackMessage {
             let r = self.put_op(&half);
-            if r.is_ok() {
+            if r.status.is_stored() {
                 self.state.rolled_back.fetch_add(1, Ordering::Relaxed);
             }
             return Ok(Some(r));
@@ -221,10 +221,12 @@ impl Txn<'_> {
             real.properties.remove(k);
         }
         let r = self.store.put(&real);
-        if r.is_ok() {
+        // Stored counts, also unconfirmed by a sync master's slave: the op
+        // must follow, or a check would commit it again.
+        if r.status.is_stored() {
             self.state.committed.fetch_add(1, Ordering::Relaxed);
             let op = self.put_op(&half);
-            if !op.is_ok() {
+            if !op.status.is_stored() {
                 // The real message is visible; without the op the check
                 // service will ask again and may commit it twice.
                 return Ok(Some(op));
@@ -339,7 +341,7 @@ impl Txn<'_> {
                 .unwrap_or(0);
             let age = now - half.born_timestamp_ms;
             if checks >= cfg.check_max || age > reserved_ms {
-                if !self.discard(&half, checks).is_ok() {
+                if !self.discard(&half, checks).status.is_stored() {
                     break;
                 }
                 self.state.discarded.fetch_add(1, Ordering::Relaxed);
@@ -371,7 +373,7 @@ impl Txn<'_> {
                 (checks + 1).to_string(),
             );
             let r = self.store.put(&again);
-            let Some(o) = r.offsets.filter(|_| r.is_ok()) else {
+            let Some(o) = r.offsets.filter(|_| r.status.is_stored()) else {
                 break;
             };
             half_off += 1;

@@ -254,11 +254,11 @@ fn store(
     for (i, m) in msgs.iter().enumerate() {
         let r = cx.broker.put(m);
         match (r.status, r.offsets) {
-            (PutStatus::PutOk | PutStatus::FlushDiskTimeout, Some(o)) => {
+            (status, Some(o)) if status.is_stored() => {
                 ids.push(offset_msg_id(cx.store_host, o.phys_offset));
                 first_offset.get_or_insert(o.queue_offset);
-                if r.status == PutStatus::FlushDiskTimeout {
-                    late = r.detail;
+                if status != PutStatus::PutOk {
+                    late = Some((super::send::code_of(status), r.detail));
                 }
             }
             (status, _) => {
@@ -278,13 +278,10 @@ fn store(
             }
         }
     }
-    // Written, one at least not durable in time: the whole batch is late.
-    let code = if late.is_some() {
-        response::FLUSH_DISK_TIMEOUT
-    } else {
-        response::SUCCESS
-    };
-    let mut resp = RemotingCommand::response_to(req, code, late);
+    // Written, one at least not durable (or, on a sync master, not on a
+    // slave) in time: the whole batch answers as the last such message.
+    let (code, remark) = late.unwrap_or((response::SUCCESS, None));
+    let mut resp = RemotingCommand::response_to(req, code, remark);
     let transaction_id = decode_properties(h.properties.as_bytes())
         .ok()
         .and_then(|p| p.get(PROPERTY_UNIQ_KEY).cloned());

@@ -29,6 +29,22 @@ use super::{offset_msg_id, BrokerHandler, WireStats};
 /// is refused SYSTEM_BUSY (RocketMQ's `waitTimeMillsInSendQueue`).
 pub const MAX_QUEUE_WAIT: Duration = Duration::from_millis(200);
 
+/// The response code of a put's status, as RocketMQ's
+/// `SendMessageProcessor` maps them (a sync master's slave timeouts:
+/// FLUSH_SLAVE_TIMEOUT 12, SLAVE_NOT_AVAILABLE 11; the message is stored
+/// and the answer still says where).
+pub(super) fn code_of(status: PutStatus) -> i32 {
+    match status {
+        PutStatus::PutOk => response::SUCCESS,
+        PutStatus::FlushDiskTimeout => response::FLUSH_DISK_TIMEOUT,
+        PutStatus::FlushSlaveTimeout => response::FLUSH_SLAVE_TIMEOUT,
+        PutStatus::SlaveNotAvailable => response::SLAVE_NOT_AVAILABLE,
+        PutStatus::MessageIllegal => response::MESSAGE_ILLEGAL,
+        PutStatus::ServiceNotAvailable => response::SERVICE_NOT_AVAILABLE,
+        _ => response::SYSTEM_ERROR,
+    }
+}
+
 /// The answer to a send: its code from the put's status, and where the
 /// message went.
 pub(super) fn answer(
@@ -37,14 +53,7 @@ pub(super) fn answer(
     queue_id: u32,
     store_host: SocketAddr,
 ) -> RemotingCommand {
-    let code = match r.status {
-        PutStatus::PutOk => response::SUCCESS,
-        PutStatus::FlushDiskTimeout => response::FLUSH_DISK_TIMEOUT,
-        PutStatus::MessageIllegal => response::MESSAGE_ILLEGAL,
-        PutStatus::ServiceNotAvailable => response::SERVICE_NOT_AVAILABLE,
-        _ => response::SYSTEM_ERROR,
-    };
-    let mut resp = RemotingCommand::response_to(req, code, r.detail.clone());
+    let mut resp = RemotingCommand::response_to(req, code_of(r.status), r.detail.clone());
     if let Some(o) = r.offsets {
         resp.ext_fields = SendMessageResponse {
             msg_id: offset_msg_id(store_host, o.phys_offset),
