@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use mqlab_broker::ha::BrokerRole;
 use mqlab_broker::namesrv::NameServer;
 use mqlab_broker::node::{Node, NodeConfig};
 use mqlab_broker::node_config::{apply_file, parse_namesrv};
@@ -61,6 +62,22 @@ pub struct BrokerRequest {
     /// (metricsExporterType = "PROM").
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Replication role: ASYNC_MASTER, SYNC_MASTER or SLAVE (RocketMQ's
+    /// brokerRole). [default: ASYNC_MASTER]
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<BrokerRole>,
+    /// Where a master listens for slaves (haListenPort). [default: the
+    /// broker's port + 1]
+    #[arg(long, value_name = "ADDR")]
+    pub ha_listen: Option<SocketAddr>,
+    /// A slave's master: the master's HA address (haMasterAddress), e.g.
+    /// 127.0.0.1:10912.
+    #[arg(long, value_name = "ADDR")]
+    pub ha_master: Option<SocketAddr>,
+    /// brokerId: 0 for a master (always), 1.. for a slave. [default: 1
+    /// for a slave]
+    #[arg(long, value_name = "ID")]
+    pub broker_id: Option<u64>,
     /// Print a status line every N seconds (0 = never).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub status_secs: u64,
@@ -122,6 +139,19 @@ pub fn node_config(r: &BrokerRequest) -> Result<NodeConfig> {
     if let Some(m) = r.metrics {
         cfg.metrics = Some(m);
     }
+    if let Some(role) = r.role {
+        cfg.ha.role = role;
+    }
+    if let Some(a) = r.ha_listen {
+        cfg.ha.listen = Some(a);
+    }
+    if let Some(a) = r.ha_master {
+        cfg.ha.master = Some(a);
+    }
+    if let Some(id) = r.broker_id {
+        cfg.broker_id = id;
+    }
+    cfg.settle_role().map_err(|e| anyhow!(e))?;
     Ok(cfg)
 }
 
@@ -137,6 +167,14 @@ pub fn cmd_broker(r: BrokerRequest) -> Result<()> {
         node.addr(),
         cfg.data_dir.display()
     );
+    match (node.ha_addr(), cfg.ha.master) {
+        (Some(ha), _) => println!("{} (brokerId 0): HA listening on {ha}", cfg.ha.role),
+        (None, Some(m)) => println!(
+            "{} (brokerId {}): replicating from master {m}",
+            cfg.ha.role, cfg.broker_id
+        ),
+        (None, None) => {}
+    }
     if let Some(ns) = node.embedded_namesrv() {
         println!("mqlab namesrv (embedded) listening on {ns}");
     }
@@ -255,6 +293,36 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("--metrics") && e.contains("localhost"), "{e}");
+    }
+
+    #[test]
+    fn replication_flags() {
+        let w = Wrapper::try_parse_from([
+            "mqlab",
+            "--role",
+            "SLAVE",
+            "--ha-master",
+            "127.0.0.1:10912",
+            "--broker-id",
+            "2",
+        ])
+        .unwrap();
+        let cfg = node_config(&w.r).unwrap();
+        assert_eq!(cfg.ha.role, BrokerRole::Slave);
+        assert_eq!(cfg.ha.master, Some("127.0.0.1:10912".parse().unwrap()));
+        assert_eq!(cfg.broker_id, 2);
+        let w = Wrapper::try_parse_from(["mqlab", "--role", "SLAVE"]).unwrap();
+        let e = node_config(&w.r).unwrap_err().to_string();
+        assert!(e.contains("--ha-master"), "{e}");
+        let e = Wrapper::try_parse_from(["mqlab", "--role", "LEADER"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--role") && e.contains("LEADER"), "{e}");
+        let w = Wrapper::try_parse_from(["mqlab", "--role", "SYNC_MASTER", "--broker-id", "3"])
+            .unwrap();
+        let cfg = node_config(&w.r).unwrap();
+        assert_eq!((cfg.ha.role, cfg.broker_id), (BrokerRole::SyncMaster, 0));
     }
 
     #[test]
