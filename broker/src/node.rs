@@ -141,12 +141,31 @@ fn registration(
         broker_id: cfg.broker_id as i64,
         broker_addr: addr.to_string(),
         ha_addr: ha_addr.map(|a| a.to_string()).unwrap_or_default(),
-        topics: broker
-            .topics()
-            .iter()
-            .map(|(t, q)| TopicConfig::new(t, *q as i32))
-            .collect(),
+        topics: announced_topics(broker),
     }
+}
+
+/// RocketMQ's template topic for auto-creation.
+pub const AUTO_CREATE_TOPIC: &str = "TBW102";
+
+/// The broker's topics, and TBW102 as RocketMQ announces it with
+/// `autoCreateTopicEnable` (its default, and mqlab's behaviour: a send to
+/// an unknown topic creates it): 8 queues, perm 7 (read, write, inherit).
+/// A producer that looks a new topic up and finds nothing asks for
+/// TBW102's route and sends through it.
+fn announced_topics(broker: &Broker) -> Vec<TopicConfig> {
+    let mut topics: Vec<TopicConfig> = broker
+        .topics()
+        .iter()
+        .map(|(t, q)| TopicConfig::new(t, *q as i32))
+        .collect();
+    if !topics.iter().any(|t| t.topic_name == AUTO_CREATE_TOPIC) {
+        topics.push(TopicConfig {
+            perm: 7,
+            ..TopicConfig::new(AUTO_CREATE_TOPIC, 8)
+        });
+    }
+    topics
 }
 
 fn register_request(reg: &Registration, opaque: i32) -> RemotingCommand {

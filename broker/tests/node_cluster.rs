@@ -120,3 +120,36 @@ fn message_ids_name_the_bound_address() {
     assert_eq!(mqlab_broker::remoting::offset_msg_id(stored.store_host, phys), id);
     node.shutdown().unwrap();
 }
+
+/// A producer's first send to a new topic asks the name server for TBW102
+/// (autoCreateTopicEnable, RocketMQ's default): a node announces it, 8
+/// queues with perm 7, and the route's broker entries carry what RocketMQ
+/// 5's clients require (found by rocketmq-rust's client, which refused
+/// the route without `enableActingMaster` and had no TBW102 route).
+#[test]
+fn the_name_server_routes_tbw102_for_auto_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(NodeConfig {
+        embedded_namesrv: Some("127.0.0.1:0".parse().unwrap()),
+        ..config(dir.path(), "auto")
+    })
+    .unwrap();
+    let ns = node.embedded_namesrv().unwrap();
+    let mut r = None;
+    wait_for("the TBW102 route", || {
+        r = route(ns, "TBW102");
+        r.is_some()
+    });
+    let r = r.unwrap();
+    assert_eq!(r.queue_datas.len(), 1);
+    assert_eq!(r.queue_datas[0].write_queue_nums, 8);
+    assert_eq!(r.queue_datas[0].perm, 7);
+    assert_eq!(r.broker_datas[0].broker_addrs[&0], node.addr().to_string());
+    let mut req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC, 2)
+        .with_field("topic", "TBW102");
+    req.version = 474; // rocketmq-rust 1.0's client
+    let raw = common::roundtrip(&mut common::connect(ns), &encode_frame(&req).unwrap());
+    let body = String::from_utf8(raw.body).unwrap();
+    assert!(body.contains(r#""enableActingMaster":false"#), "{body}");
+    node.shutdown().unwrap();
+}

@@ -14,7 +14,8 @@ use serde::Serialize;
 /// written. A second Ctrl-C exits at once.
 pub static STOP: AtomicBool = AtomicBool::new(false);
 
-/// True once Ctrl-C was pressed.
+/// True once Ctrl-C was pressed or SIGTERM arrived (the handler takes
+/// both: ctrlc's `termination` feature).
 pub fn stopped() -> bool {
     STOP.load(Ordering::Relaxed)
 }
@@ -23,10 +24,12 @@ pub fn stopped() -> bool {
 pub fn install_ctrlc() {
     let _ = ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
-            eprintln!("\nmqlab: second Ctrl-C, exiting now");
+            eprintln!("\nmqlab: second stop signal (Ctrl-C / SIGTERM), exiting now");
             std::process::exit(130);
         }
-        eprintln!("\nmqlab: Ctrl-C, stopping and writing results (Ctrl-C again to abort)");
+        eprintln!(
+            "\nmqlab: stop signal (Ctrl-C / SIGTERM): stopping cleanly and writing results (again to abort)"
+        );
     });
 }
 

@@ -74,7 +74,14 @@ impl TopicRouteData {
                     .iter()
                     .map(|(id, a)| (id.to_string(), Value::String(a.clone())))
                     .collect();
-                json!({"brokerAddrs": addrs, "brokerName": b.broker_name, "cluster": b.cluster})
+                // enableActingMaster: RocketMQ 5 writes it always, and
+                // rocketmq-rust's client refuses a route without it.
+                json!({
+                    "brokerAddrs": addrs,
+                    "brokerName": b.broker_name,
+                    "cluster": b.cluster,
+                    "enableActingMaster": false,
+                })
             })
             .collect();
         let mut top = Map::new();
@@ -235,6 +242,11 @@ mod tests {
             "{std}"
         );
         let legacy = String::from_utf8(r.encode(false)).unwrap();
+        // Each broker entry names enableActingMaster (RocketMQ 5 does;
+        // rocketmq-rust's client fails without it).
+        for form in [&std, &legacy] {
+            assert!(form.contains(r#""enableActingMaster":false"#), "{form}");
+        }
         assert!(
             legacy.contains(r#""brokerAddrs":{0:"127.0.0.1:10911",1:"127.0.0.1:10921"}"#),
             "{legacy}"
