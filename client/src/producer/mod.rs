@@ -12,8 +12,9 @@
 //! SERVICE_NOT_AVAILABLE (nothing was written) is retried up to
 //! `retry_times_when_send_failed` times, each on another queue than the
 //! one that failed. Other statuses are returned as they are unless
-//! `retry_another_queue_when_not_store_ok` is set (FLUSH_DISK_TIMEOUT
-//! leaves the message written, so retrying it makes a duplicate).
+//! `retry_another_queue_when_not_store_ok` is set (FLUSH_DISK_TIMEOUT,
+//! and a sync master's FLUSH_SLAVE_TIMEOUT and SLAVE_NOT_AVAILABLE, leave
+//! the message written, so retrying it makes a duplicate).
 //! Selector sends are not retried on another queue: that would break the
 //! key's order.
 

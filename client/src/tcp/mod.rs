@@ -260,6 +260,9 @@ impl TcpBroker {
         let status = match r.code {
             response::SUCCESS => PutStatus::PutOk,
             response::FLUSH_DISK_TIMEOUT => PutStatus::FlushDiskTimeout,
+            // A sync master's: stored, not (yet) on a slave.
+            response::FLUSH_SLAVE_TIMEOUT => PutStatus::FlushSlaveTimeout,
+            response::SLAVE_NOT_AVAILABLE => PutStatus::SlaveNotAvailable,
             response::MESSAGE_ILLEGAL => PutStatus::MessageIllegal,
             code => return fail(format!("code {code}: {}", r.remark.unwrap_or_default())),
         };
