@@ -10,9 +10,52 @@
 mod common;
 mod interop_common;
 
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use interop_common::{run_client, Broker};
+use mqlab_protocol::body::route::{BrokerData, QueueData, TopicRouteData};
+use mqlab_protocol::codes::{request, response};
+use mqlab_protocol::{decode_frame, encode_frame, Limits, RemotingCommand};
+
+/// Serves `answer` to every request on every connection to a loopback
+/// port (a fake name server or broker).
+fn serve(
+    answer: impl Fn(&RemotingCommand) -> RemotingCommand + Send + Sync + 'static,
+) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut s: TcpStream = s;
+                let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 65536]);
+                loop {
+                    let n = match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    let mut out = Vec::new();
+                    while let Ok(Some((req, used))) = decode_frame(&buf, &Limits::default()) {
+                        buf.drain(..used);
+                        out.extend(encode_frame(&answer(&req)).unwrap());
+                    }
+                    if s.write_all(&out).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
 
 #[test]
 fn a_target_run_drives_the_broker_and_verify_finds_every_ack() {
@@ -170,4 +213,84 @@ fn run_help_documents_the_target() {
     ] {
         assert!(help.contains(s), "{s} not in:\n{help}");
     }
+}
+
+#[test]
+fn errors_are_counted_by_response_code() {
+    // A broker that answers every other send SYSTEM_BUSY, and a name
+    // server that routes the topic there.
+    let n = AtomicU64::new(0);
+    let broker = serve(move |req| {
+        assert_eq!(req.code, request::SEND_MESSAGE_V2);
+        let i = n.fetch_add(1, Ordering::Relaxed);
+        if i % 2 == 1 {
+            return RemotingCommand::response_to(
+                req,
+                response::SYSTEM_BUSY,
+                Some("[TIMEOUT_CLEAN_QUEUE] busy".into()),
+            );
+        }
+        RemotingCommand::response_to(req, response::SUCCESS, None)
+            .with_field("msgId", format!("7F00000100002A9F{:016X}", i * 100))
+            // SEND_MESSAGE_V2's short field names: "e" is the queue id.
+            .with_field("queueId", req.ext_fields["e"].clone())
+            .with_field("queueOffset", i / 2)
+    });
+    let route = TopicRouteData {
+        order_topic_conf: None,
+        queue_datas: vec![QueueData {
+            broker_name: "fake".into(),
+            read_queue_nums: 2,
+            write_queue_nums: 2,
+            perm: 6,
+            topic_sys_flag: 0,
+        }],
+        broker_datas: vec![BrokerData {
+            cluster: "c".into(),
+            broker_name: "fake".into(),
+            broker_addrs: BTreeMap::from([(0, broker.to_string())]),
+        }],
+    };
+    let namesrv = serve(move |req| {
+        assert_eq!(req.code, request::GET_ROUTEINFO_BY_TOPIC);
+        RemotingCommand::response_to(req, response::SUCCESS, None).with_body(route.encode(true))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let target = format!("rocketmq://{namesrv}");
+    let out = common::mqlab_ok(
+        dir.path(),
+        &[
+            "run",
+            "--target",
+            &target,
+            "--messages",
+            "200",
+            "--producers",
+            "1",
+            "--inflight",
+            "1",
+            "--consume",
+            "false",
+            "--status-secs",
+            "0",
+            "--out",
+            "o",
+        ],
+    );
+    assert!(
+        out.contains("| Send Failed: 100 | Response Failed: 0 |"),
+        "{out}"
+    );
+    let s = common::json(&dir.path().join("o/summary.json"));
+    assert_eq!(s["messages_acked"], 100);
+    assert_eq!(s["errors"], serde_json::json!({"SYSTEM_BUSY": 100}));
+    assert_eq!(s["config"]["workload"]["queues"], 2);
+    assert!(s.get("e2e_latency_us").is_none(), "{s}");
+    let ts = std::fs::read_to_string(dir.path().join("o/timeseries.csv")).unwrap();
+    let errors: u64 = ts
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(9).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(errors, 100, "{ts}");
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use mqlab_broker::types::{MessageQueue, PullRequest, PullStatus};
+use mqlab_broker::Subscription;
 use mqlab_client::api::BrokerApi;
 use mqlab_client::tcp::pipelined::RouteQueue;
 use mqlab_client::tcp::TcpBroker;
@@ -94,12 +95,15 @@ fn consume(
     stop: Arc<AtomicBool>,
     stats: Arc<ConsumeStats>,
 ) {
+    // Subscription `*` in the pull itself: a RocketMQ broker then needs no
+    // heartbeat of the group to serve it.
+    let all = Arc::new(Subscription::new(mq.topic.clone(), "*"));
     while !stop.load(Ordering::Acquire) {
         let req = PullRequest {
             mq: mq.clone(),
             offset,
             max_msgs: 32,
-            filter: None,
+            filter: Some(all.clone()),
             suspend_ms: 1000,
         };
         let r = match broker.pull_message(&req, Some(&stop)) {

@@ -19,7 +19,8 @@
 //! `CONNECTION`), plus, with consumers (`--consume true`, the default),
 //! end-to-end latency (e2e_latency.hgrm, `e2e_latency_us`) and backlog over
 //! time (messaging.csv), and the charts of both. The loss window, store
-//! offsets and device baseline are the broker's business and stay empty.
+//! offsets and device baseline are the broker's business and stay empty
+//! (and summary.json's `config.store` describes no store of the run).
 //! `--ack-log` writes the client ack log (`topic,queue_id,queue_offset,
 //! msg_id,key`) that `verify --acked` checks against the broker's store.
 //! Every `--status-secs` a line as RocketMQ's benchmark producer prints
@@ -406,7 +407,9 @@ pub fn cmd_run(r: &TargetRun<'_>) -> Result<()> {
                         let t_ms = now.saturating_duration_since(start).as_millis() as u64;
                         let row = (t_ms, rec.acked(), consumed(&cstats));
                         rows.lock().unwrap_or_else(|e| e.into_inner()).push(row);
-                        next_sample += sample_every;
+                        while next_sample <= now {
+                            next_sample += sample_every;
+                        }
                     }
                     if done {
                         return;
