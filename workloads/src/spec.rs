@@ -22,7 +22,8 @@ pub struct Overrides {
     pub producers: Option<usize>,
     /// Outstanding sends per producer. `Store::put` is synchronous, so each
     /// producer runs N sender threads, each with one put in flight
-    /// (producers x inflight threads in all). [default: 1]
+    /// (producers x inflight threads in all; with --target, asynchronous
+    /// sends in flight, no thread each). [default: 1]
     #[arg(long, value_name = "N")]
     pub inflight: Option<usize>,
     /// Message body size in bytes. [default: 1024]
