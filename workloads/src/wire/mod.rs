@@ -6,8 +6,8 @@
 //! `--duration`/`--messages`, `--warmup`, `--keys`, `--topic`), with
 //! their messages' keys, queues and bodies as in-process (key
 //! `k<producer>-<seq>`, queue `(producer + seq) % queues`), but their sends
-//! are asynchronous: `producers x inflight` sends in flight in all, over
-//! `--connections` TCP connections per broker
+//! are asynchronous: `producers x inflight` sends in flight to each
+//! broker of the topic's route, over `--connections` TCP connections to it
 //! (`mqlab_client::tcp::pipelined`), not a thread each. With `--rate`,
 //! each producer sends on a schedule of intended send times (open loop)
 //! and latency is also recorded from the intended time (coordinated
@@ -63,8 +63,8 @@ pub struct TargetArgs {
     /// outputs (summary.json, .hgrm, timeseries.csv, charts), plus errors
     /// by response code, end-to-end latency and backlog from consumers in
     /// the same run; --ack-log writes the client ack log `verify --acked`
-    /// takes. Sends are asynchronous: producers x inflight in flight in
-    /// all (up to 1,048,576), not a thread each. The topic must exist
+    /// takes. Sends are asynchronous: producers x inflight in flight to
+    /// each broker (up to 1,048,576), not a thread each. The topic must exist
     /// (or the name server route TBW102, for a broker that creates topics
     /// at the first send). [default: in-process]
     #[arg(long, value_name = "URL")]
@@ -331,7 +331,7 @@ pub fn cmd_run(r: &TargetRun<'_>) -> Result<()> {
     let brokers = routed.senders().len();
     eprintln!(
         "mqlab: {label}: topic {} on {brokers} broker(s), {queues} queues, {connections} \
-         connection(s) each, up to {} sends in flight",
+         connection(s) and up to {} sends in flight each",
         w.topic,
         w.senders()
     );
