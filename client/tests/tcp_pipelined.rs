@@ -133,20 +133,40 @@ fn routed_sends_find_the_broker_through_the_name_server() {
     let dir = tempfile::tempdir().unwrap();
     let node = node(dir.path(), true);
     let ns = node.embedded_namesrv().unwrap();
-    // No route yet, and no TBW102 either: a clear error.
-    let e = RoutedSender::connect(ns, "Pipe", PipelinedConfig::default()).unwrap_err();
-    assert!(e.to_string().contains("create the topic"), "{e}");
-    node.broker().create_topic("Pipe", 3).unwrap();
-    // The registrar announces the new topic within a second or so.
+    // A topic nobody created: sent where the node routes TBW102, with the
+    // configured default queue count, which the broker creates at the
+    // first send (autoCreateTopicEnable).
     let t = Instant::now();
-    let routed = loop {
-        match RoutedSender::connect(ns, "Pipe", PipelinedConfig::default()) {
+    let fresh = PipelinedConfig {
+        default_topic_queue_nums: 2,
+        ..PipelinedConfig::default()
+    };
+    let auto = loop {
+        match RoutedSender::connect(ns, "Fresh", fresh.clone()) {
             Ok(r) => break r,
             Err(e) => {
                 assert!(t.elapsed() < Duration::from_secs(15), "{e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+    };
+    assert!(auto.auto_create());
+    assert_eq!(auto.queues().len(), 2);
+    for r in send_all(20, 30, |i, mut m, cb| auto.send(&mut m, i, cb)) {
+        assert!(r.result.unwrap().is_ok());
+    }
+    assert_eq!(node.broker().topic_queues("Fresh"), Some(2));
+    node.broker().create_topic("Pipe", 3).unwrap();
+    // The registrar announces the new topic within a second or so (until
+    // then its route is TBW102's).
+    let t = Instant::now();
+    let routed = loop {
+        let r = RoutedSender::connect(ns, "Pipe", PipelinedConfig::default()).unwrap();
+        if !r.auto_create() {
+            break r;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "Pipe never routed");
+        std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(routed.queues().len(), 3);
     assert!(!routed.auto_create());
@@ -158,7 +178,10 @@ fn routed_sends_find_the_broker_through_the_name_server() {
     for (i, r) in replies.iter().enumerate() {
         let s = r.result.as_ref().unwrap();
         assert_eq!(s.queue_id, (i % 3) as u32);
-        per_queue.entry(s.queue_id).or_default().push(s.queue_offset);
+        per_queue
+            .entry(s.queue_id)
+            .or_default()
+            .push(s.queue_offset);
     }
     for (q, mut offs) in per_queue {
         offs.sort_unstable();
@@ -391,6 +414,29 @@ fn garbage_from_the_server_fails_the_sends_and_nothing_panics() {
         let e = r.result.unwrap_err();
         assert_eq!(e.kind(), "SYSTEM_BUSY", "{e}");
     }
+}
+
+#[test]
+fn a_topic_without_a_route_is_a_clear_error() {
+    // A name server that knows no topic, not even TBW102.
+    let ns = server(|s| {
+        requests(s, |s, req| {
+            let none = RemotingCommand::response_to(
+                &req,
+                response::TOPIC_NOT_EXIST,
+                Some("no route".into()),
+            );
+            let _ = s.write_all(&frame(none));
+            true
+        })
+    });
+    let e = RoutedSender::connect(ns, "Pipe", PipelinedConfig::default()).unwrap_err();
+    assert!(e.to_string().contains("create the topic"), "{e}");
+    // Nothing listening: an error, not a hang.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = l.local_addr().unwrap();
+    drop(l);
+    assert!(RoutedSender::connect(gone, "Pipe", PipelinedConfig::default()).is_err());
 }
 
 #[test]

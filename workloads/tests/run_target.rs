@@ -3,7 +3,8 @@
 //! with consumers acknowledges messages without errors, prints RocketMQ's
 //! benchmark status lines, writes an in-process run's outputs plus
 //! end-to-end latency, backlog and charts, and its client ack log passes
-//! `mqlab verify --acked` on the broker's data after a SIGTERM shutdown.
+//! `mqlab verify --acked` on the broker's data after a SIGTERM shutdown,
+//! as does a run to a topic the broker creates at its first send.
 //! And the options that only make sense on one side are refused on the
 //! other.
 
@@ -138,23 +139,57 @@ fn a_target_run_drives_the_broker_and_verify_finds_every_ack() {
     let mut lines = log.lines();
     assert_eq!(lines.next(), Some("topic,queue_id,queue_offset,msg_id,key"));
     assert_eq!(lines.count() as u64, produced);
+    // A topic nobody created: sent through TBW102's route, created by the
+    // broker at the first send with --queues queues; a message count
+    // instead of a duration, no consumers.
+    let fresh_acks = dir.path().join("fresh-acks.csv");
+    let fresh = dir.path().join("fresh");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mqlab"));
+    cmd.current_dir(dir.path())
+        .args([
+            "run",
+            "--target",
+            &target,
+            "--topic",
+            "FreshTopic",
+            "--queues",
+            "3",
+        ])
+        .args([
+            "--messages",
+            "500",
+            "--inflight",
+            "50",
+            "--consume",
+            "false",
+        ])
+        .arg("--out")
+        .arg(&fresh)
+        .arg("--ack-log")
+        .arg(&fresh_acks);
+    run_client(cmd, "mqlab run --target (new topic)", 120);
+    let s = common::json(&fresh.join("summary.json"));
+    assert_eq!(s["messages_acked"], 500, "{s}");
+    assert_eq!(s["config"]["workload"]["queues"], 3, "{s}");
     broker.stop();
-    let v = Command::new(env!("CARGO_BIN_EXE_mqlab"))
-        .args(["verify", "--json", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--acked")
-        .arg(&acks)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&v.stdout);
-    assert!(
-        v.status.success(),
-        "verify --acked failed:\n{text}\n{}",
-        String::from_utf8_lossy(&v.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["acked"]["lines"], produced, "{text}");
-    assert_eq!(v["acked"]["ok"], produced, "{text}");
+    for (log, n) in [(&acks, produced), (&fresh_acks, 500)] {
+        let v = Command::new(env!("CARGO_BIN_EXE_mqlab"))
+            .args(["verify", "--json", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--acked")
+            .arg(log)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&v.stdout);
+        assert!(
+            v.status.success(),
+            "verify --acked failed:\n{text}\n{}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["acked"]["lines"], n, "{text}");
+        assert_eq!(v["acked"]["ok"], n, "{text}");
+    }
 }
 
 #[test]
