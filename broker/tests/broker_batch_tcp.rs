@@ -8,46 +8,16 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use mqlab_broker::remoting::{BrokerHandler, RemotingServer, ServerConfig};
-use mqlab_broker::{Broker, BrokerConfig};
-use mqlab_engine::{clock, FlushKind, Store, StoreConfig};
+use mqlab_engine::FlushKind;
 use mqlab_protocol::body::batch::{self, BatchEntry};
 use mqlab_protocol::codes::{request, response};
 use mqlab_protocol::headers::{PullMessageRequest, SendMessageRequest, SendMessageResponse};
 use mqlab_protocol::{encode_frame, RemotingCommand};
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    store: Arc<Store>,
-    server: RemotingServer,
-}
-
-fn setup(max_pending_sends: usize) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = StoreConfig::small();
-    cfg.flush.kind = FlushKind::Group;
-    let store = Arc::new(Store::open(dir.path(), cfg).unwrap());
-    let broker = Broker::open(store.clone(), BrokerConfig::default(), clock::system()).unwrap();
-    let handler = Arc::new(
-        BrokerHandler::new(broker, "127.0.0.1:10911".parse().unwrap())
-            .with_max_pending_sends(max_pending_sends),
-    );
-    let server = RemotingServer::start(
-        ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        },
-        handler,
-    )
-    .unwrap();
-    Setup {
-        _dir: dir,
-        store,
-        server,
-    }
+fn setup(max_pending_sends: usize) -> common::WireBroker {
+    common::wire_broker(FlushKind::Group, max_pending_sends)
 }
 
 fn header(topic: &str, queue: i32, props: &str) -> SendMessageRequest {

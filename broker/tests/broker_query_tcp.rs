@@ -8,12 +8,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use mqlab_broker::remoting::{BrokerHandler, RemotingServer, ServerConfig};
-use mqlab_broker::{Broker, BrokerConfig};
-use mqlab_engine::{clock, Store, StoreConfig};
+use mqlab_engine::StoreConfig;
 use mqlab_protocol::codes::{request, response};
 use mqlab_protocol::headers::{
     BoundaryType, QueryMessageRequest, QueryMessageResponse, SearchOffsetRequest,
@@ -21,33 +18,8 @@ use mqlab_protocol::headers::{
 };
 use mqlab_protocol::{encode_frame, RemotingCommand};
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    store: Arc<Store>,
-    server: RemotingServer,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), StoreConfig::small()).unwrap());
-    let broker = Broker::open(store.clone(), BrokerConfig::default(), clock::system()).unwrap();
-    let handler = Arc::new(BrokerHandler::new(
-        broker,
-        "127.0.0.1:10911".parse().unwrap(),
-    ));
-    let server = RemotingServer::start(
-        ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        },
-        handler,
-    )
-    .unwrap();
-    Setup {
-        _dir: dir,
-        store,
-        server,
-    }
+fn setup() -> common::WireBroker {
+    common::wire_broker(StoreConfig::small().flush.kind, 10_000)
 }
 
 fn call(addr: SocketAddr, req: &RemotingCommand) -> RemotingCommand {

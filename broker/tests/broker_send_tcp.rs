@@ -6,70 +6,23 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use mqlab_broker::remoting::{BrokerHandler, RemotingServer, ServerConfig};
-use mqlab_broker::{Broker, BrokerConfig};
-use mqlab_engine::{clock, FlushKind, Store, StoreConfig};
+use mqlab_engine::FlushKind;
 use mqlab_protocol::codes::{request, response};
 use mqlab_protocol::headers::{pull_sys_flag, PullMessageRequest, PullMessageResponse};
 use mqlab_protocol::{encode_frame, RemotingCommand};
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    store: Arc<Store>,
-    server: RemotingServer,
-}
-
-fn setup() -> Setup {
+fn setup() -> common::WireBroker {
     setup_with(10_000)
 }
 
-fn setup_with(max_pending_sends: usize) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = StoreConfig::small();
-    cfg.flush.kind = FlushKind::Group;
-    let store = Arc::new(Store::open(dir.path(), cfg).unwrap());
-    let broker = Broker::open(store.clone(), BrokerConfig::default(), clock::system()).unwrap();
-    let handler = Arc::new(
-        BrokerHandler::new(broker, "127.0.0.1:10911".parse().unwrap())
-            .with_max_pending_sends(max_pending_sends),
-    );
-    let server = RemotingServer::start(
-        ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        },
-        handler,
-    )
-    .unwrap();
-    Setup {
-        _dir: dir,
-        store,
-        server,
-    }
+fn setup_with(max_pending_sends: usize) -> common::WireBroker {
+    common::wire_broker(FlushKind::Group, max_pending_sends)
 }
 
 fn roundtrip(addr: SocketAddr, bytes: &[u8]) -> RemotingCommand {
     common::roundtrip(&mut common::connect(addr), bytes)
-}
-
-fn v2_send(topic: &str, queue: &str, props: &str, body: &[u8]) -> Vec<u8> {
-    let req = RemotingCommand::request(request::SEND_MESSAGE_V2, 3)
-        .with_field("a", "PG")
-        .with_field("b", topic)
-        .with_field("c", "TBW102")
-        .with_field("d", 4)
-        .with_field("e", queue)
-        .with_field("f", 0)
-        .with_field("g", 1_733_000_000_000i64)
-        .with_field("h", 0)
-        .with_field("i", props)
-        .with_field("j", 0)
-        .with_field("k", false)
-        .with_body(body.to_vec());
-    encode_frame(&req).unwrap()
 }
 
 fn phys_of(msg_id: &str) -> u64 {
@@ -84,7 +37,7 @@ fn sends_reach_the_store() {
     let addr = s.server.local_addr();
     let r = roundtrip(
         addr,
-        &v2_send(
+        &common::v2_send(
             "WireTopic",
             "1",
             "KEYS\u{1}k1\u{2}TAGS\u{1}TagA\u{2}",
@@ -124,22 +77,22 @@ fn malformed_sends_are_refused_and_write_nothing() {
     let before = s.store.offsets();
     let cases: Vec<(Vec<u8>, i32, &str)> = vec![
         (
-            v2_send("bad/topic", "0", "", b"x"),
+            common::v2_send("bad/topic", "0", "", b"x"),
             response::MESSAGE_ILLEGAL,
             "topic",
         ),
         (
-            v2_send("T", "-1", "", b"x"),
+            common::v2_send("T", "-1", "", b"x"),
             response::MESSAGE_ILLEGAL,
             "queueId",
         ),
         (
-            v2_send("T", "x", "", b"x"),
+            common::v2_send("T", "x", "", b"x"),
             response::SYSTEM_ERROR,
             "queueId",
         ),
         (
-            v2_send("T", "0", "KEYS-without-separators", b"x"),
+            common::v2_send("T", "0", "KEYS-without-separators", b"x"),
             response::MESSAGE_ILLEGAL,
             "properties",
         ),
@@ -202,7 +155,7 @@ fn pulls_return_the_records_as_stored_and_offsets_follow() {
     for i in 0..10 {
         let r = common::roundtrip(
             &mut conn,
-            &v2_send(
+            &common::v2_send(
                 "WireTopic",
                 "2",
                 &format!("KEYS\u{1}k{i}\u{2}"),
@@ -286,7 +239,10 @@ fn pulls_return_the_records_as_stored_and_offsets_follow() {
 fn a_saturated_broker_answers_system_busy_and_stores_nothing() {
     let s = setup_with(0);
     let before = s.store.offsets();
-    let r = roundtrip(s.server.local_addr(), &v2_send("WireTopic", "0", "", b"x"));
+    let r = roundtrip(
+        s.server.local_addr(),
+        &common::v2_send("WireTopic", "0", "", b"x"),
+    );
     assert_eq!(r.code, response::SYSTEM_BUSY, "{:?}", r.remark);
     assert!(r.remark.unwrap().contains("retry later"));
     assert_eq!(s.store.offsets(), before);
@@ -313,11 +269,11 @@ fn hostile_bytes_never_write_and_never_stop_the_broker() {
                 .collect()
         })
         .collect();
-    cases.push(v2_send("T", "2147483648", "", b"x"));
-    cases.push(v2_send(&"t".repeat(1 << 20), "0", "", b"x"));
-    cases.push(v2_send("T", "0", "a\u{1}b\u{1}c\u{2}\u{2}", b"x"));
+    cases.push(common::v2_send("T", "2147483648", "", b"x"));
+    cases.push(common::v2_send(&"t".repeat(1 << 20), "0", "", b"x"));
+    cases.push(common::v2_send("T", "0", "a\u{1}b\u{1}c\u{2}\u{2}", b"x"));
     cases.push(pull("G", 0, u64::MAX >> 1, 0));
-    let seed_frame = v2_send("T", "0", "", b"x");
+    let seed_frame = common::v2_send("T", "0", "", b"x");
     cases.push(seed_frame[..seed_frame.len() / 2].to_vec());
     for (i, bytes) in cases.iter().enumerate() {
         let mut c = common::connect(addr);
@@ -341,7 +297,7 @@ fn hostile_bytes_never_write_and_never_stop_the_broker() {
         before,
         "hostile bytes reached the commit log"
     );
-    let r = roundtrip(addr, &v2_send("T", "0", "", b"after"));
+    let r = roundtrip(addr, &common::v2_send("T", "0", "", b"after"));
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
 }
 

@@ -93,20 +93,8 @@ fn wait_for(what: &str, seed: u64, secs: u64, mut f: impl FnMut() -> bool) {
 }
 
 fn send_frame(topic: &str, queue: u32, body: &[u8], opaque: i32) -> Vec<u8> {
-    let req = RemotingCommand::request(request::SEND_MESSAGE_V2, opaque)
-        .with_field("a", "PG")
-        .with_field("b", topic)
-        .with_field("c", "TBW102")
-        .with_field("d", 4)
-        .with_field("e", queue)
-        .with_field("f", 0)
-        .with_field("g", 1_733_000_000_000i64)
-        .with_field("h", 0)
-        .with_field("i", format!("KEYS\u{1}k{opaque}\u{2}"))
-        .with_field("j", 0)
-        .with_field("k", false)
-        .with_body(body.to_vec());
-    encode_frame(&req).unwrap()
+    let props = format!("KEYS\u{1}k{opaque}\u{2}");
+    common::v2_send_with(opaque, topic, &queue.to_string(), &props, body)
 }
 
 /// Physical offset of a sent message, from its offset message id.

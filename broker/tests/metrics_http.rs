@@ -31,23 +31,6 @@ fn config(dir: &std::path::Path) -> NodeConfig {
     }
 }
 
-fn v2_send(queue: u32, body: &[u8]) -> Vec<u8> {
-    let req = RemotingCommand::request(request::SEND_MESSAGE_V2, 3)
-        .with_field("a", "PG")
-        .with_field("b", TOPIC)
-        .with_field("c", "TBW102")
-        .with_field("d", 4)
-        .with_field("e", queue)
-        .with_field("f", 0)
-        .with_field("g", 1_733_000_000_000i64)
-        .with_field("h", 0)
-        .with_field("i", "")
-        .with_field("j", 0)
-        .with_field("k", false)
-        .with_body(body.to_vec());
-    encode_frame(&req).unwrap()
-}
-
 /// One HTTP/1.1 exchange on a fresh connection: (status, headers
 /// lower-cased, body).
 fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
@@ -192,7 +175,10 @@ fn metrics_count_what_the_wire_saw() {
     // Seven sends to queue 0, one pull of them, a commit at 3.
     let mut conn = common::connect(node.addr());
     for i in 0..7 {
-        let r = common::roundtrip(&mut conn, &v2_send(0, format!("m{i}").as_bytes()));
+        let r = common::roundtrip(
+            &mut conn,
+            &common::v2_send(TOPIC, "0", "", format!("m{i}").as_bytes()),
+        );
         assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
     }
     let store = node.store();

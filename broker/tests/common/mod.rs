@@ -1,5 +1,5 @@
-//! Helpers shared by the wire tests: a loopback connection and one
-//! request/answer exchange.
+//! Helpers shared by the wire tests: a broker served on loopback, a
+//! connection and one request/answer exchange, a producer's send frame.
 
 #![allow(dead_code)]
 
@@ -7,7 +7,68 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use mqlab_protocol::{decode_frame, Limits, RemotingCommand};
+use std::sync::Arc;
+
+use mqlab_broker::remoting::{BrokerHandler, RemotingServer, ServerConfig};
+use mqlab_broker::{Broker, BrokerConfig};
+use mqlab_engine::{clock, FlushKind, Store, StoreConfig};
+use mqlab_protocol::codes::request;
+use mqlab_protocol::{decode_frame, encode_frame, Limits, RemotingCommand};
+
+/// A broker on a small store in a temporary directory, served on
+/// 127.0.0.1 (a port the system chose).
+pub struct WireBroker {
+    pub dir: tempfile::TempDir,
+    pub store: Arc<Store>,
+    pub server: RemotingServer,
+}
+
+/// [`WireBroker`] with `flush` and at most `max_pending_sends` sends being
+/// stored at once.
+pub fn wire_broker(flush: FlushKind, max_pending_sends: usize) -> WireBroker {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StoreConfig::small();
+    cfg.flush.kind = flush;
+    let store = Arc::new(Store::open(dir.path(), cfg).unwrap());
+    let broker = Broker::open(store.clone(), BrokerConfig::default(), clock::system()).unwrap();
+    let handler = Arc::new(
+        BrokerHandler::new(broker, "127.0.0.1:10911".parse().unwrap())
+            .with_max_pending_sends(max_pending_sends),
+    );
+    let server = RemotingServer::start(
+        ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ServerConfig::default()
+        },
+        handler,
+    )
+    .unwrap();
+    WireBroker { dir, store, server }
+}
+
+/// A SEND_MESSAGE_V2 frame as Java's producer shapes it (`queue` as the
+/// text the client sends, so tests can send bad ones).
+pub fn v2_send(topic: &str, queue: &str, props: &str, body: &[u8]) -> Vec<u8> {
+    v2_send_with(3, topic, queue, props, body)
+}
+
+/// [`v2_send`] with the request's opaque.
+pub fn v2_send_with(opaque: i32, topic: &str, queue: &str, props: &str, body: &[u8]) -> Vec<u8> {
+    let req = RemotingCommand::request(request::SEND_MESSAGE_V2, opaque)
+        .with_field("a", "PG")
+        .with_field("b", topic)
+        .with_field("c", "TBW102")
+        .with_field("d", 4)
+        .with_field("e", queue)
+        .with_field("f", 0)
+        .with_field("g", 1_733_000_000_000i64)
+        .with_field("h", 0)
+        .with_field("i", props)
+        .with_field("j", 0)
+        .with_field("k", false)
+        .with_body(body.to_vec());
+    encode_frame(&req).unwrap()
+}
 
 /// A connection to `addr` whose reads give up after 10 s.
 pub fn connect(addr: SocketAddr) -> TcpStream {
@@ -33,41 +94,4 @@ pub fn roundtrip(s: &mut TcpStream, bytes: &[u8]) -> RemotingCommand {
         assert!(n > 0, "connection closed before an answer");
         buf.extend_from_slice(&chunk[..n]);
     }
-}
-
-/// Runs a real client to completion, bounded by `secs` (killed and failed
-/// past it), and returns its stdout; a non-zero exit fails the test with
-/// both outputs. The outputs are drained while it runs, so a chatty client
-/// cannot block on a full pipe.
-pub fn run_client(mut cmd: std::process::Command, what: &str, secs: u64) -> String {
-    use std::process::Stdio;
-    use std::time::Instant;
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {what}: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not finish within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    assert!(status.success(), "{what} failed: {status}\n{out}\n{err}");
-    out
 }
