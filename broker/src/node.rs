@@ -195,8 +195,11 @@ impl Node {
         let listener = RemotingServer::bind(cfg.listen).map_err(|e| format!("broker: {e}"))?;
         let addr = listener.local_addr().map_err(|e| format!("broker: {e}"))?;
         // A master's HA port, bound as early (RocketMQ: listenPort + 1).
+        // From the configured address: a broker port chosen by the system
+        // (0) gives an HA port chosen by the system too, never bound + 1,
+        // which another process may hold (tests failed on it now and then).
         let ha_listener = if cfg.ha.role.is_master() {
-            let at = cfg.ha.listen_for(addr);
+            let at = cfg.ha.listen_for(cfg.listen);
             Some(TcpListener::bind(at).map_err(|e| format!("HA listener on {at}: {e}"))?)
         } else {
             None
