@@ -112,12 +112,18 @@ fn message_ids_name_the_bound_address() {
     let id = r.ext_fields.get("msgId").unwrap().clone();
     // 4 address bytes, 4 port bytes, 8 offset bytes.
     assert_eq!(&id[..8], "7F000001");
-    assert_eq!(u32::from_str_radix(&id[8..16], 16).unwrap(), addr.port() as u32);
+    assert_eq!(
+        u32::from_str_radix(&id[8..16], 16).unwrap(),
+        addr.port() as u32
+    );
     let phys = u64::from_str_radix(&id[16..], 16).unwrap();
     let stored = node.store().get(phys).unwrap();
     assert_eq!(stored.body, b"which host");
     assert_eq!(stored.store_host, addr);
-    assert_eq!(mqlab_broker::remoting::offset_msg_id(stored.store_host, phys), id);
+    assert_eq!(
+        mqlab_broker::remoting::offset_msg_id(stored.store_host, phys),
+        id
+    );
     node.shutdown().unwrap();
 }
 
@@ -145,8 +151,8 @@ fn the_name_server_routes_tbw102_for_auto_creation() {
     assert_eq!(r.queue_datas[0].write_queue_nums, 8);
     assert_eq!(r.queue_datas[0].perm, 7);
     assert_eq!(r.broker_datas[0].broker_addrs[&0], node.addr().to_string());
-    let mut req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC, 2)
-        .with_field("topic", "TBW102");
+    let mut req =
+        RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC, 2).with_field("topic", "TBW102");
     req.version = 474; // rocketmq-rust 1.0's client
     let raw = common::roundtrip(&mut common::connect(ns), &encode_frame(&req).unwrap());
     let body = String::from_utf8(raw.body).unwrap();

@@ -145,7 +145,10 @@ fn cpp_client_round_trips_every_message_and_verify_finds_every_ack() {
             id.clone(),
         ];
         let seen = got.get(id.as_str()).unwrap_or_else(|| {
-            panic!("message {i} (id {id}) not received; got {} of {n}", got.len())
+            panic!(
+                "message {i} (id {id}) not received; got {} of {n}",
+                got.len()
+            )
         });
         assert_eq!(seen, &want, "message {i}");
     }

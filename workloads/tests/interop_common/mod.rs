@@ -77,10 +77,7 @@ impl Broker {
         let mut err = child.stderr.take().unwrap();
         let log = std::thread::spawn(move || {
             let out = std::thread::spawn(move || {
-                lines
-                    .map_while(Result::ok)
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                lines.map_while(Result::ok).collect::<Vec<_>>().join("\n")
             });
             let mut e = String::new();
             let _ = err.read_to_string(&mut e);
@@ -108,7 +105,10 @@ impl Broker {
             if call(b.namesrv, &q, Duration::from_secs(5)).unwrap().code == response::SUCCESS {
                 break;
             }
-            assert!(t.elapsed() < Duration::from_secs(15), "{topic} never routed");
+            assert!(
+                t.elapsed() < Duration::from_secs(15),
+                "{topic} never routed"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         b
