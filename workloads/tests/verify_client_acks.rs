@@ -63,7 +63,14 @@ fn client_acks_resolve_by_unique_id_or_offset_id() {
     std::fs::write(cwd.join("acks.csv"), client_log(&lines)).unwrap();
     let out = common::mqlab_ok(
         cwd,
-        &["verify", "--data-dir", "data", "--acked", "acks.csv", "--json"],
+        &[
+            "verify",
+            "--data-dir",
+            "data",
+            "--acked",
+            "acks.csv",
+            "--json",
+        ],
     );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["ok"], true, "{out}");
@@ -90,10 +97,21 @@ fn a_client_ack_naming_no_record_is_missing() {
         format!("ClientTopic,{q},{off},{},{key}", offset_id(1 << 40)),
     ];
     for case in cases {
-        std::fs::write(cwd.join("acks.csv"), client_log(std::slice::from_ref(&case))).unwrap();
+        std::fs::write(
+            cwd.join("acks.csv"),
+            client_log(std::slice::from_ref(&case)),
+        )
+        .unwrap();
         let o = common::mqlab(
             cwd,
-            &["verify", "--data-dir", "data", "--acked", "acks.csv", "--json"],
+            &[
+                "verify",
+                "--data-dir",
+                "data",
+                "--acked",
+                "acks.csv",
+                "--json",
+            ],
         );
         let out = String::from_utf8_lossy(&o.stdout);
         assert_ne!(o.status.code(), Some(0), "{case}: {out}");
