@@ -57,6 +57,12 @@ pub struct NodeConfig {
     /// Most sends being stored at once; past it a send is answered
     /// SYSTEM_BUSY. Default 10,000.
     pub max_pending_sends: usize,
+    /// Most open client connections; more are closed at once. Default
+    /// 10,000.
+    pub max_connections: usize,
+    /// A client connection silent this long is closed, ms. Default
+    /// 120,000 (RocketMQ's `serverChannelMaxIdleTimeSeconds`).
+    pub idle_timeout_ms: u64,
     /// Where `GET /metrics` (Prometheus text format) is served, if at
     /// all. Default: off.
     pub metrics: Option<SocketAddr>,
@@ -83,6 +89,8 @@ impl NodeConfig {
             broker: BrokerConfig::default(),
             acl: None,
             max_pending_sends: 10_000,
+            max_connections: 10_000,
+            idle_timeout_ms: 120_000,
             metrics: None,
             ha: HaConfig::default(),
             broker_id: 0,
@@ -233,6 +241,8 @@ impl Node {
             listener,
             ServerConfig {
                 listen: addr,
+                max_connections: cfg.max_connections,
+                idle_timeout_ms: cfg.idle_timeout_ms,
                 ..ServerConfig::default()
             },
             Arc::new(handler),

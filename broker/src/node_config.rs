@@ -23,6 +23,8 @@
 //! | `haMasterAddress` | a slave's master, `host:port` of its HA port (numeric IP) | none (a SLAVE needs it) |
 //! | `aclEnable`, `aclFile` | require signed requests, accounts file | false |
 //! | `maxPendingSends` | mqlab's back-pressure limit | 10000 |
+//! | `maxConnections` | mqlab's: most open client connections (more are closed at once) | 10000 |
+//! | `serverChannelMaxIdleTimeSeconds` | a client connection silent this long is closed | 120 |
 //! | `metricsExporterType` | `PROM` serves `GET /metrics` (Prometheus text) on the host and port below; `DISABLE` | DISABLE |
 //! | `metricsPromExporterHost` | metrics address (numeric IP) | brokerIP1 |
 //! | `metricsPromExporterPort` | metrics port | 5557 |
@@ -59,6 +61,8 @@ struct File {
     acl_enable: Option<bool>,
     acl_file: Option<PathBuf>,
     max_pending_sends: Option<usize>,
+    max_connections: Option<usize>,
+    server_channel_max_idle_time_seconds: Option<u64>,
     metrics_exporter_type: Option<String>,
     metrics_prom_exporter_host: Option<IpAddr>,
     metrics_prom_exporter_port: Option<u16>,
@@ -161,6 +165,18 @@ pub fn apply_toml(cfg: &mut NodeConfig, text: &str, base: &Path) -> Result<(), S
     if let Some(n) = f.max_pending_sends {
         cfg.max_pending_sends = n;
     }
+    if let Some(n) = f.max_connections {
+        if n == 0 {
+            return Err("maxConnections = 0 would refuse every client".into());
+        }
+        cfg.max_connections = n;
+    }
+    if let Some(s) = f.server_channel_max_idle_time_seconds {
+        if s == 0 {
+            return Err("serverChannelMaxIdleTimeSeconds = 0 would close every connection".into());
+        }
+        cfg.idle_timeout_ms = s.saturating_mul(1000);
+    }
     // As RocketMQ: host and port count only with PROM; the host defaults
     // to brokerIP1 (the broker's listen address).
     match f.metrics_exporter_type.as_deref() {
@@ -199,6 +215,8 @@ flushDiskType = "SYNC_FLUSH"
 mappedFileSizeCommitLog = 67108864
 metricsExporterType = "PROM"
 metricsPromExporterPort = 15557
+maxConnections = 64
+serverChannelMaxIdleTimeSeconds = 30
 "#,
             Path::new("/etc/mqlab"),
         )
@@ -211,6 +229,11 @@ metricsPromExporterPort = 15557
         assert_eq!(cfg.store.flush.kind, FlushKind::Group);
         assert_eq!(cfg.store.segment_bytes, 64 << 20);
         assert_eq!(cfg.metrics, Some("127.0.0.1:15557".parse().unwrap()));
+        assert_eq!((cfg.max_connections, cfg.idle_timeout_ms), (64, 30_000));
+        for bad in ["maxConnections = 0", "serverChannelMaxIdleTimeSeconds = 0"] {
+            let e = apply_toml(&mut NodeConfig::new("/data"), bad, Path::new("/")).unwrap_err();
+            assert!(e.contains(bad.split(' ').next().unwrap()), "{e}");
+        }
     }
 
     #[test]

@@ -159,3 +159,38 @@ fn the_name_server_routes_tbw102_for_auto_creation() {
     assert!(body.contains(r#""enableActingMaster":false"#), "{body}");
     node.shutdown().unwrap();
 }
+
+/// The connection limit and the idle timeout as configured: past
+/// `max_connections` a new connection is closed at once (the ones open
+/// keep working), and a connection silent for `idle_timeout_ms` is closed.
+#[test]
+fn connection_limit_and_idle_timeout() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(NodeConfig {
+        max_connections: 2,
+        idle_timeout_ms: 600,
+        ..config(dir.path(), "limits")
+    })
+    .unwrap();
+    let ping = || {
+        encode_frame(
+            &RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC, 9).with_field("topic", "T"),
+        )
+        .unwrap()
+    };
+    let mut a = common::connect(node.addr());
+    let mut b = common::connect(node.addr());
+    // Both served (the server counts them once it has answered one).
+    common::roundtrip(&mut a, &ping());
+    common::roundtrip(&mut b, &ping());
+    let mut c = common::connect(node.addr());
+    let mut buf = [0u8; 64];
+    assert_eq!(c.read(&mut buf).unwrap_or(0), 0, "a third connection is closed");
+    common::roundtrip(&mut a, &ping());
+    // Silent past the idle timeout: closed by the broker.
+    let t = Instant::now();
+    assert_eq!(b.read(&mut buf).unwrap_or(0), 0);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    node.shutdown().unwrap();
+}

@@ -78,6 +78,18 @@ pub struct BrokerRequest {
     /// for a slave]
     #[arg(long, value_name = "ID")]
     pub broker_id: Option<u64>,
+    /// Most sends between decoding and their answer; past it a send is
+    /// answered SYSTEM_BUSY (maxPendingSends). [default: 10000]
+    #[arg(long, value_name = "N")]
+    pub max_pending_sends: Option<usize>,
+    /// Most open client connections; more are closed at once
+    /// (maxConnections). [default: 10000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// A client connection silent this long is closed
+    /// (serverChannelMaxIdleTimeSeconds). [default: 120]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: Option<u64>,
     /// Print a status line every N seconds (0 = never).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub status_secs: u64,
@@ -150,6 +162,15 @@ pub fn node_config(r: &BrokerRequest) -> Result<NodeConfig> {
     }
     if let Some(id) = r.broker_id {
         cfg.broker_id = id;
+    }
+    if let Some(n) = r.max_pending_sends {
+        cfg.max_pending_sends = n;
+    }
+    if let Some(n) = r.max_connections {
+        cfg.max_connections = n as usize;
+    }
+    if let Some(s) = r.idle_timeout_secs {
+        cfg.idle_timeout_ms = s.saturating_mul(1000);
     }
     cfg.settle_role().map_err(|e| anyhow!(e))?;
     Ok(cfg)
