@@ -58,6 +58,7 @@ pub mod acl;
 mod broker;
 pub mod clients;
 pub mod config;
+pub mod controller;
 pub mod delayed;
 pub mod error;
 pub mod filter;
