@@ -12,6 +12,7 @@
 //!   or flush fails with [`Error::Poisoned`]. A failed fsync is never retried.
 
 pub mod checkpoint;
+mod cut;
 mod open;
 mod raw;
 pub mod record;

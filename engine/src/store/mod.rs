@@ -24,6 +24,7 @@ mod dispatch;
 mod put;
 mod recovery;
 mod replica;
+mod truncate;
 
 pub use recovery::{RecoveryReport, Truncation};
 pub use replica::{ReplicaCallback, ReplicaGate};
