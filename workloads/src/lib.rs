@@ -21,6 +21,7 @@ pub mod delay;
 pub mod inspect;
 pub mod matrix;
 pub mod messaging;
+pub mod peers_wire;
 pub mod plot;
 pub mod recorder;
 pub mod run;

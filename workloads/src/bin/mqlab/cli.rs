@@ -67,6 +67,10 @@ pub enum Command {
     /// A standalone RocketMQ name server on TCP (brokers register with
     /// `mqlab broker --namesrv HOST:PORT`); runs until Ctrl-C or SIGTERM.
     Namesrv(mqlab::serve::NamesrvRequest),
+    /// Peers on the wire (scripts/peers-wire.sh): `redis` drives a Redis
+    /// server with pipelined XADDs; `report` aggregates the script's runs
+    /// into summary.json, table.csv and a chart.
+    PeersWire(mqlab::peers_wire::PeersWireRequest),
 }
 
 #[derive(Debug, Args)]

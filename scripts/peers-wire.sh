@@ -1,0 +1,350 @@
+#!/usr/bin/env bash
+# Peers on the same wire, same machine, same durability (issue 15).
+#
+# Starts, on 127.0.0.1 only, one server at a time and stops it again:
+#   - mqlab broker (embedded name server) with each flush strategy and backend
+#     in PEERS_WIRE_MQLAB,
+#   - rocketmq-rust 1.0's name server and broker (crates rocketmq-namesrv and
+#     rocketmq-broker, installed with `cargo install --locked` into
+#     target/peers/rocketmq-rust when missing) with SYNC_FLUSH and with
+#     ASYNC_FLUSH,
+#   - Debian's redis-server (apt-get install when missing) with appendonly
+#     yes and appendfsync always, then everysec,
+# and sends the same workload to each: 1 KiB bodies (PEERS_WIRE_MSG_BYTES),
+# producers only, each concurrency of PEERS_WIRE_CONC in flight, through
+# mqlab's own client (`mqlab run --target rocketmq://...`, the same for both
+# RocketMQ brokers) or `mqlab peers-wire redis` (pipelined XADDs, the redis
+# crate). Rounds are interleaved (the order of the servers rotates each
+# round) and the device is measured in every round (`mqlab baseline`:
+# 4 KiB pwrite+fdatasync rate, buffered write bandwidth). Then
+# `mqlab peers-wire report` writes summary.json (`engines`: the median over
+# rounds per engine x durability x concurrency x size), table.csv, table.md
+# and peers-wire.{svg,png}. Finally, unless PEERS_WIRE_PERF=0, one config
+# of mqlab broker runs again under `perf record -g` (perf/).
+#
+# Usage: scripts/peers-wire.sh
+# Environment (defaults in brackets):
+#   PEERS_WIRE_ROUNDS     rounds [3]
+#   PEERS_WIRE_SECS       measured seconds per point [3]
+#   PEERS_WIRE_WARMUP     warmup seconds per point [1]
+#   PEERS_WIRE_CONC       sends in flight, space separated [1 16 256 1024]
+#   PEERS_WIRE_MSG_BYTES  body bytes [1024]
+#   PEERS_WIRE_MQLAB      mqlab broker configs, flush-backend
+#                         [sync-pwrite group-pwrite async-pwrite pool-pwrite group-uring async-mmap]
+#   PEERS_WIRE_ONLY       engines to run: any of mqlab rocketmq-rust redis
+#                         [mqlab rocketmq-rust redis]
+#   PEERS_WIRE_DIR        scratch data directory, on the disk measured
+#                         [/work/tmp-bench/peers-wire]; emptied per server
+#   PEERS_WIRE_OUT        output folder [results/peers-wire]
+#   PEERS_WIRE_PERF       1: profile one mqlab broker config with perf [1]
+#   PEERS_WIRE_PERF_CONFIG  flush-backend and in flight profiled [group-pwrite 256]
+#   RMQ_ROOT              where rocketmq-rust is installed [target/peers/rocketmq-rust]
+#   PEERS_WIRE_MQLAB_BIN  a built mqlab binary to use instead of building
+#                         this tree's (target/release/mqlab)
+# Ports (loopback): mqlab broker 29911 (+1 HA, name server 29876),
+# rocketmq-rust 19911 (19909 fast, 19912 HA, name server 19876), Redis 26379.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+ROUNDS="${PEERS_WIRE_ROUNDS:-3}"
+SECS="${PEERS_WIRE_SECS:-3}"
+WARMUP="${PEERS_WIRE_WARMUP:-1}"
+CONC="${PEERS_WIRE_CONC:-1 16 256 1024}"
+MSG="${PEERS_WIRE_MSG_BYTES:-1024}"
+MQLAB_CONFIGS="${PEERS_WIRE_MQLAB:-sync-pwrite group-pwrite async-pwrite pool-pwrite group-uring async-mmap}"
+ONLY="${PEERS_WIRE_ONLY:-mqlab rocketmq-rust redis}"
+DATA="${PEERS_WIRE_DIR:-/work/tmp-bench/peers-wire}"
+OUT="${PEERS_WIRE_OUT:-$ROOT/results/peers-wire}"
+PERF="${PEERS_WIRE_PERF:-1}"
+PERF_CONFIG="${PEERS_WIRE_PERF_CONFIG:-group-pwrite 256}"
+RMQ_ROOT="${RMQ_ROOT:-$ROOT/target/peers/rocketmq-rust}"
+MQLAB="${PEERS_WIRE_MQLAB_BIN:-$ROOT/target/release/mqlab}"
+MQ_PORT=29911 MQ_NS=29876 RMQ_PORT=19911 RMQ_NS=19876 REDIS_PORT=26379
+
+log() { echo "peers-wire: $*" >&2; }
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+
+# --- Build and install -------------------------------------------------------
+if [ -z "${PEERS_WIRE_MQLAB_BIN:-}" ]; then
+    nice -n 10 cargo build --release -p mqlab --bin mqlab
+fi
+if wants rocketmq-rust; then
+    if [ ! -x "$RMQ_ROOT/bin/rocketmq-broker-rust" ] || [ ! -x "$RMQ_ROOT/bin/rocketmq-namesrv-rust" ]; then
+        log "installing rocketmq-rust's name server and broker into $RMQ_ROOT (about 25 min on 2 cores)"
+        nice -n 10 cargo install --locked --root "$RMQ_ROOT" rocketmq-namesrv rocketmq-broker
+    fi
+fi
+REDIS_NOTE=""
+if wants redis && ! command -v redis-server >/dev/null 2>&1; then
+    log "installing redis-server"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }; then
+        REDIS_NOTE="apt-get could not install redis-server: Redis skipped"
+        log "$REDIS_NOTE"
+    fi
+fi
+if wants redis && ! command -v redis-server >/dev/null 2>&1; then
+    ONLY="${ONLY/redis/}"
+fi
+
+mkdir -p "$OUT" "$DATA"
+rm -rf "$OUT/runs" "$OUT/device" "$OUT/logs"
+mkdir -p "$OUT/runs" "$OUT/device" "$OUT/logs"
+RUNS="$OUT/runs.jsonl"
+: >"$RUNS"
+rmq_version() { "$RMQ_ROOT/bin/rocketmq-broker-rust" --version 2>/dev/null | head -1 || echo '?'; }
+{
+    echo "scripts/peers-wire.sh"
+    echo "PEERS_WIRE_ROUNDS=$ROUNDS PEERS_WIRE_SECS=$SECS PEERS_WIRE_WARMUP=$WARMUP PEERS_WIRE_CONC='$CONC' PEERS_WIRE_MSG_BYTES=$MSG"
+    echo "PEERS_WIRE_MQLAB='$MQLAB_CONFIGS' PEERS_WIRE_ONLY='$ONLY' PEERS_WIRE_DIR=$DATA"
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(uname -r), $(nproc) cores, filesystem $(stat -f -c %T "$DATA")"
+    echo "mqlab: $MQLAB, tree $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- engine broker client protocol workloads || echo ' + uncommitted changes')"
+    wants rocketmq-rust && echo "rocketmq-rust: $(rmq_version); $("$RMQ_ROOT/bin/rocketmq-namesrv-rust" --version 2>/dev/null | head -1 || echo '?')"
+    command -v redis-server >/dev/null && echo "redis: $(redis-server --version)"
+    [ -n "$REDIS_NOTE" ] && echo "$REDIS_NOTE"
+    true
+} >"$OUT/command.txt"
+
+# --- Servers -----------------------------------------------------------------
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() { # port seconds
+    local end=$((SECONDS + $2))
+    while ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+        [ "$SECONDS" -ge "$end" ] && return 1
+        sleep 0.2
+    done
+}
+
+# Refuses to start a server on a port something else holds (its figures
+# would be that process's).
+port_free() { # port...
+    local p
+    for p in "$@"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            log "port $p is already in use on 127.0.0.1"
+            return 1
+        fi
+    done
+}
+
+stop_servers() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    PIDS=()
+}
+
+# Keeps the end of a server's log (their errors are findings).
+keep_log() { # file name
+    [ -f "$1" ] && tail -n 300 "$1" >"$OUT/logs/$2.log" || true
+}
+
+start_mqlab() { # flush backend dir
+    port_free "$MQ_NS" "$MQ_PORT" $((MQ_PORT + 1)) || return 1
+    "$MQLAB" broker --data-dir "$3/store" --listen "127.0.0.1:$MQ_PORT" \
+        --namesrv-listen "127.0.0.1:$MQ_NS" --flush "$1" --backend "$2" \
+        --status-secs 0 >"$3/server.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$MQ_NS" 20 && wait_port "$MQ_PORT" 20
+}
+
+start_rmq() { # SYNC_FLUSH|ASYNC_FLUSH dir
+    local d="$2"
+    port_free "$RMQ_NS" "$RMQ_PORT" $((RMQ_PORT - 2)) $((RMQ_PORT + 1)) || return 1
+    mkdir -p "$d/home" "$d/store"
+    cat >"$d/broker.toml" <<EOF
+[broker]
+namesrvAddr = "127.0.0.1:$RMQ_NS"
+brokerIp1 = "127.0.0.1"
+listenPort = $RMQ_PORT
+storePathRootDir = "$d/store"
+autoCreateTopicEnable = true
+
+[broker.brokerServerConfig]
+bindAddress = "127.0.0.1"
+
+[broker.brokerIdentity]
+brokerName = "broker-a"
+brokerClusterName = "DefaultCluster"
+brokerId = 0
+
+[store]
+storePathRootDir = "$d/store"
+storePathCommitLog = "$d/store/commitlog"
+flushDiskType = "$1"
+haListenAddress = "127.0.0.1"
+haListenPort = $((RMQ_PORT + 1))
+EOF
+    (
+        cd "$d/home"
+        export ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback ROCKETMQ_HOME="$d/home" HOME="$d/home"
+        exec "$RMQ_ROOT/bin/rocketmq-namesrv-rust" --bindAddress 127.0.0.1 --listenPort "$RMQ_NS" \
+            --rocketmqHome "$d/home" --kvConfigPath "$d/home/kvConfig.json"
+    ) >"$d/namesrv.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$RMQ_NS" 30 || return 1
+    (
+        cd "$d/home"
+        export ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback ROCKETMQ_HOME="$d/home" HOME="$d/home"
+        exec "$RMQ_ROOT/bin/rocketmq-broker-rust" -c "$d/broker.toml" -n "127.0.0.1:$RMQ_NS"
+    ) >"$d/server.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$RMQ_PORT" 60 || return 1
+    # Registered with the name server once a route lookup finds TBW102.
+    sleep 2
+}
+
+start_redis() { # always|everysec dir
+    port_free "$REDIS_PORT" || return 1
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+        --dir "$2" --appendonly yes --appendfsync "$1" --save '' \
+        --auto-aof-rewrite-percentage 0 --daemonize no --logfile "$2/server.log" &
+    PIDS+=($!)
+    wait_port "$REDIS_PORT" 20
+}
+
+# --- One point ---------------------------------------------------------------
+# run_point round engine durability c kind(rocketmq|redis) target dir
+run_point() {
+    local r=$1 engine=$2 dur=$3 c=$4 kind=$5 target=$6 d=$7
+    local rel="runs/r$r/$engine-$dur/c$c" status=ok
+    local tmp="$d/run-c$c"
+    local limit=$((${SECS%.*} + ${WARMUP%.*} + 60))
+    mkdir -p "$OUT/$rel"
+    if [ "$kind" = redis ]; then
+        local conns=2
+        [ "$c" -lt 2 ] && conns=1
+        timeout "$limit" "$MQLAB" peers-wire redis --target "$target" --inflight "$c" \
+            --connections "$conns" --msg-size "$MSG" --duration "$SECS" --warmup "$WARMUP" \
+            --out "$tmp" >"$tmp.out" 2>&1 || status="exit $?"
+    else
+        local p=2
+        [ "$c" -lt 2 ] && p=1
+        timeout "$limit" "$MQLAB" run --target "$target" --producers "$p" --inflight $((c / p)) \
+            --msg-size "$MSG" --duration "$SECS" --warmup "$WARMUP" --consume false \
+            --topic pw --status-secs 0 --name "$engine-c$c" --out "$tmp" >"$tmp.out" 2>&1 ||
+            status="exit $?"
+    fi
+    [ -f "$tmp/summary.json" ] && cp "$tmp/summary.json" "$OUT/$rel/"
+    cp "$tmp.out" "$OUT/$rel/output.txt" 2>/dev/null || true
+    if [ "$status" != ok ]; then
+        status="$status: $(tail -n 2 "$tmp.out" 2>/dev/null | tr '\n"\\' "  '" | cut -c1-300)"
+    fi
+    log "round $r $engine ($dur) c=$c: $(grep -hoE '[0-9,]+ msgs/s|msgs_per_s=[0-9]+' "$tmp.out" | head -1) $status"
+    printf '{"round":%d,"engine":"%s","durability":"%s","concurrency":%d,"msg_bytes":%d,"dir":"%s","status":"%s"}\n' \
+        "$r" "$engine" "$dur" "$c" "$MSG" "$rel" "$status" >>"$RUNS"
+    rm -rf "$tmp"
+}
+
+# run_server round name: start it, every concurrency, stop it, clean up.
+run_server() {
+    local r=$1 name=$2 d="$DATA/server" engine dur kind target ok=1
+    rm -rf "$d"
+    mkdir -p "$d"
+    case "$name" in
+        mqlab:*)
+            local fb=${name#mqlab:}
+            local flush=${fb%-*} backend=${fb#*-}
+            engine="mqlab-broker-$flush-$backend" kind=rocketmq target="rocketmq://127.0.0.1:$MQ_NS"
+            case $flush in sync | group) dur=sync ;; *) dur=async ;; esac
+            start_mqlab "$flush" "$backend" "$d" || ok=0
+            ;;
+        rmq:*)
+            local ft=${name#rmq:}
+            engine=rocketmq-rust-broker kind=rocketmq target="rocketmq://127.0.0.1:$RMQ_NS"
+            [ "$ft" = SYNC_FLUSH ] && dur=sync || dur=async
+            start_rmq "$ft" "$d" || ok=0
+            ;;
+        redis:*)
+            local fs=${name#redis:}
+            engine=redis-streams kind=redis target="redis://127.0.0.1:$REDIS_PORT"
+            [ "$fs" = always ] && dur=sync || dur=async
+            start_redis "$fs" "$d" || ok=0
+            ;;
+    esac
+    if [ "$ok" = 1 ]; then
+        for c in $CONC; do run_point "$r" "$engine" "$dur" "$c" "$kind" "$target" "$d"; done
+    else
+        log "round $r: $name did not start (logs/r$r-${name//:/-}*.log)"
+        for c in $CONC; do
+            printf '{"round":%d,"engine":"%s","durability":"%s","concurrency":%d,"msg_bytes":%d,"dir":"runs/r%d/%s-%s/c%d","status":"server did not start"}\n' \
+                "$r" "$engine" "$dur" "$c" "$MSG" "$r" "$engine" "$dur" "$c" >>"$RUNS"
+        done
+    fi
+    stop_servers
+    keep_log "$d/server.log" "r$r-${name//:/-}"
+    keep_log "$d/namesrv.log" "r$r-${name//:/-}-namesrv"
+    rm -rf "$d"
+}
+
+SERVERS=()
+if wants mqlab; then for m in $MQLAB_CONFIGS; do SERVERS+=("mqlab:$m"); done; fi
+if wants rocketmq-rust; then SERVERS+=("rmq:SYNC_FLUSH" "rmq:ASYNC_FLUSH"); fi
+if wants redis; then SERVERS+=("redis:always" "redis:everysec"); fi
+[ "${#SERVERS[@]}" -gt 0 ] || { log "nothing to run (PEERS_WIRE_ONLY='$ONLY')"; exit 1; }
+
+START=$SECONDS
+n=${#SERVERS[@]}
+for r in $(seq 1 "$ROUNDS"); do
+    "$MQLAB" baseline --data-dir "$DATA" --json >"$OUT/device/round-$r.json"
+    for i in $(seq 0 $((n - 1))); do
+        run_server "$r" "${SERVERS[$(((i + r - 1) % n))]}"
+    done
+    log "round $r done after $((SECONDS - START)) s"
+done
+
+"$MQLAB" peers-wire report "$OUT"
+
+# --- Profile -----------------------------------------------------------------
+if [ "$PERF" = 1 ] && wants mqlab && command -v perf >/dev/null 2>&1; then
+    set -- $PERF_CONFIG
+    fb=$1 c=$2 d="$DATA/server"
+    rm -rf "$d" "$OUT/perf"
+    mkdir -p "$d" "$OUT/perf"
+    port_free "$MQ_NS" "$MQ_PORT" $((MQ_PORT + 1)) || exit 1
+    # The broker runs under perf for its whole (bounded) life: attaching
+    # with -p fails here when one of its threads exits during the attach.
+    perf record -e cpu-clock -F 999 -g -o "$d/perf.data" -- \
+        "$MQLAB" broker --data-dir "$d/store" --listen "127.0.0.1:$MQ_PORT" \
+        --namesrv-listen "127.0.0.1:$MQ_NS" --flush "${fb%-*}" --backend "${fb#*-}" \
+        --status-secs 0 --duration $((${SECS%.*} + ${WARMUP%.*} + 4)) >"$d/perf.out" 2>&1 &
+    PIDS+=($!)
+    if wait_port "$MQ_NS" 20 && wait_port "$MQ_PORT" 20; then
+        p=2
+        [ "$c" -lt 2 ] && p=1
+        "$MQLAB" run --target "rocketmq://127.0.0.1:$MQ_NS" --producers "$p" --inflight $((c / p)) \
+            --msg-size "$MSG" --duration "$SECS" --warmup "$WARMUP" --consume false --topic pw \
+            --status-secs 0 --out "$d/run" >"$OUT/perf/run.txt" 2>&1 || true
+        wait "${PIDS[-1]}" || true
+        PIDS=()
+        {
+            echo "# perf record -e cpu-clock -F 999 -g -- mqlab broker --flush ${fb%-*} --backend ${fb#*-} (its whole life), while"
+            echo "# mqlab run --target ... --producers $p --inflight $((c / p)) --msg-size $MSG (warmup $WARMUP s + $SECS s)"
+            echo "# perf report --no-children --sort comm,dso,sym --stdio"
+            perf report -i "$d/perf.data" --no-children --sort comm,dso,sym --stdio 2>/dev/null |
+                grep -v '^$' | head -n 200
+        } >"$OUT/perf/report.txt" || true
+        perf report -i "$d/perf.data" --no-children --sort sym --stdio -g none 2>/dev/null |
+            grep -E '^ +[0-9]' | head -n 40 >"$OUT/perf/top-symbols.txt" || true
+        perf report -i "$d/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null |
+            grep -E '^ +[0-9]' | head -n 20 >"$OUT/perf/threads.txt" || true
+        cat "$d/perf.out" >>"$OUT/perf/run.txt"
+    else
+        stop_servers
+        log "perf: the broker did not start"
+    fi
+    rm -rf "$d"
+fi
+log "done in $((SECONDS - START)) s: $OUT"

@@ -1,0 +1,585 @@
+//! `mqlab peers-wire`: the lab of scripts/peers-wire.sh (issue 15), peers
+//! on the same wire, same machine, same durability.
+//!
+//! - `mqlab peers-wire redis`: Redis streams driven with pipelined `XADD`s
+//!   ([`redis`]), the figures under `run --target`'s names.
+//! - `mqlab peers-wire report DIR`: reads the runs the script recorded in
+//!   `DIR/runs.jsonl` (one line per run: round, engine, durability,
+//!   concurrency, msg_bytes, the run's folder holding its summary.json, and
+//!   a status) and the device measured each round (`DIR/device/round-N.json`,
+//!   `mqlab baseline --json`), and writes `DIR/summary.json` (`engines`:
+//!   one row per engine x durability x concurrency x size with the median
+//!   over rounds; `device`; `ratios`), `DIR/table.csv`, `DIR/table.md` and
+//!   the chart `DIR/peers-wire.{svg,png}` (msgs/s vs in flight per engine).
+//!
+//! Durability classes: `sync` when the ack waits for an fdatasync/fsync
+//! covering the message (mqlab `sync` and `group`, rocketmq-rust
+//! SYNC_FLUSH, Redis `appendfsync always`), `async` otherwise (mqlab
+//! `async` and `pool`, rocketmq-rust ASYNC_FLUSH, Redis `everysec`).
+
+pub mod redis;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::Baseline;
+use crate::plot::{
+    chart_beside_legend, draw_both, draw_marker, legend_column, line_only, pe, register_fonts,
+    series_style, with_legend_column, Glyph, LegendEntry,
+};
+use crate::util::thousands;
+
+/// `mqlab peers-wire`'s options.
+#[derive(Debug, clap::Args)]
+pub struct PeersWireRequest {
+    #[command(subcommand)]
+    pub command: PeersWireCommand,
+}
+
+/// What `mqlab peers-wire` does.
+#[derive(Debug, clap::Subcommand)]
+pub enum PeersWireCommand {
+    /// Drive a Redis server with pipelined XADDs (Redis streams as a peer):
+    /// --inflight XADDs in flight over --connections connections for
+    /// --duration seconds after --warmup; prints msgs/s and p50/p99 and
+    /// writes summary.json with `run --target`'s field names.
+    Redis(redis::RedisRequest),
+    /// Aggregate a scripts/peers-wire.sh folder (runs.jsonl, device/) into
+    /// summary.json, table.csv, table.md and peers-wire.{svg,png}.
+    Report(ReportRequest),
+}
+
+/// `mqlab peers-wire report`'s options.
+#[derive(Debug, clap::Args)]
+pub struct ReportRequest {
+    /// The folder scripts/peers-wire.sh writes (runs.jsonl, device/).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// `mqlab peers-wire`.
+pub fn cmd_peers_wire(req: PeersWireRequest) -> Result<()> {
+    match req.command {
+        PeersWireCommand::Redis(r) => redis::cmd_redis(r),
+        PeersWireCommand::Report(r) => cmd_report(&r.dir),
+    }
+}
+
+/// One line of runs.jsonl.
+#[derive(Debug, Clone, Deserialize)]
+struct RunLine {
+    round: u32,
+    engine: String,
+    durability: String,
+    concurrency: u64,
+    msg_bytes: u64,
+    /// The run's folder, relative to the report's folder.
+    dir: String,
+    /// `ok` or why the run failed.
+    status: String,
+}
+
+/// The figures every run's summary.json has under these names (mqlab's
+/// `run --target` and `peers-wire redis` alike).
+#[derive(Debug, Deserialize)]
+struct RunFigures {
+    throughput_msgs_per_s: f64,
+    ack_latency_us: Lat,
+    #[serde(default)]
+    errors: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Lat {
+    p50: u64,
+    p99: u64,
+}
+
+/// One row of summary.json's `engines`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineRow {
+    /// `mqlab-broker-<flush>-<backend>`, `rocketmq-rust-broker`, `redis-streams`.
+    pub engine: String,
+    /// `sync` (ack after fdatasync) or `async`.
+    pub durability: String,
+    /// Sends in flight.
+    pub concurrency: u64,
+    /// Body bytes.
+    pub msg_bytes: u64,
+    /// Median over rounds of acknowledged messages per second.
+    pub msgs_per_s: f64,
+    /// Median over rounds of the run's p50 ack latency, µs.
+    pub p50_us: u64,
+    /// Median over rounds of the run's p99 ack latency, µs.
+    pub p99_us: u64,
+    /// Rounds that produced figures.
+    pub rounds: usize,
+    /// Lowest and highest round, msgs/s.
+    pub msgs_per_s_min: f64,
+    pub msgs_per_s_max: f64,
+    /// Failed sends over all rounds (error replies, timeouts).
+    pub send_errors: u64,
+    /// Rounds that failed, with why.
+    pub failures: Vec<String>,
+}
+
+/// A ratio the issue asks for.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    /// e.g. `mqlab / rocketmq-rust, sync, C=16`.
+    pub what: String,
+    /// The mqlab row (best of the class).
+    pub mqlab_engine: String,
+    pub mqlab_msgs_per_s: f64,
+    /// The peer row.
+    pub peer_engine: String,
+    pub peer_msgs_per_s: f64,
+    /// mqlab / peer (absent when either side has no figure).
+    pub ratio: Option<f64>,
+    /// The target (2.0).
+    pub target: f64,
+    /// ratio >= target.
+    pub met: bool,
+}
+
+/// The device in one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceRound {
+    pub round: u32,
+    /// 4 KiB pwrite+fdatasync per second.
+    pub fdatasync_per_s: f64,
+    pub fdatasync_p99_us: u64,
+    /// Buffered 1 MiB writes, MiB/s.
+    pub buffered_write_mib_per_s: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn read_runs(dir: &Path) -> Result<Vec<RunLine>> {
+    let path = dir.join("runs.jsonl");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+fn read_device(dir: &Path) -> Vec<DeviceRound> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir.join("device")) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(round) = name
+            .strip_prefix("round-")
+            .and_then(|s| s.strip_suffix(".json"))
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        if let Ok(b) = serde_json::from_str::<Baseline>(&text) {
+            out.push(DeviceRound {
+                round,
+                fdatasync_per_s: b.fdatasync_per_s,
+                fdatasync_p99_us: b.fdatasync_p99_us,
+                buffered_write_mib_per_s: b.buffered_write_mib_per_s,
+            });
+        }
+    }
+    out.sort_by_key(|d| d.round);
+    out
+}
+
+/// Median rows, in the order engines first appear in runs.jsonl.
+fn aggregate(dir: &Path, runs: &[RunLine]) -> Vec<EngineRow> {
+    type Key = (String, String, u64, u64);
+    let mut order: Vec<Key> = Vec::new();
+    let mut groups: BTreeMap<Key, Vec<&RunLine>> = BTreeMap::new();
+    for r in runs {
+        let k = (
+            r.engine.clone(),
+            r.durability.clone(),
+            r.concurrency,
+            r.msg_bytes,
+        );
+        if !groups.contains_key(&k) {
+            order.push(k.clone());
+        }
+        groups.entry(k).or_default().push(r);
+    }
+    // Engines in first-seen order, each one's points by concurrency.
+    let mut engine_order: Vec<(String, String)> = Vec::new();
+    for k in &order {
+        let e = (k.0.clone(), k.1.clone());
+        if !engine_order.contains(&e) {
+            engine_order.push(e);
+        }
+    }
+    order.sort_by_key(|k| {
+        (
+            engine_order
+                .iter()
+                .position(|e| e.0 == k.0 && e.1 == k.1)
+                .unwrap_or(0),
+            k.3,
+            k.2,
+        )
+    });
+    let mut rows = Vec::new();
+    for k in order {
+        let lines = &groups[&k];
+        let (mut tput, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new());
+        let mut failures = Vec::new();
+        let mut send_errors = 0;
+        for l in lines {
+            let summary = dir.join(&l.dir).join("summary.json");
+            let figures = std::fs::read_to_string(&summary)
+                .ok()
+                .and_then(|t| serde_json::from_str::<RunFigures>(&t).ok());
+            match figures {
+                Some(f) if l.status == "ok" && f.throughput_msgs_per_s > 0.0 => {
+                    tput.push(f.throughput_msgs_per_s);
+                    p50.push(f.ack_latency_us.p50 as f64);
+                    p99.push(f.ack_latency_us.p99 as f64);
+                    send_errors += f.errors.values().sum::<u64>();
+                }
+                Some(f) => {
+                    send_errors += f.errors.values().sum::<u64>();
+                    failures.push(format!("round {}: {}", l.round, l.status));
+                }
+                None => failures.push(format!("round {}: {}", l.round, l.status)),
+            }
+        }
+        let (lo, hi) = (
+            tput.iter().copied().fold(f64::INFINITY, f64::min),
+            tput.iter().copied().fold(0.0, f64::max),
+        );
+        rows.push(EngineRow {
+            engine: k.0.clone(),
+            durability: k.1.clone(),
+            concurrency: k.2,
+            msg_bytes: k.3,
+            rounds: tput.len(),
+            msgs_per_s: median(&mut tput).round(),
+            p50_us: median(&mut p50).round() as u64,
+            p99_us: median(&mut p99).round() as u64,
+            msgs_per_s_min: if lo.is_finite() { lo.round() } else { 0.0 },
+            msgs_per_s_max: hi.round(),
+            send_errors,
+            failures,
+        });
+    }
+    rows
+}
+
+/// The best mqlab row of a class at one concurrency, and the peer's row.
+fn ratio(
+    rows: &[EngineRow],
+    class: &str,
+    c: u64,
+    peer: &str,
+    peer_label: &str,
+    what: String,
+) -> Ratio {
+    let best = rows
+        .iter()
+        .filter(|r| {
+            r.engine.starts_with("mqlab-broker")
+                && r.durability == class
+                && r.concurrency == c
+                && r.rounds > 0
+        })
+        .max_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s));
+    let peer_row = rows
+        .iter()
+        .find(|r| r.engine == peer && r.durability == class && r.concurrency == c && r.rounds > 0);
+    let ratio = match (best, peer_row) {
+        (Some(m), Some(p)) if p.msgs_per_s > 0.0 => Some(m.msgs_per_s / p.msgs_per_s),
+        _ => None,
+    };
+    Ratio {
+        what,
+        mqlab_engine: best.map_or("-".into(), |r| r.engine.clone()),
+        mqlab_msgs_per_s: best.map_or(0.0, |r| r.msgs_per_s),
+        peer_engine: peer_label.to_string(),
+        peer_msgs_per_s: peer_row.map_or(0.0, |r| r.msgs_per_s),
+        ratio: ratio.map(|x| (x * 100.0).round() / 100.0),
+        target: 2.0,
+        met: ratio.is_some_and(|x| x >= 2.0),
+    }
+}
+
+fn ratios(rows: &[EngineRow]) -> Vec<Ratio> {
+    let mut out = Vec::new();
+    for class in ["sync", "async"] {
+        let flush = if class == "sync" {
+            "SYNC_FLUSH"
+        } else {
+            "ASYNC_FLUSH"
+        };
+        for c in [16, 256, 1024] {
+            out.push(ratio(
+                rows,
+                class,
+                c,
+                "rocketmq-rust-broker",
+                &format!("rocketmq-rust-broker {flush}"),
+                format!("mqlab / rocketmq-rust, {class}, {c} in flight"),
+            ));
+        }
+    }
+    out.push(ratio(
+        rows,
+        "sync",
+        16,
+        "redis-streams",
+        "redis-streams appendfsync always",
+        "mqlab / Redis appendfsync always, sync, 16 in flight".into(),
+    ));
+    // Not a target of the issue: the async class against everysec.
+    let mut r = ratio(
+        rows,
+        "async",
+        16,
+        "redis-streams",
+        "redis-streams appendfsync everysec",
+        "mqlab / Redis appendfsync everysec, async, 16 in flight (no target)".into(),
+    );
+    r.target = 0.0;
+    r.met = false;
+    out.push(r);
+    out
+}
+
+fn table_md(rows: &[EngineRow], ratios: &[Ratio], device: &[DeviceRound]) -> String {
+    let mut s = String::new();
+    s.push_str("| engine | durability | in flight | msg B | msgs/s (median) | min..max | p50 µs | p99 µs | rounds | send errors |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {}..{} | {} | {} | {}{} | {} |\n",
+            r.engine,
+            r.durability,
+            r.concurrency,
+            r.msg_bytes,
+            thousands(r.msgs_per_s),
+            thousands(r.msgs_per_s_min),
+            thousands(r.msgs_per_s_max),
+            thousands(r.p50_us as f64),
+            thousands(r.p99_us as f64),
+            r.rounds,
+            if r.failures.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} failed)", r.failures.len())
+            },
+            r.send_errors,
+        ));
+    }
+    s.push_str("\n| ratio | mqlab (best of the class) | peer | ratio | target 2x |\n");
+    s.push_str("|---|---|---|---:|---|\n");
+    for r in ratios {
+        s.push_str(&format!(
+            "| {} | {} {} | {} {} | {} | {} |\n",
+            r.what,
+            r.mqlab_engine,
+            thousands(r.mqlab_msgs_per_s),
+            r.peer_engine,
+            thousands(r.peer_msgs_per_s),
+            r.ratio.map_or("-".into(), |x| format!("{x:.2}x")),
+            if r.target == 0.0 {
+                "-"
+            } else if r.met {
+                "met"
+            } else {
+                "**not met**"
+            }
+        ));
+    }
+    if !device.is_empty() {
+        s.push_str("\n| round | 4 KiB pwrite+fdatasync/s | its p99 µs | buffered write MiB/s |\n");
+        s.push_str("|---:|---:|---:|---:|\n");
+        for d in device {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                d.round,
+                thousands(d.fdatasync_per_s),
+                thousands(d.fdatasync_p99_us as f64),
+                thousands(d.buffered_write_mib_per_s)
+            ));
+        }
+    }
+    s
+}
+
+fn table_csv(rows: &[EngineRow]) -> String {
+    let mut s = String::from(
+        "engine,durability,concurrency,msg_bytes,msgs_per_s,p50_us,p99_us,rounds,msgs_per_s_min,msgs_per_s_max,send_errors,failed_rounds\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.engine,
+            r.durability,
+            r.concurrency,
+            r.msg_bytes,
+            r.msgs_per_s,
+            r.p50_us,
+            r.p99_us,
+            r.rounds,
+            r.msgs_per_s_min,
+            r.msgs_per_s_max,
+            r.send_errors,
+            r.failures.len()
+        ));
+    }
+    s
+}
+
+/// One line per engine x durability: (label, [(log2 in flight, msgs/s)]).
+type Series = Vec<(String, Vec<(f64, f64)>)>;
+
+fn series(rows: &[EngineRow]) -> Series {
+    let mut out: Series = Vec::new();
+    for r in rows.iter().filter(|r| r.rounds > 0 && r.msgs_per_s > 0.0) {
+        let label = format!("{} ({})", r.engine, r.durability);
+        let p = ((r.concurrency.max(1) as f64).log2(), r.msgs_per_s);
+        match out.iter_mut().find(|s| s.0 == label) {
+            Some(s) => s.1.push(p),
+            None => out.push((label, vec![p])),
+        }
+    }
+    for s in &mut out {
+        s.1.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    out
+}
+
+fn chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &Series) -> Result<()> {
+    let labels: Vec<String> = series.iter().map(|s| s.0.clone()).collect();
+    let (plot, legend) = with_legend_column(
+        root,
+        "Peers on the wire: acknowledged 1 KiB sends/s vs sends in flight",
+        22,
+        &labels,
+    )?;
+    let xs = series.iter().flat_map(|s| s.1.iter().map(|p| p.0));
+    let max_x = xs.fold(1.0, f64::max).ceil();
+    let ys: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .collect();
+    let lo = ys.iter().copied().fold(f64::INFINITY, f64::min).max(1.0);
+    let hi = ys.iter().copied().fold(1.0, f64::max);
+    let mut ch = chart_beside_legend(
+        &plot,
+        30,
+        -0.3f64..max_x + 0.3,
+        ((lo / 1.6).max(1.0)..hi * 1.6).log_scale(),
+    )?;
+    ch.configure_mesh()
+        .x_labels(max_x as usize + 1)
+        .x_label_formatter(&|x| format!("{}", 2f64.powf(x.round()) as u64))
+        .y_label_formatter(&|y| thousands(*y))
+        .x_desc("sends in flight (log 2)")
+        .y_desc("msgs/s, median of rounds (log)")
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
+        .draw()
+        .map_err(pe)?;
+    for (i, (_, pts)) in series.iter().enumerate() {
+        let s = series_style(i);
+        line_only(&mut ch, pts, s.color, s.dashed, 2)?;
+        for &p in pts {
+            draw_marker(ch.plotting_area(), p, s.marker, s.color, 4)?;
+        }
+    }
+    let entries: Vec<LegendEntry> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| LegendEntry::new(l.clone(), Glyph::Series(series_style(i))))
+        .collect();
+    legend_column(&legend, &entries, 15)?;
+    Ok(())
+}
+
+/// summary.json of the folder.
+#[derive(Debug, Serialize)]
+struct ReportSummary {
+    generated_by: String,
+    engines: Vec<EngineRow>,
+    ratios: Vec<Ratio>,
+    device: DeviceSummary,
+}
+
+#[derive(Debug, Serialize)]
+struct DeviceSummary {
+    rounds: Vec<DeviceRound>,
+    median_fdatasync_per_s: f64,
+    median_buffered_write_mib_per_s: f64,
+}
+
+/// `mqlab peers-wire report DIR`.
+pub fn cmd_report(dir: &Path) -> Result<()> {
+    let runs = read_runs(dir)?;
+    let rows = aggregate(dir, &runs);
+    let ratios = ratios(&rows);
+    let device = read_device(dir);
+    let mut f: Vec<f64> = device.iter().map(|d| d.fdatasync_per_s).collect();
+    let mut b: Vec<f64> = device.iter().map(|d| d.buffered_write_mib_per_s).collect();
+    let md = table_md(&rows, &ratios, &device);
+    let summary = ReportSummary {
+        generated_by: "mqlab peers-wire report (scripts/peers-wire.sh)".into(),
+        engines: rows.clone(),
+        ratios,
+        device: DeviceSummary {
+            median_fdatasync_per_s: median(&mut f).round(),
+            median_buffered_write_mib_per_s: median(&mut b).round(),
+            rounds: device,
+        },
+    };
+    let write = |name: &str, text: String| -> Result<()> {
+        let p = dir.join(name);
+        std::fs::write(&p, text).with_context(|| format!("write {}", p.display()))
+    };
+    write(
+        "summary.json",
+        serde_json::to_string_pretty(&summary)? + "\n",
+    )?;
+    write("table.csv", table_csv(&rows))?;
+    write("table.md", md.clone())?;
+    let s = series(&rows);
+    if !s.is_empty() {
+        register_fonts();
+        let files = draw_both!(dir, "peers-wire", |a| chart(&a, &s))?;
+        for f in files {
+            println!("{}", dir.join(f).display());
+        }
+    }
+    print!("{md}");
+    Ok(())
+}
