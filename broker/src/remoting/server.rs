@@ -42,7 +42,8 @@ pub struct Reply {
     tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
     oneway: bool,
     received: std::time::Instant,
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    queued: Arc<Queued>,
 }
 
 impl Reply {
@@ -61,7 +62,66 @@ impl Reply {
         let bytes = encode_answer(resp);
         // (An empty frame is the writer's end marker; encode_answer
         // never gives one for a real answer.)
-        !bytes.is_empty() && self.tx.send(Outgoing { bytes, push: false }).is_ok()
+        if bytes.is_empty() {
+            return false;
+        }
+        // The slot goes with the answer: it is free again once the answer
+        // is written, so a peer that never reads stops being read after
+        // MAX_IN_FLIGHT_PER_CONNECTION answers (and past
+        // MAX_QUEUED_ANSWER_BYTES of them).
+        self.queued.add(bytes.len());
+        let len = bytes.len();
+        let sent = self
+            .tx
+            .send(Outgoing {
+                bytes,
+                push: false,
+                slot: Some(self.slot),
+            })
+            .is_ok();
+        if !sent {
+            self.queued.written(len);
+        }
+        sent
+    }
+}
+
+/// Bytes of answers queued on a connection and not yet written, and a
+/// wake-up for its reader when they fall.
+#[derive(Debug, Default)]
+struct Queued {
+    bytes: AtomicUsize,
+    drained: tokio::sync::Notify,
+    /// The writer stopped (the peer is gone): nothing will drain.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Queued {
+    fn add(&self, n: usize) {
+        self.bytes.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn written(&self, n: usize) {
+        self.bytes.fetch_sub(n, Ordering::AcqRel);
+        self.drained.notify_one();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.drained.notify_one();
+    }
+
+    /// Waits until at most `max` bytes are queued, or the writer stopped.
+    async fn below(&self, max: usize) {
+        let done =
+            || self.bytes.load(Ordering::Acquire) <= max || self.closed.load(Ordering::Acquire);
+        while !done() {
+            let wake = self.drained.notified();
+            if done() {
+                break;
+            }
+            wake.await;
+        }
     }
 }
 
@@ -71,6 +131,8 @@ struct Outgoing {
     bytes: Vec<u8>,
     /// A push of the server's own (counted against [`MAX_QUEUED_PUSHES`]).
     push: bool,
+    /// An answer's in-flight slot, freed once it is written.
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Most pushes queued on one connection; more are dropped (the client
@@ -108,7 +170,14 @@ impl Conn {
             self.queued_pushes.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
-        let sent = self.tx.send(Outgoing { bytes, push: true }).is_ok();
+        let sent = self
+            .tx
+            .send(Outgoing {
+                bytes,
+                push: true,
+                slot: None,
+            })
+            .is_ok();
         if !sent {
             self.queued_pushes.fetch_sub(1, Ordering::AcqRel);
         }
@@ -305,9 +374,15 @@ async fn accept_loop(
     }
 }
 
-/// Most requests of one connection being handled at once; past it the
-/// connection is not read until one finishes (back-pressure on the peer).
+/// Most requests of one connection being handled or answered and not yet
+/// written at once; past it the connection is not read until an answer
+/// is written (back-pressure on the peer, also on one that never reads
+/// its answers).
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
+
+/// Most bytes of answers queued on one connection and not yet written;
+/// past it the connection is not read until some are written.
+const MAX_QUEUED_ANSWER_BYTES: usize = 8 << 20;
 
 /// Longest a closing connection waits for its in-flight answers.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -326,11 +401,14 @@ async fn serve(
 ) -> Result<(), String> {
     let _ = sock.set_nodelay(true);
     let (mut rd, mut wr) = sock.into_split();
-    // Unbounded, yet bounded: answers by the in-flight slots, pushes by
-    // `queued_pushes`. A completion on an engine thread never blocks here.
+    // Unbounded, yet bounded: answers by the in-flight slots (held until
+    // written) and MAX_QUEUED_ANSWER_BYTES, pushes by `queued_pushes`. A
+    // completion on an engine thread never blocks here.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outgoing>();
     let queued_pushes = Arc::new(AtomicUsize::new(0));
     let writer_pushes = queued_pushes.clone();
+    let queued = Arc::new(Queued::default());
+    let writer_queued = queued.clone();
     let writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
             if out.bytes.is_empty() {
@@ -339,7 +417,13 @@ async fn serve(
             if out.push {
                 writer_pushes.fetch_sub(1, Ordering::AcqRel);
             }
-            if let Err(e) = wr.write_all(&out.bytes).await {
+            let written = wr.write_all(&out.bytes).await;
+            if out.slot.is_some() {
+                writer_queued.written(out.bytes.len());
+            }
+            if let Err(e) = written {
+                // Wakes the reader: it finds the peer gone and closes.
+                writer_queued.close();
                 return Err(format!("write: {e}"));
             }
         }
@@ -359,6 +443,18 @@ async fn serve(
         // Start every complete frame already buffered.
         let mut bad = None;
         loop {
+            // A peer that does not read its answers is not read either,
+            // and is dropped once it has read none for the idle timeout.
+            if tokio::time::timeout(idle, queued.below(MAX_QUEUED_ANSWER_BYTES))
+                .await
+                .is_err()
+            {
+                bad = Some(format!(
+                    "read none of its answers for {} ms",
+                    idle.as_millis()
+                ));
+                break;
+            }
             match decode_frame(&buf, &cfg.limits) {
                 Ok(Some((req, used))) => {
                     buf.drain(..used);
@@ -366,17 +462,28 @@ async fn serve(
                     if req.is_response() {
                         continue; // answers to our own requests: none sent yet
                     }
-                    let Ok(slot) = slots.clone().acquire_owned().await else {
-                        break;
+                    let slot = match tokio::time::timeout(idle, slots.clone().acquire_owned()).await
+                    {
+                        Ok(Ok(slot)) => slot,
+                        Ok(Err(_)) => break,
+                        Err(_) => {
+                            bad = Some(format!(
+                                    "{MAX_IN_FLIGHT_PER_CONNECTION} requests unanswered or unread for {} ms",
+                                    idle.as_millis()
+                                ));
+                            break;
+                        }
                     };
                     let received = std::time::Instant::now();
-                    let (handler, tx, conn) = (handler.clone(), tx.clone(), conn.clone());
+                    let (handler, tx, conn, queued) =
+                        (handler.clone(), tx.clone(), conn.clone(), queued.clone());
                     tokio::task::spawn_blocking(move || {
                         let reply = Reply {
                             tx,
                             oneway: req.is_oneway(),
                             received,
-                            _slot: slot,
+                            slot,
+                            queued,
                         };
                         handler.handle_async(req, &conn, reply);
                     });
@@ -417,6 +524,7 @@ async fn serve(
     let _ = tx.send(Outgoing {
         bytes: Vec::new(),
         push: false,
+        slot: None,
     });
     drop(tx);
     drop(conn);
