@@ -9,7 +9,11 @@
 //! first at shutdown. Replication ([`crate::ha`]): a master binds its HA
 //! port with the broker's (before the store opens) and serves slaves; a
 //! slave follows `ha.master`, refuses sends and registers under the same
-//! broker name with its `broker_id`.
+//! broker name with its `broker_id`. In controller mode (`controller` set)
+//! the role is the controller's to decide and changes at runtime
+//! ([`crate::ha::replicas`]): the HA port is bound whatever the role, the
+//! node starts as a slave following nobody, and re-registers with the name
+//! servers as broker 0 when it becomes master (its own id otherwise).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -23,7 +27,9 @@ use mqlab_protocol::body::register::{TopicConfig, TopicConfigWrapper};
 use mqlab_protocol::codes::{request, response};
 use mqlab_protocol::RemotingCommand;
 
-use crate::ha::{HaConfig, HaService};
+use crate::controller::BrokerIdentity;
+use crate::ha::replicas::{ControllerMode, HaRef, Replication};
+use crate::ha::{BrokerRole, HaConfig, HaService};
 use crate::metrics::{MetricsServer, NodeLabels, Sources};
 use crate::namesrv::{NameServer, Registration};
 use crate::remoting::{call, BrokerHandler, RemotingServer, ServerConfig, WireStats};
@@ -70,8 +76,13 @@ pub struct NodeConfig {
     /// listening on the broker's port + 1.
     pub ha: HaConfig,
     /// RocketMQ's brokerId: 0 for a master, 1.. for a slave (see
-    /// [`NodeConfig::settle_role`]). Default 0.
+    /// [`NodeConfig::settle_role`]). Default 0. In controller mode: this
+    /// broker's id in its group, 1.., unique and kept for its life.
     pub broker_id: u64,
+    /// Controller mode (`enableControllerMode`, `controllerAddr`): the
+    /// controller decides the role; `ha.role` is then what this broker is
+    /// as master (ASYNC_MASTER or SYNC_MASTER). Default: off.
+    pub controller: Option<ControllerMode>,
 }
 
 impl NodeConfig {
@@ -94,6 +105,7 @@ impl NodeConfig {
             metrics: None,
             ha: HaConfig::default(),
             broker_id: 0,
+            controller: None,
         }
     }
 
@@ -101,8 +113,20 @@ impl NodeConfig {
     /// `BrokerStartup` does: a master is always broker 0; a slave must not
     /// be 0 (mqlab gives a slave left at 0 the id 1) and needs its master's
     /// HA address.
+    /// In controller mode the id stays (it must be 1.., the route's 0 is
+    /// given by the controller) and the role must be a master's.
     pub fn settle_role(&mut self) -> Result<(), String> {
-        if self.ha.role.is_master() {
+        if let Some(c) = &self.controller {
+            if c.addrs.is_empty() {
+                return Err("controller mode needs controller addresses (controllerAddr)".into());
+            }
+            if self.broker_id == 0 {
+                return Err("controller mode needs a broker id of 1 or more (brokerId, --broker-id), unique in the group".into());
+            }
+            if !self.ha.role.is_master() {
+                return Err("in controller mode the controller makes brokers slaves; brokerRole names what this broker is as master: ASYNC_MASTER or SYNC_MASTER".into());
+            }
+        } else if self.ha.role.is_master() {
             self.broker_id = 0;
         } else if self.broker_id == 0 {
             self.broker_id = 1;
@@ -114,7 +138,7 @@ impl NodeConfig {
 /// A running node.
 pub struct Node {
     /// Stopped first on drop (its threads hold the store).
-    ha: Option<HaService>,
+    repl: Option<Arc<Replication>>,
     store: Option<Arc<Store>>,
     broker: Option<Arc<Broker>>,
     server: Option<Arc<RemotingServer>>,
@@ -140,13 +164,14 @@ pub type NodeError = String;
 fn registration(
     cfg: &NodeConfig,
     addr: SocketAddr,
-    ha_addr: Option<SocketAddr>,
+    repl: &Replication,
     broker: &Broker,
 ) -> Registration {
+    let ha_addr = repl.ha_addr();
     Registration {
         cluster: cfg.cluster.clone(),
         broker_name: cfg.broker_name.clone(),
-        broker_id: cfg.broker_id as i64,
+        broker_id: repl.route_id() as i64,
         broker_addr: addr.to_string(),
         ha_addr: ha_addr.map(|a| a.to_string()).unwrap_or_default(),
         topics: announced_topics(broker),
@@ -206,7 +231,7 @@ impl Node {
         // From the configured address: a broker port chosen by the system
         // (0) gives an HA port chosen by the system too, never bound + 1,
         // which another process may hold (tests failed on it now and then).
-        let ha_listener = if cfg.ha.role.is_master() {
+        let ha_listener = if cfg.ha.role.is_master() || cfg.controller.is_some() {
             let at = cfg.ha.listen_for(cfg.listen);
             Some(TcpListener::bind(at).map_err(|e| format!("HA listener on {at}: {e}"))?)
         } else {
@@ -220,12 +245,22 @@ impl Node {
         );
         // Replication starts before the broker: a slave's store refuses
         // puts from the first one, a sync master's waits for its slaves.
-        let ha = HaService::start(store.clone(), cfg.ha.clone(), ha_listener)
-            .map_err(|e| format!("replication: {e}"))?;
-        let ha_addr = ha.local_addr();
+        let repl = Arc::new(match (&cfg.controller, ha_listener) {
+            (Some(_), Some(l)) => {
+                Replication::controlled(store.clone(), cfg.ha.clone(), l, cfg.broker_id)
+                    .map_err(|e| format!("replication: {e}"))?
+            }
+            (_, l) => {
+                let ha = HaService::start(store.clone(), cfg.ha.clone(), l)
+                    .map_err(|e| format!("replication: {e}"))?;
+                Replication::fixed(store.clone(), cfg.ha.clone(), ha, cfg.broker_id)
+            }
+        });
         let mut broker_cfg = cfg.broker.clone();
-        if !cfg.ha.role.is_master() {
+        if !cfg.ha.role.is_master() || cfg.controller.is_some() {
             // A slave cannot store what a check decides; its master checks.
+            // (Controller mode: the check service does not follow role
+            // switches yet, so it stays off.)
             broker_cfg.txn.check_enabled = false;
         }
         let broker = Broker::open(store.clone(), broker_cfg, clock::system())
@@ -265,25 +300,29 @@ impl Node {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let registrar = {
-            let (cfg, broker, stop, remote) = (
+            let (cfg, broker, stop, remote, repl) = (
                 cfg.clone(),
                 broker.clone(),
                 stop.clone(),
                 cfg.namesrv.clone(),
+                repl.clone(),
             );
             std::thread::Builder::new()
                 .name("mqlab-registrar".into())
                 .spawn(move || {
-                    let mut last: Option<(Instant, usize)> = None;
+                    let mut last: Option<(Instant, usize, u64)> = None;
                     let mut opaque = 0;
                     while !stop.load(Ordering::Acquire) {
                         let topics = broker.topics().len();
-                        let due = last.is_none_or(|(t, n)| {
+                        // A role switch re-registers at once.
+                        let generation = repl.generation();
+                        let due = last.is_none_or(|(t, n, g)| {
                             n != topics
+                                || g != generation
                                 || t.elapsed() >= Duration::from_millis(cfg.register_interval_ms)
                         });
                         if due {
-                            let reg = registration(&cfg, addr, ha_addr, &broker);
+                            let reg = registration(&cfg, addr, &repl, &broker);
                             if let Some(ns) = &embedded {
                                 ns.register(&reg);
                             }
@@ -299,7 +338,7 @@ impl Node {
                                     Err(e) => eprintln!("mqlab broker: register with {ns}: {e}"),
                                 }
                             }
-                            last = Some((Instant::now(), topics));
+                            last = Some((Instant::now(), topics, generation));
                         }
                         std::thread::sleep(Duration::from_millis(200));
                     }
@@ -320,8 +359,20 @@ impl Node {
                 },
             ))?;
         }
+        if let Some(mode) = &cfg.controller {
+            let ha_addr = cfg.ha.listen_for(cfg.listen);
+            let me = BrokerIdentity {
+                cluster: cfg.cluster.clone(),
+                group: cfg.broker_name.clone(),
+                id: cfg.broker_id,
+                addr,
+                // The HA port as bound (a system-chosen port when 0).
+                ha_addr: repl.bound_ha_addr().unwrap_or(ha_addr),
+            };
+            repl.with_controller(mode.clone(), me)?;
+        }
         Ok(Node {
-            ha: Some(ha),
+            repl: Some(repl),
             store: Some(store),
             broker: Some(broker),
             server: Some(server),
@@ -343,12 +394,36 @@ impl Node {
 
     /// Where a master listens for slaves (None on a slave).
     pub fn ha_addr(&self) -> Option<SocketAddr> {
-        self.ha.as_ref().and_then(|h| h.local_addr())
+        self.repl.as_ref().and_then(|r| r.ha_addr())
     }
 
     /// Replication: the master's or the slave's side.
-    pub fn ha(&self) -> &HaService {
-        self.ha.as_ref().expect("present until shutdown")
+    /// Locked while the result lives: hold it briefly (a role switch
+    /// waits for it). Panics in controller mode before the first role.
+    pub fn ha(&self) -> HaRef<'_> {
+        self.replication().ha()
+    }
+
+    /// The node's replication: role, epoch, route id, HA service.
+    pub fn replication(&self) -> &Arc<Replication> {
+        self.repl.as_ref().expect("present until shutdown")
+    }
+
+    /// The current role (controller mode: as the controller decided;
+    /// SLAVE until it named this broker master).
+    pub fn role(&self) -> BrokerRole {
+        self.replication().role()
+    }
+
+    /// The master epoch this broker last learned (0 without a
+    /// controller).
+    pub fn epoch(&self) -> u32 {
+        self.replication().epoch()
+    }
+
+    /// The broker id announced in routes now: 0 as master.
+    pub fn route_id(&self) -> u64 {
+        self.replication().route_id()
     }
 
     /// The node's configuration (role and broker id settled).
@@ -401,7 +476,7 @@ impl Node {
                 .with_field("brokerAddr", self.addr)
                 .with_field("brokerName", &self.cfg.broker_name)
                 .with_field("clusterName", &self.cfg.cluster)
-                .with_field("brokerId", self.cfg.broker_id);
+                .with_field("brokerId", self.route_id());
             if let Err(e) = call(*ns, &req, Duration::from_secs(3)) {
                 eprintln!("mqlab broker: unregister from {ns}: {e}");
             }
@@ -420,8 +495,8 @@ impl Node {
         }
         // After the server (sends in flight get their slave's answer),
         // before the store (its threads hold it).
-        if let Some(mut ha) = self.ha.take() {
-            ha.shutdown();
+        if let Some(r) = self.repl.take() {
+            r.shutdown();
         }
         let broker = self.broker.take().expect("present until shutdown");
         broker
@@ -450,8 +525,8 @@ impl Drop for Node {
         if let Some(r) = self.registrar.take() {
             let _ = r.join();
         }
-        if let Some(mut ha) = self.ha.take() {
-            ha.shutdown();
+        if let Some(r) = self.repl.take() {
+            r.shutdown();
         }
     }
 }

@@ -21,6 +21,9 @@
 //! | `brokerId` | a slave's id, 1.. (a SLAVE left at 0 gets 1); a master is always 0, as RocketMQ forces it | 0 |
 //! | `haListenPort` | where a master listens for slaves (on brokerIP1) | listenPort + 1 |
 //! | `haMasterAddress` | a slave's master, `host:port` of its HA port (numeric IP) | none (a SLAVE needs it) |
+//! | `enableControllerMode` | the controller decides the role (see [`crate::ha::replicas`]); needs `controllerAddr` and `brokerId` >= 1 | false |
+//! | `controllerAddr` | controllers, `host:port;host:port` | none |
+//! | `controllerHeartBeatTimeoutMills` | silence after which the controller counts this broker dead | 10000 |
 //! | `aclEnable`, `aclFile` | require signed requests, accounts file | false |
 //! | `maxPendingSends` | mqlab's back-pressure limit | 10000 |
 //! | `maxConnections` | mqlab's: most open client connections (more are closed at once) | 10000 |
@@ -36,6 +39,7 @@ use std::sync::Arc;
 use mqlab_engine::{BackendKind, FlushKind};
 
 use crate::acl::Acl;
+use crate::ha::replicas::ControllerMode;
 use crate::node::NodeConfig;
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -58,6 +62,9 @@ struct File {
     broker_id: Option<u64>,
     ha_listen_port: Option<u16>,
     ha_master_address: Option<String>,
+    enable_controller_mode: Option<bool>,
+    controller_addr: Option<String>,
+    controller_heart_beat_timeout_mills: Option<u64>,
     acl_enable: Option<bool>,
     acl_file: Option<PathBuf>,
     max_pending_sends: Option<usize>,
@@ -155,6 +162,20 @@ pub fn apply_toml(cfg: &mut NodeConfig, text: &str, base: &Path) -> Result<(), S
         cfg.ha.master = Some(a.trim().parse().map_err(|e| {
             format!("haMasterAddress {a:?}: {e} (expected host:port with a numeric IP)")
         })?);
+    }
+    // As RocketMQ: controllerAddr counts only with enableControllerMode.
+    match (f.enable_controller_mode, &f.controller_addr) {
+        (Some(true), None) => return Err("enableControllerMode = true needs controllerAddr".into()),
+        (Some(true), Some(list)) => {
+            let addrs = parse_namesrv(list).map_err(|e| format!("controllerAddr: {e}"))?;
+            let mut mode = ControllerMode::new(addrs);
+            if let Some(ms) = f.controller_heart_beat_timeout_mills {
+                mode.heartbeat_timeout_ms = ms.max(1);
+            }
+            cfg.controller = Some(mode);
+        }
+        (Some(false), _) => cfg.controller = None,
+        (None, _) => {}
     }
     cfg.settle_role()?;
     match (f.acl_enable.unwrap_or(false), f.acl_file) {
@@ -264,6 +285,37 @@ haMasterAddress = "127.0.0.1:10912"
         assert_eq!(cfg.broker_id, 0);
         apply_toml(&mut cfg, "brokerId = 3", Path::new(".")).unwrap();
         assert_eq!(cfg.broker_id, 0, "a master is broker 0");
+    }
+
+    #[test]
+    fn controller_mode_keys() {
+        let mut cfg = NodeConfig::new("/data");
+        apply_toml(
+            &mut cfg,
+            r#"
+enableControllerMode = true
+controllerAddr = "127.0.0.1:9878;127.0.0.1:9868"
+controllerHeartBeatTimeoutMills = 3000
+brokerId = 2
+brokerRole = "SYNC_MASTER"
+"#,
+            Path::new("."),
+        )
+        .unwrap();
+        let c = cfg.controller.as_ref().unwrap();
+        assert_eq!(c.addrs.len(), 2);
+        assert_eq!(c.heartbeat_timeout_ms, 3000);
+        assert_eq!(cfg.broker_id, 2, "controller mode keeps the id");
+        for (text, names) in [
+            ("enableControllerMode = true", "controllerAddr"),
+            (
+                "enableControllerMode = true\ncontrollerAddr = \"127.0.0.1:1\"",
+                "broker id",
+            ),
+        ] {
+            let e = apply_toml(&mut NodeConfig::new("/d"), text, Path::new(".")).unwrap_err();
+            assert!(e.contains(names), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ use mqlab_engine::service::Signal;
 use mqlab_engine::store::{ReplicaCallback, ReplicaGate};
 use mqlab_engine::{PutStatus, Store};
 
+use super::controlled::{self, Controlled};
 use super::wire::{self, ReportReader};
 use super::{HaConfig, MAX_SLAVE_CONNECTIONS};
 
@@ -47,6 +48,11 @@ pub struct SlaveConn {
     /// End of what the writer has sent (or is sending).
     sent: AtomicU64,
     closed: AtomicBool,
+    /// Controller mode: the broker id from its hello (0: unknown).
+    broker_id: AtomicU64,
+    /// A report at or past this is "caught up" (the master's committed
+    /// offset at the previous report).
+    catch_up_target: AtomicU64,
 }
 
 impl SlaveConn {
@@ -69,6 +75,8 @@ pub struct SlaveInfo {
     pub acked: Option<u64>,
     /// End of what was sent to it.
     pub sent: u64,
+    /// Controller mode: its broker id (0 otherwise).
+    pub broker_id: u64,
 }
 
 struct Waiter {
@@ -92,6 +100,8 @@ struct Shared {
     /// The highest offset any slave reported.
     acked: AtomicU64,
     waiters: Mutex<Waiters>,
+    /// Controller mode: handshake, in-sync set.
+    ctl: Option<Arc<Controlled>>,
 }
 
 /// A master's HA service.
@@ -131,6 +141,7 @@ impl Master {
         store: Arc<Store>,
         cfg: HaConfig,
         listener: TcpListener,
+        ctl: Option<Arc<Controlled>>,
     ) -> Result<Master, String> {
         let addr = listener
             .local_addr()
@@ -146,6 +157,7 @@ impl Master {
             threads: Mutex::new(Vec::new()),
             acked: AtomicU64::new(0),
             waiters: Mutex::new(Waiters::default()),
+            ctl,
         });
         let s = shared.clone();
         let accept = spawn("mqlab-ha-accept", move || s.accept_loop(listener))?;
@@ -192,8 +204,15 @@ impl Master {
                 peer: c.peer,
                 acked: u64::try_from(c.ack.load(Ordering::Acquire)).ok(),
                 sent: c.sent.load(Ordering::Acquire),
+                broker_id: c.broker_id.load(Ordering::Acquire),
             })
             .collect()
+    }
+
+    /// Controller mode: answers the waiting puts the in-sync set now
+    /// covers (after the set changed).
+    pub fn resync(&self) {
+        self.shared.fire_upto(self.shared.confirmed());
     }
 
     /// Puts waiting for a slave.
@@ -292,6 +311,8 @@ impl Shared {
             ack: AtomicI64::new(-1),
             sent: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            broker_id: AtomicU64::new(0),
+            catch_up_target: AtomicU64::new(self.store.offsets().committed),
         });
         self.conns
             .lock()
@@ -299,7 +320,11 @@ impl Shared {
             .push(conn.clone());
         let (s, c, r) = (self.clone(), conn.clone(), stream);
         let reader = spawn("mqlab-ha-read", move || {
-            let why = s.read_loop(&c, r);
+            let mut r = r;
+            let why = match s.handshake(&c, &mut r) {
+                Ok(()) => s.read_loop(&c, r),
+                Err(why) => why,
+            };
             c.close();
             if !s.signal.stopped() {
                 eprintln!("mqlab ha: slave {}: connection dropped: {why}", c.peer);
@@ -319,6 +344,53 @@ impl Shared {
         threads.push(reader);
         threads.push(writer);
         Ok(())
+    }
+
+    /// Controller mode: reads the slave's hello, answers with this
+    /// master's epoch entries and log end. Nothing to do otherwise.
+    fn handshake(&self, conn: &SlaveConn, r: &mut TcpStream) -> Result<(), String> {
+        let Some(ctl) = &self.ctl else {
+            return Ok(());
+        };
+        let mut hello = [0u8; controlled::HELLO_BYTES];
+        controlled::read_exact_by(
+            r,
+            &mut hello,
+            Instant::now() + controlled::HANDSHAKE_TIMEOUT,
+        )?;
+        let id = controlled::decode_hello(&hello)?;
+        conn.broker_id.store(id, Ordering::Release);
+        let answer = {
+            let epochs = ctl.epochs();
+            controlled::encode_epochs(epochs.entries(), self.store.offsets().committed)
+        };
+        (&conn.stream)
+            .write_all(&answer)
+            .map_err(|e| format!("handshake: {e}"))
+    }
+
+    /// What the slaves confirmed: classic, the best report; controller
+    /// mode, the lowest report among the in-sync set's other members
+    /// (everything when it has none; 0 when one is not connected).
+    fn confirmed(&self) -> u64 {
+        let Some(ctl) = &self.ctl else {
+            return self.acked.load(Ordering::Acquire);
+        };
+        let Ok(needed) = ctl.sync.needed() else {
+            return 0;
+        };
+        let live = self.live();
+        needed
+            .iter()
+            .map(|id| {
+                live.iter()
+                    .filter(|c| c.broker_id.load(Ordering::Acquire) == *id)
+                    .filter_map(|c| u64::try_from(c.ack.load(Ordering::Acquire)).ok())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     /// Reads reports until the connection ends; returns why it did.
@@ -384,7 +456,18 @@ impl Shared {
         }
         conn.ack.store(offset as i64, Ordering::Release);
         let acked = self.acked.fetch_max(offset, Ordering::AcqRel).max(offset);
-        self.fire_upto(acked);
+        if let Some(ctl) = &self.ctl {
+            let id = conn.broker_id.load(Ordering::Acquire);
+            let committed = self.store.offsets().committed;
+            if offset >= conn.catch_up_target.swap(committed, Ordering::AcqRel) && id != 0 {
+                ctl.sync.caught_up(id, Instant::now());
+            }
+        }
+        self.fire_upto(if self.ctl.is_some() {
+            self.confirmed()
+        } else {
+            acked
+        });
         if prev < 0 {
             // The writer waits for the first report.
             self.signal.notify();
@@ -465,11 +548,20 @@ impl Shared {
     }
 
     fn when_replicated(&self, end: u64, timeout: Duration, done: ReplicaCallback) {
-        if self.acked.load(Ordering::Acquire) >= end {
-            return done(PutStatus::PutOk, None);
-        }
-        if let Err(why) = self.slave_ok(end) {
-            return done(PutStatus::SlaveNotAvailable, Some(why));
+        if self.ctl.is_some() {
+            if let Err(why) = self.members_ok() {
+                return done(PutStatus::SlaveNotAvailable, Some(why));
+            }
+            if self.confirmed() >= end {
+                return done(PutStatus::PutOk, None);
+            }
+        } else {
+            if self.acked.load(Ordering::Acquire) >= end {
+                return done(PutStatus::PutOk, None);
+            }
+            if let Err(why) = self.slave_ok(end) {
+                return done(PutStatus::SlaveNotAvailable, Some(why));
+            }
         }
         {
             let mut w = self.lock_waiters();
@@ -486,7 +578,30 @@ impl Shared {
         }
         self.signal.notify();
         // A report may have come between the check and the insert.
-        self.fire_upto(self.acked.load(Ordering::Acquire));
+        self.fire_upto(if self.ctl.is_some() {
+            self.confirmed()
+        } else {
+            self.acked.load(Ordering::Acquire)
+        });
+    }
+
+    /// Controller mode: the in-sync set is large enough and each of its
+    /// other members is connected and has reported.
+    fn members_ok(&self) -> Result<(), String> {
+        let Some(ctl) = &self.ctl else {
+            return Ok(());
+        };
+        let needed = ctl.sync.needed()?;
+        let live = self.live();
+        for id in needed {
+            let ok = live.iter().any(|c| {
+                c.broker_id.load(Ordering::Acquire) == id && c.ack.load(Ordering::Acquire) >= 0
+            });
+            if !ok {
+                return Err(format!("in-sync replica {id} is not connected"));
+            }
+        }
+        Ok(())
     }
 
     /// RocketMQ's `isSlaveOK`: a connected slave that has reported and is

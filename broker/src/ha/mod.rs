@@ -26,7 +26,10 @@
 //! reader (reports in, acks fired) and a writer (transfers out); a slave
 //! runs one thread. At most [`MAX_SLAVE_CONNECTIONS`] slaves at once.
 
+pub mod controlled;
+pub mod epoch;
 pub mod master;
+pub mod replicas;
 pub mod slave;
 pub mod wire;
 
@@ -118,6 +121,13 @@ pub struct HaConfig {
     /// First wait before a slave reconnects; doubled after each failure up
     /// to 5 s. Default 100 ms.
     pub reconnect_backoff_ms: u64,
+    /// Controller mode: a member of the in-sync set that has not caught up
+    /// for this long leaves it [haMaxTimeSlaveNotCatchup]. Default 15,000.
+    pub max_time_slave_not_catchup_ms: u64,
+    /// Controller mode: a SYNC_MASTER answers puts SLAVE_NOT_AVAILABLE
+    /// while its in-sync set (itself included) is smaller [minInSyncReplicas].
+    /// Default 1.
+    pub min_in_sync_replicas: usize,
 }
 
 impl Default for HaConfig {
@@ -132,6 +142,8 @@ impl Default for HaConfig {
             slave_timeout_ms: 3_000,
             slave_fallbehind_max: 256 * 1024 * 1024,
             reconnect_backoff_ms: 100,
+            max_time_slave_not_catchup_ms: 15_000,
+            min_in_sync_replicas: 1,
         }
     }
 }
@@ -192,18 +204,30 @@ impl HaService {
         cfg: HaConfig,
         listener: Option<TcpListener>,
     ) -> Result<HaService, String> {
+        HaService::start_with(store, cfg, listener, None)
+    }
+
+    /// [`HaService::start`] in controller mode when `ctl` is given: both
+    /// sides handshake first, a slave truncates what its master never
+    /// had, a SYNC_MASTER waits for the in-sync set ([`controlled`]).
+    pub fn start_with(
+        store: Arc<Store>,
+        cfg: HaConfig,
+        listener: Option<TcpListener>,
+        ctl: Option<Arc<controlled::Controlled>>,
+    ) -> Result<HaService, String> {
         cfg.validate()?;
         match cfg.role {
             BrokerRole::Slave => {
                 store.set_slave_mode(true);
                 Ok(HaService {
                     master: None,
-                    slave: Some(slave::Slave::start(store, cfg)?),
+                    slave: Some(slave::Slave::start(store, cfg, ctl)?),
                 })
             }
             role => {
                 let listener = listener.ok_or("a master needs its HA listener")?;
-                let m = master::Master::start(store.clone(), cfg, listener)?;
+                let m = master::Master::start(store.clone(), cfg, listener, ctl)?;
                 if role == BrokerRole::SyncMaster {
                     store.set_replica_gate(Some(m.gate()));
                 }

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use mqlab_engine::service::Signal;
 use mqlab_engine::Store;
 
+use super::controlled::{self, Controlled};
+use super::epoch::consistent_point;
 use super::wire::{self, Transfer, TransferReader, WireError};
 use super::HaConfig;
 
@@ -65,14 +67,18 @@ impl std::fmt::Debug for Slave {
 
 impl Slave {
     /// Starts the client thread (`cfg.master` is set: validated).
-    pub(super) fn start(store: Arc<Store>, cfg: HaConfig) -> Result<Slave, String> {
+    pub(super) fn start(
+        store: Arc<Store>,
+        cfg: HaConfig,
+        ctl: Option<Arc<Controlled>>,
+    ) -> Result<Slave, String> {
         let master = cfg.master.ok_or("a slave needs haMasterAddress")?;
         let state = Arc::new(State::default());
         let signal = Arc::new(Signal::default());
         let (st, sig) = (state.clone(), signal.clone());
         let thread = std::thread::Builder::new()
             .name("mqlab-ha-client".into())
-            .spawn(move || run(&store, &cfg, master, &st, &sig))
+            .spawn(move || run(&store, &cfg, master, &st, &sig, ctl.as_deref()))
             .map_err(|e| format!("HA client thread: {e}"))?;
         Ok(Slave {
             state,
@@ -131,7 +137,14 @@ impl Drop for Slave {
     }
 }
 
-fn run(store: &Store, cfg: &HaConfig, master: SocketAddr, state: &State, signal: &Signal) {
+fn run(
+    store: &Store,
+    cfg: &HaConfig,
+    master: SocketAddr,
+    state: &State,
+    signal: &Signal,
+    ctl: Option<&Controlled>,
+) {
     let first = Duration::from_millis(cfg.reconnect_backoff_ms.max(1));
     let mut backoff = first;
     let mut failures = 0u64;
@@ -141,7 +154,7 @@ fn run(store: &Store, cfg: &HaConfig, master: SocketAddr, state: &State, signal:
             Ok(stream) => {
                 state.connections.fetch_add(1, Ordering::AcqRel);
                 state.connected.store(true, Ordering::Release);
-                let why = Connection::new(store, cfg, state, signal).run(stream);
+                let why = Connection::new(store, cfg, state, signal, ctl).run(stream);
                 state.connected.store(false, Ordering::Release);
                 if !signal.stopped() {
                     eprintln!("mqlab ha: master {master}: connection dropped: {why}");
@@ -184,18 +197,26 @@ struct Connection<'a> {
     cfg: &'a HaConfig,
     state: &'a State,
     signal: &'a Signal,
+    ctl: Option<&'a Controlled>,
     /// The start of a record the store could not take yet.
     tail: Vec<u8>,
     max_tail: usize,
 }
 
 impl<'a> Connection<'a> {
-    fn new(store: &'a Store, cfg: &'a HaConfig, state: &'a State, signal: &'a Signal) -> Self {
+    fn new(
+        store: &'a Store,
+        cfg: &'a HaConfig,
+        state: &'a State,
+        signal: &'a Signal,
+        ctl: Option<&'a Controlled>,
+    ) -> Self {
         Connection {
             store,
             cfg,
             state,
             signal,
+            ctl,
             tail: Vec::new(),
             // A record is at most the message limit plus headers and
             // properties (64 KiB); a blank's padding is shorter than one
@@ -225,6 +246,9 @@ impl<'a> Connection<'a> {
             });
         if let Err(e) = setup {
             return format!("socket setup: {e}");
+        }
+        if let Err(why) = self.handshake(&stream) {
+            return why;
         }
         if let Err(why) = self.report(&stream) {
             return why;
@@ -274,6 +298,47 @@ impl<'a> Connection<'a> {
                 last_report = Instant::now();
             }
         }
+    }
+
+    /// Controller mode: hello, the master's epochs, truncation back to the
+    /// last offset consistent with them, the entries adopted.
+    fn handshake(&self, stream: &TcpStream) -> Result<(), Why> {
+        let Some(ctl) = self.ctl else {
+            return Ok(());
+        };
+        let mut s = stream;
+        s.write_all(&controlled::encode_hello(ctl.broker_id))
+            .map_err(|e| format!("handshake: {e}"))?;
+        let mut r = stream.try_clone().map_err(|e| format!("handshake: {e}"))?;
+        let (master, master_end) =
+            controlled::read_epochs(&mut r, Instant::now() + controlled::HANDSHAKE_TIMEOUT)?;
+        let end = self.store.offsets().written;
+        let point = {
+            let epochs = ctl.epochs();
+            consistent_point(epochs.entries(), end, &master, master_end)
+        };
+        if point < end {
+            let cut = self.store.truncate_to(point).map_err(|e| {
+                format!("truncate to {point}, consistent with the master's epochs: {e}")
+            })?;
+            for t in &cut {
+                eprintln!(
+                    "mqlab ha: truncated {} at offset {} ({} bytes): {}",
+                    t.file.display(),
+                    t.offset,
+                    t.bytes,
+                    t.reason
+                );
+            }
+            ctl.count_truncation(end - point);
+            eprintln!(
+                "mqlab ha: broker {}: commit log cut from {end} back to {point} ({} bytes the master never had)",
+                ctl.broker_id,
+                end - point
+            );
+        }
+        ctl.epochs().replace(master)?;
+        Ok(())
     }
 
     /// Applies one transfer; true when the log grew.

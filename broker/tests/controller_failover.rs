@@ -1,0 +1,413 @@
+//! Failover with the controller (issue 14 part 2), on loopback in one
+//! process (ports chosen by the system, short heartbeat timeouts, bounded
+//! waits): a SYNC_MASTER and its slave in controller mode; the master is
+//! killed (its Node dropped: no clean shutdown), the controller elects
+//! the slave within seconds at a higher epoch, the new master accepts
+//! sends and has every message the old one acknowledged, the name
+//! server's route lists it as broker 0; the old master restarted on its
+//! directory rejoins as a slave. With three controllers the leader is
+//! stopped too and the failover still happens. A demoted master that
+//! wrote what nobody else has truncates it when it rejoins. Random
+//! choices are seeded and every failure names its seed.
+
+mod common;
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mqlab_broker::controller::{Controller, ControllerConfig};
+use mqlab_broker::ha::replicas::ControllerMode;
+use mqlab_broker::ha::{BrokerRole, HaConfig};
+use mqlab_broker::namesrv::NameServer;
+use mqlab_broker::node::{Node, NodeConfig};
+use mqlab_broker::remoting::{RemotingServer, ServerConfig};
+use mqlab_engine::{FlushKind, Store, StoreConfig};
+use mqlab_protocol::body::route::TopicRouteData;
+use mqlab_protocol::codes::{request, response};
+use mqlab_protocol::{encode_frame, RemotingCommand};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const GROUP: &str = "broker-f";
+const TOPIC: &str = "FailoverTopic";
+/// The controller counts a broker dead after this much silence.
+const HEARTBEAT_TIMEOUT_MS: u64 = 1_500;
+
+fn wait_for(what: &str, seed: u64, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "seed {seed:#x}: timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn controllers(n: usize) -> Vec<Controller> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let peers: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            Controller::start_on(
+                l,
+                ControllerConfig {
+                    id: i as u64 + 1,
+                    peers: peers.clone(),
+                    heartbeat_timeout_ms: HEARTBEAT_TIMEOUT_MS,
+                    scan_interval_ms: 100,
+                    unclean_election: false,
+                },
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+fn namesrv() -> RemotingServer {
+    Arc::new(NameServer::new())
+        .serve(ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ServerConfig::default()
+        })
+        .unwrap()
+}
+
+fn store_config() -> StoreConfig {
+    let mut s = StoreConfig::small();
+    s.segment_bytes = 128 * 1024;
+    s.max_message_bytes = 32 * 1024;
+    s.flush.kind = FlushKind::Group;
+    s.flush.flush_interval_ms = 5;
+    s.flush.flush_least_pages = 1;
+    s.flush.flush_thorough_interval_ms = 50;
+    s.checkpoint_interval_ms = 50;
+    s
+}
+
+fn node_config(
+    dir: &Path,
+    id: u64,
+    ctl: &[SocketAddr],
+    ns: SocketAddr,
+    not_catchup_ms: u64,
+) -> NodeConfig {
+    NodeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        embedded_namesrv: None,
+        namesrv: vec![ns],
+        broker_name: GROUP.into(),
+        register_interval_ms: 500,
+        store: store_config(),
+        ha: HaConfig {
+            role: BrokerRole::SyncMaster,
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            heartbeat_interval_ms: 200,
+            housekeeping_interval_ms: 5_000,
+            slave_timeout_ms: 3_000,
+            reconnect_backoff_ms: 20,
+            max_time_slave_not_catchup_ms: not_catchup_ms,
+            ..HaConfig::default()
+        },
+        broker_id: id,
+        controller: Some(ControllerMode {
+            addrs: ctl.to_vec(),
+            heartbeat_interval_ms: 200,
+            heartbeat_timeout_ms: HEARTBEAT_TIMEOUT_MS,
+        }),
+        ..NodeConfig::new(dir)
+    }
+}
+
+/// Starts a node, retrying while a dropped one still holds the directory.
+fn start(cfg: NodeConfig, seed: u64) -> Node {
+    let t = Instant::now();
+    loop {
+        match Node::start(cfg.clone()) {
+            Ok(n) => return n,
+            Err(e) if t.elapsed() < Duration::from_secs(10) => {
+                eprintln!("retrying a node start: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("seed {seed:#x}: node start: {e}"),
+        }
+    }
+}
+
+fn send_frame(body: &[u8], queue: u32, opaque: i32) -> Vec<u8> {
+    let props = format!("KEYS\u{1}k{opaque}\u{2}");
+    common::v2_send_with(opaque, TOPIC, &queue.to_string(), &props, body)
+}
+
+/// Sends `n` seeded messages to `node`; returns (answer code, body) each.
+fn send_n(node: &Node, n: usize, rng: &mut ChaCha8Rng, first: i32) -> Vec<(i32, Vec<u8>)> {
+    let mut c = common::connect(node.addr());
+    (0..n)
+        .map(|i| {
+            let len = rng.random_range(16..3_000);
+            let body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            let queue = rng.random_range(0..4);
+            let r = common::roundtrip(&mut c, &send_frame(&body, queue, first + i as i32));
+            (r.code, body)
+        })
+        .collect()
+}
+
+/// Every stored body, with its offset.
+fn records(store: &Store) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    store
+        .scan(store.min_offset(), &mut |m| {
+            let m = m.expect("a valid record");
+            out.push((m.phys_offset, m.body.clone()));
+            true
+        })
+        .unwrap();
+    out
+}
+
+/// Both stores hold the same records at the same offsets.
+fn assert_same_records(a: &Store, b: &Store, seed: u64) {
+    let (ra, rb) = (records(a), records(b));
+    for (x, y) in ra.iter().zip(&rb) {
+        assert!(
+            x == y,
+            "seed {seed:#x}: records differ at {} / {} ({} / {} bytes)",
+            x.0,
+            y.0,
+            x.1.len(),
+            y.1.len()
+        );
+    }
+    assert_eq!(
+        (ra.len(), a.min_offset(), a.offsets().written),
+        (rb.len(), b.min_offset(), b.offsets().written),
+        "seed {seed:#x}: records, first and end offsets"
+    );
+}
+
+fn bodies(store: &Store) -> HashSet<Vec<u8>> {
+    records(store).into_iter().map(|(_, b)| b).collect()
+}
+
+fn sync_set(c: &[Controller]) -> Option<(Option<u64>, u32, BTreeSet<u64>)> {
+    let leader = c.iter().find(|c| c.is_leader())?;
+    let g = leader.group(GROUP)?;
+    Some((g.master, g.master_epoch, g.sync_state_set))
+}
+
+/// The route of TOPIC as the name server at `ns` has it: our group's
+/// broker addresses by id.
+fn route(ns: SocketAddr) -> Option<std::collections::BTreeMap<i64, String>> {
+    let mut req =
+        RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC, 1).with_field("topic", TOPIC);
+    req.version = 401;
+    let r = common::roundtrip(&mut common::connect(ns), &encode_frame(&req).unwrap());
+    if r.code != response::SUCCESS {
+        return None;
+    }
+    let route = TopicRouteData::decode(&r.body).unwrap();
+    route
+        .broker_datas
+        .into_iter()
+        .find(|b| b.broker_name == GROUP)
+        .map(|b| b.broker_addrs)
+}
+
+#[test]
+fn a_killed_master_fails_over_to_its_in_sync_slave() {
+    let seed = 0xfa_0001;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctl = controllers(3);
+    let ctl_addrs: Vec<SocketAddr> = ctl.iter().map(|c| c.local_addr()).collect();
+    wait_for("a controller leader", seed, 10, || {
+        ctl.iter().filter(|c| c.is_leader()).count() == 1
+    });
+    let ns_server = namesrv();
+    let ns = ns_server.local_addr();
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+
+    let a = start(node_config(&da, 1, &ctl_addrs, ns, 3_000), seed);
+    assert!(
+        a.role().is_master(),
+        "seed {seed:#x}: the first broker is master"
+    );
+    assert_eq!((a.epoch(), a.route_id()), (1, 0));
+    let b = start(node_config(&db, 2, &ctl_addrs, ns, 3_000), seed);
+    wait_for("B following A", seed, 10, || {
+        b.role() == BrokerRole::Slave && b.replication().following() == a.ha_addr()
+    });
+    wait_for("B in the in-sync set", seed, 15, || {
+        sync_set(&ctl).is_some_and(|(m, _, s)| m == Some(1) && s == BTreeSet::from([1, 2]))
+    });
+    // Acknowledged by the sync master: every member of {1, 2} has them.
+    let acked = send_n(&a, 300, &mut rng, 1_000);
+    for (code, _) in &acked {
+        assert_eq!(*code, response::SUCCESS, "seed {seed:#x}");
+    }
+    wait_for("A as broker 0 in the route", seed, 10, || {
+        route(ns).is_some_and(|r| r.get(&0) == Some(&a.addr().to_string()))
+    });
+
+    // The controller leader goes first, then the master crashes.
+    let leader = ctl.iter().position(|c| c.is_leader()).unwrap();
+    ctl.remove(leader).shutdown();
+    let a_addr = a.addr();
+    let killed = Instant::now();
+    drop(a);
+    wait_for("B elected", seed, 20, || b.role().is_master());
+    let took = killed.elapsed();
+    eprintln!("failover took {} ms", took.as_millis());
+    assert!(took < Duration::from_secs(10), "seed {seed:#x}: {took:?}");
+    assert_eq!((b.epoch(), b.route_id()), (2, 0), "seed {seed:#x}");
+    let (m, epoch, set) = sync_set(&ctl).unwrap();
+    assert_eq!((m, epoch, set), (Some(2), 2, BTreeSet::from([2])));
+
+    // Every acknowledged message is on the new master.
+    let on_b = bodies(b.store());
+    let lost = acked
+        .iter()
+        .filter(|(_, body)| !on_b.contains(body))
+        .count();
+    assert_eq!(lost, 0, "seed {seed:#x}: acknowledged messages lost");
+    // It takes sends (its in-sync set is itself: nobody to wait for).
+    for (code, _) in send_n(&b, 50, &mut rng, 5_000) {
+        assert_eq!(code, response::SUCCESS, "seed {seed:#x}");
+    }
+    wait_for("B as broker 0 in the route", seed, 10, || {
+        route(ns).is_some_and(|r| {
+            r.get(&0) == Some(&b.addr().to_string())
+                && !r.values().any(|v| *v == a_addr.to_string())
+        })
+    });
+
+    // The old master rejoins as a slave of B and catches up.
+    let a = start(node_config(&da, 1, &ctl_addrs, ns, 3_000), seed);
+    wait_for("A following B", seed, 10, || {
+        a.role() == BrokerRole::Slave && a.replication().following() == b.ha_addr()
+    });
+    assert_eq!((a.epoch(), a.route_id()), (2, 1));
+    wait_for("A caught up", seed, 20, || {
+        a.store().offsets().committed == b.store().offsets().committed
+    });
+    wait_for("A back in the in-sync set", seed, 15, || {
+        sync_set(&ctl).is_some_and(|(m, _, s)| m == Some(2) && s == BTreeSet::from([1, 2]))
+    });
+    for (code, _) in send_n(&b, 50, &mut rng, 9_000) {
+        assert_eq!(code, response::SUCCESS, "seed {seed:#x}");
+    }
+    wait_for("A caught up again", seed, 20, || {
+        a.store().offsets().committed == b.store().offsets().committed
+    });
+    assert_same_records(a.store(), b.store(), seed);
+    wait_for("A as broker 1 in the route", seed, 10, || {
+        route(ns).is_some_and(|r| {
+            r.get(&0) == Some(&b.addr().to_string()) && r.get(&1) == Some(&a.addr().to_string())
+        })
+    });
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+    for c in ctl {
+        c.shutdown();
+    }
+}
+
+#[test]
+fn a_demoted_master_truncates_what_the_new_master_never_had() {
+    let seed = 0xfa_0002;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = controllers(1);
+    let ctl_addrs = vec![ctl[0].local_addr()];
+    wait_for("the controller leads", seed, 10, || ctl[0].is_leader());
+    let ns_server = namesrv();
+    let ns = ns_server.local_addr();
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    // Members stay in the set for 20 s without catching up: B is still in
+    // it when A dies.
+    let a = start(node_config(&da, 1, &ctl_addrs, ns, 20_000), seed);
+    let b = start(node_config(&db, 2, &ctl_addrs, ns, 20_000), seed);
+    wait_for("B in the in-sync set", seed, 15, || {
+        sync_set(&ctl).is_some_and(|(_, _, s)| s == BTreeSet::from([1, 2]))
+    });
+    let acked = send_n(&a, 100, &mut rng, 1_000);
+    assert!(
+        acked.iter().all(|(c, _)| *c == response::SUCCESS),
+        "seed {seed:#x}"
+    );
+    wait_for("B caught up", seed, 20, || {
+        b.store().offsets().committed == a.store().offsets().committed
+    });
+
+    // B crashes; A goes on writing what B never gets: stored, but not
+    // acknowledged (SLAVE_NOT_AVAILABLE: an in-sync member is missing).
+    drop(b);
+    wait_for("A sees B gone", seed, 10, || {
+        a.ha().master().is_some_and(|m| m.slaves().is_empty())
+    });
+    let unacked = send_n(&a, 40, &mut rng, 3_000);
+    for (code, _) in &unacked {
+        assert_eq!(*code, response::SLAVE_NOT_AVAILABLE, "seed {seed:#x}");
+    }
+    let a_end = a.store().offsets().written;
+    drop(a);
+
+    // B comes back first: it is in the in-sync set, A is dead: elected.
+    let b = start(node_config(&db, 2, &ctl_addrs, ns, 20_000), seed);
+    wait_for("B elected", seed, 20, || b.role().is_master());
+    assert_eq!(b.epoch(), 2);
+    let b_end = b.store().offsets().written;
+    assert!(b_end < a_end, "seed {seed:#x}: {b_end} < {a_end}");
+    let on_b = bodies(b.store());
+    assert!(
+        acked.iter().all(|(_, body)| on_b.contains(body)),
+        "seed {seed:#x}"
+    );
+    assert!(
+        !unacked.iter().any(|(_, body)| on_b.contains(body)),
+        "seed {seed:#x}"
+    );
+
+    // A rejoins: it cuts what B never had, then follows B.
+    let a = start(node_config(&da, 1, &ctl_addrs, ns, 20_000), seed);
+    wait_for("A following B", seed, 10, || {
+        a.role() == BrokerRole::Slave && a.replication().following() == b.ha_addr()
+    });
+    let st = a.replication().controlled_state().unwrap().clone();
+    wait_for("A's truncation", seed, 10, || st.truncations() == 1);
+    assert_eq!(st.truncated_bytes(), a_end - b_end, "seed {seed:#x}");
+    let more = send_n(&b, 30, &mut rng, 6_000);
+    assert!(
+        more.iter().all(|(c, _)| *c == response::SUCCESS),
+        "seed {seed:#x}"
+    );
+    wait_for("A caught up", seed, 20, || {
+        a.store().offsets().committed == b.store().offsets().committed
+    });
+    assert_same_records(a.store(), b.store(), seed);
+    let on_a = bodies(a.store());
+    assert!(
+        !unacked.iter().any(|(_, body)| on_a.contains(body)),
+        "seed {seed:#x}"
+    );
+    let epochs: Vec<(u32, u64)> = st
+        .epochs()
+        .entries()
+        .iter()
+        .map(|e| (e.epoch, e.start))
+        .collect();
+    assert_eq!(epochs, vec![(1, 0), (2, b_end)], "seed {seed:#x}");
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+    for c in ctl {
+        c.shutdown();
+    }
+}
