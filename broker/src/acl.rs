@@ -23,6 +23,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use mqlab_protocol::body::heartbeat::HeartbeatData;
 use mqlab_protocol::codes::request;
 use mqlab_protocol::RemotingCommand;
 use sha1::Sha1;
@@ -195,11 +196,14 @@ impl Acl {
         if !same {
             return Err(format!("signature of {key:?} does not match the request"));
         }
-        let topic = f.get("topic").or_else(|| f.get("b")).map(String::as_str);
-        let group = ["consumerGroup", "group", "producerGroup", "a"]
-            .iter()
-            .find_map(|k| f.get(*k))
-            .map(String::as_str);
+        // Every field that can name the request's topic (or group) must be
+        // permitted, not just the first found: handlers read different
+        // ones (a V2 send "b", a V1 send "topic", a batch whichever it
+        // has, a send-back "group"), and a signed request naming a
+        // permitted topic in one field and another topic in the next must
+        // not reach the other.
+        let topics = names(f, &["topic", "b"]);
+        let groups = names(f, &["consumerGroup", "group", "producerGroup", "a"]);
         let topic_perm = |t: &str| {
             account
                 .topics
@@ -215,44 +219,104 @@ impl Acl {
                 .unwrap_or(account.default_group)
         };
         let need = |ok: bool, what: String| if ok { Ok(()) } else { Err(what) };
-        match req.code {
-            request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
-                let t = topic.unwrap_or("");
+        let publish = |ts: &[&str]| {
+            ts.iter().try_for_each(|t| {
                 need(
                     topic_perm(t).publish,
                     format!("{key:?} may not publish to topic {t:?}"),
                 )
-            }
-            request::PULL_MESSAGE => {
-                let (t, g) = (topic.unwrap_or(""), group.unwrap_or(""));
+            })
+        };
+        let subscribe = |ts: &[&str]| {
+            ts.iter().try_for_each(|t| {
                 need(
                     topic_perm(t).subscribe,
                     format!("{key:?} may not subscribe to topic {t:?}"),
-                )?;
+                )
+            })
+        };
+        let consume_as = |gs: &[&str]| {
+            gs.iter().try_for_each(|g| {
                 need(
                     group_perm(g).subscribe,
                     format!("{key:?} may not consume as group {g:?}"),
                 )
+            })
+        };
+        match req.code {
+            request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
+                publish(&topics)
             }
+            request::PULL_MESSAGE => {
+                subscribe(&topics)?;
+                consume_as(&groups)
+            }
+            request::QUERY_MESSAGE => subscribe(&topics),
             request::QUERY_CONSUMER_OFFSET
             | request::UPDATE_CONSUMER_OFFSET
             | request::CONSUMER_SEND_MSG_BACK
             | request::LOCK_BATCH_MQ
             | request::UNLOCK_BATCH_MQ
-            | request::GET_CONSUMER_LIST_BY_GROUP => {
-                let g = group.unwrap_or("");
-                need(
-                    group_perm(g).subscribe,
-                    format!("{key:?} may not consume as group {g:?}"),
-                )
-            }
-            request::UPDATE_AND_CREATE_TOPIC
-            | request::REGISTER_BROKER
-            | request::UNREGISTER_BROKER => {
+            | request::GET_CONSUMER_LIST_BY_GROUP => consume_as(&groups),
+            request::UNREGISTER_CLIENT => consume_as(&names(f, &["consumerGroup"])),
+            // As RocketMQ: a consumer group joins only with SUB on the
+            // group and on every topic it subscribes to.
+            request::HEART_BEAT => match HeartbeatData::decode(&req.body) {
+                Ok(h) => h.consumers.iter().try_for_each(|c| {
+                    consume_as(&[c.group_name.as_str()])?;
+                    let ts: Vec<&str> = c
+                        .subscriptions
+                        .iter()
+                        .map(|s| s.topic.as_str())
+                        .filter(|t| !t.starts_with("%RETRY%"))
+                        .collect();
+                    subscribe(&ts)
+                }),
+                // The handler refuses it.
+                Err(_) => Ok(()),
+            },
+            code if ADMIN_CODES.contains(&code) => {
                 need(account.admin, format!("{key:?} is not an admin account"))
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// Requests only admin accounts may send: RocketMQ's
+/// `Permission.ADMIN_CODE` (UPDATE_AND_CREATE_TOPIC 17,
+/// UPDATE_BROKER_CONFIG 25, DELETE_TOPIC_IN_BROKER 215,
+/// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP 200, DELETE_SUBSCRIPTIONGROUP 207;
+/// 5.x adds the ACL updates UPDATE_AND_CREATE_ACL_CONFIG 50,
+/// DELETE_ACL_CONFIG 51, GET_BROKER_CLUSTER_ACL_INFO 52), and a broker's
+/// REGISTER_BROKER 103 and UNREGISTER_BROKER 104. mqlab serves only the
+/// first; the others are refused NO_PERMISSION to a non-admin before
+/// they are found unsupported.
+pub const ADMIN_CODES: [i32; 10] = [
+    request::UPDATE_AND_CREATE_TOPIC,
+    25,
+    215,
+    200,
+    207,
+    50,
+    51,
+    52,
+    request::REGISTER_BROKER,
+    request::UNREGISTER_BROKER,
+];
+
+/// The values of those of `keys` the fields have.
+fn names<'a>(f: &'a BTreeMap<String, String>, keys: &[&str]) -> Vec<&'a str> {
+    let v: Vec<&str> = keys
+        .iter()
+        .filter_map(|k| f.get(*k))
+        .map(String::as_str)
+        .collect();
+    if v.is_empty() {
+        // None given: judged as the empty name (the defaults decide).
+        vec![""]
+    } else {
+        v
     }
 }
 
