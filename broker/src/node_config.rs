@@ -24,6 +24,8 @@
 //! | `enableControllerMode` | the controller decides the role (see [`crate::ha::replicas`]); needs `controllerAddr` and `brokerId` >= 1 | false |
 //! | `controllerAddr` | controllers, `host:port;host:port` | none |
 //! | `controllerHeartBeatTimeoutMills` | silence after which the controller counts this broker dead | 10000 |
+//! | `haMaxTimeSlaveNotCatchup` | controller mode: ms an in-sync replica may go without catching up before it leaves the in-sync set | 15000 |
+//! | `minInSyncReplicas` | controller mode: a SYNC_MASTER answers SLAVE_NOT_AVAILABLE while its in-sync set is smaller | 1 |
 //! | `aclEnable`, `aclFile` | require signed requests, accounts file | false |
 //! | `maxPendingSends` | mqlab's back-pressure limit | 10000 |
 //! | `maxConnections` | mqlab's: most open client connections (more are closed at once) | 10000 |
@@ -65,6 +67,8 @@ struct File {
     enable_controller_mode: Option<bool>,
     controller_addr: Option<String>,
     controller_heart_beat_timeout_mills: Option<u64>,
+    ha_max_time_slave_not_catchup: Option<u64>,
+    min_in_sync_replicas: Option<usize>,
     acl_enable: Option<bool>,
     acl_file: Option<PathBuf>,
     max_pending_sends: Option<usize>,
@@ -162,6 +166,12 @@ pub fn apply_toml(cfg: &mut NodeConfig, text: &str, base: &Path) -> Result<(), S
         cfg.ha.master = Some(a.trim().parse().map_err(|e| {
             format!("haMasterAddress {a:?}: {e} (expected host:port with a numeric IP)")
         })?);
+    }
+    if let Some(ms) = f.ha_max_time_slave_not_catchup {
+        cfg.ha.max_time_slave_not_catchup_ms = ms.max(1);
+    }
+    if let Some(n) = f.min_in_sync_replicas {
+        cfg.ha.min_in_sync_replicas = n.max(1);
     }
     // As RocketMQ: controllerAddr counts only with enableControllerMode.
     match (f.enable_controller_mode, &f.controller_addr) {
@@ -296,6 +306,8 @@ haMasterAddress = "127.0.0.1:10912"
 enableControllerMode = true
 controllerAddr = "127.0.0.1:9878;127.0.0.1:9868"
 controllerHeartBeatTimeoutMills = 3000
+haMaxTimeSlaveNotCatchup = 5000
+minInSyncReplicas = 2
 brokerId = 2
 brokerRole = "SYNC_MASTER"
 "#,
@@ -305,6 +317,8 @@ brokerRole = "SYNC_MASTER"
         let c = cfg.controller.as_ref().unwrap();
         assert_eq!(c.addrs.len(), 2);
         assert_eq!(c.heartbeat_timeout_ms, 3000);
+        assert_eq!(cfg.ha.max_time_slave_not_catchup_ms, 5000);
+        assert_eq!(cfg.ha.min_in_sync_replicas, 2);
         assert_eq!(cfg.broker_id, 2, "controller mode keeps the id");
         for (text, names) in [
             ("enableControllerMode = true", "controllerAddr"),

@@ -186,7 +186,14 @@ impl Replication {
             me,
             registered: false,
         };
+        // A controller that just started may not lead yet: a few tries,
+        // so a first broker usually starts as master.
+        let t = Instant::now();
         agent.round();
+        while !agent.registered && t.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(100));
+            agent.round();
+        }
         let t = std::thread::Builder::new()
             .name("mqlab-replicas".into())
             .spawn(move || {
