@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use mqlab_broker::controller::{Controller, ControllerConfig};
+use mqlab_broker::ha::replicas::ControllerMode;
 use mqlab_broker::ha::BrokerRole;
 use mqlab_broker::namesrv::NameServer;
 use mqlab_broker::node::{Node, NodeConfig};
@@ -90,9 +92,59 @@ pub struct BrokerRequest {
     /// (serverChannelMaxIdleTimeSeconds). [default: 120]
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_secs: Option<u64>,
+    /// Controller mode: the controllers, `host:port;host:port`
+    /// (controllerAddr with enableControllerMode). The controller then
+    /// decides who is master; --role names what this broker is as master
+    /// (ASYNC_MASTER or SYNC_MASTER) and --broker-id (1..) is required.
+    #[arg(long, value_name = "LIST")]
+    pub controller: Option<String>,
+    /// Controller mode: silence after which the controller counts this
+    /// broker dead, ms (controllerHeartBeatTimeoutMills). [default: 10000]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub controller_heartbeat_timeout_ms: Option<u64>,
+    /// Controller mode: an in-sync replica that has not caught up for this
+    /// long leaves the in-sync set, ms (haMaxTimeSlaveNotCatchup).
+    /// [default: 15000]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ha_max_time_slave_not_catchup_ms: Option<u64>,
+    /// Controller mode: a SYNC_MASTER answers SLAVE_NOT_AVAILABLE while its
+    /// in-sync set (itself included) is smaller (minInSyncReplicas).
+    /// [default: 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_in_sync_replicas: Option<u64>,
     /// Print a status line every N seconds (0 = never).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub status_secs: u64,
+}
+
+/// `mqlab controller`'s options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerRequest {
+    /// Where this controller listens (brokers and the other controllers
+    /// reach it there). [default: its entry in --peers, else
+    /// 127.0.0.1:9878]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Every controller of the quorum, this one included, in the same
+    /// order on each: `host:port;host:port;host:port`. Without it the
+    /// controller is alone.
+    #[arg(long, value_name = "LIST")]
+    pub peers: Option<String>,
+    /// This controller's id: its position in --peers, from 1. [default:
+    /// the position of --listen in --peers]
+    #[arg(long, value_name = "N")]
+    pub id: Option<u64>,
+    /// A broker silent this long is dead, ms, unless its heartbeats name
+    /// their own timeout (controllerHeartBeatTimeoutMills).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub heartbeat_timeout_ms: u64,
+    /// Elect a master outside the in-sync set when none of it is alive
+    /// (enableElectUncleanMaster; acknowledged messages may be lost).
+    #[arg(long)]
+    pub unclean_election: bool,
+    /// Stop after this many seconds. [default: until Ctrl-C or SIGTERM]
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
 }
 
 /// `mqlab namesrv`'s options.
@@ -172,6 +224,29 @@ pub fn node_config(r: &BrokerRequest) -> Result<NodeConfig> {
     if let Some(s) = r.idle_timeout_secs {
         cfg.idle_timeout_ms = s.saturating_mul(1000);
     }
+    if let Some(list) = &r.controller {
+        let addrs = parse_namesrv(list).map_err(|e| anyhow!("--controller: {e}"))?;
+        let mode = cfg
+            .controller
+            .get_or_insert_with(|| ControllerMode::new(Vec::new()));
+        mode.addrs = addrs;
+    }
+    if let Some(ms) = r.controller_heartbeat_timeout_ms {
+        match cfg.controller.as_mut() {
+            Some(m) => m.heartbeat_timeout_ms = ms,
+            None => {
+                return Err(anyhow!(
+                    "--controller-heartbeat-timeout-ms needs --controller"
+                ))
+            }
+        }
+    }
+    if let Some(ms) = r.ha_max_time_slave_not_catchup_ms {
+        cfg.ha.max_time_slave_not_catchup_ms = ms;
+    }
+    if let Some(n) = r.min_in_sync_replicas {
+        cfg.ha.min_in_sync_replicas = n as usize;
+    }
     cfg.settle_role().map_err(|e| anyhow!(e))?;
     Ok(cfg)
 }
@@ -188,13 +263,25 @@ pub fn cmd_broker(r: BrokerRequest) -> Result<()> {
         node.addr(),
         cfg.data_dir.display()
     );
-    match (node.ha_addr(), cfg.ha.master) {
-        (Some(ha), _) => println!("{} (brokerId 0): HA listening on {ha}", cfg.ha.role),
-        (None, Some(m)) => println!(
+    match (&cfg.controller, node.ha_addr(), cfg.ha.master) {
+        (Some(c), _, _) => println!(
+            "controller mode (brokerId {}, {} as master): {} now at epoch {}, controllers {}",
+            cfg.broker_id,
+            cfg.ha.role,
+            node.role(),
+            node.epoch(),
+            c.addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(";")
+        ),
+        (None, Some(ha), _) => println!("{} (brokerId 0): HA listening on {ha}", cfg.ha.role),
+        (None, None, Some(m)) => println!(
             "{} (brokerId {}): replicating from master {m}",
             cfg.ha.role, cfg.broker_id
         ),
-        (None, None) => {}
+        (None, None, None) => {}
     }
     if let Some(ns) = node.embedded_namesrv() {
         println!("mqlab namesrv (embedded) listening on {ns}");
@@ -270,6 +357,72 @@ impl Status {
             self.flush_behind,
         )
     }
+}
+
+/// The controller configuration `mqlab controller` would run.
+pub fn controller_config(r: &ControllerRequest) -> Result<ControllerConfig> {
+    let peers = match &r.peers {
+        Some(list) => parse_namesrv(list).map_err(|e| anyhow!("--peers: {e}"))?,
+        None => vec![r.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9878)))],
+    };
+    if peers.is_empty() {
+        return Err(anyhow!("--peers lists no controller"));
+    }
+    let id = match (r.id, r.listen) {
+        (Some(id), _) => id,
+        (None, Some(l)) => peers
+            .iter()
+            .position(|p| *p == l)
+            .map(|i| i as u64 + 1)
+            .ok_or_else(|| anyhow!("--listen {l} is not in --peers; give --id"))?,
+        (None, None) if peers.len() == 1 => 1,
+        (None, None) => return Err(anyhow!("a controller of a quorum needs --id or --listen")),
+    };
+    if id == 0 || id as usize > peers.len() {
+        return Err(anyhow!("--id {id} outside 1..={}", peers.len()));
+    }
+    if let Some(l) = r.listen {
+        if peers[id as usize - 1] != l {
+            return Err(anyhow!(
+                "--listen {l} is not entry {id} of --peers ({})",
+                peers[id as usize - 1]
+            ));
+        }
+    }
+    Ok(ControllerConfig {
+        id,
+        peers,
+        heartbeat_timeout_ms: r.heartbeat_timeout_ms.max(1),
+        scan_interval_ms: 1_000.min(r.heartbeat_timeout_ms / 4).max(10),
+        unclean_election: r.unclean_election,
+    })
+}
+
+/// `mqlab controller`.
+pub fn cmd_controller(r: ControllerRequest) -> Result<()> {
+    let cfg = controller_config(&r)?;
+    let c = Controller::start(cfg.clone()).map_err(|e| anyhow!(e))?;
+    println!(
+        "mqlab controller {} listening on {} (quorum of {}: {}); brokers dead after {} ms of silence{}",
+        cfg.id,
+        c.local_addr(),
+        cfg.peers.len(),
+        cfg.peers
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(";"),
+        cfg.heartbeat_timeout_ms,
+        if cfg.unclean_election {
+            "; unclean elections on"
+        } else {
+            ""
+        }
+    );
+    wait(r.duration, None, || {});
+    c.shutdown();
+    println!("mqlab controller: shut down");
+    Ok(())
 }
 
 /// `mqlab namesrv`.

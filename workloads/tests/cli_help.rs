@@ -3,8 +3,18 @@
 mod common;
 
 /// Every subcommand.
-const SUBCOMMANDS: [&str; 10] = [
-    "run", "matrix", "baseline", "crash", "verify", "inspect", "plot", "delay", "broker", "namesrv",
+const SUBCOMMANDS: [&str; 11] = [
+    "run",
+    "matrix",
+    "baseline",
+    "crash",
+    "verify",
+    "inspect",
+    "plot",
+    "delay",
+    "broker",
+    "namesrv",
+    "controller",
 ];
 
 #[test]
@@ -33,6 +43,17 @@ fn every_command_has_help() {
                 "--out",
                 "--ack-log",
                 "--keys",
+                "default",
+            ],
+        ),
+        (
+            "controller",
+            &[
+                "--listen",
+                "--peers",
+                "--id",
+                "--heartbeat-timeout-ms",
+                "--unclean-election",
                 "default",
             ],
         ),

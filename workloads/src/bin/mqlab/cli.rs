@@ -67,10 +67,18 @@ pub enum Command {
     /// A standalone RocketMQ name server on TCP (brokers register with
     /// `mqlab broker --namesrv HOST:PORT`); runs until Ctrl-C or SIGTERM.
     Namesrv(mqlab::serve::NamesrvRequest),
+    /// A controller (RocketMQ 5's controller mode): decides which broker of
+    /// each group is master, elects a new one when the master's
+    /// heartbeats stop; one alone, or three with --peers (Raft).
+    Controller(mqlab::serve::ControllerRequest),
     /// Peers on the wire (scripts/peers-wire.sh): `redis` drives a Redis
     /// server with pipelined XADDs; `report` aggregates the script's runs
     /// into summary.json, table.csv and a chart.
     PeersWire(mqlab::peers_wire::PeersWireRequest),
+    /// What each replication mode loses when the master dies: master and
+    /// slave broker processes, SIGKILL of the master at seeded moments,
+    /// `verify --acked` on the surviving slave (issue 14).
+    Ha(mqlab::ha::HaRequest),
 }
 
 #[derive(Debug, Args)]

@@ -37,7 +37,9 @@ fn main() {
         Some(Command::Delay(a)) => delay::cmd_delay(a),
         Some(Command::Broker(a)) => serve::cmd_broker(a),
         Some(Command::Namesrv(a)) => serve::cmd_namesrv(a),
+        Some(Command::Controller(a)) => serve::cmd_controller(a),
         Some(Command::PeersWire(a)) => mqlab::peers_wire::cmd_peers_wire(a),
+        Some(Command::Ha(a)) => mqlab::ha::cmd_ha(a),
     };
     if let Err(e) = result {
         // One line with every context: "create data dir /x: File exists
