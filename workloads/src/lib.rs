@@ -18,6 +18,8 @@ pub mod baseline;
 pub mod charts;
 pub mod crash;
 pub mod delay;
+pub mod faultproxy;
+pub mod ha;
 pub mod inspect;
 pub mod matrix;
 pub mod messaging;
