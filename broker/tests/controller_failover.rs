@@ -411,3 +411,74 @@ fn a_demoted_master_truncates_what_the_new_master_never_had() {
         c.shutdown();
     }
 }
+
+#[test]
+fn the_in_sync_set_shrinks_without_its_slave_and_grows_back() {
+    let seed = 0xfa_0003;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = controllers(1);
+    let ctl_addrs = vec![ctl[0].local_addr()];
+    wait_for("the controller leads", seed, 10, || ctl[0].is_leader());
+    let ns_server = namesrv();
+    let ns = ns_server.local_addr();
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    // A member that has not caught up for 1.5 s leaves the set.
+    let a = start(node_config(&da, 1, &ctl_addrs, ns, 1_500), seed);
+    let b = start(node_config(&db, 2, &ctl_addrs, ns, 1_500), seed);
+    wait_for("B in the in-sync set", seed, 15, || {
+        sync_set(&ctl).is_some_and(|(_, _, s)| s == BTreeSet::from([1, 2]))
+    });
+    let sent = send_n(&a, 20, &mut rng, 1_000);
+    assert!(
+        sent.iter().all(|(c, _)| *c == response::SUCCESS),
+        "seed {seed:#x}"
+    );
+    drop(b);
+    wait_for("A sees B gone", seed, 10, || {
+        a.ha().master().is_some_and(|m| m.slaves().is_empty())
+    });
+    // B is still a member: nobody can confirm, at once.
+    let t = Instant::now();
+    let (code, _) = send_n(&a, 1, &mut rng, 2_000).remove(0);
+    assert!(
+        code == response::SLAVE_NOT_AVAILABLE || sync_set(&ctl).is_some_and(|s| s.2.len() == 1),
+        "seed {seed:#x}: code {code}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "seed {seed:#x}: {:?}",
+        t.elapsed()
+    );
+    // After haMaxTimeSlaveNotCatchup the set is A alone, which confirms.
+    wait_for("the set to shrink", seed, 15, || {
+        sync_set(&ctl).is_some_and(|(_, _, s)| s == BTreeSet::from([1]))
+    });
+    wait_for("A to take the smaller set", seed, 5, || {
+        send_n(&a, 1, &mut rng, 3_000)[0].0 == response::SUCCESS
+    });
+    // B back: it catches up and joins again; sends wait for it.
+    let b = start(node_config(&db, 2, &ctl_addrs, ns, 1_500), seed);
+    wait_for("the set to grow", seed, 15, || {
+        sync_set(&ctl).is_some_and(|(_, _, s)| s == BTreeSet::from([1, 2]))
+    });
+    let more = send_n(&a, 20, &mut rng, 4_000);
+    assert!(
+        more.iter().all(|(c, _)| *c == response::SUCCESS),
+        "seed {seed:#x}"
+    );
+    // (B reported them written; its scan reads to its committed offset.)
+    wait_for("B's commit", seed, 10, || {
+        b.store().offsets().committed >= a.store().offsets().committed
+    });
+    let on_b = bodies(b.store());
+    assert!(
+        more.iter().all(|(_, body)| on_b.contains(body)),
+        "seed {seed:#x}: a confirmed send is on every member"
+    );
+    b.shutdown().unwrap();
+    a.shutdown().unwrap();
+    for c in ctl {
+        c.shutdown();
+    }
+}
