@@ -482,3 +482,69 @@ fn the_in_sync_set_shrinks_without_its_slave_and_grows_back() {
         c.shutdown();
     }
 }
+
+#[test]
+fn an_operator_moves_the_master_and_the_live_old_one_follows() {
+    let seed = 0xfa_0004;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = controllers(1);
+    let ctl_addrs = vec![ctl[0].local_addr()];
+    wait_for("the controller leads", seed, 10, || ctl[0].is_leader());
+    let ns_server = namesrv();
+    let ns = ns_server.local_addr();
+    let a = start(
+        node_config(&dir.path().join("a"), 1, &ctl_addrs, ns, 5_000),
+        seed,
+    );
+    let b = start(
+        node_config(&dir.path().join("b"), 2, &ctl_addrs, ns, 5_000),
+        seed,
+    );
+    wait_for("B in the in-sync set", seed, 15, || {
+        sync_set(&ctl).is_some_and(|(_, _, s)| s == BTreeSet::from([1, 2]))
+    });
+    let first = send_n(&a, 50, &mut rng, 1_000);
+    assert!(
+        first.iter().all(|(c, _)| *c == response::SUCCESS),
+        "seed {seed:#x}"
+    );
+    // Both alive: an undesignated election keeps the master...
+    let client = mqlab_broker::controller::ControllerClient::new(ctl_addrs.clone());
+    let e = client.elect_master(GROUP, None).unwrap_err();
+    assert!(e.contains("2011"), "seed {seed:#x}: {e}");
+    // ...a designated one moves it, and both switch while running.
+    let v = client.elect_master(GROUP, Some(2)).unwrap();
+    assert_eq!((v.master.unwrap().0, v.master_epoch), (2, 2));
+    wait_for("B master, A its slave", seed, 10, || {
+        b.role().is_master()
+            && a.role() == BrokerRole::Slave
+            && a.replication().following() == b.ha_addr()
+    });
+    assert_eq!(
+        (a.epoch(), b.epoch(), a.route_id(), b.route_id()),
+        (2, 2, 1, 0)
+    );
+    // A refuses sends now; B takes them.
+    let (code, _) = send_n(&a, 1, &mut rng, 2_000).remove(0);
+    assert_eq!(code, response::SERVICE_NOT_AVAILABLE, "seed {seed:#x}");
+    wait_for("A back in the in-sync set", seed, 15, || {
+        sync_set(&ctl).is_some_and(|(m, _, s)| m == Some(2) && s == BTreeSet::from([1, 2]))
+    });
+    let second = send_n(&b, 50, &mut rng, 3_000);
+    assert!(
+        second.iter().all(|(c, _)| *c == response::SUCCESS),
+        "seed {seed:#x}"
+    );
+    wait_for("A caught up", seed, 20, || {
+        a.store().offsets().committed == b.store().offsets().committed
+    });
+    assert_same_records(a.store(), b.store(), seed);
+    let st = a.replication().controlled_state().unwrap().clone();
+    assert_eq!(st.truncations(), 0, "seed {seed:#x}: nothing to cut");
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+    for c in ctl {
+        c.shutdown();
+    }
+}
