@@ -64,6 +64,7 @@ fn controllers(n: usize) -> Vec<Controller> {
                     heartbeat_timeout_ms: HEARTBEAT_TIMEOUT_MS,
                     scan_interval_ms: 100,
                     unclean_election: false,
+                    data_dir: None,
                 },
             )
             .unwrap()

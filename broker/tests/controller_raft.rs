@@ -39,6 +39,7 @@ fn quorum(n: usize, timeout_ms: u64) -> Vec<Controller> {
                     heartbeat_timeout_ms: timeout_ms,
                     scan_interval_ms: 100,
                     unclean_election: false,
+                    data_dir: None,
                 },
             )
             .unwrap()
@@ -179,4 +180,48 @@ fn three_controllers_survive_losing_the_leader() {
     for c in cs {
         c.shutdown();
     }
+}
+
+#[test]
+fn a_controller_with_a_data_dir_remembers_its_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let at = l.local_addr().unwrap();
+        Controller::start_on(
+            l,
+            ControllerConfig {
+                data_dir: Some(dir.path().join("controller")),
+                ..ControllerConfig::single(at)
+            },
+        )
+        .unwrap()
+    };
+    let c = start();
+    wait_for("a leader", 5, || c.is_leader());
+    let client = ControllerClient::new(vec![c.local_addr()]);
+    client.register(&me(1)).unwrap();
+    let v = client.register(&me(2)).unwrap();
+    client
+        .alter_sync_state_set(
+            "broker-q",
+            1,
+            1,
+            mqlab_broker::controller::SyncStateSetBody {
+                sync_state_set: [1, 2].into(),
+                sync_state_set_epoch: v.sync_state_set_epoch,
+            },
+        )
+        .unwrap();
+    let before = c.state();
+    c.shutdown();
+    let c = start();
+    wait_for("a leader again", 10, || c.is_leader());
+    wait_for("the groups replayed", 5, || c.state() == before);
+    let client = ControllerClient::new(vec![c.local_addr()]);
+    // A late registrant does not take over a group that had a master.
+    let v = client.register(&me(3)).unwrap();
+    assert_eq!(v.master.unwrap().0, 1);
+    assert_eq!(v.sync_state_set, [1, 2].into());
+    c.shutdown();
 }

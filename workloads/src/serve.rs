@@ -138,6 +138,10 @@ pub struct ControllerRequest {
     /// their own timeout (controllerHeartBeatTimeoutMills).
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     pub heartbeat_timeout_ms: u64,
+    /// Keep the Raft log in this directory (controllerStorePath), so a
+    /// restarted controller remembers every group. [default: in memory]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Elect a master outside the in-sync set when none of it is alive
     /// (enableElectUncleanMaster; acknowledged messages may be lost).
     #[arg(long)]
@@ -395,6 +399,7 @@ pub fn controller_config(r: &ControllerRequest) -> Result<ControllerConfig> {
         heartbeat_timeout_ms: r.heartbeat_timeout_ms.max(1),
         scan_interval_ms: 1_000.min(r.heartbeat_timeout_ms / 4).max(10),
         unclean_election: r.unclean_election,
+        data_dir: r.data_dir.clone(),
     })
 }
 

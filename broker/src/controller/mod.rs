@@ -18,6 +18,7 @@ pub mod raft_node;
 pub mod rpc;
 pub mod server;
 pub mod state;
+pub mod wal;
 
 pub use client::{BrokerIdentity, ControllerClient};
 pub use rpc::{Heartbeat, ReplicaView, SyncStateSetBody};

@@ -11,17 +11,20 @@
 //! (re)connected socket per peer fed by a bounded queue; a message that
 //! cannot go is dropped (Raft resends what matters).
 //!
-//! Storage is raft-rs's `MemStorage`: the log lives in memory only. A
-//! restarted controller comes back empty and learns everything from the
-//! others' log (3 controllers survive the loss of one); a single
-//! controller that restarts forgets every group, and its brokers register
-//! again (the first to register is elected: see the ARCHITECTURE notes).
-//! The log is never compacted: commands are rare (registrations,
+//! Storage is raft-rs's `MemStorage`, backed by a file when the
+//! controller has a data directory ([`super::wal`]: every entry and hard
+//! state synced before the messages that depend on them go out, replayed
+//! at start, the state machine rebuilt from the committed entries).
+//! Without one the log lives in memory only: a restarted controller comes
+//! back empty and learns everything from the others' log (3 controllers
+//! survive the loss of one); a lone controller that restarts forgets every
+//! group. The log is never compacted: commands are rare (registrations,
 //! elections, set changes; heartbeats are not replicated).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
@@ -36,6 +39,7 @@ use raft::{Config, RawNode, StateRole};
 
 use super::codes;
 use super::state::{Command, Outcome, ReplicaState};
+use super::wal::Wal;
 
 /// What the driver thread takes.
 pub(super) enum Input {
@@ -73,8 +77,9 @@ pub(super) struct RaftNode {
 pub(super) const TICK: Duration = Duration::from_millis(100);
 
 impl RaftNode {
-    /// Starts member `id` of `peers` (ids 1..=peers.len()).
-    pub fn start(id: u64, peers: &[SocketAddr]) -> Result<RaftNode, String> {
+    /// Starts member `id` of `peers` (ids 1..=peers.len()), its log in
+    /// `dir` if given.
+    pub fn start(id: u64, peers: &[SocketAddr], dir: Option<&Path>) -> Result<RaftNode, String> {
         let voters: Vec<u64> = (1..=peers.len() as u64).collect();
         if !voters.contains(&id) {
             return Err(format!(
@@ -94,9 +99,37 @@ impl RaftNode {
         };
         cfg.validate().map_err(|e| format!("raft config: {e}"))?;
         let storage = MemStorage::new_with_conf_state(ConfState::from((voters, vec![])));
+        let mut restored = false;
+        let wal = match dir {
+            None => None,
+            Some(d) => {
+                let (wal, r) = Wal::open(d)?;
+                if r.cut > 0 {
+                    eprintln!(
+                        "mqlab controller {id}: {} bytes of a torn raft log record cut",
+                        r.cut
+                    );
+                }
+                for batch in &r.entries {
+                    restored = true;
+                    storage
+                        .wl()
+                        .append(batch)
+                        .map_err(|e| format!("replay the raft log: {e}"))?;
+                }
+                if let Some(hs) = r.hard_state {
+                    let last = raft::Storage::last_index(&storage).unwrap_or(0);
+                    let mut hs = hs;
+                    // Never committed past the log kept.
+                    hs.commit = hs.commit.min(last);
+                    storage.wl().set_hardstate(hs);
+                }
+                Some(wal)
+            }
+        };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut node = RawNode::new(&cfg, storage, &logger).map_err(|e| format!("raft: {e}"))?;
-        if peers.len() == 1 {
+        if peers.len() == 1 && !restored {
             // Alone: no need to wait for an election timeout.
             let _ = node.campaign();
         }
@@ -110,6 +143,8 @@ impl RaftNode {
             transport: transport.clone(),
             pending: HashMap::new(),
             seq: 0,
+            wal,
+            failed: false,
         };
         let st = stop.clone();
         let thread = std::thread::Builder::new()
@@ -170,12 +205,17 @@ struct Driver {
     /// Proposals made here, by sequence number, until applied.
     pending: HashMap<u64, Sender<Result<Outcome, String>>>,
     seq: u64,
+    /// The log file, if the controller has a data directory.
+    wal: Option<Wal>,
+    /// The log file failed: the member stops (it cannot promise what it
+    /// did not persist).
+    failed: bool,
 }
 
 impl Driver {
     fn run(&mut self, rx: &Receiver<Input>, stop: &AtomicBool) {
         let mut next_tick = Instant::now() + TICK;
-        while !stop.load(Ordering::Acquire) {
+        while !stop.load(Ordering::Acquire) && !self.failed {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(input) => self.take(input),
@@ -270,12 +310,27 @@ impl Driver {
         if let Some(hs) = ready.hs() {
             store.wl().set_hardstate(hs.clone());
         }
+        if let Some(w) = &mut self.wal {
+            if let Err(e) = w.persist(ready.entries(), ready.hs()) {
+                eprintln!("mqlab controller: the raft log cannot be written, stopping: {e}");
+                self.failed = true;
+                return;
+            }
+        }
         if !ready.persisted_messages().is_empty() {
             self.transport.send_all(ready.take_persisted_messages());
         }
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
             store.wl().mut_hard_state().set_commit(commit);
+            if let Some(w) = &mut self.wal {
+                let hs = store.wl().hard_state().clone();
+                if let Err(e) = w.persist(&[], Some(&hs)) {
+                    eprintln!("mqlab controller: the raft log cannot be written, stopping: {e}");
+                    self.failed = true;
+                    return;
+                }
+            }
         }
         self.transport.send_all(light.take_messages());
         let committed = light.take_committed_entries();

@@ -42,6 +42,9 @@ pub struct ControllerConfig {
     /// Elect outside the in-sync set when none of it is alive
     /// (`enableElectUncleanMaster`). Default false.
     pub unclean_election: bool,
+    /// Where the Raft log is kept (`controllerStorePath`); None: in
+    /// memory only. Default None.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl ControllerConfig {
@@ -53,6 +56,7 @@ impl ControllerConfig {
             heartbeat_timeout_ms: DEFAULT_HEARTBEAT_TIMEOUT_MS,
             scan_interval_ms: 1_000,
             unclean_election: false,
+            data_dir: None,
         }
     }
 }
@@ -110,7 +114,7 @@ impl Controller {
         let addr = listener
             .local_addr()
             .map_err(|e| format!("controller: {e}"))?;
-        let raft = RaftNode::start(cfg.id, &cfg.peers)?;
+        let raft = RaftNode::start(cfg.id, &cfg.peers, cfg.data_dir.as_deref())?;
         let inner = Arc::new(Inner {
             cfg,
             raft,
