@@ -176,7 +176,11 @@ impl Broker {
                 "mqlab-txn-check",
                 Duration::from_millis(core.cfg.txn.check_interval_ms),
                 move || {
-                    let _ = c.check_transactions_once();
+                    // A slave (controller mode: until it is elected) does
+                    // not check: it cannot store what a check decides.
+                    if !c.store.slave_mode() {
+                        let _ = c.check_transactions_once();
+                    }
                     true
                 },
             ));

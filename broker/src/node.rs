@@ -257,10 +257,10 @@ impl Node {
             }
         });
         let mut broker_cfg = cfg.broker.clone();
-        if !cfg.ha.role.is_master() || cfg.controller.is_some() {
+        if !cfg.ha.role.is_master() && cfg.controller.is_none() {
             // A slave cannot store what a check decides; its master checks.
-            // (Controller mode: the check service does not follow role
-            // switches yet, so it stays off.)
+            // (Controller mode: the check service runs and skips its rounds
+            // while the store is in slave mode.)
             broker_cfg.txn.check_enabled = false;
         }
         let broker = Broker::open(store.clone(), broker_cfg, clock::system())
