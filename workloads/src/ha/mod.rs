@@ -23,6 +23,7 @@
 //! kill (`loss_over_lag`, lost messages the best slave had already reported
 //! written, is 0).
 
+mod failover;
 mod proc;
 mod report;
 mod trial;
@@ -105,6 +106,21 @@ pub struct HaRequest {
     /// drop:P (close with probability P per chunk) or partition.
     #[arg(long, default_value = "pass")]
     pub fault: String,
+    /// Controller failover: a name server, a controller and the brokers
+    /// in controller mode (`--controller`); after the kill the producer
+    /// follows the route to the elected slave and goes on sending there;
+    /// failover time is measured, loss checked on the new master. (The HA
+    /// links do not go through the fault proxy then.)
+    #[arg(long)]
+    pub failover: bool,
+    /// With --failover: the controller's heartbeat timeout (a master
+    /// silent this long is replaced), ms.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub heartbeat_timeout_ms: u64,
+    /// With --failover: load kept on the new master after its first
+    /// ack, ms.
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    pub post_failover_ms: u64,
     /// Ack logs kept per mode (the first N kills'). [default: 1]
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub keep_ack_logs: usize,
@@ -240,15 +256,26 @@ pub fn cmd_ha(r: HaRequest) -> Result<()> {
         body_bytes: r.body_bytes,
         sample_ms: r.sample_ms,
         fault,
+        failover: r.failover,
+        heartbeat_ms: r.heartbeat_timeout_ms.max(100),
+        post_failover_ms: r.post_failover_ms,
     };
     let work = out.join("work");
     std::fs::create_dir_all(&work)?;
     println!(
-        "mqlab ha: seed {}, {} modes x {kills} kills, kill after {}..{} ms, fault proxy {fault}, out {}",
+        "mqlab ha: seed {}, {} modes x {kills} kills, kill after {}..{} ms, {}, out {}",
         r.seed,
         modes.len(),
         params.kill_after_ms.0,
         params.kill_after_ms.1,
+        if r.failover {
+            format!(
+                "controller failover (heartbeat timeout {} ms)",
+                params.heartbeat_ms
+            )
+        } else {
+            format!("slave survivor, fault proxy {fault}")
+        },
         out.display()
     );
     let started = Instant::now();
@@ -268,7 +295,12 @@ pub fn cmd_ha(r: HaRequest) -> Result<()> {
             } else {
                 work.join(format!("acks-{}-{k}.csv", mode.slug()))
             };
-            match trial::run(&params, mode, k, seed, &work, &log) {
+            let ran = if params.failover {
+                failover::run(&params, mode, k, seed, &work, &log)
+            } else {
+                trial::run(&params, mode, k, seed, &work, &log)
+            };
+            match ran {
                 Ok(t) => {
                     println!(
                         "{} kill {k} (seed {seed}) at {} ms: acked {} ({:.0}/s), lost {} (worst slave {}), lag at kill {} msgs {} B {:.1} ms, over lag {}, dup {}, out of order {}",
@@ -285,6 +317,12 @@ pub fn cmd_ha(r: HaRequest) -> Result<()> {
                         t.duplicated,
                         t.out_of_order
                     );
+                    if let (Some(f), Some(e)) = (t.failover_ms, t.election_ms) {
+                        println!(
+                            "  failover {f:.0} ms (new master in the route {e:.0} ms after the kill), {} acked by the new master, {} of them lost",
+                            t.acked_after_failover, t.lost_after_failover
+                        );
+                    }
                     trials.push(t);
                 }
                 Err(e) => {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-/// A running `mqlab broker`.
+/// A running `mqlab` process (a broker, a controller, a name server).
 pub struct BrokerProc {
     pub name: String,
     child: Child,
@@ -22,7 +22,7 @@ pub struct BrokerProc {
     /// A master's HA address.
     pub ha: Option<SocketAddr>,
     /// Metrics endpoint.
-    pub metrics: SocketAddr,
+    metrics: Option<SocketAddr>,
     stderr: PathBuf,
     lines: Arc<Mutex<Vec<String>>>,
 }
@@ -38,32 +38,75 @@ fn after(line: &str, marker: &str) -> Option<SocketAddr> {
 
 impl BrokerProc {
     /// Starts `bin broker` with its data in `dir/name`, on loopback ports
-    /// the system picks, plus `extra` options; waits (15 s at most) for its
-    /// addresses.
+    /// the system picks (an embedded name server unless `extra` names
+    /// one), plus `extra` options; waits (15 s at most) for its addresses.
     pub fn start(bin: &Path, dir: &Path, name: &str, extra: &[String]) -> Result<BrokerProc> {
         let data = dir.join(name);
+        let mut args: Vec<String> = vec!["broker".into(), "--data-dir".into()];
+        args.push(data.to_string_lossy().into_owned());
+        for a in [
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--status-secs",
+            "0",
+            "--duration",
+            "3600",
+        ] {
+            args.push(a.into());
+        }
+        if !extra.iter().any(|a| a == "--namesrv") {
+            args.push("--namesrv-listen".into());
+            args.push("127.0.0.1:0".into());
+        }
+        args.extend(extra.iter().cloned());
+        let mut p = BrokerProc::spawn(bin, dir, name, &args, &|l| {
+            l.contains("HA listening on ")
+                || l.contains("replicating from master")
+                || l.contains("controller mode")
+        })?;
+        // The metrics line may come after the role line.
+        let t = Instant::now();
+        while !p.printed().iter().any(|l| l.starts_with("metrics"))
+            && t.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let seen = p.printed();
+        let find = |marker: &str| seen.iter().find_map(|l| after(l, marker));
+        p.ha = seen
+            .iter()
+            .find_map(|l| {
+                l.contains("HA listening on ")
+                    .then(|| after(l, "HA listening on "))
+            })
+            .flatten();
+        p.metrics = find("http://");
+        if p.metrics.is_none() {
+            bail!("{name} printed no metrics address");
+        }
+        Ok(p)
+    }
+
+    /// Starts `bin args...` (any mqlab command), its stderr in
+    /// `dir/name.stderr`; waits (15 s at most) for a line `until` accepts
+    /// and takes the first "listening on ADDR" as its address.
+    pub fn spawn(
+        bin: &Path,
+        dir: &Path,
+        name: &str,
+        args: &[String],
+        until: &dyn Fn(&str) -> bool,
+    ) -> Result<BrokerProc> {
         let stderr = dir.join(format!("{name}.stderr"));
         let mut child = Command::new(bin)
-            .args(["broker", "--data-dir"])
-            .arg(&data)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--namesrv-listen",
-                "127.0.0.1:0",
-                "--metrics",
-                "127.0.0.1:0",
-                "--status-secs",
-                "0",
-                "--duration",
-                "3600",
-            ])
-            .args(extra)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr)?)
             .spawn()
-            .with_context(|| format!("start {} broker", bin.display()))?;
+            .with_context(|| format!("start {} {}", bin.display(), args.join(" ")))?;
         let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel::<String>();
@@ -78,9 +121,9 @@ impl BrokerProc {
                     let _ = tx.send(l);
                 }
             })?;
-        let (mut addr, mut ha, mut metrics, mut role) = (None, None, None, false);
+        let (mut addr, mut ready) = (None, false);
         let end = Instant::now() + Duration::from_secs(15);
-        while addr.is_none() || metrics.is_none() || !role {
+        while addr.is_none() || !ready {
             let left = end.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(l) => l,
@@ -93,29 +136,37 @@ impl BrokerProc {
                     );
                 }
             };
-            if line.starts_with("mqlab broker") {
+            if addr.is_none() && !line.starts_with("metrics") {
                 addr = after(&line, "listening on ");
             }
-            if line.contains("HA listening on ") {
-                ha = after(&line, "HA listening on ");
-                role = true;
-            }
-            if line.contains("replicating from master") {
-                role = true;
-            }
-            if line.starts_with("metrics") {
-                metrics = after(&line, "http://");
-            }
+            ready |= until(&line);
         }
         Ok(BrokerProc {
             name: name.into(),
             child,
             addr: addr.ok_or_else(|| anyhow!("no address"))?,
-            ha,
-            metrics: metrics.ok_or_else(|| anyhow!("no metrics address"))?,
+            ha: None,
+            metrics: None,
             stderr,
             lines,
         })
+    }
+
+    /// Lines printed on stdout so far.
+    pub fn printed(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Its stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Its metrics endpoint (every broker started by [`BrokerProc::start`]
+    /// has one).
+    pub fn metrics(&self) -> SocketAddr {
+        self.metrics
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9)))
     }
 
     /// SIGKILL, reaped.

@@ -78,6 +78,10 @@ pub struct ModeSummary {
     pub send_errors: u64,
     pub verify_failed_runs: usize,
     pub failover_ms: Failover,
+    /// With --failover: SIGKILL to the new master in the route.
+    pub election_ms: Option<Pcts>,
+    pub acked_after_failover: u64,
+    pub lost_after_failover: u64,
 }
 
 /// summary.json.
@@ -97,9 +101,8 @@ pub struct Summary {
     pub failures: Vec<String>,
 }
 
-const NO_FAILOVER: &str = "not measured: controller failover (mqlab controller, brokers with \
-     --controller) is being integrated and not committed; the slave is the survivor without \
-     promotion, so there is no first ack from a new master";
+const NO_FAILOVER: &str = "not measured in this run (without --failover): the slave is the \
+     survivor without promotion, so there is no first ack from a new master";
 
 fn summarize(mode: &Mode, ts: &[&Trial]) -> ModeSummary {
     let f = |g: &dyn Fn(&Trial) -> f64| pcts(&ts.iter().map(|t| g(t)).collect::<Vec<_>>());
@@ -128,12 +131,32 @@ fn summarize(mode: &Mode, ts: &[&Trial]) -> ModeSummary {
             .iter()
             .filter(|t| t.verify_ok.iter().any(|ok| !ok))
             .count(),
-        failover_ms: Failover {
+        failover_ms: failover(ts),
+        election_ms: (!ts.is_empty() && ts.iter().all(|t| t.election_ms.is_some()))
+            .then(|| f(&|t| t.election_ms.unwrap_or(0.0))),
+        acked_after_failover: ts.iter().map(|t| t.acked_after_failover).sum(),
+        lost_after_failover: ts.iter().map(|t| t.lost_after_failover).sum(),
+    }
+}
+
+fn failover(ts: &[&Trial]) -> Failover {
+    let v: Vec<f64> = ts.iter().filter_map(|t| t.failover_ms).collect();
+    if v.is_empty() || v.len() < ts.len() {
+        return Failover {
             p50: None,
             p99: None,
             max: None,
             reason: NO_FAILOVER.into(),
-        },
+        };
+    }
+    let p = pcts(&v);
+    Failover {
+        p50: Some(p.p50),
+        p99: Some(p.p99),
+        max: Some(p.max),
+        reason: "last ack from the killed master to the first ack from the elected slave \
+                 (controller heartbeat timeout, election, route lookup every 20 ms, reconnect)"
+            .into(),
     }
 }
 
@@ -156,8 +179,9 @@ pub fn write(
         .collect();
     let summary = Summary {
         generated_by: format!(
-            "mqlab ha{} --seed {}",
+            "mqlab ha{}{} --seed {}",
             if r.quick { " --quick" } else { "" },
+            if r.failover { " --failover" } else { "" },
             r.seed
         ),
         seed: r.seed,
@@ -168,9 +192,15 @@ pub fn write(
         queues: r.queues,
         body_bytes: r.body_bytes,
         elapsed_s: started.elapsed().as_secs_f64(),
-        survivor: "the slave with the longest log, stopped cleanly after the master's SIGKILL, \
-                   not promoted"
-            .into(),
+        survivor: if r.failover {
+            "the slave the controller elected, which took the load after the kill, stopped \
+             cleanly at the end"
+                .into()
+        } else {
+            "the slave with the longest log, stopped cleanly after the master's SIGKILL, not \
+             promoted"
+                .into()
+        },
         modes: ms,
         failures: failures.to_vec(),
     };
@@ -279,7 +309,9 @@ pub fn table(s: &Summary) -> String {
             m.duplicated,
             m.out_of_order,
             m.msgs_per_s.p50,
-            "n/a"
+            m.failover_ms
+                .p50
+                .map_or("n/a".to_string(), |f| format!("{f:.0} ms"))
         );
     }
     o

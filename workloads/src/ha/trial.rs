@@ -34,17 +34,27 @@ pub struct TrialParams {
     pub body_bytes: usize,
     pub sample_ms: u64,
     pub fault: Fault,
+    /// Controller failover (a name server, a controller, brokers in
+    /// controller mode) instead of a survivor slave.
+    pub failover: bool,
+    /// The controller's heartbeat timeout, ms (with `failover`).
+    pub heartbeat_ms: u64,
+    /// Load on the new master after its first ack, ms.
+    pub post_failover_ms: u64,
 }
 
 /// One acknowledged send.
 #[derive(Debug, Clone)]
-struct Ack {
-    seq: u64,
-    queue_id: u32,
-    queue_offset: u64,
-    msg_id: String,
-    phys: u64,
-    at_us: u64,
+pub(super) struct Ack {
+    pub(super) seq: u64,
+    pub(super) queue_id: u32,
+    pub(super) queue_offset: u64,
+    pub(super) msg_id: String,
+    pub(super) phys: u64,
+    pub(super) at_us: u64,
+    /// 0: acknowledged by the first master, 1: by the one elected after
+    /// the kill.
+    pub(super) epoch: u8,
 }
 
 /// A lag sample: master's offsets and each slave's written offset.
@@ -63,7 +73,7 @@ pub struct Sample {
 
 /// A sample as taken: µs since the load began, the master's committed
 /// offset, each slave's written offset.
-type RawSample = (u64, u64, Vec<u64>);
+pub(super) type RawSample = (u64, u64, Vec<u64>);
 
 /// What one kill found.
 #[derive(Debug, Clone, Serialize)]
@@ -101,16 +111,25 @@ pub struct Trial {
     pub loss_over_lag: u64,
     pub samples: usize,
     pub max_lag_msgs: u64,
+    /// With --failover: last ack from the old master to the first from
+    /// the new one, ms.
+    pub failover_ms: Option<f64>,
+    /// With --failover: SIGKILL to the new master in the route, ms.
+    pub election_ms: Option<f64>,
+    /// With --failover: sends the new master acknowledged, and how many
+    /// of them its log lacks at the end (must be 0).
+    pub acked_after_failover: u64,
+    pub lost_after_failover: u64,
     pub slave_end: Vec<u64>,
     #[serde(skip)]
     pub lag: Vec<Sample>,
 }
 
-fn now_us(t0: Instant) -> u64 {
+pub(super) fn now_us(t0: Instant) -> u64 {
     t0.elapsed().as_micros() as u64
 }
 
-fn key(seq: u64) -> String {
+pub(super) fn key(seq: u64) -> String {
     format!("k{seq}")
 }
 
@@ -219,6 +238,7 @@ pub fn run(
                                 msg_id: sent.msg_id,
                                 phys,
                                 at_us,
+                                epoch: 0,
                             });
                         }
                         _ => {
@@ -236,8 +256,8 @@ pub fn run(
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
         let (raw, sampling) = (raw.clone(), sampling.clone());
-        let m = master.metrics;
-        let s: Vec<_> = slaves.iter().map(|s| s.metrics).collect();
+        let m = master.metrics();
+        let s: Vec<_> = slaves.iter().map(|s| s.metrics()).collect();
         let every = Duration::from_millis(p.sample_ms.max(1));
         std::thread::Builder::new()
             .name("ha-sampler".into())
@@ -269,7 +289,7 @@ pub fn run(
     let at = now_us(t0);
     let final_slaves: Vec<u64> = slaves
         .iter()
-        .map(|s| offsets(s.metrics).map(|o| o.written).unwrap_or(0))
+        .map(|s| offsets(s.metrics()).map(|o| o.written).unwrap_or(0))
         .collect();
     master.kill9();
     let killed_us = now_us(t0);
@@ -365,13 +385,17 @@ pub fn run(
         loss_over_lag,
         samples: lag.len(),
         max_lag_msgs: lag.iter().map(|s| s.lag_msgs).max().unwrap_or(0),
+        failover_ms: None,
+        election_ms: None,
+        acked_after_failover: 0,
+        lost_after_failover: 0,
         slave_end: scans.iter().map(|s| s.end).collect(),
         lag,
     })
 }
 
 /// Lag per sample, against the acks received by the sample's time.
-fn lag_samples(raw: &[RawSample], acks: &[Ack]) -> Vec<Sample> {
+pub(super) fn lag_samples(raw: &[RawSample], acks: &[Ack]) -> Vec<Sample> {
     raw.iter()
         .map(|(at, mc, sw)| {
             let best = sw.iter().copied().max().unwrap_or(0);
@@ -395,7 +419,7 @@ fn lag_samples(raw: &[RawSample], acks: &[Ack]) -> Vec<Sample> {
         .collect()
 }
 
-fn write_ack_log(path: &Path, acks: &[Ack]) -> Result<()> {
+pub(super) fn write_ack_log(path: &Path, acks: &[Ack]) -> Result<()> {
     let mut out = String::with_capacity(acks.len() * 64 + 64);
     out.push_str(CLIENT_ACK_LOG_HEADER);
     out.push('\n');
@@ -415,7 +439,7 @@ fn write_ack_log(path: &Path, acks: &[Ack]) -> Result<()> {
 }
 
 /// `mqlab verify --data-dir DIR --acked LOG --json`: missing lines, verdict.
-fn verify(bin: &Path, dir: &Path, acked: &Path) -> Result<(u64, bool)> {
+pub(super) fn verify(bin: &Path, dir: &Path, acked: &Path) -> Result<(u64, bool)> {
     let out = std::process::Command::new(bin)
         .args(["verify", "--json", "--data-dir"])
         .arg(dir)
@@ -448,13 +472,13 @@ fn verify(bin: &Path, dir: &Path, acked: &Path) -> Result<(u64, bool)> {
     Ok((missing + unresolved, ok))
 }
 
-struct Scan {
-    keys: HashSet<u64>,
-    duplicated: u64,
-    out_of_order: u64,
-    inversions: u64,
-    end: u64,
-    record_size: Option<u64>,
+pub(super) struct Scan {
+    pub(super) keys: HashSet<u64>,
+    pub(super) duplicated: u64,
+    pub(super) out_of_order: u64,
+    pub(super) inversions: u64,
+    pub(super) end: u64,
+    pub(super) record_size: Option<u64>,
 }
 
 /// Every message of the topic in a slave's store (recovered read-only):
@@ -463,7 +487,7 @@ struct Scan {
 /// back), and per queue a producer sequence lower than one before it
 /// (inversions: sends in flight together are stored in any order, by the
 /// master already; not a replication fault).
-fn scan(dir: &Path) -> Result<Scan> {
+pub(super) fn scan(dir: &Path) -> Result<Scan> {
     let store = crate::inspect::open_read_only(dir)?;
     let mut keys = HashSet::new();
     let mut last: HashMap<u32, u64> = HashMap::new();

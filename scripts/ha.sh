@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Issue 14's experiment: what each replication mode loses when the master
+# dies (mqlab ha). Every mode of {ASYNC_MASTER, SYNC_MASTER} x {sync,
+# group, async flush} x {1, 2 slaves}, three sets:
+#   results/ha/pass          KILLS kills per mode, the slaves' HA links
+#                            straight through the fault proxy (loopback:
+#                            the slaves keep up), the slave as survivor;
+#   results/ha/delay-<D>ms   DELAY_KILLS kills, DELAY ms added per chunk on
+#                            the HA links (a slow link: the slaves lag);
+#   results/ha/failover      FAILOVER_KILLS kills with a controller: the
+#                            slave elected, the producer follows the
+#                            route, failover time measured.
+# Each: summary.json, trials.csv, lag.csv, charts, run.log, the first
+# kill's ack log per mode. Niced; roughly 12 x (KILLS x 1.3 s +
+# DELAY_KILLS x 1.5 s + FAILOVER_KILLS x 8 s).
+#
+#   KILLS=40 DELAY_KILLS=20 DELAY=10 FAILOVER_KILLS=8 SEED=1 scripts/ha.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KILLS="${KILLS:-40}"
+DELAY_KILLS="${DELAY_KILLS:-20}"
+DELAY="${DELAY:-10}"
+FAILOVER_KILLS="${FAILOVER_KILLS:-8}"
+SEED="${SEED:-1}"
+OUT="${OUT:-results/ha}"
+mkdir -p "$OUT"
+nice cargo build --release -p mqlab
+run() { # dir, mqlab ha flags...
+    local dir="$1"
+    shift
+    rm -rf "$dir"
+    nice -n 10 ./target/release/mqlab ha --seed "$SEED" --out "$dir" "$@" | tee "$dir.log"
+    mv "$dir.log" "$dir/run.log"
+}
+[ "$KILLS" = 0 ] || run "$OUT/pass" --kills "$KILLS" --fault pass
+[ "$DELAY_KILLS" = 0 ] || run "$OUT/delay-${DELAY}ms" --kills "$DELAY_KILLS" --fault "delay:$DELAY"
+[ "$FAILOVER_KILLS" = 0 ] || run "$OUT/failover" --kills "$FAILOVER_KILLS" --failover

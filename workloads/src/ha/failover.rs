@@ -1,0 +1,399 @@
+//! One kill with controller failover (`mqlab ha --failover`): a name
+//! server, a controller and the brokers as processes in controller mode
+//! (the first elected master at epoch 1, the others its slaves, the load
+//! starting once every slave is in the in-sync set), the producer sending
+//! to the master the name server's route names; SIGKILL of the master at a
+//! seeded moment; the producer looks the route up every 20 ms until it
+//! names another master, and sends there. Failover time: last ack from the
+//! old master to the first from the new one. Then every broker left is
+//! stopped cleanly and the new master's store is checked against every
+//! ack, the old master's and the new one's. (The HA links cannot go
+//! through the fault proxy here: a slave learns its master's HA address
+//! from the controller.)
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use mqlab_client::tcp::pipelined::{lookup_route, PipelinedConfig, PipelinedSender, DEFAULT_TOPIC};
+use mqlab_engine::Message;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::proc::{offsets, BrokerProc};
+use super::trial::{
+    key, lag_samples, now_us, scan, verify, write_ack_log, Ack, RawSample, Trial, TrialParams,
+    TOPIC,
+};
+use super::Mode;
+
+/// The sender the producer uses now and the master's number (0 the
+/// first, 1 the elected one).
+type Current = (Arc<PipelinedSender>, u8);
+
+fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Result<()> {
+    let t = Instant::now();
+    while !ok() {
+        if t.elapsed() > Duration::from_secs(secs) {
+            bail!("timed out after {secs} s waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// The master (broker id 0) the name server's route names for the topic
+/// (or for TBW102 before the topic is registered).
+fn route_master(ns: SocketAddr) -> Option<SocketAddr> {
+    for t in [TOPIC, DEFAULT_TOPIC] {
+        if let Ok(Some(r)) = lookup_route(ns, t, Duration::from_millis(500)) {
+            if let Some(a) = r
+                .broker_datas
+                .iter()
+                .find_map(|b| b.broker_addrs.get(&0))
+                .and_then(|a| a.parse().ok())
+            {
+                return Some(a);
+            }
+        }
+    }
+    None
+}
+
+fn sender_to(addr: SocketAddr, p: &TrialParams) -> Result<Arc<PipelinedSender>> {
+    PipelinedSender::connect(
+        addr,
+        PipelinedConfig {
+            producer_group: "HaProducer".into(),
+            connections: 1,
+            max_in_flight: p.inflight,
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            default_topic_queue_nums: p.queues as i32,
+        },
+    )
+    .map(Arc::new)
+    .map_err(|e| anyhow!("connect to {addr}: {e}"))
+}
+
+/// Runs one kill with failover; the ack log goes to `ack_log`.
+pub fn run(
+    p: &TrialParams,
+    mode: &Mode,
+    kill: usize,
+    seed: u64,
+    work: &Path,
+    ack_log: &Path,
+) -> Result<Trial> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dir = tempfile::Builder::new()
+        .prefix("mqlab-ha-fo-")
+        .tempdir_in(work)
+        .context("trial directory")?;
+    let d = dir.path();
+    let hb = p.heartbeat_ms.to_string();
+    let ns = BrokerProc::spawn(
+        &p.bin,
+        d,
+        "namesrv",
+        &["namesrv".into(), "--listen".into(), "127.0.0.1:0".into()],
+        &|l| l.contains("listening on"),
+    )?;
+    let ctl = BrokerProc::spawn(
+        &p.bin,
+        d,
+        "controller",
+        &[
+            "controller".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--heartbeat-timeout-ms".into(),
+            hb.clone(),
+        ],
+        &|l| l.contains("listening on"),
+    )?;
+    let broker = |id: usize| {
+        BrokerProc::start(
+            &p.bin,
+            d,
+            &format!("b{id}"),
+            &[
+                "--role".into(),
+                mode.role.clone(),
+                "--flush".into(),
+                mode.flush.clone(),
+                "--controller".into(),
+                ctl.addr.to_string(),
+                "--broker-id".into(),
+                id.to_string(),
+                "--ha-listen".into(),
+                "127.0.0.1:0".into(),
+                "--namesrv".into(),
+                ns.addr.to_string(),
+                "--controller-heartbeat-timeout-ms".into(),
+                hb.clone(),
+                "--ha-max-time-slave-not-catchup-ms".into(),
+                "5000".into(),
+            ],
+        )
+    };
+    let mut master = broker(1)?;
+    wait_for("broker 1 elected", 15, || {
+        master.stderr().contains("now master at epoch 1")
+    })
+    .map_err(|e| anyhow!("{e}: {}", master.stderr()))?;
+    let mut slaves = Vec::new();
+    for i in 0..mode.slaves {
+        let s = broker(i + 2)?;
+        wait_for("a slave following broker 1", 15, || {
+            s.stderr().contains("now slave of broker 1")
+        })
+        .map_err(|e| anyhow!("{e}: {}", s.stderr()))?;
+        slaves.push(s);
+    }
+    let full = format!(
+        "-> {{{}}}",
+        (1..=mode.slaves + 1)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    wait_for("every slave in the in-sync set", 30, || {
+        master.stderr().contains(&full)
+    })
+    .map_err(|e| anyhow!("{e} ({full}): {}", master.stderr()))?;
+    wait_for("the route naming broker 1", 15, || {
+        route_master(ns.addr) == Some(master.addr)
+    })?;
+
+    // The producer sends through whichever sender is current (none
+    // between the kill and the new master).
+    let current: Arc<RwLock<Option<Current>>> =
+        Arc::new(RwLock::new(Some((sender_to(master.addr, p)?, 0))));
+    let t0 = Instant::now();
+    let acks: Arc<Mutex<Vec<Ack>>> = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (current, acks, errors, stop) =
+            (current.clone(), acks.clone(), errors.clone(), stop.clone());
+        let body = vec![b'h'; p.body_bytes];
+        let queues = p.queues.max(1) as u64;
+        std::thread::Builder::new()
+            .name("ha-producer".into())
+            .spawn(move || {
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    let cur = current.read().unwrap_or_else(|e| e.into_inner()).clone();
+                    let Some((sender, epoch)) = cur else {
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    };
+                    let msg = Message::new(TOPIC, body.clone())
+                        .with_queue((seq % queues) as u32)
+                        .with_keys(key(seq));
+                    let (acks, errors) = (acks.clone(), errors.clone());
+                    let s = seq;
+                    sender.send(&msg, move |r| match r.result {
+                        Ok(sent) if sent.is_ok() => {
+                            let at_us = now_us(t0);
+                            let phys = sent.phys_offset().unwrap_or(u64::MAX);
+                            acks.lock().unwrap_or_else(|e| e.into_inner()).push(Ack {
+                                seq: s,
+                                queue_id: sent.queue_id,
+                                queue_offset: sent.queue_offset,
+                                msg_id: sent.msg_id,
+                                phys,
+                                at_us,
+                                epoch,
+                            });
+                        }
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                    seq += 1;
+                }
+                seq
+            })?
+    };
+
+    let raw: Arc<Mutex<Vec<RawSample>>> = Arc::new(Mutex::new(Vec::new()));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (raw, sampling) = (raw.clone(), sampling.clone());
+        let m = master.metrics();
+        let s: Vec<_> = slaves.iter().map(|s| s.metrics()).collect();
+        let every = Duration::from_millis(p.sample_ms.max(1));
+        std::thread::Builder::new()
+            .name("ha-sampler".into())
+            .spawn(move || {
+                while sampling.load(Ordering::Acquire) {
+                    let at = now_us(t0);
+                    let mc = offsets(m).map(|o| o.committed).unwrap_or(0);
+                    let sw: Vec<u64> = s
+                        .iter()
+                        .map(|a| offsets(*a).map(|o| o.written).unwrap_or(0))
+                        .collect();
+                    raw.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((at, mc, sw));
+                    std::thread::sleep(every);
+                }
+            })?
+    };
+
+    let (lo, hi) = p.kill_after_ms;
+    let kill_at_ms = rng.random_range(lo..=hi.max(lo));
+    let wake = t0 + Duration::from_millis(kill_at_ms);
+    while Instant::now() < wake {
+        std::thread::sleep(Duration::from_millis(2).min(wake - Instant::now()));
+    }
+    sampling.store(false, Ordering::Release);
+    let _ = sampler.join();
+    let at = now_us(t0);
+    let final_slaves: Vec<u64> = slaves
+        .iter()
+        .map(|s| offsets(s.metrics()).map(|o| o.written).unwrap_or(0))
+        .collect();
+    master.kill9();
+    let killed_us = now_us(t0);
+    let old = current.write().unwrap_or_else(|e| e.into_inner()).take();
+    raw.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((at, 0, final_slaves.clone()));
+
+    // The client's side of the failover: the route, every 20 ms.
+    let t = Instant::now();
+    let new_addr = loop {
+        if let Some(a) = route_master(ns.addr).filter(|a| *a != master.addr) {
+            break a;
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            stop.store(true, Ordering::Release);
+            let _ = producer.join();
+            bail!(
+                "no new master in the route 30 s after the kill: {}",
+                slaves
+                    .iter()
+                    .map(|s| s.stderr())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let election_ms = (now_us(t0) - killed_us) as f64 / 1000.0;
+    let elected = slaves
+        .iter()
+        .position(|s| s.addr == new_addr)
+        .ok_or_else(|| anyhow!("the route names {new_addr}, none of the slaves"))?;
+    if let Some((s, _)) = &old {
+        s.close();
+    }
+    *current.write().unwrap_or_else(|e| e.into_inner()) = Some((sender_to(new_addr, p)?, 1));
+    let first_new = || {
+        acks.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|a| a.epoch == 1)
+    };
+    let got_new = wait_for("an ack from the new master", 15, first_new).is_ok();
+    std::thread::sleep(Duration::from_millis(p.post_failover_ms));
+    stop.store(true, Ordering::Release);
+    let sent = producer
+        .join()
+        .map_err(|_| anyhow!("the producer thread panicked"))?;
+    if let Some((s, _)) = current.write().unwrap_or_else(|e| e.into_inner()).take() {
+        s.wait_idle(Duration::from_secs(10));
+        s.close();
+    }
+    if !got_new {
+        bail!(
+            "the new master {new_addr} acknowledged nothing: {}",
+            slaves[elected].stderr()
+        );
+    }
+
+    for s in slaves.drain(..) {
+        let name = s.name.clone();
+        s.stop().with_context(|| format!("stop {name}"))?;
+    }
+    let _ = ctl.stop();
+    let _ = ns.stop();
+
+    let mut acks = std::mem::take(&mut *acks.lock().unwrap_or_else(|e| e.into_inner()));
+    acks.sort_by_key(|a| a.at_us);
+    write_ack_log(ack_log, &acks)?;
+    let new_dir: PathBuf = d.join(format!("b{}", elected + 2));
+    let (missing, ok) = verify(&p.bin, &new_dir, ack_log)?;
+    let sc = scan(&new_dir)?;
+    let lost_old = acks
+        .iter()
+        .filter(|a| a.epoch == 0 && !sc.keys.contains(&a.seq))
+        .count() as u64;
+    let lost_new = acks
+        .iter()
+        .filter(|a| a.epoch == 1 && !sc.keys.contains(&a.seq))
+        .count() as u64;
+    // What the elected slave had reported written just before the kill.
+    let had = final_slaves.get(elected).copied().unwrap_or(0);
+    let old_acks: Vec<&Ack> = acks.iter().filter(|a| a.epoch == 0).collect();
+    let loss_over_lag = old_acks
+        .iter()
+        .filter(|a| !sc.keys.contains(&a.seq) && a.phys < had)
+        .count() as u64;
+    let rec = sc.record_size.unwrap_or(0);
+    let past: Vec<&&Ack> = old_acks.iter().filter(|a| a.phys >= had).collect();
+    let last_old = old_acks.iter().map(|a| a.at_us).max().unwrap_or(killed_us);
+    let first_new_us = acks
+        .iter()
+        .filter(|a| a.epoch == 1)
+        .map(|a| a.at_us)
+        .min()
+        .unwrap_or(last_old);
+    let raw = std::mem::take(&mut *raw.lock().unwrap_or_else(|e| e.into_inner()));
+    let old_owned: Vec<Ack> = old_acks.iter().map(|a| (*a).clone()).collect();
+    let lag = lag_samples(&raw, &old_owned);
+    let acked_old = old_acks.len() as u64;
+    Ok(Trial {
+        mode: mode.name(),
+        kill,
+        seed,
+        kill_at_ms,
+        sent,
+        acked: acked_old,
+        send_errors: errors.load(Ordering::Relaxed),
+        msgs_per_s: acked_old as f64 / (killed_us.max(1) as f64 / 1e6),
+        acked_lost: lost_old,
+        acked_lost_worst_slave: lost_old,
+        verify_missing: vec![missing],
+        verify_ok: vec![ok],
+        duplicated: sc.duplicated,
+        out_of_order: sc.out_of_order,
+        send_order_inversions: sc.inversions,
+        lag_at_kill_msgs: past.len() as u64,
+        lag_at_kill_bytes: past
+            .iter()
+            .map(|a| a.phys + rec)
+            .max()
+            .map_or(0, |end| end.saturating_sub(had)),
+        lag_at_kill_age_ms: past
+            .iter()
+            .map(|a| a.at_us)
+            .min()
+            .map_or(0.0, |t| killed_us.saturating_sub(t) as f64 / 1000.0),
+        loss_over_lag,
+        samples: lag.len(),
+        max_lag_msgs: lag.iter().map(|s| s.lag_msgs).max().unwrap_or(0),
+        slave_end: vec![sc.end],
+        failover_ms: Some(first_new_us.saturating_sub(last_old) as f64 / 1000.0),
+        election_ms: Some(election_ms),
+        acked_after_failover: acks.len() as u64 - acked_old,
+        lost_after_failover: lost_new,
+        lag,
+    })
+}
