@@ -34,7 +34,7 @@ use rand_chacha::ChaCha8Rng;
 const GROUP: &str = "broker-f";
 const TOPIC: &str = "FailoverTopic";
 /// The controller counts a broker dead after this much silence.
-const HEARTBEAT_TIMEOUT_MS: u64 = 1_500;
+const HEARTBEAT_TIMEOUT_MS: u64 = 2_500;
 
 fn wait_for(what: &str, seed: u64, secs: u64, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
