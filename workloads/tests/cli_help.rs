@@ -3,7 +3,7 @@
 mod common;
 
 /// Every subcommand.
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 12] = [
     "run",
     "matrix",
     "baseline",
@@ -15,6 +15,7 @@ const SUBCOMMANDS: [&str; 11] = [
     "broker",
     "namesrv",
     "controller",
+    "ha",
 ];
 
 #[test]
@@ -83,6 +84,10 @@ fn every_command_has_help() {
         ("verify", &["--data-dir", "--acked", "--json"]),
         ("inspect", &["--data-dir", "--json"]),
         ("plot", &["--out", "IN"]),
+        (
+            "ha",
+            &["--quick", "--seed", "--kills", "--fault", "--failover", "default"],
+        ),
     ];
     for (cmd, words) in expect {
         let help = common::mqlab_ok(dir.path(), &[cmd, "--help"]);

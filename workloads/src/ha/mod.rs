@@ -121,7 +121,7 @@ pub struct HaRequest {
     /// ack, ms.
     #[arg(long, value_name = "MS", default_value_t = 300)]
     pub post_failover_ms: u64,
-    /// Ack logs kept per mode (the first N kills'). [default: 1]
+    /// Ack logs kept per mode (the first N kills').
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub keep_ack_logs: usize,
     /// The `mqlab` binary the brokers and verify run from. [default: this
