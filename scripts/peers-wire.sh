@@ -75,6 +75,44 @@ if wants rocketmq-rust; then
         nice -n 10 cargo install --locked --root "$RMQ_ROOT" rocketmq-namesrv rocketmq-broker
     fi
 fi
+# rocketmq-rust's store is writable only while (total - available) / total
+# of its filesystem stays under diskSpaceWarningLevelRatio, which it clamps
+# to at most 90% (rocketmq-store 1.0, config/message_store_config.rs and
+# local_file_message_store/health.rs). On this development machine the
+# filesystem reserves most of its free blocks for another uid (mount option
+# resv_strict,resuid=65534), so statvfs reports ~97% used and the broker
+# rolls its startup back (readiness: message store not writable). The shim
+# below, preloaded into rocketmq-rust's two processes only, reports the
+# free blocks as available (f_bavail = f_bfree); nothing else changes. A
+# run writes at most a few GB, far below what is really available.
+SHIM="$ROOT/target/peers/statvfs-free.so"
+if wants rocketmq-rust && [ ! -f "$SHIM" ]; then
+    mkdir -p "$(dirname "$SHIM")"
+    cat >"$SHIM.c" <<'CEOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <sys/statvfs.h>
+#include <sys/vfs.h>
+#define WRAP(name, type, arg)                                                   \
+    int name(arg a, struct type *b) {                                           \
+        static int (*real)(arg, struct type *);                                 \
+        if (!real) real = (int (*)(arg, struct type *))dlsym(RTLD_NEXT, #name); \
+        int r = real(a, b);                                                     \
+        if (r == 0) b->f_bavail = b->f_bfree;                                   \
+        return r;                                                               \
+    }
+WRAP(statvfs, statvfs, const char *)
+WRAP(statvfs64, statvfs64, const char *)
+WRAP(fstatvfs, statvfs, int)
+WRAP(fstatvfs64, statvfs64, int)
+WRAP(statfs, statfs, const char *)
+WRAP(statfs64, statfs64, const char *)
+WRAP(fstatfs, statfs, int)
+WRAP(fstatfs64, statfs64, int)
+CEOF
+    command -v gcc >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; }
+    gcc -shared -fPIC -O2 -o "$SHIM" "$SHIM.c" -ldl
+fi
 REDIS_NOTE=""
 if wants redis && ! command -v redis-server >/dev/null 2>&1; then
     log "installing redis-server"
@@ -92,14 +130,14 @@ rm -rf "$OUT/runs" "$OUT/device" "$OUT/logs"
 mkdir -p "$OUT/runs" "$OUT/device" "$OUT/logs"
 RUNS="$OUT/runs.jsonl"
 : >"$RUNS"
-rmq_version() { "$RMQ_ROOT/bin/rocketmq-broker-rust" --version 2>/dev/null | head -1 || echo '?'; }
+rmq_version() { "$RMQ_ROOT/bin/$1" --version 2>/dev/null | tr '\n' ' ' || echo '?'; }
 {
     echo "scripts/peers-wire.sh"
     echo "PEERS_WIRE_ROUNDS=$ROUNDS PEERS_WIRE_SECS=$SECS PEERS_WIRE_WARMUP=$WARMUP PEERS_WIRE_CONC='$CONC' PEERS_WIRE_MSG_BYTES=$MSG"
     echo "PEERS_WIRE_MQLAB='$MQLAB_CONFIGS' PEERS_WIRE_ONLY='$ONLY' PEERS_WIRE_DIR=$DATA"
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(uname -r), $(nproc) cores, filesystem $(stat -f -c %T "$DATA")"
     echo "mqlab: $MQLAB, tree $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- engine broker client protocol workloads || echo ' + uncommitted changes')"
-    wants rocketmq-rust && echo "rocketmq-rust: $(rmq_version); $("$RMQ_ROOT/bin/rocketmq-namesrv-rust" --version 2>/dev/null | head -1 || echo '?')"
+    wants rocketmq-rust && echo "rocketmq-rust: $(rmq_version rocketmq-broker-rust); $(rmq_version rocketmq-namesrv-rust)"
     command -v redis-server >/dev/null && echo "redis: $(redis-server --version)"
     [ -n "$REDIS_NOTE" ] && echo "$REDIS_NOTE"
     true
@@ -135,10 +173,13 @@ port_free() { # port...
     done
 }
 
+# Stops the servers last started first (a broker before its name server,
+# so that it can unregister), each within 10 s.
 stop_servers() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do
+    local i p
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        p=${PIDS[$i]}
+        kill -TERM "$p" 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
         kill -KILL "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
@@ -146,9 +187,18 @@ stop_servers() {
     PIDS=()
 }
 
-# Keeps the end of a server's log (their errors are findings).
+# Keeps a server's warnings and errors (counted, timestamps dropped) and the
+# end of its log, without colour codes: their errors are findings.
 keep_log() { # file name
-    [ -f "$1" ] && tail -n 300 "$1" >"$OUT/logs/$2.log" || true
+    [ -f "$1" ] || return 0
+    {
+        echo "== WARN/ERROR lines (count, line without its timestamp)"
+        sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E 'WARN|ERROR|[Ee]rror' |
+            sed -E 's/^[0-9TZ:.-]+ +//; s/:[0-9]+: /: /; s/127\.0\.0\.1:[0-9]+/127.0.0.1:PORT/g' |
+            sort | uniq -c | sort -rn | head -n 60
+        echo "== last 60 lines"
+        sed 's/\x1b\[[0-9;]*m//g' "$1" | tail -n 60 | cut -c1-400
+    } >"$OUT/logs/$2.log" 2>/dev/null || true
 }
 
 start_mqlab() { # flush backend dir
@@ -190,6 +240,7 @@ EOF
     (
         cd "$d/home"
         export ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback ROCKETMQ_HOME="$d/home" HOME="$d/home"
+        export LD_PRELOAD="$SHIM"
         exec "$RMQ_ROOT/bin/rocketmq-namesrv-rust" --bindAddress 127.0.0.1 --listenPort "$RMQ_NS" \
             --rocketmqHome "$d/home" --kvConfigPath "$d/home/kvConfig.json"
     ) >"$d/namesrv.log" 2>&1 &
@@ -198,6 +249,7 @@ EOF
     (
         cd "$d/home"
         export ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback ROCKETMQ_HOME="$d/home" HOME="$d/home"
+        export LD_PRELOAD="$SHIM"
         exec "$RMQ_ROOT/bin/rocketmq-broker-rust" -c "$d/broker.toml" -n "127.0.0.1:$RMQ_NS"
     ) >"$d/server.log" 2>&1 &
     PIDS+=($!)
@@ -298,10 +350,13 @@ if wants redis; then SERVERS+=("redis:always" "redis:everysec"); fi
 START=$SECONDS
 n=${#SERVERS[@]}
 for r in $(seq 1 "$ROUNDS"); do
+    # The machine is shared: the load average says how quiet it was.
+    echo "round $r start: $(cat /proc/loadavg)" >>"$OUT/device/loadavg.txt"
     "$MQLAB" baseline --data-dir "$DATA" --json >"$OUT/device/round-$r.json"
     for i in $(seq 0 $((n - 1))); do
         run_server "$r" "${SERVERS[$(((i + r - 1) % n))]}"
     done
+    echo "round $r end: $(cat /proc/loadavg)" >>"$OUT/device/loadavg.txt"
     log "round $r done after $((SECONDS - START)) s"
 done
 
