@@ -1446,3 +1446,103 @@ fn producers_outrunning_a_slow_disk_get_system_busy_not_memory() {
     assert!(growth < 192 << 20, "RSS grew by {} MiB", growth >> 20);
     server.shutdown();
 }
+
+/// Regression (issue 16, found by the soak): a long-polling pull waited
+/// inside the broker on the server's blocking pool, one thread each, so
+/// with more held pulls than the pool's 512 threads every other request
+/// queued behind them: 1,000 long-polling consumers had every send
+/// refused `[TIMEOUT_CLEAN_QUEUE]`. Now held pulls wait without a thread:
+/// with 800 of them held, sends are answered at once, and a message
+/// answers every pull waiting on its queue.
+#[test]
+fn held_pulls_do_not_starve_sends() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    const CONNS: usize = 4;
+    const PER_CONN: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path());
+    let addr = node.addr();
+    let mut conn = common::connect(addr);
+    let created = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC, 1)
+        .with_field("topic", "Held")
+        .with_field("writeQueueNums", 1);
+    let r = common::roundtrip(&mut conn, &encode_frame(&created).unwrap());
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let held0 = node
+        .broker()
+        .stats
+        .held_pulls
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut pullers = Vec::new();
+    for c in 0..CONNS {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let mut frames = Vec::new();
+        for i in 0..PER_CONN {
+            let mut p = pull(&[
+                ("topic", s("Held")),
+                ("consumerGroup", format!("G{c}-{i}")),
+                (
+                    "sysFlag",
+                    s(mqlab_protocol::headers::pull_sys_flag::SUSPEND),
+                ),
+                ("suspendTimeoutMillis", s(20_000)),
+            ]);
+            p.opaque = i as i32;
+            frames.extend(encode_frame(&p).unwrap());
+        }
+        stream.write_all(&frames).unwrap();
+        pullers.push(stream);
+    }
+    wait_until("every pull held", Duration::from_secs(20), || {
+        node.broker()
+            .stats
+            .held_pulls
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= held0 + (CONNS * PER_CONN) as u64
+    });
+    // Sends go through at once beside them.
+    for i in 0..20 {
+        let t = Instant::now();
+        let a = common::roundtrip(
+            &mut conn,
+            &common::v2_send_with(100 + i, "Other", "0", "", b"beside held pulls"),
+        );
+        assert_eq!(a.code, response::SUCCESS, "{:?}", a.remark);
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "a send took {:?} beside {} held pulls",
+            t.elapsed(),
+            CONNS * PER_CONN
+        );
+    }
+    // A message to their queue answers every held pull, with it.
+    let t = Instant::now();
+    let a = common::roundtrip(&mut conn, &common::v2_send("Held", "0", "", b"wake up"));
+    assert_eq!(a.code, response::SUCCESS, "{:?}", a.remark);
+    for stream in &mut pullers {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (mut buf, mut chunk, mut got) = (Vec::new(), vec![0u8; 64 * 1024], 0);
+        while got < PER_CONN {
+            while let Some((r, used)) = decode_frame(&buf, &Limits::default()).unwrap() {
+                buf.drain(..used);
+                assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+                assert!(!r.body.is_empty());
+                got += 1;
+            }
+            if got < PER_CONN {
+                let n = stream.read(&mut chunk).expect("held pulls answered");
+                assert!(n > 0, "closed after {got} answers");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+    println!(
+        "{} held pulls answered {:?} after the message",
+        CONNS * PER_CONN,
+        t.elapsed()
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+    node.shutdown().unwrap();
+}
