@@ -142,10 +142,17 @@ impl BrokerProc {
     }
 
     fn rss(&self) -> u64 {
+        self.status("VmRSS:")
+    }
+
+    /// A field of /proc/<pid>/status in bytes (VmRSS: resident in all;
+    /// RssAnon: the heap and stacks; RssFile: mapped files, which the
+    /// kernel can drop).
+    fn status(&self, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default()
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
     }
@@ -548,6 +555,8 @@ fn soak(cfg: &Cfg, out: Option<&Path>) -> serde_json::Value {
             "t_s": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             "phase": phase,
             "rss_bytes": broker.rss(),
+            "rss_anon_bytes": broker.status("RssAnon:"),
+            "rss_file_bytes": broker.status("RssFile:"),
             "acked": sh.acked.load(Ordering::Relaxed),
             "consumed": sh.consumed.load(Ordering::Relaxed),
         }));
@@ -593,6 +602,11 @@ fn soak(cfg: &Cfg, out: Option<&Path>) -> serde_json::Value {
         .max()
         .unwrap_or(0);
     let rss_end = broker.rss();
+    let rss_anon_max = series
+        .iter()
+        .filter_map(|s| s["rss_anon_bytes"].as_u64())
+        .max()
+        .unwrap_or(0);
 
     // Every group read every queue to its end, the same records in the
     // same order as group 0; every acknowledged send is there, its key at
@@ -665,6 +679,7 @@ fn soak(cfg: &Cfg, out: Option<&Path>) -> serde_json::Value {
         "rss_start_bytes": rss_start,
         "rss_max_bytes": rss_max,
         "rss_end_bytes": rss_end,
+        "rss_anon_max_bytes": rss_anon_max,
         "broker_clean_stop": clean_stop,
         "problems": problems,
     });
@@ -677,13 +692,16 @@ fn soak(cfg: &Cfg, out: Option<&Path>) -> serde_json::Value {
             serde_json::to_string_pretty(&s).unwrap(),
         )
         .unwrap();
-        let mut csv = String::from("t_s,phase,rss_bytes,acked,consumed\n");
+        let mut csv =
+            String::from("t_s,phase,rss_bytes,rss_anon_bytes,rss_file_bytes,acked,consumed\n");
         for p in &series {
             csv.push_str(&format!(
-                "{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{}\n",
                 p["t_s"],
                 p["phase"].as_str().unwrap_or(""),
                 p["rss_bytes"],
+                p["rss_anon_bytes"],
+                p["rss_file_bytes"],
                 p["acked"],
                 p["consumed"]
             ));
