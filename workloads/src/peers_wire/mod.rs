@@ -583,3 +583,111 @@ pub fn cmd_report(dir: &Path) -> Result<()> {
     print!("{md}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(dir: &Path, round: u32, engine: &str, dur: &str, c: u64, msgs: f64) -> String {
+        let rel = format!("runs/r{round}/{engine}-{dur}/c{c}");
+        std::fs::create_dir_all(dir.join(&rel)).unwrap();
+        let summary = serde_json::json!({
+            "throughput_msgs_per_s": msgs,
+            "ack_latency_us": {"p50": 100 * round, "p99": 1000 * round},
+            "errors": {}
+        });
+        std::fs::write(dir.join(&rel).join("summary.json"), summary.to_string()).unwrap();
+        serde_json::json!({"round": round, "engine": engine, "durability": dur,
+            "concurrency": c, "msg_bytes": 1024, "dir": rel, "status": "ok"})
+        .to_string()
+    }
+
+    #[test]
+    fn report_takes_medians_and_the_best_mqlab_of_each_class() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut lines = Vec::new();
+        for (round, scale) in [(1, 1.0), (2, 3.0), (3, 2.0)] {
+            lines.push(run(
+                d,
+                round,
+                "mqlab-broker-group-pwrite",
+                "sync",
+                16,
+                1000.0 * scale,
+            ));
+            lines.push(run(
+                d,
+                round,
+                "mqlab-broker-sync-pwrite",
+                "sync",
+                16,
+                100.0 * scale,
+            ));
+            lines.push(run(
+                d,
+                round,
+                "rocketmq-rust-broker",
+                "sync",
+                16,
+                400.0 * scale,
+            ));
+            lines.push(run(d, round, "redis-streams", "sync", 16, 800.0 * scale));
+            lines.push(run(d, round, "redis-streams", "async", 16, 9000.0 * scale));
+        }
+        // A failed round counts in `failures`, not in the median.
+        lines.push(
+            serde_json::json!({"round": 4, "engine": "rocketmq-rust-broker",
+                "durability": "sync", "concurrency": 16, "msg_bytes": 1024,
+                "dir": "runs/r4/none", "status": "server did not start"})
+            .to_string(),
+        );
+        std::fs::write(d.join("runs.jsonl"), lines.join("\n") + "\n").unwrap();
+        cmd_report(d).unwrap();
+
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap())
+                .unwrap();
+        let engines = s["engines"].as_array().unwrap();
+        assert_eq!(engines.len(), 5);
+        let group = &engines[0];
+        assert_eq!(group["engine"], "mqlab-broker-group-pwrite");
+        assert_eq!(group["msgs_per_s"], 2000.0);
+        assert_eq!(group["p50_us"], 200);
+        assert_eq!(group["p99_us"], 2000);
+        assert_eq!(group["rounds"], 3);
+        let rmq = engines
+            .iter()
+            .find(|e| e["engine"] == "rocketmq-rust-broker")
+            .unwrap();
+        assert_eq!(rmq["rounds"], 3);
+        assert_eq!(rmq["failures"].as_array().unwrap().len(), 1);
+        // Redis's two durability classes stay two rows.
+        let redis: Vec<_> = engines
+            .iter()
+            .filter(|e| e["engine"] == "redis-streams")
+            .collect();
+        assert_eq!(redis.len(), 2);
+
+        let ratios = s["ratios"].as_array().unwrap();
+        let sync16 = &ratios[0];
+        assert_eq!(sync16["mqlab_engine"], "mqlab-broker-group-pwrite");
+        assert_eq!(sync16["ratio"], 2.5);
+        assert_eq!(sync16["met"], true);
+        let redis_always = ratios
+            .iter()
+            .find(|r| r["peer_engine"] == "redis-streams appendfsync always")
+            .unwrap();
+        assert_eq!(redis_always["ratio"], 1.25);
+        assert_eq!(redis_always["met"], false);
+        // No rocketmq-rust figure at 256: no ratio, not met.
+        assert!(ratios[1]["ratio"].is_null());
+        for f in ["table.csv", "table.md", "peers-wire.svg", "peers-wire.png"] {
+            assert!(d.join(f).is_file(), "{f} missing");
+        }
+        let csv = std::fs::read_to_string(d.join("table.csv")).unwrap();
+        assert!(csv.starts_with(
+            "engine,durability,concurrency,msg_bytes,msgs_per_s,p50_us,p99_us,rounds"
+        ));
+    }
+}
