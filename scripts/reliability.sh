@@ -7,7 +7,18 @@
 #                                    points, >= 1,000 kills; ~20-30 min)
 #   scripts/reliability.sh --quick   a few minutes
 #   options: --out DIR (default results/reliability), --seed N (shifts
-#            every seeded suite; default 0), --no-fuzz, --no-kill9
+#            every seeded suite; default 0), --no-fuzz, --no-kill9,
+#            --no-wire, --no-soak, --soak-secs N (the soak's duration;
+#            full default 600), --wire-only (only the wire suites of
+#            issue 16, their keys merged into an existing summary.json)
+#
+# The wire suites (issue 16): broker/tests/wire_hostile.rs (hostile
+# clients against a Node; full: 9,990 idle connections, the most the
+# broker's cap of 10,000 leaves), acl_wire_cases.rs, wire_fuzz_seeds.rs,
+# workloads/tests/broker_kill9.rs (mqlab broker killed under wire load;
+# full: 125 cycles each of sync, group, async, pool), protocol/fuzz under
+# libFuzzer (full: 1,000,000 executions per target) and scripts/soak.sh
+# (full: 1,000 + 1,000 connections for 10 minutes).
 #
 # Every suite is an ordinary test file under engine/tests/ whose defaults
 # are CI-sized (`cargo test` runs them); this script raises the counts with
@@ -19,11 +30,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
+ARGS="$*"
+SOAK_SECS=
 QUICK=0
 OUT="$ROOT/results/reliability"
 SEED=0
 FUZZ=1
 KILL9=1
+WIRE=1
+SOAK=1
+ENGINE=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; shift ;;
@@ -31,12 +47,15 @@ while [ $# -gt 0 ]; do
         --seed) SEED=$2; shift 2 ;;
         --no-fuzz) FUZZ=0; shift ;;
         --no-kill9) KILL9=0; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --no-wire) WIRE=0; shift ;;
+        --no-soak) SOAK=0; shift ;;
+        --wire-only) ENGINE=0; shift ;;
+        --soak-secs) SOAK_SECS=$2; shift 2 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
-COMMAND="scripts/reliability.sh${*:+ $*}"
-[ "$QUICK" = 1 ] && COMMAND="scripts/reliability.sh --quick"
+COMMAND="scripts/reliability.sh${ARGS:+ $ARGS}"
 
 if [ "$QUICK" = 1 ]; then
     SIM_POINTS=500        # per flush strategy
@@ -44,17 +63,28 @@ if [ "$QUICK" = 1 ]; then
     HOSTILE=200; CLI_EVERY=10
     KILL9_CYCLES=24
     FUZZ_ITERS=300; FUZZ_SECS=10
+    WIRE_IDLE=2000; WIRE_FUZZ_ITERS=1000; WIRE_FUZZ_EXECS=20000
+    BROKER_KILL9_CYCLES=3   # per flush strategy, 4 strategies
+    SOAK_ARGS=(--producers 50 --consumers 50 --queues 10 --rate 1000 --secs 10 --drain-secs 60)
 else
     SIM_POINTS=25000      # x 4 strategies = 100,000 crash points
     FAULT_PUTS=60; FAULT_STRIDE=1
     HOSTILE=10000; CLI_EVERY=10
     KILL9_CYCLES=1000
     FUZZ_ITERS=3000; FUZZ_SECS=60
+    WIRE_IDLE=9990; WIRE_FUZZ_ITERS=20000; WIRE_FUZZ_EXECS=1000000
+    BROKER_KILL9_CYCLES=125 # x 4 strategies = 500 cycles
+    SOAK_ARGS=(--secs 600)
 fi
+[ -n "$SOAK_SECS" ] && SOAK_ARGS+=(--secs "$SOAK_SECS")
 
 LOGS="$OUT/logs"
 mkdir -p "$LOGS"
-rm -f "$LOGS"/*.log
+if [ "$ENGINE" = 1 ]; then
+    rm -f "$LOGS"/*.log
+else
+    rm -f "$LOGS"/wire_*.log "$LOGS"/broker_kill9.log "$LOGS"/soak.log
+fi
 NICE="nice -n 10"
 export CARGO_TERM_COLOR=never
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -74,8 +104,12 @@ step() { # name, then the command; its stderr+stdout go to $LOGS/name.log
 
 echo "reliability: building (release)" >&2
 $NICE cargo build --release -p mqlab >&2 || exit 1
-$NICE cargo test --release -p mqlab-engine --no-run >&2 || exit 1
+if [ "$ENGINE" = 1 ]; then
+    $NICE cargo test --release -p mqlab-engine --no-run >&2 || exit 1
+fi
 export MQLAB_BIN="$ROOT/target/release/mqlab"
+
+if [ "$ENGINE" = 1 ]; then
 
 # A small tmpfs for the real ENOSPC test, where the machine allows it.
 TMPFS=$(mktemp -d /tmp/mqlab-reliability-tmpfs.XXXXXX)
@@ -119,14 +153,37 @@ fi
 step fuzz_harness env MQLAB_REL_FUZZ_ITERS=$FUZZ_ITERS \
     $NICE $T reliability_fuzz -- --nocapture --test-threads=2
 if [ "$FUZZ" = 1 ]; then
-    step fuzz scripts/fuzz.sh --secs "$FUZZ_SECS" --out "$OUT/fuzz.json"
+    step fuzz scripts/fuzz.sh --crate engine --secs "$FUZZ_SECS" --out "$OUT/fuzz.json"
+fi
+fi # engine suites
+
+# 5. The wire (issue 16): hostile clients, ACL, the fuzz bodies over their
+#    seeds; the broker process killed under load; libFuzzer on the wire's
+#    decoders; the soak.
+WIRE_STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+if [ "$WIRE" = 1 ]; then
+    step wire_hostile env MQLAB_WIRE_IDLE_CONNS=$WIRE_IDLE MQLAB_WIRE_SEED=$((SEED + 16)) \
+        MQLAB_WIRE_FUZZ_ITERS=$WIRE_FUZZ_ITERS MQLAB_WIRE_FUZZ_SEED=$((SEED + 17)) \
+        $NICE cargo test --release -p mqlab-broker --test wire_hostile --test acl_wire_cases \
+        --test wire_fuzz_seeds -- --nocapture --test-threads=1
+    step broker_kill9 env MQLAB_BROKER_KILL9_CYCLES=$BROKER_KILL9_CYCLES \
+        MQLAB_BROKER_KILL9_FLUSH=sync,group,async,pool MQLAB_BROKER_KILL9_WORKERS=2 \
+        MQLAB_BROKER_KILL9_SEED=$((SEED + 18)) \
+        $NICE cargo test --release -p mqlab --test broker_kill9 -- --nocapture
+    if [ "$FUZZ" = 1 ]; then
+        step wire_fuzz scripts/fuzz.sh --crate protocol --execs "$WIRE_FUZZ_EXECS" \
+            --out "$OUT/fuzz-wire.json"
+    fi
+    if [ "$SOAK" = 1 ]; then
+        step soak scripts/soak.sh "${SOAK_ARGS[@]}" --seed $((SEED + 19)) --out "$OUT/soak"
+    fi
 fi
 
 ELAPSED=$(( $(date +%s) - T0 ))
 STATUS_JSON=$(for k in "${!STATUS[@]}"; do printf '"%s": %s,' "$k" "${STATUS[$k]}"; done)
 STATUS_JSON="{${STATUS_JSON%,}}"
 
-python3 - "$OUT" "$LOGS" "$COMMAND" "$STARTED" "$ELAPSED" "$STATUS_JSON" "$QUICK" "$SEED" "$TMPFS_NOTE" "$COMMIT" <<'PY'
+[ "$ENGINE" = 1 ] && python3 - "$OUT" "$LOGS" "$COMMAND" "$STARTED" "$ELAPSED" "$STATUS_JSON" "$QUICK" "$SEED" "$TMPFS_NOTE" "$COMMIT" <<'PY'
 import json, os, platform, re, sys
 out, logs, command, started, elapsed, status, quick, seed, tmpfs_note, commit_at_start = sys.argv[1:]
 status = json.loads(status)
@@ -386,6 +443,137 @@ open(os.path.join(out, "README.md"), "w").write(md)
 print(json.dumps({k: s[k] for k in ("passed", "sim_crash_points", "sim_acked_lost_sync_group",
       "sim_loss_over_window", "corrupt_reads", "failed_recoveries", "kill9_cycles", "kill9_acked_lost",
       "hostile_cases", "panics", "hangs", "fault_points", "fuzz_execs", "fuzz_crashes_open")}, indent=1))
+PY
+
+# The wire suites' figures, merged into summary.json (also after a
+# --wire-only run, into the summary of the last full run) and the README.
+[ "$WIRE" = 1 ] && python3 - "$OUT" "$LOGS" "$COMMAND" "$WIRE_STARTED" "$STATUS_JSON" "$QUICK" "$SEED" "$COMMIT" <<'PY'
+import json, os, re, sys
+out, logs, command, started, status, quick, seed, commit = sys.argv[1:]
+status = json.loads(status)
+def text(name):
+    try:
+        return open(os.path.join(logs, name + ".log"), errors="replace").read()
+    except OSError:
+        return ""
+def kv(line):
+    return {k: (int(v) if v.isdigit() else v) for k, v in re.findall(r"(\w+)=(\S+)", line)}
+hostile_log = text("wire_hostile")
+m = re.search(r"WIRE_HOSTILE (.*)$", hostile_log, re.M)
+hostile = kv(m.group(1)) if m else {}
+m = re.search(r"ACL_WIRE cases=(\d+)", hostile_log)
+acl_cases = int(m.group(1)) if m else 0
+m = re.search(r"BACKPRESSURE (.*)$", hostile_log, re.M)
+backpressure = m.group(1) if m else ""
+harness = re.findall(r"^(\w+): (\d+) seeds, (\d+) mutations$", hostile_log, re.M)
+# Panics anywhere in the wire suites (test threads, runtime threads).
+wire_panics = hostile.get("panics", 0) + len(re.findall(r"panicked at", text("broker_kill9")))
+k9 = [json.loads(m.group(1)) for m in re.finditer(r"BROKER_KILL9 (\{.*\})$", text("broker_kill9"), re.M)]
+k9_by = {r["flush"]: {k: r[k] for k in ("cycles", "cycles_with_acks", "acked", "acked_lost",
+                                        "max_lost_one_kill", "send_failures", "elapsed_s", "seed")}
+         for r in k9}
+fz = {}
+fp = os.path.join(out, "fuzz-wire.json")
+if os.path.exists(fp):
+    fz = json.load(open(fp))
+soak = {}
+sp = os.path.join(out, "soak", "summary.json")
+if os.path.exists(sp):
+    soak = json.load(open(sp))
+    soak.pop("timeseries", None)
+p = os.path.join(out, "summary.json")
+s = json.load(open(p)) if os.path.exists(p) else {}
+wire_steps = {k: v for k, v in status.items() if k in ("wire_hostile", "broker_kill9", "wire_fuzz", "soak")}
+s.setdefault("steps_exit_status", {}).update(wire_steps)
+s["passed"] = all(v == 0 for v in s["steps_exit_status"].values())
+s.update({
+    # --- issue 16 ---
+    "wire_fuzz_min_execs_per_target": fz.get("min_execs_per_target", 0),
+    "wire_fuzz_crashes": fz.get("crashes_new", 0),
+    "wire_hostile_cases": hostile.get("cases", 0) + acl_cases,
+    "wire_panics": wire_panics,
+    "soak_connections": soak.get("connections", 0),
+    "soak_rss_max_bytes": soak.get("rss_max_bytes", 0),
+    "broker_kill9_cycles": sum(r["cycles"] for r in k9),
+    # sync and group: every acknowledged send must survive the kill.
+    "broker_kill9_acked_lost": sum(r["acked_lost"] for r in k9 if r["flush"] in ("sync", "group")),
+    # Replication (issue 16's partition part): for the controller work.
+    "partition_schedules": None,
+    "partition_acked_lost_sync": None,
+    "dual_master_epochs": None,
+})
+s["wire"] = {
+    "command": command, "started_utc": started, "commit": commit, "quick": quick == "1",
+    "seed_base": int(seed),
+    "hostile": {"node_cases": hostile.get("cases", 0), "acl_cases": acl_cases,
+                "failed": hostile.get("failed"), "rss_growth_bytes": hostile.get("rss_growth_bytes"),
+                "idle_connections": hostile.get("idle"), "backpressure": backpressure},
+    "fuzz_harness": {t: {"seeds": int(a), "mutations": int(b)} for t, a, b in harness},
+    "broker_kill9": k9_by,
+    "broker_kill9_lost_async_pool": {f: r["acked_lost"] for f, r in k9_by.items()
+                                     if f in ("async", "pool")},
+    "libfuzzer": fz,
+    "soak": soak,
+    "replication_keys": "partition_schedules, partition_acked_lost_sync and dual_master_epochs "
+                        "are left to the controller work (network partitions between master, "
+                        "slave and controllers); null until it fills them",
+}
+json.dump(s, open(p, "w"), indent=2)
+
+f = lambda n: f"{n:,}" if isinstance(n, int) else str(n)
+k9_rows = "\n".join(f"| {fl} | {f(r['cycles'])} | {f(r['acked'])} | {f(r['acked_lost'])} | "
+                    f"{f(r['max_lost_one_kill'])} |" for fl, r in sorted(k9_by.items()))
+fz_rows = "\n".join(f"| {t} | {f(v['execs'])} | {f(v['execs_per_s'])} | {v['wall_s']} | "
+                    f"{len(v['new_artifacts'])} |" for t, v in fz.get("targets", {}).items())
+lat, e2e = soak.get("send_latency_us", {}), soak.get("end_to_end_latency_ms", {})
+cfg = soak.get("config", {})
+md = f"""<!-- wire -->
+## The wire (issue 16)
+
+Command: `{command}` (wire suites from {started}, commit {commit}). Keys in `summary.json`:
+
+| figure | value | promise |
+|---|---|---|
+| wire_fuzz_min_execs_per_target | {f(s['wire_fuzz_min_execs_per_target'])} | >= 1,000,000 in the full run ({len(fz.get('targets', {}))} targets of `protocol/fuzz`) |
+| wire_fuzz_crashes | {s['wire_fuzz_crashes']} | 0 |
+| wire_hostile_cases | {f(s['wire_hostile_cases'])} | Node cases {f(hostile.get('cases', 0))} (with {f(hostile.get('idle', 0))} idle connections) + ACL cases {acl_cases}, both serializations |
+| wire_panics | {s['wire_panics']} | 0 |
+| broker_kill9_cycles | {f(s['broker_kill9_cycles'])} | >= 500 in the full run |
+| broker_kill9_acked_lost | {s['broker_kill9_acked_lost']} | 0 (sync and group) |
+| soak_connections | {f(s['soak_connections'])} | 2,000 in the full run ({cfg.get('producers', 0)} producers, {soak.get('groups', 0)} groups x {cfg.get('queues', 0)} queues of consumers) |
+| soak_rss_max_bytes | {f(s['soak_rss_max_bytes'])} | under {f(cfg.get('rss_bound_bytes', 0))} |
+| partition_schedules, partition_acked_lost_sync, dual_master_epochs | - | left for the controller work |
+
+Hostile clients (`broker/tests/wire_hostile.rs`): RSS growth {f(hostile.get('rss_growth_bytes', 0))} bytes
+(bound 384 MiB), {hostile.get('failed', '?')} failed cases. Back-pressure: `{backpressure}`.
+
+Broker kill -9 under wire load (`workloads/tests/broker_kill9.rs`; async and pool are reported, not bounded):
+
+| flush | cycles | acked | acked lost | most lost by one kill |
+|---|---|---|---|---|
+{k9_rows}
+
+libFuzzer on the wire's decoders (`scripts/fuzz.sh --crate protocol`):
+
+| target | execs | execs/s | wall s | new crashes |
+|---|---|---|---|---|
+{fz_rows}
+
+Soak (`scripts/soak.sh`): {f(soak.get('acked', 0))} sends acked in {soak.get('load_s', 0):.0f} s
+({soak.get('send_tps', 0):.0f}/s, {f(soak.get('busy_retries', 0))} SYSTEM_BUSY retries, {soak.get('errors', '?')} errors);
+send latency p50 {lat.get('p50', '?')} us, p99 {lat.get('p99', '?')} us, max {lat.get('max', '?')} us; end to end p50
+{e2e.get('p50', '?')} ms, p99 {e2e.get('p99', '?')} ms; drained in {soak.get('drain_s', 0):.1f} s, backlog at the end
+{soak.get('backlog_end', '?')}, acked not consumed {soak.get('acked_not_consumed', '?')}; broker RSS {f(soak.get('rss_start_bytes', 0))}
+at the start, at most {f(soak.get('rss_max_bytes', 0))}.
+<!-- /wire -->
+"""
+rp = os.path.join(out, "README.md")
+old = open(rp).read() if os.path.exists(rp) else ""
+old = re.sub(r"\n?<!-- wire -->.*<!-- /wire -->\n?", "\n", old, flags=re.S).rstrip("\n")
+open(rp, "w").write((old + "\n\n" if old else "") + md)
+print(json.dumps({k: s[k] for k in ("wire_fuzz_min_execs_per_target", "wire_fuzz_crashes",
+      "wire_hostile_cases", "wire_panics", "soak_connections", "soak_rss_max_bytes",
+      "broker_kill9_cycles", "broker_kill9_acked_lost")}, indent=1))
 PY
 RC=0
 for k in "${!STATUS[@]}"; do [ "${STATUS[$k]}" = 0 ] || RC=1; done
