@@ -206,9 +206,12 @@ impl BrokerProc {
                 return Ok(());
             }
             if t.elapsed() > Duration::from_secs(2) {
+                let printed = self.printed();
+                let tail = &printed[printed.len().saturating_sub(5)..];
                 bail!(
-                    "{} exited {status} without a clean shutdown: {}",
+                    "{} exited {status} without a clean shutdown: stdout ends {:?}, stderr: {}",
                     self.name,
+                    tail,
                     std::fs::read_to_string(&self.stderr).unwrap_or_default()
                 );
             }
