@@ -186,7 +186,11 @@ fn connection_limit_and_idle_timeout() {
     common::roundtrip(&mut b, &ping());
     let mut c = common::connect(node.addr());
     let mut buf = [0u8; 64];
-    assert_eq!(c.read(&mut buf).unwrap_or(0), 0, "a third connection is closed");
+    assert_eq!(
+        c.read(&mut buf).unwrap_or(0),
+        0,
+        "a third connection is closed"
+    );
     common::roundtrip(&mut a, &ping());
     // Silent past the idle timeout: closed by the broker.
     let t = Instant::now();

@@ -86,7 +86,14 @@ fn every_command_has_help() {
         ("plot", &["--out", "IN"]),
         (
             "ha",
-            &["--quick", "--seed", "--kills", "--fault", "--failover", "default"],
+            &[
+                "--quick",
+                "--seed",
+                "--kills",
+                "--fault",
+                "--failover",
+                "default",
+            ],
         ),
     ];
     for (cmd, words) in expect {
