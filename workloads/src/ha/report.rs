@@ -211,13 +211,13 @@ pub fn write(
     .context("write summary.json")?;
 
     let mut csv = String::from(
-        "mode,kill,seed,kill_at_ms,sent,acked,send_errors,msgs_per_s,acked_lost,acked_lost_worst_slave,verify_missing,verify_ok,duplicated,out_of_order,send_order_inversions,lag_at_kill_msgs,lag_at_kill_bytes,lag_at_kill_age_ms,loss_over_lag,samples,max_lag_msgs\n",
+        "mode,kill,seed,kill_at_ms,sent,acked,send_errors,msgs_per_s,acked_lost,acked_lost_worst_slave,verify_missing,verify_ok,duplicated,out_of_order,send_order_inversions,lag_at_kill_msgs,lag_at_kill_bytes,lag_at_kill_age_ms,loss_over_lag,samples,max_lag_msgs,failover_ms,election_ms,acked_after_failover,lost_after_failover\n",
     );
     for t in trials {
         let join = |v: Vec<String>| v.join(";");
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{:.0},{},{},{},{},{},{},{},{},{},{:.2},{},{},{}",
+            "{},{},{},{},{},{},{},{:.0},{},{},{},{},{},{},{},{},{},{:.2},{},{},{},{},{},{},{}",
             t.mode,
             t.kill,
             t.seed,
@@ -238,7 +238,11 @@ pub fn write(
             t.lag_at_kill_age_ms,
             t.loss_over_lag,
             t.samples,
-            t.max_lag_msgs
+            t.max_lag_msgs,
+            t.failover_ms.map_or(String::new(), |v| format!("{v:.1}")),
+            t.election_ms.map_or(String::new(), |v| format!("{v:.1}")),
+            t.acked_after_failover,
+            t.lost_after_failover
         );
     }
     std::fs::write(out.join("trials.csv"), csv).context("write trials.csv")?;
