@@ -112,11 +112,25 @@ fn quick_ha_sync_loses_nothing_async_loses_at_most_the_lag() {
     assert!(first.starts_with("topic,queue_id,queue_offset,msg_id,key\n"));
 }
 
+/// The controller's heartbeat timeout is 2 s here, not the experiment's
+/// 1 s: on a loaded CI machine a 1 s timeout can depose a live master
+/// (results/ha/README.md: the one SYNC_MASTER failover kill that lost
+/// acknowledged messages had its slave elected before the SIGKILL).
 #[test]
 fn quick_ha_with_controller_failover() {
     let seed = seed();
     let dir = tempfile::tempdir().unwrap();
-    let (s, printed) = quick(dir.path(), seed, &["--failover", "--kills", "1"]);
+    let (s, printed) = quick(
+        dir.path(),
+        seed,
+        &[
+            "--failover",
+            "--kills",
+            "1",
+            "--heartbeat-timeout-ms",
+            "2000",
+        ],
+    );
     for m in check_modes(&s, seed, 1, &printed) {
         let name = m["name"].as_str().unwrap();
         let f = &m["failover_ms"];
