@@ -241,8 +241,11 @@ struct Shared {
     /// Per queue, the key at each offset, as group 0 consumed them.
     keys: Vec<Mutex<Vec<u64>>>,
     /// Per (group, queue): (end offset, hash of the (offset, key) run).
-    runs: Mutex<Vec<((usize, u32), (u64, u64))>>,
+    runs: Mutex<Vec<GroupRun>>,
 }
+
+/// ((group, queue), (end offset, hash of the (offset, key) run)).
+type GroupRun = ((usize, u32), (u64, u64));
 
 impl Shared {
     fn error(&self, e: String) {
