@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use mqlab_client::tcp::pipelined::{lookup_route, PipelinedConfig, PipelinedSender, DEFAULT_TOPIC};
 use mqlab_engine::Message;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::proc::{offsets, BrokerProc};
+use super::proc::BrokerProc;
 use super::trial::{
-    key, lag_samples, now_us, scan, verify, write_ack_log, Ack, RawSample, Trial, TrialParams,
-    TOPIC,
+    key, lag_samples, now_us, sample_then_kill, scan, verify, write_ack_log, Ack, Trial,
+    TrialParams, TOPIC,
 };
 use super::Mode;
 
@@ -221,50 +221,9 @@ pub fn run(
             })?
     };
 
-    let raw: Arc<Mutex<Vec<RawSample>>> = Arc::new(Mutex::new(Vec::new()));
-    let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = {
-        let (raw, sampling) = (raw.clone(), sampling.clone());
-        let m = master.metrics();
-        let s: Vec<_> = slaves.iter().map(|s| s.metrics()).collect();
-        let every = Duration::from_millis(p.sample_ms.max(1));
-        std::thread::Builder::new()
-            .name("ha-sampler".into())
-            .spawn(move || {
-                while sampling.load(Ordering::Acquire) {
-                    let at = now_us(t0);
-                    let mc = offsets(m).map(|o| o.committed).unwrap_or(0);
-                    let sw: Vec<u64> = s
-                        .iter()
-                        .map(|a| offsets(*a).map(|o| o.written).unwrap_or(0))
-                        .collect();
-                    raw.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push((at, mc, sw));
-                    std::thread::sleep(every);
-                }
-            })?
-    };
-
-    let (lo, hi) = p.kill_after_ms;
-    let kill_at_ms = rng.random_range(lo..=hi.max(lo));
-    let wake = t0 + Duration::from_millis(kill_at_ms);
-    while Instant::now() < wake {
-        std::thread::sleep(Duration::from_millis(2).min(wake - Instant::now()));
-    }
-    sampling.store(false, Ordering::Release);
-    let _ = sampler.join();
-    let at = now_us(t0);
-    let final_slaves: Vec<u64> = slaves
-        .iter()
-        .map(|s| offsets(s.metrics()).map(|o| o.written).unwrap_or(0))
-        .collect();
-    master.kill9();
-    let killed_us = now_us(t0);
+    let (raw, final_slaves, kill_at_ms, killed_us) =
+        sample_then_kill(&mut master, &slaves, p, t0, &mut rng)?;
     let old = current.write().unwrap_or_else(|e| e.into_inner()).take();
-    raw.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((at, 0, final_slaves.clone()));
 
     // The client's side of the failover: the route, every 20 ms.
     let t = Instant::now();
@@ -355,7 +314,6 @@ pub fn run(
         .map(|a| a.at_us)
         .min()
         .unwrap_or(last_old);
-    let raw = std::mem::take(&mut *raw.lock().unwrap_or_else(|e| e.into_inner()));
     let old_owned: Vec<Ack> = old_acks.iter().map(|a| (*a).clone()).collect();
     let lag = lag_samples(&raw, &old_owned);
     let acked_old = old_acks.len() as u64;

@@ -251,51 +251,9 @@ pub fn run(
             })?
     };
 
-    // Live samples: (t, master committed, each slave's written).
-    let raw: Arc<Mutex<Vec<RawSample>>> = Arc::new(Mutex::new(Vec::new()));
-    let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = {
-        let (raw, sampling) = (raw.clone(), sampling.clone());
-        let m = master.metrics();
-        let s: Vec<_> = slaves.iter().map(|s| s.metrics()).collect();
-        let every = Duration::from_millis(p.sample_ms.max(1));
-        std::thread::Builder::new()
-            .name("ha-sampler".into())
-            .spawn(move || {
-                while sampling.load(Ordering::Acquire) {
-                    let at = now_us(t0);
-                    let mc = offsets(m).map(|o| o.committed).unwrap_or(0);
-                    let sw: Vec<u64> = s
-                        .iter()
-                        .map(|a| offsets(*a).map(|o| o.written).unwrap_or(0))
-                        .collect();
-                    raw.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push((at, mc, sw));
-                    std::thread::sleep(every);
-                }
-            })?
-    };
-
-    let (lo, hi) = p.kill_after_ms;
-    let kill_at_ms = rng.random_range(lo..=hi.max(lo));
-    let wake = t0 + Duration::from_millis(kill_at_ms);
-    while Instant::now() < wake {
-        std::thread::sleep(Duration::from_millis(2).min(wake - Instant::now()));
-    }
-    // The sample the kill is judged against, then the kill at once.
-    sampling.store(false, Ordering::Release);
-    let _ = sampler.join();
-    let at = now_us(t0);
-    let final_slaves: Vec<u64> = slaves
-        .iter()
-        .map(|s| offsets(s.metrics()).map(|o| o.written).unwrap_or(0))
-        .collect();
-    master.kill9();
-    let killed_us = now_us(t0);
-    raw.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((at, 0, final_slaves.clone()));
+    // Live samples until the seeded kill, the last one right before it.
+    let (raw, final_slaves, kill_at_ms, killed_us) =
+        sample_then_kill(&mut master, &slaves, p, t0, &mut rng)?;
     stop.store(true, Ordering::Release);
     let sent = producer
         .join()
@@ -357,7 +315,6 @@ pub fn run(
         .min()
         .map_or(0.0, |t| killed_us.saturating_sub(t) as f64 / 1000.0);
 
-    let raw = std::mem::take(&mut *raw.lock().unwrap_or_else(|e| e.into_inner()));
     let lag = lag_samples(&raw, &acks);
     let duplicated = scans.get(best).map_or(0, |s| s.duplicated);
     let out_of_order = scans.get(best).map_or(0, |s| s.out_of_order);
@@ -392,6 +349,63 @@ pub fn run(
         slave_end: scans.iter().map(|s| s.end).collect(),
         lag,
     })
+}
+
+/// Samples the lag every `p.sample_ms` (the master's committed offset,
+/// each slave's written offset) until a seeded moment in
+/// `p.kill_after_ms`, takes the sample the kill is judged against and
+/// SIGKILLs the master at once. Returns the samples (the last at the
+/// kill), the slaves' written offsets at the kill, the drawn kill moment
+/// (ms) and the kill's time, µs since `t0`.
+pub(super) fn sample_then_kill(
+    master: &mut BrokerProc,
+    slaves: &[BrokerProc],
+    p: &TrialParams,
+    t0: Instant,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Vec<RawSample>, Vec<u64>, u64, u64)> {
+    let raw: Arc<Mutex<Vec<RawSample>>> = Arc::new(Mutex::new(Vec::new()));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (raw, sampling) = (raw.clone(), sampling.clone());
+        let m = master.metrics();
+        let s: Vec<_> = slaves.iter().map(|s| s.metrics()).collect();
+        let every = Duration::from_millis(p.sample_ms.max(1));
+        std::thread::Builder::new()
+            .name("ha-sampler".into())
+            .spawn(move || {
+                while sampling.load(Ordering::Acquire) {
+                    let at = now_us(t0);
+                    let mc = offsets(m).map(|o| o.committed).unwrap_or(0);
+                    let sw: Vec<u64> = s
+                        .iter()
+                        .map(|a| offsets(*a).map(|o| o.written).unwrap_or(0))
+                        .collect();
+                    raw.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((at, mc, sw));
+                    std::thread::sleep(every);
+                }
+            })?
+    };
+    let (lo, hi) = p.kill_after_ms;
+    let kill_at_ms = rng.random_range(lo..=hi.max(lo));
+    let wake = t0 + Duration::from_millis(kill_at_ms);
+    while Instant::now() < wake {
+        std::thread::sleep(Duration::from_millis(2).min(wake - Instant::now()));
+    }
+    sampling.store(false, Ordering::Release);
+    let _ = sampler.join();
+    let at = now_us(t0);
+    let final_slaves: Vec<u64> = slaves
+        .iter()
+        .map(|s| offsets(s.metrics()).map(|o| o.written).unwrap_or(0))
+        .collect();
+    master.kill9();
+    let killed_us = now_us(t0);
+    let mut raw = std::mem::take(&mut *raw.lock().unwrap_or_else(|e| e.into_inner()));
+    raw.push((at, 0, final_slaves.clone()));
+    Ok((raw, final_slaves, kill_at_ms, killed_us))
 }
 
 /// Lag per sample, against the acks received by the sample's time.
