@@ -1426,6 +1426,14 @@ fn producers_outrunning_a_slow_disk_get_system_busy_not_memory() {
         }
     }
     let elapsed = started.elapsed();
+    // A send is answered once its write is flushed; its consume-queue unit
+    // is built by the dispatcher a moment later, so wait for it to catch up
+    // with everything written before counting the queue (CI once counted
+    // 301 of 303).
+    assert!(
+        store.wait_dispatched(store.offsets().committed, Duration::from_secs(10)),
+        "the dispatcher did not reach the committed offset in 10 s"
+    );
     let (_, stored) = broker.queue_range(&mqlab_broker::MessageQueue::new("Busy", 0));
     let growth = rss_max.load(Ordering::Relaxed).saturating_sub(rss0);
     println!(
