@@ -366,8 +366,9 @@ impl Node {
                 group: cfg.broker_name.clone(),
                 id: cfg.broker_id,
                 addr,
-                // The HA port as bound (a system-chosen port when 0).
-                ha_addr: repl.bound_ha_addr().unwrap_or(ha_addr),
+                // As announced, else the HA port as bound (a
+                // system-chosen port when 0).
+                ha_addr: cfg.ha.announce.or(repl.bound_ha_addr()).unwrap_or(ha_addr),
             };
             repl.with_controller(mode.clone(), me)?;
         }

@@ -72,6 +72,11 @@ pub struct BrokerRequest {
     /// broker's port + 1]
     #[arg(long, value_name = "ADDR")]
     pub ha_listen: Option<SocketAddr>,
+    /// Controller mode: the HA address announced to the controllers (and
+    /// so to slaves) when it is not the bound one, e.g. a fault proxy in
+    /// front of it. [default: the HA address as bound]
+    #[arg(long, value_name = "ADDR")]
+    pub ha_announce: Option<SocketAddr>,
     /// A slave's master: the master's HA address (haMasterAddress), e.g.
     /// 127.0.0.1:10912.
     #[arg(long, value_name = "ADDR")]
@@ -212,6 +217,9 @@ pub fn node_config(r: &BrokerRequest) -> Result<NodeConfig> {
     }
     if let Some(a) = r.ha_listen {
         cfg.ha.listen = Some(a);
+    }
+    if let Some(a) = r.ha_announce {
+        cfg.ha.announce = Some(a);
     }
     if let Some(a) = r.ha_master {
         cfg.ha.master = Some(a);

@@ -102,6 +102,11 @@ pub struct HaConfig {
     /// Where a master listens for slaves [haListenPort]; `None`: the
     /// broker's listen address with its port + 1 (port 0 stays 0).
     pub listen: Option<SocketAddr>,
+    /// Controller mode: the HA address this broker announces to the
+    /// controllers (and so to its slaves) when that is not the bound one:
+    /// a proxy or a translated address in front of it (RocketMQ announces
+    /// `brokerIP2` with the HA port). `None`: the address as bound.
+    pub announce: Option<SocketAddr>,
     /// The master's HA address a slave connects to [haMasterAddress].
     pub master: Option<SocketAddr>,
     /// Most bytes per transfer [haTransferBatchSize]. Default 32 KiB.
@@ -135,6 +140,7 @@ impl Default for HaConfig {
         HaConfig {
             role: BrokerRole::AsyncMaster,
             listen: None,
+            announce: None,
             master: None,
             transfer_batch_bytes: 32 * 1024,
             heartbeat_interval_ms: 5_000,

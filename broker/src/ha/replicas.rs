@@ -480,6 +480,27 @@ impl Agent {
             return;
         }
         ctl.sync.propose(new.clone());
+        // A member joins only holding every message acknowledged while it
+        // was out. Its catch-up time says it had what this log held at its
+        // previous report, not what was acknowledged since (without it:
+        // the SYNC_MASTER failover loss in results/ha/failover). From the
+        // proposal on, puts wait for it; what was acknowledged before ends
+        // at or below `need`, so the request waits for its report to pass
+        // that.
+        let added: Vec<u64> = new.difference(&cur).copied().collect();
+        if !added.is_empty() {
+            let need = r.store.offsets().written;
+            if let Err(behind) = wait_reported(&r, &added, need, fresh) {
+                ctl.sync.abandon();
+                eprintln!(
+                    "mqlab broker {}/{}: in-sync set {cur:?} -> {new:?} not asked: broker {behind} did not report offset {need} within {} ms",
+                    self.me.group,
+                    self.me.id,
+                    fresh.as_millis()
+                );
+                return;
+            }
+        }
         let asked = SyncStateSetBody {
             sync_state_set: new.clone(),
             sync_state_set_epoch: cur_epoch,
@@ -507,6 +528,32 @@ impl Agent {
         let ha = r.ha();
         if let Some(m) = ha.master() {
             m.resync();
+        }
+    }
+}
+
+/// Waits up to `within` until every broker in `ids` has reported an offset
+/// at or past `need` to this master; `Err(id)` names one that has not.
+fn wait_reported(r: &Replication, ids: &[u64], need: u64, within: Duration) -> Result<(), u64> {
+    let deadline = Instant::now() + within;
+    loop {
+        let behind = {
+            let ha = r.ha();
+            let slaves = if ha.is_running() {
+                ha.master().map(|m| m.slaves()).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            ids.iter().copied().find(|id| {
+                !slaves
+                    .iter()
+                    .any(|s| s.broker_id == *id && s.acked.is_some_and(|a| a >= need))
+            })
+        };
+        match behind {
+            None => return Ok(()),
+            Some(id) if Instant::now() >= deadline => return Err(id),
+            Some(_) => std::thread::sleep(Duration::from_millis(2)),
         }
     }
 }
