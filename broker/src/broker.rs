@@ -646,6 +646,42 @@ impl BrokerCore {
         }
     }
 
+    /// The broker id a pull's answer suggests for the next pull of its
+    /// queue (`suggestWhichBrokerId`), as RocketMQ's
+    /// `DefaultMessageStore.getMessage` and `PullMessageProcessor` decide
+    /// it: with `slave_read_enable`, `which_broker_when_consume_slowly`
+    /// when the last message returned lies more than
+    /// `access_message_in_memory_max_ratio` percent of the memory behind
+    /// the commit log's end (no longer in memory: a slave should serve this
+    /// consumer), else the master (0); without it, always the master. The
+    /// same on a master and on a slave. A pull that returned nothing
+    /// suggests the master (RocketMQ measures from offset 0 then).
+    pub fn suggest_broker_id(&self, r: &PullResult) -> u64 {
+        if !self.cfg.slave_read_enable {
+            return 0;
+        }
+        let Some(last) = r.msgs.last() else {
+            return 0;
+        };
+        let behind = self
+            .store
+            .offsets()
+            .written
+            .saturating_sub(last.phys_offset);
+        if behind > self.in_memory_bytes() {
+            self.cfg.which_broker_when_consume_slowly
+        } else {
+            0
+        }
+    }
+
+    /// How far behind the commit log's end pulled data still counts as in
+    /// memory, bytes.
+    fn in_memory_bytes(&self) -> u64 {
+        let total = self.cfg.total_memory_bytes.unwrap_or_else(physical_memory);
+        (total as u128 * self.cfg.access_message_in_memory_max_ratio as u128 / 100) as u64
+    }
+
     /// Commits a group's offset on a queue (persisted by the flusher).
     pub fn commit_offset(&self, group: &str, mq: &MessageQueue, offset: u64) {
         self.offsets.commit(group, &mq.topic, mq.queue_id, offset);
@@ -928,4 +964,23 @@ fn illegal(e: Error) -> PutResult {
         offsets: None,
         detail: Some(e.to_string()),
     }
+}
+
+/// The machine's physical memory, bytes (`MemTotal` of `/proc/meminfo`,
+/// read once), or 24 GiB when it cannot be read (RocketMQ's `StoreUtil`
+/// default).
+fn physical_memory() -> u64 {
+    static TOTAL: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TOTAL.get_or_init(|| {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|v| v.trim().strip_suffix("kB"))
+                    .and_then(|kb| kb.trim().parse::<u64>().ok())
+            })
+            .map(|kb| kb * 1024)
+            .unwrap_or(24 << 30)
+    })
 }

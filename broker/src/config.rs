@@ -46,6 +46,24 @@ pub struct BrokerConfig {
     pub max_scan_units: usize,
     /// Transactions.
     pub txn: TxnConfig,
+    /// Slave reads [slaveReadEnable]: a pull of data "no longer in memory"
+    /// is answered with `suggestWhichBrokerId` =
+    /// `which_broker_when_consume_slowly`, so the consumer's next pull of
+    /// that queue goes to a slave. Default false: every answer suggests
+    /// the master (0). Master or slave alike, as RocketMQ 4.x.
+    pub slave_read_enable: bool,
+    /// Share of the machine's memory, in percent, that pulled data may lie
+    /// behind the commit log's end and still count as in memory. Default
+    /// 40 [accessMessageInMemoryMaxRatio].
+    pub access_message_in_memory_max_ratio: u32,
+    /// The memory the ratio is taken of, bytes: None = the machine's
+    /// physical memory (`MemTotal` of `/proc/meminfo`, 24 GiB when it
+    /// cannot be read, as RocketMQ's `StoreUtil`). Tests set a few KiB.
+    pub total_memory_bytes: Option<u64>,
+    /// The broker id suggested for a slow consumer. Default 1
+    /// [whichBrokerWhenConsumeSlowly, a subscription group setting in
+    /// RocketMQ, one for every group here].
+    pub which_broker_when_consume_slowly: u64,
 }
 
 impl Default for BrokerConfig {
@@ -61,6 +79,10 @@ impl Default for BrokerConfig {
             retry_delay: RetryDelay::Levels,
             max_scan_units: 800,
             txn: TxnConfig::default(),
+            slave_read_enable: false,
+            access_message_in_memory_max_ratio: 40,
+            total_memory_bytes: None,
+            which_broker_when_consume_slowly: 1,
         }
     }
 }
@@ -80,6 +102,9 @@ impl BrokerConfig {
         }
         if self.delay_levels_ms.is_empty() {
             return bad("delay_levels_ms must name at least one level");
+        }
+        if self.access_message_in_memory_max_ratio > 100 {
+            return bad("access_message_in_memory_max_ratio is a percentage (0..=100)");
         }
         self.txn.sanitize()
     }

@@ -25,6 +25,9 @@
 //! | `controllerAddr` | controllers, `host:port;host:port` | none |
 //! | `controllerHeartBeatTimeoutMills` | silence after which the controller counts this broker dead | 10000 |
 //! | `haMaxTimeSlaveNotCatchup` | controller mode: ms an in-sync replica may go without catching up before it leaves the in-sync set | 15000 |
+//! | `slaveReadEnable` | a pull of data no longer in memory suggests `whichBrokerWhenConsumeSlowly` (see [`crate::BrokerConfig`]) | false |
+//! | `accessMessageInMemoryMaxRatio` | percent of the memory that pulled data may lie behind the log's end and count as in memory | 40 |
+//! | `whichBrokerWhenConsumeSlowly` | the broker id suggested then | 1 |
 //! | `minInSyncReplicas` | controller mode: a SYNC_MASTER answers SLAVE_NOT_AVAILABLE while its in-sync set is smaller | 1 |
 //! | `aclEnable`, `aclFile` | require signed requests, accounts file | false |
 //! | `maxPendingSends` | mqlab's back-pressure limit | 10000 |
@@ -69,6 +72,9 @@ struct File {
     controller_heart_beat_timeout_mills: Option<u64>,
     ha_max_time_slave_not_catchup: Option<u64>,
     min_in_sync_replicas: Option<usize>,
+    slave_read_enable: Option<bool>,
+    access_message_in_memory_max_ratio: Option<u32>,
+    which_broker_when_consume_slowly: Option<u64>,
     acl_enable: Option<bool>,
     acl_file: Option<PathBuf>,
     max_pending_sends: Option<usize>,
@@ -172,6 +178,20 @@ pub fn apply_toml(cfg: &mut NodeConfig, text: &str, base: &Path) -> Result<(), S
     }
     if let Some(n) = f.min_in_sync_replicas {
         cfg.ha.min_in_sync_replicas = n.max(1);
+    }
+    if let Some(b) = f.slave_read_enable {
+        cfg.broker.slave_read_enable = b;
+    }
+    if let Some(r) = f.access_message_in_memory_max_ratio {
+        if r > 100 {
+            return Err(format!(
+                "accessMessageInMemoryMaxRatio {r}: a percentage, 0..=100"
+            ));
+        }
+        cfg.broker.access_message_in_memory_max_ratio = r;
+    }
+    if let Some(id) = f.which_broker_when_consume_slowly {
+        cfg.broker.which_broker_when_consume_slowly = id;
     }
     // As RocketMQ: controllerAddr counts only with enableControllerMode.
     match (f.enable_controller_mode, &f.controller_addr) {
@@ -295,6 +315,29 @@ haMasterAddress = "127.0.0.1:10912"
         assert_eq!(cfg.broker_id, 0);
         apply_toml(&mut cfg, "brokerId = 3", Path::new(".")).unwrap();
         assert_eq!(cfg.broker_id, 0, "a master is broker 0");
+    }
+
+    #[test]
+    fn slave_read_keys() {
+        let mut cfg = NodeConfig::new("/data");
+        assert!(!cfg.broker.slave_read_enable);
+        assert_eq!(cfg.broker.access_message_in_memory_max_ratio, 40);
+        apply_toml(
+            &mut cfg,
+            "slaveReadEnable = true\naccessMessageInMemoryMaxRatio = 25\nwhichBrokerWhenConsumeSlowly = 2",
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(cfg.broker.slave_read_enable);
+        assert_eq!(cfg.broker.access_message_in_memory_max_ratio, 25);
+        assert_eq!(cfg.broker.which_broker_when_consume_slowly, 2);
+        let e = apply_toml(
+            &mut NodeConfig::new("/data"),
+            "accessMessageInMemoryMaxRatio = 101",
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.contains("accessMessageInMemoryMaxRatio"), "{e}");
     }
 
     #[test]

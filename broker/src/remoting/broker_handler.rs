@@ -415,7 +415,7 @@ fn pull_answer(
     }
     let mut resp = RemotingCommand::response_to(req, code, None).with_body(body);
     resp.ext_fields = PullMessageResponse {
-        suggest_which_broker_id: 0,
+        suggest_which_broker_id: broker.suggest_broker_id(&r) as i64,
         next_begin_offset: r.next_offset as i64,
         min_offset: r.min_offset as i64,
         max_offset: r.max_offset as i64,
