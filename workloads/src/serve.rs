@@ -117,6 +117,12 @@ pub struct BrokerRequest {
     /// [default: 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub min_in_sync_replicas: Option<u64>,
+    /// Slave reads (slaveReadEnable): a pull of data no longer in memory
+    /// (more than accessMessageInMemoryMaxRatio, 40%, of the machine's
+    /// memory behind the log's end) is answered suggesting broker 1, so
+    /// the consumer pulls that queue from a slave next.
+    #[arg(long)]
+    pub slave_read_enable: bool,
     /// Print a status line every N seconds (0 = never).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub status_secs: u64,
@@ -258,6 +264,9 @@ pub fn node_config(r: &BrokerRequest) -> Result<NodeConfig> {
     }
     if let Some(n) = r.min_in_sync_replicas {
         cfg.ha.min_in_sync_replicas = n as usize;
+    }
+    if r.slave_read_enable {
+        cfg.broker.slave_read_enable = true;
     }
     cfg.settle_role().map_err(|e| anyhow!(e))?;
     Ok(cfg)
