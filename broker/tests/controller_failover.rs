@@ -549,3 +549,155 @@ fn an_operator_moves_the_master_and_the_live_old_one_follows() {
         c.shutdown();
     }
 }
+
+/// A TCP relay for one HA link: slave to master as it comes, master to
+/// slave `delay` late per read, and nothing at all once `frozen`.
+struct SlowLink {
+    addr: SocketAddr,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SlowLink {
+    fn start(target: Arc<std::sync::Mutex<Option<SocketAddr>>>, delay: Duration) -> SlowLink {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let fz = frozen.clone();
+        std::thread::spawn(move || {
+            // A few connections at most in a test (bounded).
+            for down in l.incoming().take(16) {
+                let Ok(mut down) = down else { return };
+                let Some(to) = *target.lock().unwrap() else {
+                    continue;
+                };
+                let Ok(mut up) = std::net::TcpStream::connect(to) else {
+                    continue;
+                };
+                let (mut down_r, mut up_w) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = down_r.read(&mut buf) {
+                        if up_w.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = up_w.shutdown(std::net::Shutdown::Both);
+                });
+                let fz = fz.clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = up.read(&mut buf) {
+                        std::thread::sleep(delay);
+                        while fz.load(Ordering::Acquire) {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        if down.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = down.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        SlowLink { addr, frozen }
+    }
+
+    fn freeze(&self) {
+        self.frozen
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Regression (issue 14: one SYNC_MASTER kill in results/ha/failover lost
+/// 250 acknowledged messages). A master that acknowledges alone (its
+/// in-sync set is itself) added a slave to the set once the slave had
+/// "caught up" as of its previous report: what the master acknowledged
+/// between that report and the controller's answer was on the master
+/// only, yet the slave could now be elected. Here the slave's HA link is
+/// 30 ms slow while a producer sends every 5 ms; the moment the
+/// controller has the slave in the set the link freezes. Everything
+/// acknowledged must already be on the slave.
+#[test]
+fn a_slave_joins_the_in_sync_set_holding_every_acknowledged_message() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let seed = 0xfa_0005;
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = controllers(1);
+    let ctl_addrs = vec![ctl[0].local_addr()];
+    wait_for("the controller leads", seed, 10, || ctl[0].is_leader());
+    let ns_server = namesrv();
+    let ns = ns_server.local_addr();
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    // A announces the slow link as its HA address.
+    let target = Arc::new(std::sync::Mutex::new(None));
+    let link = SlowLink::start(target.clone(), Duration::from_millis(30));
+    let mut ca = node_config(&da, 1, &ctl_addrs, ns, 15_000);
+    ca.ha.announce = Some(link.addr);
+    let a = start(ca, seed);
+    wait_for("A master", seed, 10, || a.role().is_master());
+    *target.lock().unwrap() = Some(a.replication().bound_ha_addr().unwrap());
+    // The producer: one connection, sends without pause, keeps the
+    // bodies of the SUCCESS answers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = a.addr();
+    let producer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut c = common::connect(addr);
+            let mut acked = Vec::new();
+            let t = Instant::now();
+            let mut i = 0;
+            while !stop.load(Ordering::Acquire) && t.elapsed() < Duration::from_secs(30) {
+                let len = rng.random_range(100..2_000);
+                let body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                let r = common::roundtrip(&mut c, &send_frame(&body, i % 4, 10_000 + i as i32));
+                if r.code == response::SUCCESS {
+                    acked.push(body);
+                }
+                i += 1;
+                // Paced, so the slave sometimes has all but the newest
+                // few: it then counts as caught up and can join.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            acked
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let b = start(node_config(&db, 2, &ctl_addrs, ns, 15_000), seed);
+    let t = Instant::now();
+    while !sync_set(&ctl).is_some_and(|(_, _, s)| s == BTreeSet::from([1, 2])) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "seed {seed:#x}: B never joined the in-sync set"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    link.freeze();
+    stop.store(true, Ordering::Release);
+    let acked = producer.join().unwrap();
+    assert!(
+        acked.len() > 20,
+        "seed {seed:#x}: only {} sends acknowledged",
+        acked.len()
+    );
+    wait_for("B's commit", seed, 10, || {
+        let o = b.store().offsets();
+        o.committed >= o.written
+    });
+    let on_b = bodies(b.store());
+    let missing = acked.iter().filter(|m| !on_b.contains(*m)).count();
+    assert_eq!(
+        missing,
+        0,
+        "seed {seed:#x}: {missing} of {} acknowledged messages are not on B, a member of the in-sync set",
+        acked.len()
+    );
+    drop(b);
+    drop(a);
+    for c in ctl {
+        c.shutdown();
+    }
+}
