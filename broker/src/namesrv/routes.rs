@@ -135,9 +135,12 @@ impl RouteTable {
             addrs.retain(|_, a| a != addr);
             group_gone = addrs.is_empty();
         }
-        // A group without its master serves no writes; without anyone,
-        // nothing: both drop its queues, as RocketMQ does for the master.
-        if group_gone || live.broker_id == 0 {
+        // A group without anyone serves nothing: its queues go. A group
+        // that lost only its master keeps them (RocketMQ's
+        // `cleanTopicByUnRegisterRequests` keeps a reduced group's queue
+        // data): consumers read them from a slave, producers skip a group
+        // without a broker 0.
+        if group_gone {
             for groups in self.topics.values_mut() {
                 groups.remove(&live.broker_name);
             }
@@ -239,21 +242,29 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_master_takes_its_queues_and_expiry_drops_the_silent() {
+    fn a_dead_master_leaves_its_queues_to_the_slave_and_expiry_drops_the_silent() {
         let mut t = RouteTable::new();
         t.register(&reg("a", 0, "m-a", &[("T", 4)]), 0);
         t.register(&reg("a", 1, "s-a", &[]), 0);
         t.register(&reg("b", 0, "m-b", &[("T", 4)]), 100_000);
         t.unregister("m-a");
+        // a's queues stay (read from its slave), the group without a
+        // broker 0; b lives on.
         let r = t.route("T").unwrap();
-        assert_eq!(r.queue_datas.len(), 1);
-        assert_eq!(r.queue_datas[0].broker_name, "b");
-        // a's slave is still listed as a group, b lives on.
+        assert_eq!(r.queue_datas.len(), 2);
+        let a = r
+            .broker_datas
+            .iter()
+            .find(|b| b.broker_name == "a")
+            .unwrap();
+        assert_eq!(a.broker_addrs.keys().copied().collect::<Vec<_>>(), vec![1]);
         assert_eq!(t.clusters()["DefaultCluster"].len(), 2);
         let gone = t.expire(BROKER_EXPIRED_MS + 50_000);
         assert_eq!(gone, vec!["s-a".to_string()]);
         assert_eq!(t.clusters()["DefaultCluster"].len(), 1);
-        assert!(t.route("T").is_some());
+        let r = t.route("T").unwrap();
+        assert_eq!(r.queue_datas.len(), 1);
+        assert_eq!(r.queue_datas[0].broker_name, "b");
         t.expire(BROKER_EXPIRED_MS * 3);
         assert!(t.route("T").is_none());
         assert!(t.clusters().is_empty());
