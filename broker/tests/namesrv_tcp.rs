@@ -106,7 +106,8 @@ fn routes_for_the_cpp_client_and_for_new_clients() {
     assert_eq!(r.code, response::REQUEST_CODE_NOT_SUPPORTED);
     assert!(r.remark.unwrap().contains("PULL_MESSAGE"));
 
-    // Unregistering the master drops its queues.
+    // Unregistering the master leaves the queues to its slave (RocketMQ:
+    // a reduced group keeps its queue data); the slave gone too, they go.
     let req = RemotingCommand::request(request::UNREGISTER_BROKER, 10)
         .with_field("brokerAddr", "127.0.0.1:10911");
     assert_eq!(
@@ -114,6 +115,26 @@ fn routes_for_the_cpp_client_and_for_new_clients() {
         response::SUCCESS
     );
     let req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC, 11)
+        .with_field("topic", "CaptureTopic");
+    let r = roundtrip(&mut s, &encode_frame(&req).unwrap());
+    assert_eq!(r.code, response::SUCCESS);
+    let route = TopicRouteData::decode(&r.body).unwrap();
+    assert_eq!(route.queue_datas.len(), 1);
+    assert_eq!(
+        route.broker_datas[0]
+            .broker_addrs
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![1]
+    );
+    let req = RemotingCommand::request(request::UNREGISTER_BROKER, 12)
+        .with_field("brokerAddr", "127.0.0.1:10921");
+    assert_eq!(
+        roundtrip(&mut s, &encode_frame(&req).unwrap()).code,
+        response::SUCCESS
+    );
+    let req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC, 13)
         .with_field("topic", "CaptureTopic");
     assert_eq!(
         roundtrip(&mut s, &encode_frame(&req).unwrap()).code,
