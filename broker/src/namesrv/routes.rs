@@ -44,7 +44,6 @@ impl Registration {
 #[derive(Debug, Clone)]
 struct Live {
     broker_name: String,
-    broker_id: i64,
     last_ms: i64,
     ha_addr: String,
 }
@@ -108,7 +107,6 @@ impl RouteTable {
             r.broker_addr.clone(),
             Live {
                 broker_name: r.broker_name.clone(),
-                broker_id: r.broker_id,
                 last_ms: now_ms,
                 ha_addr: r.ha_addr.clone(),
             },
