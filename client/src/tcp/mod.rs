@@ -58,6 +58,7 @@ use crate::error::{Error, Result};
 mod control;
 mod encode;
 pub mod pipelined;
+pub mod routed;
 
 use control::Control;
 pub use control::PushStats;
@@ -222,6 +223,107 @@ impl TcpBroker {
         }
     }
 
+    /// PULL_MESSAGE for `group`, with the broker id the answer suggests
+    /// for the next pull of the queue (`suggestWhichBrokerId`, 0 = the
+    /// master; a negative one is taken as 0).
+    pub fn pull_suggesting(
+        &self,
+        req: &PullRequest,
+        group: &str,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<(PullResult, u64)> {
+        // Cancelled already: one look without holding, as in-process.
+        let suspend_ms = if cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
+            0
+        } else {
+            req.suspend_ms
+        };
+        let h = PullMessageRequest {
+            consumer_group: group.into(),
+            topic: req.mq.topic.clone(),
+            queue_id: req.mq.queue_id as i32,
+            queue_offset: req.offset as i64,
+            max_msg_nums: req.max_msgs.min(i32::MAX as usize) as i32,
+            sys_flag: pull_sys_flag::SUSPEND
+                | if req.filter.is_some() {
+                    pull_sys_flag::SUBSCRIPTION
+                } else {
+                    0
+                },
+            commit_offset: 0,
+            suspend_timeout_millis: suspend_ms as i64,
+            subscription: req.filter.as_ref().map(|f| f.expression.clone()),
+            sub_version: 0,
+            expression_type: Some("TAG".into()),
+        };
+        let mut cmd = RemotingCommand::request(request::PULL_MESSAGE, 0);
+        cmd.ext_fields = h.to_fields();
+        let r = self.call_cancellable(
+            cmd,
+            Duration::from_millis(suspend_ms) + Duration::from_secs(10),
+            cancel,
+        )?;
+        let status = match r.code {
+            response::SUCCESS => PullStatus::Found,
+            response::PULL_NOT_FOUND => PullStatus::NoNewMsg,
+            response::PULL_RETRY_IMMEDIATELY => PullStatus::NoMatchedMsg,
+            response::PULL_OFFSET_MOVED => PullStatus::OffsetIllegal,
+            code => {
+                return Err(wire(format!(
+                    "pull: code {code}: {}",
+                    r.remark.unwrap_or_default()
+                )))
+            }
+        };
+        let p = PullMessageResponse::from_fields(&r.ext_fields).map_err(wire)?;
+        let msgs = decode_records(&r.body)?;
+        let r = PullResult {
+            status,
+            next_offset: p.next_begin_offset.max(0) as u64,
+            min_offset: p.min_offset.max(0) as u64,
+            max_offset: p.max_offset.max(0) as u64,
+            msgs,
+        };
+        Ok((r, p.suggest_which_broker_id.max(0) as u64))
+    }
+
+    /// UPDATE_CONSUMER_OFFSET, the broker's refusal an error.
+    pub fn commit_offset(&self, group: &str, mq: &MessageQueue, offset: u64) -> Result<()> {
+        let r = self.quick(
+            self.offset_req(request::UPDATE_CONSUMER_OFFSET, group, mq)
+                .with_field("commitOffset", offset),
+        )?;
+        if r.code == response::SUCCESS {
+            Ok(())
+        } else {
+            Err(wire(format!(
+                "commit offset on {}: code {} {}",
+                self.addr,
+                r.code,
+                r.remark.unwrap_or_default()
+            )))
+        }
+    }
+
+    /// QUERY_CONSUMER_OFFSET: None when the group has no offset there
+    /// (QUERY_NOT_FOUND), an error when the broker cannot be asked.
+    pub fn fetch_offset(&self, group: &str, mq: &MessageQueue) -> Result<Option<u64>> {
+        let r = self.quick(self.offset_req(request::QUERY_CONSUMER_OFFSET, group, mq))?;
+        if r.code != response::SUCCESS {
+            return Ok(None);
+        }
+        Ok(r.ext_fields
+            .i64_opt("offset")
+            .ok()
+            .flatten()
+            .map(|o| o.max(0) as u64))
+    }
+
+    /// The address this client talks to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     fn quick(&self, req: RemotingCommand) -> Result<RemotingCommand> {
         self.call(req, Duration::from_secs(10))
     }
@@ -357,58 +459,8 @@ impl BrokerApi for TcpBroker {
     }
 
     fn pull_message(&self, req: &PullRequest, cancel: Option<&AtomicBool>) -> Result<PullResult> {
-        // Cancelled already: one look without holding, as in-process.
-        let suspend_ms = if cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
-            0
-        } else {
-            req.suspend_ms
-        };
-        let h = PullMessageRequest {
-            consumer_group: "mqlab-client".into(),
-            topic: req.mq.topic.clone(),
-            queue_id: req.mq.queue_id as i32,
-            queue_offset: req.offset as i64,
-            max_msg_nums: req.max_msgs.min(i32::MAX as usize) as i32,
-            sys_flag: pull_sys_flag::SUSPEND
-                | if req.filter.is_some() {
-                    pull_sys_flag::SUBSCRIPTION
-                } else {
-                    0
-                },
-            commit_offset: 0,
-            suspend_timeout_millis: suspend_ms as i64,
-            subscription: req.filter.as_ref().map(|f| f.expression.clone()),
-            sub_version: 0,
-            expression_type: Some("TAG".into()),
-        };
-        let mut cmd = RemotingCommand::request(request::PULL_MESSAGE, 0);
-        cmd.ext_fields = h.to_fields();
-        let r = self.call_cancellable(
-            cmd,
-            Duration::from_millis(suspend_ms) + Duration::from_secs(10),
-            cancel,
-        )?;
-        let status = match r.code {
-            response::SUCCESS => PullStatus::Found,
-            response::PULL_NOT_FOUND => PullStatus::NoNewMsg,
-            response::PULL_RETRY_IMMEDIATELY => PullStatus::NoMatchedMsg,
-            response::PULL_OFFSET_MOVED => PullStatus::OffsetIllegal,
-            code => {
-                return Err(wire(format!(
-                    "pull: code {code}: {}",
-                    r.remark.unwrap_or_default()
-                )))
-            }
-        };
-        let p = PullMessageResponse::from_fields(&r.ext_fields).map_err(wire)?;
-        let msgs = decode_records(&r.body)?;
-        Ok(PullResult {
-            status,
-            next_offset: p.next_begin_offset.max(0) as u64,
-            min_offset: p.min_offset.max(0) as u64,
-            max_offset: p.max_offset.max(0) as u64,
-            msgs,
-        })
+        self.pull_suggesting(req, "mqlab-client", cancel)
+            .map(|(r, _)| r)
     }
 
     fn query_consumer_offset(&self, req: &QueryConsumerOffsetRequest) -> Option<u64> {
