@@ -26,6 +26,10 @@ pub const DEFAULT_HEARTBEAT_TIMEOUT_MS: u64 = 10_000;
 /// How long a proposal may take to commit.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A scanner that wakes this much later than it meant to counts as a
+/// stall of the controller itself (see `scan_loop`).
+const STALL_GRACE_AFTER: Duration = Duration::from_millis(250);
+
 /// What a controller runs.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -247,6 +251,19 @@ impl Inner {
         );
     }
 
+    /// Moves every broker's last heartbeat `by` later (capped at now).
+    fn forgive(&self, by: Duration) {
+        let now = Instant::now();
+        for l in self.live().values_mut() {
+            l.last = (l.last + by).min(now);
+        }
+        eprintln!(
+            "mqlab controller {}: stalled for {} ms; broker heartbeats given that much longer",
+            self.cfg.id,
+            by.as_millis()
+        );
+    }
+
     /// Whether broker `id` of `group` is alive; one never heard from is
     /// alive for one timeout after this controller became leader.
     fn alive(&self, group: &str, id: u64, now: Instant) -> bool {
@@ -281,8 +298,20 @@ impl Inner {
     fn scan_loop(&self) {
         let every = Duration::from_millis(self.cfg.scan_interval_ms.max(10));
         let mut was_leader = false;
+        let nap = every.min(Duration::from_millis(100));
         while !self.stop.load(Ordering::Acquire) {
-            std::thread::sleep(every.min(Duration::from_millis(100)));
+            let before = Instant::now();
+            std::thread::sleep(nap);
+            // This controller stalled (an overloaded machine): heartbeats
+            // that came meanwhile may still sit unread in its sockets, so
+            // a broker's silence over the stall says nothing about the
+            // broker. Every broker gets the stall added to its time, as
+            // if the controller had not been away (else one stall of a
+            // timeout deposes a live master, or every broker at once).
+            let stalled = before.elapsed().saturating_sub(nap);
+            if stalled >= STALL_GRACE_AFTER {
+                self.forgive(stalled);
+            }
             let leader = self.is_leader();
             if leader && !was_leader {
                 *self.leader_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
