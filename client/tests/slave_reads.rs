@@ -1,0 +1,569 @@
+//! Slave reads and producer failover over the wire (issue 14): in-process
+//! name server and broker nodes on loopback (ports chosen by the system),
+//! the routed TCP clients of `mqlab_client::tcp::routed`.
+//!
+//! - two broker groups (A: SYNC_MASTER + slave, B: master); A's master
+//!   stops; the producer keeps sending (to B) and loses no acknowledged
+//!   send; the consumer reads A's queues from A's slave, commits there, and
+//!   gets every message acknowledged before and after the stop;
+//! - a master with slaveReadEnable and a test-sized memory suggests the
+//!   slave for data past the threshold, the consumer's next pull of that
+//!   queue goes to the slave, which sends it back to the master once it is
+//!   caught up; without slaveReadEnable the suggestion is always the master;
+//! - a slave answers a pull over the wire with nothing past its flushed
+//!   offset, and with everything once it flushed.
+//!
+//! Random choices are seeded; every failure names its seed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mqlab_broker::ha::{BrokerRole, HaConfig};
+use mqlab_broker::namesrv::NameServer;
+use mqlab_broker::node::{Node, NodeConfig};
+use mqlab_broker::remoting::{RemotingServer, ServerConfig};
+use mqlab_broker::{BrokerConfig, MessageQueue, PullRequest, PullStatus};
+use mqlab_client::tcp::pipelined::lookup_route;
+use mqlab_client::tcp::routed::{GroupQueue, RoutedConfig, RoutedConsumer, RoutedProducer};
+use mqlab_client::tcp::TcpBroker;
+use mqlab_client::BrokerApi;
+use mqlab_engine::{FlushKind, Message, StoreConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const TOPIC: &str = "SlaveReads";
+
+fn namesrv() -> RemotingServer {
+    Arc::new(NameServer::new())
+        .serve(ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ServerConfig::default()
+        })
+        .unwrap()
+}
+
+fn store_config() -> StoreConfig {
+    let mut s = StoreConfig::small();
+    s.segment_bytes = 256 * 1024;
+    s.max_message_bytes = 32 * 1024;
+    s.flush.kind = FlushKind::Group;
+    s.flush.flush_interval_ms = 5;
+    s.flush.flush_least_pages = 1;
+    s.flush.flush_thorough_interval_ms = 50;
+    s.checkpoint_interval_ms = 50;
+    s
+}
+
+fn node_config(
+    dir: &Path,
+    name: &str,
+    role: BrokerRole,
+    master: Option<&Node>,
+    ns: SocketAddr,
+    broker: BrokerConfig,
+) -> NodeConfig {
+    NodeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        embedded_namesrv: None,
+        namesrv: vec![ns],
+        broker_name: name.into(),
+        register_interval_ms: 200,
+        store: store_config(),
+        broker,
+        ha: HaConfig {
+            role,
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            master: master.and_then(|m| m.ha_addr()),
+            heartbeat_interval_ms: 200,
+            housekeeping_interval_ms: 5_000,
+            slave_timeout_ms: 3_000,
+            reconnect_backoff_ms: 20,
+            ..HaConfig::default()
+        },
+        ..NodeConfig::new(dir)
+    }
+}
+
+fn wait_for(what: &str, seed: u64, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "seed {seed:#x}: timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Creates the topic on a master.
+fn create_topic(node: &Node, queues: u32, dir: &Path) {
+    TcpBroker::new(node.addr(), "PG", dir.join("admin"))
+        .create_topic(TOPIC, queues)
+        .unwrap();
+}
+
+/// Waits until the route lists `groups` (name -> broker ids), each with
+/// queues.
+fn wait_route(ns: SocketAddr, groups: &[(&str, &[i64])], seed: u64) {
+    wait_for("the route", seed, 20, || {
+        let Ok(Some(r)) = lookup_route(ns, TOPIC, Duration::from_secs(1)) else {
+            return false;
+        };
+        groups.iter().all(|(name, ids)| {
+            r.queue_datas.iter().any(|q| q.broker_name == *name)
+                && r.broker_datas.iter().any(|b| {
+                    b.broker_name == *name
+                        && b.broker_addrs.keys().copied().collect::<Vec<_>>() == *ids
+                })
+        })
+    });
+}
+
+fn caught_up(master: &Node, slave: &Node) -> bool {
+    let m = master.store().offsets();
+    let s = slave.store().offsets();
+    s.flushed >= m.committed && slave.store().dispatched_offset() >= m.committed
+}
+
+fn cfg(group: &str) -> RoutedConfig {
+    RoutedConfig {
+        group: group.into(),
+        route_refresh: Duration::from_millis(200),
+        retry_times_when_send_failed: 2,
+        pull_batch_size: 32,
+    }
+}
+
+/// Polls until `want` bodies were all received or `secs` pass; returns
+/// every body received with the (group, broker id) that served it.
+fn consume_until(
+    c: &RoutedConsumer,
+    want: &BTreeSet<Vec<u8>>,
+    got: &mut BTreeMap<Vec<u8>, (String, u64)>,
+    seed: u64,
+    secs: u64,
+) {
+    let t = Instant::now();
+    while !want.iter().all(|b| got.contains_key(b)) {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "seed {seed:#x}: {} acknowledged messages never consumed",
+            want.iter().filter(|b| !got.contains_key(*b)).count()
+        );
+        let p = c.poll().unwrap();
+        for r in p.pulled {
+            for m in r.msgs {
+                got.entry(m.body)
+                    .or_insert((r.queue.broker_name.clone(), r.broker_id));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn producer_and_consumer_ride_out_a_stopped_master() {
+    let seed = 0x14_5001;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let ns_server = namesrv();
+    let ns = ns_server.local_addr();
+    let d = dir.path();
+    let a_master = Node::start(node_config(
+        &d.join("a0"),
+        "broker-a",
+        BrokerRole::SyncMaster,
+        None,
+        ns,
+        BrokerConfig::default(),
+    ))
+    .unwrap();
+    let a_slave = Node::start(node_config(
+        &d.join("a1"),
+        "broker-a",
+        BrokerRole::Slave,
+        Some(&a_master),
+        ns,
+        BrokerConfig::default(),
+    ))
+    .unwrap();
+    let b_master = Node::start(node_config(
+        &d.join("b0"),
+        "broker-b",
+        BrokerRole::AsyncMaster,
+        None,
+        ns,
+        BrokerConfig::default(),
+    ))
+    .unwrap();
+    create_topic(&a_master, 4, d);
+    create_topic(&b_master, 4, d);
+    wait_route(ns, &[("broker-a", &[0, 1]), ("broker-b", &[0])], seed);
+
+    let producer = RoutedProducer::new(ns, TOPIC, cfg("PG"));
+    let consumer = RoutedConsumer::new(ns, TOPIC, cfg("CG"));
+    assert_eq!(consumer.queues().unwrap().len(), 8);
+    let mut acked: BTreeMap<Vec<u8>, String> = BTreeMap::new();
+    let send = |i: usize, rng: &mut ChaCha8Rng| {
+        let pad: String = (0..rng.random_range(1..400)).map(|_| 'x').collect();
+        let body = format!("m{i:05}-{pad}").into_bytes();
+        let s = producer
+            .send(&Message::new(TOPIC, body.clone()))
+            .unwrap_or_else(|e| panic!("seed {seed:#x}: send {i}: {e}"));
+        (body, s)
+    };
+    for i in 0..100 {
+        let (body, s) = send(i, &mut rng);
+        assert!(s.is_ok(), "seed {seed:#x}: send {i} before the stop: {s:?}");
+        assert_eq!(s.attempts, 1, "seed {seed:#x}: send {i}: {s:?}");
+        acked.insert(body, s.broker_name);
+    }
+    let to_a = acked.values().filter(|g| *g == "broker-a").count();
+    assert!(
+        to_a > 25 && to_a < 75,
+        "seed {seed:#x}: {to_a} of 100 sends to broker-a"
+    );
+
+    // Consumed and committed while A's master is up: reads and offsets
+    // go to the masters.
+    let mut got = BTreeMap::new();
+    let first: BTreeSet<Vec<u8>> = acked.keys().cloned().collect();
+    consume_until(&consumer, &first, &mut got, seed, 20);
+    assert!(
+        got.values().all(|(_, id)| *id == 0),
+        "seed {seed:#x}: master reads"
+    );
+    let committed = consumer.commit().unwrap();
+    assert_eq!(committed.len(), 8, "seed {seed:#x}: {committed:?}");
+    for (q, id) in &committed {
+        assert_eq!(*id, 0, "seed {seed:#x}: {q:?} committed to broker {id}");
+    }
+    let a_q0 = GroupQueue {
+        broker_name: "broker-a".into(),
+        queue_id: 0,
+    };
+    assert_eq!(
+        consumer.committed(&a_q0).unwrap(),
+        a_master
+            .broker()
+            .query_offset("CG", &MessageQueue::new(TOPIC, 0)),
+        "seed {seed:#x}"
+    );
+
+    // More, acknowledged but not consumed before the stop. A SYNC_MASTER's
+    // acknowledgement means A's slave has the message; it flushes and
+    // dispatches it.
+    for i in 100..200 {
+        let (body, s) = send(i, &mut rng);
+        assert!(s.is_ok(), "seed {seed:#x}: send {i} before the stop: {s:?}");
+        acked.insert(body, s.broker_name);
+    }
+    wait_for("A's slave", seed, 20, || caught_up(&a_master, &a_slave));
+    a_master.shutdown().unwrap();
+
+    // The producer keeps going: every send is acknowledged, by B.
+    let mut retried = 0;
+    for i in 200..400 {
+        let (body, s) = send(i, &mut rng);
+        assert!(s.is_ok(), "seed {seed:#x}: send {i} after the stop: {s:?}");
+        assert_eq!(s.broker_name, "broker-b", "seed {seed:#x}: send {i}");
+        retried += usize::from(s.attempts > 1);
+        acked.insert(body, s.broker_name);
+    }
+    assert!(retried <= 3, "seed {seed:#x}: {retried} sends retried");
+    wait_route(ns, &[("broker-a", &[1]), ("broker-b", &[0])], seed);
+
+    // The consumer gets everything acknowledged, what A acknowledged
+    // after the first round from A's slave.
+    let all: BTreeSet<Vec<u8>> = acked.keys().cloned().collect();
+    consume_until(&consumer, &all, &mut got, seed, 30);
+    for (b, g) in &acked {
+        assert_eq!(&got[b].0, g, "seed {seed:#x}: group of a message");
+    }
+    let a_late: Vec<_> = acked
+        .iter()
+        .filter(|(b, g)| *g == "broker-a" && !first.contains(*b))
+        .collect();
+    assert!(
+        a_late.len() > 25,
+        "seed {seed:#x}: {} late on A",
+        a_late.len()
+    );
+    for (b, _) in &a_late {
+        assert_eq!(got[*b].1, 1, "seed {seed:#x}: read from A's slave");
+    }
+    // Offsets of A's queues now go to its slave, B's to B's master.
+    let committed = consumer.commit().unwrap();
+    assert!(committed.iter().any(|(q, _)| q.broker_name == "broker-a"));
+    for (q, id) in &committed {
+        let (node, want) = if q.broker_name == "broker-a" {
+            (&a_slave, 1)
+        } else {
+            (&b_master, 0)
+        };
+        assert_eq!(*id, want, "seed {seed:#x}: {q:?} committed to broker {id}");
+        let mq = MessageQueue::new(TOPIC, q.queue_id);
+        assert_eq!(
+            node.broker().query_offset("CG", &mq),
+            Some(node.broker().queue_range(&mq).1),
+            "seed {seed:#x}: {q:?}: the committed offset"
+        );
+    }
+    drop(consumer);
+    drop(producer);
+    b_master.shutdown().unwrap();
+    a_slave.shutdown().unwrap();
+    ns_server.shutdown();
+}
+
+#[test]
+fn a_master_with_slave_reads_sends_a_slow_consumer_to_the_slave() {
+    let seed = 0x14_5002;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let ns_server = namesrv();
+    let ns = ns_server.local_addr();
+    let d = dir.path();
+    // 40% of 64 KiB: data more than 26,214 bytes behind the log's end is
+    // "no longer in memory".
+    let slave_reads = BrokerConfig {
+        slave_read_enable: true,
+        total_memory_bytes: Some(64 * 1024),
+        ..BrokerConfig::default()
+    };
+    let master = Node::start(node_config(
+        &d.join("a0"),
+        "broker-a",
+        BrokerRole::AsyncMaster,
+        None,
+        ns,
+        slave_reads.clone(),
+    ))
+    .unwrap();
+    let slave = Node::start(node_config(
+        &d.join("a1"),
+        "broker-a",
+        BrokerRole::Slave,
+        Some(&master),
+        ns,
+        slave_reads,
+    ))
+    .unwrap();
+    // The same memory without slaveReadEnable: always the master.
+    let plain = Node::start(node_config(
+        &d.join("b0"),
+        "broker-b",
+        BrokerRole::AsyncMaster,
+        None,
+        ns,
+        BrokerConfig {
+            total_memory_bytes: Some(64 * 1024),
+            ..BrokerConfig::default()
+        },
+    ))
+    .unwrap();
+    create_topic(&master, 1, d);
+    create_topic(&plain, 1, d);
+    wait_route(ns, &[("broker-a", &[0, 1]), ("broker-b", &[0])], seed);
+    // About 400 KiB into each group's one queue.
+    let producer = RoutedProducer::new(ns, TOPIC, cfg("PG"));
+    let mut sent: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for i in 0..800 {
+        let len = rng.random_range(500..1_500);
+        let mut body = format!("m{i:05}-").into_bytes();
+        body.resize(len, b'.');
+        let s = producer.send(&Message::new(TOPIC, body.clone())).unwrap();
+        assert!(s.is_ok(), "seed {seed:#x}: send {i}: {s:?}");
+        sent.entry(s.broker_name).or_default().push(body);
+    }
+    wait_for("the slave", seed, 20, || caught_up(&master, &slave));
+
+    let consumer = RoutedConsumer::new(
+        ns,
+        TOPIC,
+        RoutedConfig {
+            pull_batch_size: 8,
+            ..cfg("CG")
+        },
+    );
+    for (group, bodies) in &sent {
+        let q = GroupQueue {
+            broker_name: group.clone(),
+            queue_id: 0,
+        };
+        let mut got = Vec::new();
+        // (broker that answered, its suggestion) of every pull.
+        let mut pulls = Vec::new();
+        let t = Instant::now();
+        while got.len() < bodies.len() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "seed {seed:#x}: {group}: {} of {} consumed",
+                got.len(),
+                bodies.len()
+            );
+            let want_from = consumer.pull_from(&q);
+            let p = consumer.pull(&q).unwrap();
+            assert_eq!(
+                p.broker_id, want_from,
+                "seed {seed:#x}: {group}: pulled where told"
+            );
+            pulls.push((p.broker_id, p.suggested));
+            got.extend(p.msgs.into_iter().map(|m| m.body));
+        }
+        assert_eq!(
+            &got, bodies,
+            "seed {seed:#x}: {group}: every message, in order"
+        );
+        if group == "broker-a" {
+            assert_eq!(
+                pulls[0],
+                (0, 1),
+                "seed {seed:#x}: the master's first answer"
+            );
+            let on_slave = pulls.iter().filter(|(id, _)| *id == 1).count();
+            assert!(
+                on_slave > pulls.len() / 2,
+                "seed {seed:#x}: {on_slave} of {} pulls on the slave",
+                pulls.len()
+            );
+            // Caught up: the slave sends the consumer back to the master.
+            let last = *pulls.last().unwrap();
+            assert_eq!(last.1, 0, "seed {seed:#x}: {pulls:?}");
+            assert!(pulls.contains(&(1, 0)), "seed {seed:#x}: {pulls:?}");
+        } else {
+            assert!(
+                pulls.iter().all(|p| *p == (0, 0)),
+                "seed {seed:#x}: without slaveReadEnable: {pulls:?}"
+            );
+        }
+    }
+    // Offsets still go to the masters.
+    let committed = consumer.commit().unwrap();
+    assert_eq!(committed.len(), 2);
+    assert!(committed.iter().all(|(_, id)| *id == 0), "{committed:?}");
+    assert_eq!(
+        master
+            .broker()
+            .query_offset("CG", &MessageQueue::new(TOPIC, 0)),
+        Some(sent["broker-a"].len() as u64)
+    );
+    drop(consumer);
+    drop(producer);
+    slave.shutdown().unwrap();
+    master.shutdown().unwrap();
+    plain.shutdown().unwrap();
+    ns_server.shutdown();
+}
+
+#[test]
+fn a_slave_never_answers_a_pull_past_its_flushed_offset() {
+    let seed = 0x14_5003;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let ns_server = namesrv();
+    let ns = ns_server.local_addr();
+    let d = dir.path();
+    let master = Node::start(node_config(
+        &d.join("a0"),
+        "broker-a",
+        BrokerRole::AsyncMaster,
+        None,
+        ns,
+        BrokerConfig::default(),
+    ))
+    .unwrap();
+    let mut scfg = node_config(
+        &d.join("a1"),
+        "broker-a",
+        BrokerRole::Slave,
+        Some(&master),
+        ns,
+        BrokerConfig::default(),
+    );
+    // The slave flushes only in thorough rounds, every 1.5 s: in between
+    // it has written bytes it has not flushed.
+    scfg.store.flush.kind = FlushKind::Async;
+    scfg.store.flush.flush_interval_ms = 100;
+    scfg.store.flush.flush_least_pages = 1 << 20;
+    scfg.store.flush.flush_thorough_interval_ms = 1_500;
+    let slave = Node::start(scfg).unwrap();
+    create_topic(&master, 2, d);
+    wait_route(ns, &[("broker-a", &[0, 1])], seed);
+    let producer = RoutedProducer::new(ns, TOPIC, cfg("PG"));
+    let tcp = TcpBroker::new(slave.addr(), "PG", d.join("c"));
+    let mut next = [0u64; 2];
+    let mut served = 0;
+    let mut saw_unflushed = false;
+    let t = Instant::now();
+    let mut i = 0;
+    // Sends trickle in for 4 s while the slave is pulled over the wire.
+    while t.elapsed() < Duration::from_secs(4) {
+        let mut body = format!("m{i:05}-").into_bytes();
+        body.resize(rng.random_range(100..3_000), b'.');
+        assert!(producer.send(&Message::new(TOPIC, body)).unwrap().is_ok());
+        i += 1;
+        for (q, next) in next.iter_mut().enumerate() {
+            let req = PullRequest {
+                mq: MessageQueue::new(TOPIC, q as u32),
+                offset: *next,
+                max_msgs: 32,
+                filter: None,
+                suspend_ms: 0,
+            };
+            let (r, suggested) = tcp.pull_suggesting(&req, "CG", None).unwrap();
+            // Flushed only grows: read after the answer, it bounds what
+            // the slave had flushed when it answered.
+            let o = slave.store().offsets();
+            saw_unflushed |= o.written > o.flushed;
+            assert_eq!(suggested, 0, "seed {seed:#x}: without slaveReadEnable");
+            assert_ne!(r.status, PullStatus::OffsetIllegal, "seed {seed:#x}");
+            for m in &r.msgs {
+                assert!(
+                    m.next_phys_offset() <= o.flushed,
+                    "seed {seed:#x}: served {}..{} past the flushed offset {}",
+                    m.phys_offset,
+                    m.next_phys_offset(),
+                    o.flushed
+                );
+            }
+            served += r.msgs.len();
+            *next = r.next_offset;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        saw_unflushed,
+        "seed {seed:#x}: the slave never lagged its flush"
+    );
+    // Once the slave flushes, it serves everything.
+    wait_for("the slave's flush", seed, 20, || caught_up(&master, &slave));
+    for (q, next) in next.iter_mut().enumerate() {
+        loop {
+            let req = PullRequest {
+                mq: MessageQueue::new(TOPIC, q as u32),
+                offset: *next,
+                max_msgs: 32,
+                filter: None,
+                suspend_ms: 0,
+            };
+            let (r, _) = tcp.pull_suggesting(&req, "CG", None).unwrap();
+            if r.msgs.is_empty() {
+                break;
+            }
+            served += r.msgs.len();
+            *next = r.next_offset;
+        }
+    }
+    assert_eq!(
+        served, i,
+        "seed {seed:#x}: every message served once flushed"
+    );
+    drop(producer);
+    slave.shutdown().unwrap();
+    master.shutdown().unwrap();
+    ns_server.shutdown();
+}
