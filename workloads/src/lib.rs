@@ -22,6 +22,7 @@ pub mod faultproxy;
 pub mod ha;
 pub mod inspect;
 pub mod matrix;
+pub mod merge;
 pub mod messaging;
 pub mod peers_wire;
 pub mod plot;

@@ -45,7 +45,7 @@ pub fn latency_hist() -> Histogram<u64> {
 }
 
 /// A coarse histogram for per-second percentiles: µs, 2 significant digits.
-fn coarse_hist() -> Histogram<u64> {
+pub fn coarse_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("valid histogram bounds")
 }
 

@@ -4,7 +4,10 @@
 //! The `.hgrm` file is HdrHistogram's percentile-distribution text format
 //! (what `outputPercentileDistribution` prints and the HdrHistogram plotter
 //! reads), written here because the Rust crate has no writer for it. Values
-//! are microseconds.
+//! are microseconds. Beside each `.hgrm` a `.hdr` file holds the same
+//! histogram losslessly (HdrHistogram's V2 compressed encoding in base64,
+//! one line: what `Histogram.decodeFromCompressedByteBuffer` reads after
+//! base64), so that `mqlab merge` can add histograms exactly.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -205,6 +208,36 @@ pub fn hgrm_text(h: &Histogram<u64>) -> String {
     out
 }
 
+/// `h` losslessly: HdrHistogram's V2 compressed encoding, base64 (one
+/// line, no newline).
+pub fn hdr_text(h: &Histogram<u64>) -> String {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
+    let mut buf = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut buf)
+        .expect("serializing a histogram into memory");
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+/// Reads a histogram written by [`hdr_text`]; `what` (a path, a field)
+/// names it in the error.
+pub fn parse_hdr(text: &str, what: &str) -> Result<Histogram<u64>> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| anyhow::anyhow!("{what}: not a base64 HdrHistogram: {e}"))?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| anyhow::anyhow!("{what}: not an HdrHistogram V2 encoding: {e}"))
+}
+
+/// Reads a `.hdr` file (see [`hdr_text`]).
+pub fn read_hdr(path: &Path) -> Result<Histogram<u64>> {
+    let text = fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    parse_hdr(&text, &path.display().to_string())
+}
+
 /// Parses the (value, percentile) rows of an `.hgrm` file.
 pub fn parse_hgrm(text: &str) -> Vec<(f64, f64)> {
     text.lines()
@@ -312,8 +345,9 @@ pub fn parse_timeseries(text: &str) -> Vec<TimeRow> {
         .collect()
 }
 
-/// Writes summary.json, timeseries.csv, ack_latency.hgrm (and
-/// intended_latency.hgrm for rate-limited runs) and command.txt into `dir`.
+/// Writes summary.json, timeseries.csv, ack_latency.hgrm and .hdr (and
+/// intended_latency.hgrm and .hdr for rate-limited runs) and command.txt
+/// into `dir`.
 pub fn write_run_outputs(
     dir: &Path,
     summary: &Summary,
@@ -321,8 +355,25 @@ pub fn write_run_outputs(
     loss: &LossStats,
     total_s: f64,
 ) -> Result<()> {
+    write_run_outputs_with(dir, summary, stats, loss, total_s, serde_json::Map::new())
+}
+
+/// [`write_run_outputs`] with `extra` fields added at the top level of
+/// summary.json (e.g. a `--target` run's `omb` object).
+pub fn write_run_outputs_with(
+    dir: &Path,
+    summary: &Summary,
+    stats: &SenderStats,
+    loss: &LossStats,
+    total_s: f64,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("create run folder {}", dir.display()))?;
-    crate::util::write_json(&dir.join("summary.json"), summary)?;
+    let mut json = serde_json::to_value(summary).context("summary.json")?;
+    if let Some(obj) = json.as_object_mut() {
+        obj.extend(extra);
+    }
+    crate::util::write_json(&dir.join("summary.json"), &json)?;
     let write = |name: &str, text: String| {
         let path = dir.join(name);
         fs::write(&path, text).with_context(|| format!("write {}", path.display()))
@@ -338,8 +389,10 @@ pub fn write_run_outputs(
         ),
     )?;
     write("ack_latency.hgrm", hgrm_text(&stats.ack))?;
+    write("ack_latency.hdr", hdr_text(&stats.ack))?;
     if summary.intended_latency_us.is_some() {
         write("intended_latency.hgrm", hgrm_text(&stats.intended))?;
+        write("intended_latency.hdr", hdr_text(&stats.intended))?;
     }
     write("command.txt", format!("{}\n", summary.command))?;
     Ok(())
@@ -416,6 +469,19 @@ mod tests {
         assert!(rows
             .windows(2)
             .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1));
+    }
+
+    #[test]
+    fn hdr_round_trips_exactly() {
+        let mut h = latency_hist();
+        for v in [1u64, 7, 999, 1000, 1001, 123_456, 3_000_000_000] {
+            h.record(v).unwrap();
+        }
+        let back = parse_hdr(&hdr_text(&h), "x").unwrap();
+        assert!(back == h);
+        assert_eq!(back.len(), 7);
+        let e = parse_hdr("not base64!", "dir/ack_latency.hdr").unwrap_err();
+        assert!(format!("{e:#}").contains("dir/ack_latency.hdr"), "{e:#}");
     }
 
     #[test]

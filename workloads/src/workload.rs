@@ -163,8 +163,8 @@ fn sleep_until(t: Instant, stop: &AtomicBool) {
 }
 
 /// If `t` falls in an off phase of the burst cycle, the start of the next
-/// on phase; else `t`.
-fn burst_adjust(t: Instant, start: Instant, on_ms: u64, off_ms: u64) -> Instant {
+/// on phase; else `t` (also `run --target`'s).
+pub fn burst_adjust(t: Instant, start: Instant, on_ms: u64, off_ms: u64) -> Instant {
     let cycle = on_ms + off_ms;
     if off_ms == 0 || cycle == 0 {
         return t;

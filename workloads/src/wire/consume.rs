@@ -24,7 +24,8 @@ use mqlab_client::tcp::pipelined::RouteQueue;
 use mqlab_client::tcp::TcpBroker;
 use mqlab_engine::message::StoredMessage;
 
-use super::record::wall_us;
+use super::record::{wall_us, ConsumeInterval};
+use super::series::WallSeries;
 use crate::recorder::latency_hist;
 
 /// Where the send time sits in a body.
@@ -52,15 +53,32 @@ struct E2e {
     measured: Histogram<u64>,
     window: Histogram<u64>,
     window_consumed: u64,
+    window_bytes: u64,
+    /// Consumed messages by wall-clock second (series.json).
+    series: WallSeries,
 }
 
 impl ConsumeStats {
-    /// The status line of RocketMQ's benchmark consumer over the interval
-    /// `secs` since the last one (resets it).
-    pub fn status_line(&self, now_wall: &str, secs: f64, backlog: u64) -> String {
+    /// What the consumers did since the last call (resets it).
+    pub fn take_window(&self) -> ConsumeWindow {
         let mut g = self.e2e.lock().unwrap_or_else(|e| e.into_inner());
-        let n = std::mem::take(&mut g.window_consumed);
-        let h = std::mem::replace(&mut g.window, latency_hist());
+        ConsumeWindow {
+            msgs: std::mem::take(&mut g.window_consumed),
+            bytes: std::mem::take(&mut g.window_bytes),
+            e2e: std::mem::replace(&mut g.window, latency_hist()),
+        }
+    }
+
+    /// The status line of RocketMQ's benchmark consumer over `w`, an
+    /// interval of `secs`.
+    pub fn status_line(
+        &self,
+        w: &ConsumeWindow,
+        now_wall: &str,
+        secs: f64,
+        backlog: u64,
+    ) -> String {
+        let h = &w.e2e;
         let (avg, max, p99) = if h.is_empty() {
             (0.0, 0, 0.0)
         } else {
@@ -73,9 +91,30 @@ impl ConsumeStats {
         format!(
             "Current Time: {now_wall} | Consume TPS: {} | AVG(B2C) RT(ms): {avg:7.3} | \
              MAX(B2C) RT(ms): {max} | B2C p99(ms): {p99:.3} | Backlog: {backlog} | Pull Failed: {}",
-            (n as f64 / secs.max(1e-9)) as u64,
+            (w.msgs as f64 / secs.max(1e-9)) as u64,
             self.pull_errors.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// What the consumers did over a status interval.
+pub struct ConsumeWindow {
+    /// Messages consumed.
+    pub msgs: u64,
+    /// Their body bytes.
+    pub bytes: u64,
+    /// Their end-to-end latency, µs.
+    pub e2e: Histogram<u64>,
+}
+
+impl ConsumeWindow {
+    /// The consumers' part of OMB's line, with the backlog now.
+    pub fn omb(&self, backlog: u64) -> ConsumeInterval {
+        ConsumeInterval {
+            msgs: self.msgs,
+            bytes: self.bytes,
+            backlog,
+        }
     }
 }
 
@@ -127,6 +166,8 @@ fn consume(
                 }
                 g.window.saturating_record(e2e);
                 g.window_consumed += 1;
+                g.window_bytes += m.body.len() as u64;
+                g.series.record_consumed(now, e2e, m.body.len() as u64);
             }
             drop(g);
             stats
@@ -155,6 +196,8 @@ impl Consumers {
                 measured: latency_hist(),
                 window: latency_hist(),
                 window_consumed: 0,
+                window_bytes: 0,
+                series: WallSeries::default(),
             }),
         });
         let mut brokers: BTreeMap<SocketAddr, Arc<TcpBroker>> = BTreeMap::new();
@@ -193,13 +236,16 @@ impl Consumers {
     }
 
     /// Stops the pull loops (each within 50 ms) and returns the measured
-    /// end-to-end histogram.
-    pub fn finish(mut self) -> Histogram<u64> {
+    /// end-to-end histogram and the consumed messages by wall-clock second.
+    pub fn finish(mut self) -> (Histogram<u64>, WallSeries) {
         self.stop.store(true, Ordering::Release);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
         let mut g = self.stats.e2e.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::replace(&mut g.measured, latency_hist())
+        (
+            std::mem::replace(&mut g.measured, latency_hist()),
+            std::mem::take(&mut g.series),
+        )
     }
 }

@@ -25,10 +25,29 @@
 //! msg_id,key`) that `verify --acked` checks against the broker's store.
 //! Every `--status-secs` a line as RocketMQ's benchmark producer prints
 //! it (`Send TPS: ... | Max RT(ms): ... | Average RT(ms): ... | Send
-//! Failed: ...`, plus p50/p99), and the consumers' line.
+//! Failed: ...`, plus p50/p99), and the consumers' line; or, with
+//! `--status-format omb`, OpenMessaging Benchmark's line (`Pub rate ...
+//! msg/s / ... MB/s | Pub err ... | Cons rate ... | Backlog: ... K | Pub
+//! Latency (ms) avg: ...`), and OMB's `TestResult` fields in
+//! omb-result.json and under `omb` in summary.json ([`omb`]).
+//!
+//! Bursts (a spec's `burst_on_ms`/`burst_off_ms`) work as in-process: the
+//! phases count from the start of the run; with `--rate` the schedule of
+//! intended send times moves out of each pause (no send is due in a
+//! pause, so none is late because of it), without a rate the producers
+//! wait for the next burst.
+//!
+//! Many load hosts: `--start-at TIME` waits (countdown on stderr) until
+//! a wall-clock instant, so that several processes start together; each
+//! writes, besides the outputs above, its histograms losslessly (`.hdr`)
+//! and its counts by wall-clock second (series.json, [`series`]), which
+//! `mqlab merge` ([`crate::merge`]) adds into one result.
 
 mod consume;
+pub mod omb;
 mod record;
+pub mod series;
+pub mod start_at;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,7 +66,7 @@ use crate::spec::{Overrides, SpecFile, Workload};
 use crate::summary::{self, why_nothing_acked, LossWindowJson, RunConfig, Summary};
 use crate::table::{csv_text, round3};
 use crate::util::{self, MachineInfo, OutDir};
-use crate::workload::{expected_body, key_for, queue_for};
+use crate::workload::{burst_adjust, expected_body, key_for, queue_for};
 use consume::{Consumers, SENT_AT};
 use record::{human_time, wall_us, ClientAckLog, Recorder};
 
@@ -86,6 +105,32 @@ pub struct TargetArgs {
     /// [default: true]
     #[arg(long, value_name = "BOOL")]
     pub consume: Option<bool>,
+    /// --target: the status line's style: `rocketmq` (RocketMQ's
+    /// benchmark producer and consumer lines), `omb` (OpenMessaging
+    /// Benchmark's `Pub rate ... | Backlog ... | Pub Latency (ms) ...`
+    /// line and its closing aggregated line) or `both`.
+    /// [default: rocketmq]
+    #[arg(long, value_name = "STYLE")]
+    pub status_format: Option<StatusFormat>,
+    /// --target: start the workload at this wall-clock time, RFC 3339
+    /// (2026-12-06T12:00:00Z) or unix seconds, waiting with a countdown on
+    /// stderr; load hosts given the same time start together (`mqlab
+    /// merge` adds their results). A time more than 2 s in the past is
+    /// refused. [default: at once]
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+}
+
+/// The style of a `--target` run's status lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StatusFormat {
+    /// RocketMQ's benchmark producer and consumer lines.
+    #[default]
+    Rocketmq,
+    /// OpenMessaging Benchmark's line.
+    Omb,
+    /// Both.
+    Both,
 }
 
 impl TargetArgs {
@@ -96,6 +141,8 @@ impl TargetArgs {
             ("--send-timeout-ms", self.send_timeout_ms.is_some()),
             ("--status-secs", self.status_secs.is_some()),
             ("--consume", self.consume.is_some()),
+            ("--status-format", self.status_format.is_some()),
+            ("--start-at", self.start_at.is_some()),
         ];
         if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
             bail!("{flag} only applies to a run with --target");
@@ -168,6 +215,7 @@ fn producer(ctx: Arc<Ctx>, slot: u32) {
         ctx.start + interval.map_or(Duration::ZERO, |iv| iv.mul_f64(slot as f64 / producers));
     let queues = ctx.routed.queues().len() as u32;
     let mut msg = Message::new(w.topic.clone(), expected_body(slot, 0, w.msg_size));
+    let burst = w.burst_on_ms.map(|on| (on, w.burst_off_ms.unwrap_or(0)));
     let mut seq = 0u64;
     loop {
         if ctx.stop.load(Ordering::Relaxed) || util::stopped() {
@@ -184,6 +232,14 @@ fn producer(ctx: Arc<Ctx>, slot: u32) {
         if let Some(limit) = w.messages {
             if ctx.issued.fetch_add(1, Ordering::Relaxed) >= limit {
                 break;
+            }
+        }
+        if let Some((on, off)) = burst {
+            // As in-process: rate-limited, the schedule moves out of the
+            // pause; unlimited, the producer waits for the next burst.
+            match interval {
+                Some(_) => next = burst_adjust(next, ctx.start, on, off),
+                None => sleep_until(burst_adjust(Instant::now(), ctx.start, on, off), &ctx.stop),
             }
         }
         let intended = interval.map(|iv| {
@@ -221,7 +277,7 @@ fn producer(ctx: Arc<Ctx>, slot: u32) {
 }
 
 /// Samples of backlog over time (messaging.csv's columns).
-fn backlog_csv(rows: &[(u64, u64, u64)]) -> String {
+pub fn backlog_csv(rows: &[(u64, u64, u64)]) -> String {
     csv_text(
         &[
             "t_ms",
@@ -239,6 +295,13 @@ fn backlog_csv(rows: &[(u64, u64, u64)]) -> String {
 
 /// `mqlab run --target URL`.
 pub fn cmd_run(r: &TargetRun<'_>) -> Result<()> {
+    execute(r).map(|_| ())
+}
+
+/// Runs a `--target` run, writes its outputs and prints its result;
+/// returns its summary and output folder (`matrix`'s wire family calls
+/// this).
+pub fn execute(r: &TargetRun<'_>) -> Result<(Summary, PathBuf)> {
     let url = r.args.target.as_deref().unwrap_or_default();
     if let Some(flag) = r.store_flags.first() {
         bail!("{flag} describes the in-process store; a --target run drives the broker's own");
@@ -257,10 +320,12 @@ pub fn cmd_run(r: &TargetRun<'_>) -> Result<()> {
     if r.spec.messaging.is_some() {
         bail!("a [messaging] spec runs in-process; --target runs the plain run workload");
     }
-    if r.spec.burst_on_ms.is_some() {
-        bail!("bursts (burst_on_ms) are not supported with --target yet");
-    }
     let namesrv = parse_target(url)?;
+    // Checked before anything connects; checked again after connecting.
+    let start_at = match &r.args.start_at {
+        Some(t) => Some(start_at::check(t, wall_us())?),
+        None => None,
+    };
     let default_name = format!("target-{}-{}", namesrv.ip(), namesrv.port());
     let name = r
         .name
@@ -279,6 +344,7 @@ pub fn cmd_run(r: &TargetRun<'_>) -> Result<()> {
     let connections = r.args.connections.unwrap_or(2);
     let timeout_ms = r.args.send_timeout_ms.unwrap_or(3000);
     let status_secs = r.args.status_secs.unwrap_or(1.0);
+    let style = r.args.status_format.unwrap_or_default();
     if connections == 0 || connections > 64 {
         bail!("--connections must be between 1 and 64");
     }
@@ -341,9 +407,19 @@ pub fn cmd_run(r: &TargetRun<'_>) -> Result<()> {
     };
     let consume = r.args.consume.unwrap_or(true);
     let local = std::env::temp_dir();
-    let start = Instant::now();
-    let measure_from = start + Duration::from_secs_f64(w.warmup_secs);
-    let measure_from_wall_us = wall_us() + (w.warmup_secs * 1e6) as u64;
+    if let Some(at) = start_at {
+        let late = wall_us().saturating_sub(at) as f64 / 1e6;
+        if late > 0.0 {
+            eprintln!(
+                "mqlab: connecting took until {late:.3} s after --start-at {}: starting now",
+                start_at::human(at)
+            );
+        }
+    }
+    // The consumers start before the wait: they read from where each queue
+    // ends now, so every host's messages after the start are theirs too.
+    let begin_wall_us = start_at.unwrap_or_else(wall_us).max(wall_us());
+    let measure_from_wall_us = begin_wall_us + (w.warmup_secs * 1e6) as u64;
     let consumers = if consume {
         Some(Consumers::start(
             &w.topic,
@@ -354,6 +430,14 @@ pub fn cmd_run(r: &TargetRun<'_>) -> Result<()> {
     } else {
         None
     };
+    if let Some(at) = start_at {
+        if !start_at::wait_until(at) {
+            bail!("interrupted before --start-at");
+        }
+    }
+    let start = Instant::now();
+    let start_wall_us = wall_us();
+    let measure_from = start + Duration::from_secs_f64(w.warmup_secs);
     let deadline = w
         .messages
         .is_none()
@@ -417,12 +501,31 @@ pub fn cmd_run(r: &TargetRun<'_>) -> Result<()> {
                     if let (Some(at), Some(every)) = (next_status, status_every) {
                         if now >= at {
                             let t = human_time();
-                            util::print_out(&format!("{}\n", rec.status_line(&t)));
-                            if let Some(c) = &cstats {
-                                let secs = now.duration_since(last_status).as_secs_f64();
-                                let backlog = rec.acked().saturating_sub(consumed(&cstats));
-                                util::print_out(&format!("{}\n", c.status_line(&t, secs, backlog)));
+                            let secs = now.duration_since(last_status).as_secs_f64();
+                            let backlog = rec.acked().saturating_sub(consumed(&cstats));
+                            let sends = rec.take_interval();
+                            let cw = cstats.as_ref().map(|c| c.take_window());
+                            let mut text = String::new();
+                            if style != StatusFormat::Omb {
+                                text.push_str(&sends.rocketmq_line(&t));
+                                text.push('\n');
+                                if let (Some(c), Some(cw)) = (&cstats, &cw) {
+                                    text.push_str(&c.status_line(cw, &t, secs, backlog));
+                                    text.push('\n');
+                                }
                             }
+                            if style != StatusFormat::Rocketmq {
+                                let ci = cw.as_ref().map_or(
+                                    record::ConsumeInterval {
+                                        backlog,
+                                        ..Default::default()
+                                    },
+                                    |cw| cw.omb(backlog),
+                                );
+                                text.push_str(&sends.omb_line(&ci));
+                                text.push('\n');
+                            }
+                            util::print_out(&text);
                             last_status = now;
                             next_status = Some(at + every);
                         }
@@ -465,17 +568,14 @@ pub fn cmd_run(r: &TargetRun<'_>) -> Result<()> {
         }
         let stats = c.stats.clone();
         let consumed_secs = start.elapsed().as_secs_f64();
-        e2e = Some((c.finish(), stats, consumed_secs));
+        let (hist, series) = c.finish();
+        e2e = Some((hist, series, stats, consumed_secs));
     }
     monitor_stop.store(true, Ordering::Release);
     let _ = monitor.join();
     ctx.routed.close();
-    let finished = rec.finish();
-    let (stats, send_failed, response_failed) = (
-        &finished.stats,
-        finished.send_failed,
-        finished.response_failed,
-    );
+    let mut finished = rec.finish();
+    let (send_failed, response_failed) = (finished.send_failed, finished.response_failed);
     let measured_end = deadline
         .map_or(issue_end, |d| d.min(issue_end))
         .max(finished.last_measured_ack.unwrap_or(start));
@@ -483,7 +583,21 @@ pub fn cmd_run(r: &TargetRun<'_>) -> Result<()> {
         .saturating_duration_since(measure_from)
         .as_secs_f64();
     let total_secs = measured_end.saturating_duration_since(start).as_secs_f64();
-    util::print_out(&format!("{}\n", finished.complete_line(measured_secs)));
+    let mut closing = finished.complete_line(measured_secs);
+    closing.push('\n');
+    if style != StatusFormat::Rocketmq {
+        closing = format!(
+            "{}{}\n",
+            if style == StatusFormat::Both {
+                closing.as_str()
+            } else {
+                ""
+            },
+            record::omb_aggregated_line(&finished.stats.ack, &finished.delay)
+        );
+    }
+    util::print_out(&closing);
+    let stats = &finished.stats;
     let acked_total: u64 = stats.seconds.iter().map(|b| b.msgs).sum();
     if acked_total == 0 {
         bail!(
@@ -492,7 +606,7 @@ pub fn cmd_run(r: &TargetRun<'_>) -> Result<()> {
         );
     }
     let rows = std::mem::take(&mut *rows.lock().unwrap_or_else(|e| e.into_inner()));
-    let figures = e2e.as_ref().map(|(hist, cs, secs)| {
+    let figures = e2e.as_ref().map(|(hist, _, cs, secs)| {
         let consumed = cs.consumed.load(Ordering::Relaxed);
         let mut extra = std::collections::BTreeMap::new();
         extra.insert("send_failed".to_string(), send_failed as f64);
@@ -555,30 +669,107 @@ pub fn cmd_run(r: &TargetRun<'_>) -> Result<()> {
         interrupted: util::stopped(),
         messaging: figures,
     };
-    let dir = out.path().to_path_buf();
-    summary::write_run_outputs(&dir, &summary, stats, &LossStats::default(), total_secs)
-        .with_context(|| format!("write the run's results into {}", dir.display()))?;
-    if let Some((hist, _, _)) = &e2e {
-        write(&dir.join("messaging.csv"), backlog_csv(&rows))?;
-        write(&dir.join("e2e_latency.hgrm"), summary::hgrm_text(hist))?;
+    // Counts by wall-clock second: the sends', plus the consumers'.
+    if let Some((_, cseries, _, _)) = &e2e {
+        finished.series.add(cseries)?;
     }
-    let charts = match crate::messaging::plot::draw(std::slice::from_ref(&dir), &dir) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("mqlab: drawing the charts: {e:#}");
-            Vec::new()
-        }
+    let times = series::WallTimes {
+        start_unix_us: start_wall_us,
+        measure_from_unix_us: start_wall_us + (w.warmup_secs * 1e6) as u64,
+        measured_end_unix_us: start_wall_us + (total_secs * 1e6) as u64,
     };
+    let outputs = Outputs {
+        summary: &summary,
+        stats: &finished.stats,
+        delay: &finished.delay,
+        e2e: e2e.as_ref().map(|(h, _, _, _)| h),
+        series: &finished.series,
+        times,
+        backlog: e2e.is_some().then(|| backlog_csv(&rows)),
+        total_secs,
+        extra: serde_json::Map::new(),
+    };
+    let dir = out.path().to_path_buf();
+    let charts = write_outputs(&dir, &outputs)?;
     let out = out.keep();
     print_result(&summary, &charts, &out);
-    Ok(())
+    Ok((summary, out))
+}
+
+/// Everything a `--target` run (or a merge of them) writes.
+pub struct Outputs<'a> {
+    /// summary.json (the `omb` object is added).
+    pub summary: &'a Summary,
+    /// Latencies, errors and the time series by run time.
+    pub stats: &'a crate::recorder::SenderStats,
+    /// Publish delay, µs.
+    pub delay: &'a hdrhistogram::Histogram<u64>,
+    /// End-to-end latency, µs (with consumers).
+    pub e2e: Option<&'a hdrhistogram::Histogram<u64>>,
+    /// Counts by wall-clock second.
+    pub series: &'a series::WallSeries,
+    /// Wall-clock times.
+    pub times: series::WallTimes,
+    /// messaging.csv (with consumers).
+    pub backlog: Option<String>,
+    /// Seconds from the start to the end of the measurement.
+    pub total_secs: f64,
+    /// More top-level fields of summary.json.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Writes a `--target` run's outputs into `dir`: summary.json (with
+/// `omb`), omb-result.json, timeseries.csv, series.json, the `.hgrm`
+/// and `.hdr` histograms, messaging.csv, command.txt and the charts;
+/// returns the charts' file names.
+pub fn write_outputs(dir: &Path, o: &Outputs<'_>) -> Result<Vec<String>> {
+    let s = o.summary;
+    let omb = omb::result(&omb::OmbInputs {
+        workload: &s.config.workload,
+        driver: &s.label,
+        consumers: o.e2e.is_some(),
+        series: o.series,
+        times: o.times,
+        publish: &o.stats.ack,
+        delay: o.delay,
+        e2e: o.e2e,
+    });
+    let omb_json = serde_json::to_value(&omb).context("omb-result.json")?;
+    let mut extra = o.extra.clone();
+    extra.insert("omb".into(), omb_json.clone());
+    summary::write_run_outputs_with(dir, s, o.stats, &LossStats::default(), o.total_secs, extra)
+        .with_context(|| format!("write the run's results into {}", dir.display()))?;
+    util::write_json(&dir.join(omb::OMB_FILE), &omb_json)?;
+    series::write(dir, o.series, o.times)?;
+    if s.config.workload.rate > 0.0 {
+        write(&dir.join("publish_delay.hgrm"), summary::hgrm_text(o.delay))?;
+        write(&dir.join("publish_delay.hdr"), summary::hdr_text(o.delay))?;
+    }
+    if let Some(h) = o.e2e {
+        write(&dir.join("e2e_latency.hgrm"), summary::hgrm_text(h))?;
+        write(&dir.join("e2e_latency.hdr"), summary::hdr_text(h))?;
+    }
+    if let Some(csv) = &o.backlog {
+        write(&dir.join("messaging.csv"), csv.clone())?;
+    }
+    Ok(
+        match crate::messaging::plot::draw(&[dir.to_path_buf()], dir) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("mqlab: drawing the charts: {e:#}");
+                Vec::new()
+            }
+        },
+    )
 }
 
 fn write(path: &Path, text: String) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
 }
 
-fn print_result(s: &Summary, charts: &[String], out: &Path) {
+/// Prints a run's (or a merge's) result: throughput, latencies, errors,
+/// charts and the folder.
+pub fn print_result(s: &Summary, charts: &[String], out: &Path) {
     let l = &s.ack_latency_us;
     let mut text = format!(
         "{}: {} msgs/s, {:.1} MiB/s, send latency p50 {} µs, p99 {} µs, max {} µs",

@@ -56,6 +56,11 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Draw charts (SVG and PNG) from result folders.
     Plot(PlotArgs),
+    /// Combine the result folders of `run --target` runs on several load
+    /// hosts (started together with --start-at) into one result, exactly:
+    /// histograms add, counts and errors by code add, time series add by
+    /// wall-clock second; writes summary.json, .hgrm and charts as a run.
+    Merge(mqlab::merge::MergeRequest),
     /// Timer levels vs the time wheel: schedule N delayed messages, deliver
     /// them, and record schedule rate, lateness, bytes per timer, and
     /// losses and duplicates across an optional crash.

@@ -34,6 +34,7 @@ fn main() {
         }
         Some(Command::Inspect(a)) => inspect::cmd_inspect(&a.data_dir, a.json),
         Some(Command::Plot(a)) => charts::cmd_plot(&a.inputs, &a.out),
+        Some(Command::Merge(a)) => mqlab::merge::cmd_merge(a),
         Some(Command::Delay(a)) => delay::cmd_delay(a),
         Some(Command::Broker(a)) => serve::cmd_broker(a),
         Some(Command::Namesrv(a)) => serve::cmd_namesrv(a),
