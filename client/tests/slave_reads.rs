@@ -134,6 +134,7 @@ fn cfg(group: &str) -> RoutedConfig {
         route_refresh: Duration::from_millis(200),
         retry_times_when_send_failed: 2,
         pull_batch_size: 32,
+        ..RoutedConfig::default()
     }
 }
 
@@ -565,5 +566,78 @@ fn a_slave_never_answers_a_pull_past_its_flushed_offset() {
     drop(producer);
     slave.shutdown().unwrap();
     master.shutdown().unwrap();
+    ns_server.shutdown();
+}
+
+#[test]
+fn a_crashed_master_still_routed_is_isolated_by_the_producer() {
+    let seed = 0x14_5004;
+    let dir = tempfile::tempdir().unwrap();
+    let ns_server = namesrv();
+    let ns = ns_server.local_addr();
+    let d = dir.path();
+    let a = Node::start(node_config(
+        &d.join("a0"),
+        "broker-a",
+        BrokerRole::AsyncMaster,
+        None,
+        ns,
+        BrokerConfig::default(),
+    ))
+    .unwrap();
+    let b = Node::start(node_config(
+        &d.join("b0"),
+        "broker-b",
+        BrokerRole::AsyncMaster,
+        None,
+        ns,
+        BrokerConfig::default(),
+    ))
+    .unwrap();
+    create_topic(&a, 4, d);
+    create_topic(&b, 4, d);
+    wait_route(ns, &[("broker-a", &[0]), ("broker-b", &[0])], seed);
+    let plain = RoutedProducer::new(ns, TOPIC, cfg("PG"));
+    let isolating = RoutedProducer::new(
+        ns,
+        TOPIC,
+        RoutedConfig {
+            isolate_failed_group: Some(Duration::from_secs(60)),
+            ..cfg("PG")
+        },
+    );
+    for p in [&plain, &isolating] {
+        let s = p.send(&Message::new(TOPIC, b"warm".to_vec())).unwrap();
+        assert!(s.is_ok(), "seed {seed:#x}: {s:?}");
+    }
+    // A crash: no unregistration, the name server keeps routing A's
+    // master until it expires it (120 s).
+    drop(a);
+    let mut retried = [0usize; 2];
+    for (k, p) in [&plain, &isolating].into_iter().enumerate() {
+        for i in 0..40 {
+            let s = p
+                .send(&Message::new(TOPIC, format!("m{i}").into_bytes()))
+                .unwrap();
+            assert!(s.is_ok(), "seed {seed:#x}: send {i}: {s:?}");
+            assert_eq!(s.broker_name, "broker-b", "seed {seed:#x}");
+            retried[k] += usize::from(s.attempts > 1);
+        }
+    }
+    assert!(
+        lookup_route(ns, TOPIC, Duration::from_secs(1))
+            .unwrap()
+            .unwrap()
+            .broker_datas
+            .iter()
+            .any(|g| g.broker_name == "broker-a"),
+        "seed {seed:#x}: A still routed"
+    );
+    // Without isolation every send that picks A fails over; with it, one.
+    assert!(retried[0] >= 10, "seed {seed:#x}: {retried:?}");
+    assert!(retried[1] <= 1, "seed {seed:#x}: {retried:?}");
+    drop(plain);
+    drop(isolating);
+    b.shutdown().unwrap();
     ns_server.shutdown();
 }

@@ -798,11 +798,16 @@ pub fn lookup_route(
     }
 }
 
+/// Most queues of one broker group a client takes from a route (the rest
+/// are ignored): a route's numbers come off a socket, and each queue is an
+/// entry in memory.
+pub const MAX_QUEUES_PER_GROUP: u32 = 1024;
+
 /// The writable queues of a route, as RocketMQ's producer lists them
 /// (`topicRouteData2TopicPublishInfo`): broker groups by name, each
 /// group's writable queues on its master (broker id 0), at most
-/// `max_per_broker` per group; groups without a reachable master or write
-/// permission are left out.
+/// `max_per_broker` (and [`MAX_QUEUES_PER_GROUP`]) per group; groups
+/// without a reachable master or write permission are left out.
 pub fn write_queues(route: &TopicRouteData, max_per_broker: Option<u32>) -> Vec<RouteQueue> {
     const PERM_WRITE: i32 = 2;
     let mut qds: Vec<_> = route.queue_datas.iter().collect();
@@ -821,7 +826,9 @@ pub fn write_queues(route: &TopicRouteData, max_per_broker: Option<u32>) -> Vec<
         else {
             continue;
         };
-        let n = (q.write_queue_nums.max(0) as u32).min(max_per_broker.unwrap_or(u32::MAX));
+        let n = (q.write_queue_nums.max(0) as u32)
+            .min(max_per_broker.unwrap_or(u32::MAX))
+            .min(MAX_QUEUES_PER_GROUP);
         out.extend((0..n).map(|queue_id| RouteQueue {
             broker_name: q.broker_name.clone(),
             broker_addr: addr,

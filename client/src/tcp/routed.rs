@@ -46,7 +46,9 @@ use mqlab_engine::message::{PutStatus, StoredMessage};
 use mqlab_engine::{Message, PutResult};
 use mqlab_protocol::body::route::TopicRouteData;
 
-use super::pipelined::{lookup_route, resolve_addr, write_queues, RouteQueue};
+use super::pipelined::{
+    lookup_route, resolve_addr, write_queues, RouteQueue, MAX_QUEUES_PER_GROUP,
+};
 use super::TcpBroker;
 use crate::api::BrokerApi;
 use crate::error::{Error, Result};
@@ -93,12 +95,11 @@ impl RouteView {
             if q.perm & PERM_READ == 0 || !v.brokers.contains_key(&q.broker_name) {
                 continue;
             }
-            v.read_queues.extend(
-                (0..q.read_queue_nums.max(0) as u32).map(|queue_id| GroupQueue {
-                    broker_name: q.broker_name.clone(),
-                    queue_id,
-                }),
-            );
+            let n = (q.read_queue_nums.max(0) as u32).min(MAX_QUEUES_PER_GROUP);
+            v.read_queues.extend((0..n).map(|queue_id| GroupQueue {
+                broker_name: q.broker_name.clone(),
+                queue_id,
+            }));
         }
         v.write_queues = write_queues(route, None);
         v
@@ -199,6 +200,12 @@ pub struct RoutedConfig {
     pub retry_times_when_send_failed: u32,
     /// Consumer: most messages per pull. Default 32 (pullBatchSize).
     pub pull_batch_size: usize,
+    /// Producer: a group whose send failed (a connection error or a
+    /// refusal) gets no first attempts for this long while another group
+    /// has a queue (a coarse `sendLatencyFaultEnable`: RocketMQ isolates a
+    /// failed broker for up to 10 minutes). Default None (off, as
+    /// RocketMQ's default): only the retry avoids the group that failed.
+    pub isolate_failed_group: Option<Duration>,
 }
 
 impl Default for RoutedConfig {
@@ -208,6 +215,7 @@ impl Default for RoutedConfig {
             route_refresh: Duration::from_secs(30),
             retry_times_when_send_failed: 2,
             pull_batch_size: 32,
+            isolate_failed_group: None,
         }
     }
 }
@@ -238,6 +246,8 @@ pub struct RoutedProducer {
     route: Route,
     cfg: RoutedConfig,
     next: AtomicUsize,
+    /// Groups isolated after a failure, until when.
+    isolated: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for RoutedProducer {
@@ -256,6 +266,7 @@ impl RoutedProducer {
             route: Route::new(namesrv, topic, &cfg.group, cfg.route_refresh),
             cfg,
             next: AtomicUsize::new(0),
+            isolated: Mutex::new(HashMap::new()),
         }
     }
 
@@ -265,10 +276,24 @@ impl RoutedProducer {
     }
 
     /// RocketMQ's `TopicPublishInfo.selectOneMessageQueue(lastBrokerName)`:
-    /// the next queue round robin, skipping queues of `avoid` while
-    /// another group has one.
+    /// the next queue round robin, skipping queues of `avoid` and of
+    /// isolated groups while another group has one.
     fn select(&self, queues: &[RouteQueue], avoid: Option<&str>) -> RouteQueue {
         let n = queues.len();
+        let now = Instant::now();
+        let isolated: Vec<String> = {
+            let mut m = self.isolated.lock().unwrap_or_else(|e| e.into_inner());
+            m.retain(|_, until| *until > now);
+            m.keys().cloned().collect()
+        };
+        if !isolated.is_empty() {
+            for _ in 0..n {
+                let q = &queues[self.next.fetch_add(1, Ordering::Relaxed) % n];
+                if Some(q.broker_name.as_str()) != avoid && !isolated.contains(&q.broker_name) {
+                    return q.clone();
+                }
+            }
+        }
         if let Some(avoid) = avoid {
             for _ in 0..n {
                 let q = &queues[self.next.fetch_add(1, Ordering::Relaxed) % n];
@@ -324,6 +349,12 @@ impl RoutedProducer {
                 PutStatus::MessageIllegal => return Ok(sent),
                 // A connection error or a refusal: another group.
                 _ => {
+                    if let Some(d) = self.cfg.isolate_failed_group {
+                        self.isolated
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(sent.broker_name.clone(), Instant::now() + d);
+                    }
                     self.route.invalidate();
                     last = Some(sent);
                 }
@@ -573,6 +604,7 @@ impl RoutedConsumer {
 mod tests {
     use super::*;
     use mqlab_protocol::body::route::{BrokerData, QueueData};
+    use std::collections::BTreeSet;
 
     fn route(groups: &[(&str, &[(i64, &str)])]) -> TopicRouteData {
         let mut r = TopicRouteData::default();
@@ -626,5 +658,19 @@ mod tests {
         }
         let only_a = RouteView::of(&route(&[("a", &[(0, "127.0.0.1:1")])]));
         assert_eq!(p.select(&only_a.write_queues, Some("a")).broker_name, "a");
+        // Isolated: no first attempt on a while b has queues, until it ends.
+        p.isolated
+            .lock()
+            .unwrap()
+            .insert("a".into(), Instant::now() + Duration::from_millis(200));
+        for _ in 0..10 {
+            assert_eq!(p.select(&v.write_queues, None).broker_name, "b");
+        }
+        assert_eq!(p.select(&only_a.write_queues, None).broker_name, "a");
+        std::thread::sleep(Duration::from_millis(250));
+        let picked: BTreeSet<String> = (0..4)
+            .map(|_| p.select(&v.write_queues, None).broker_name)
+            .collect();
+        assert_eq!(picked.len(), 2, "{picked:?}");
     }
 }
