@@ -246,3 +246,72 @@ fn a_sigkilled_master_is_replaced_by_its_slave() {
     let rest = c.stop();
     assert!(rest.iter().any(|l| l.contains("shut down")), "{rest:?}");
 }
+
+fn signal(p: &Proc, sig: &str) {
+    let s = Command::new("kill")
+        .args([sig, &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(s.success(), "kill {sig}");
+}
+
+/// Regression (issue 14, `results/ha/failover`: on the loaded machine a
+/// group once lost its master to a controller that itself had stalled,
+/// and was then left with a one-member in-sync set). The controller is
+/// stopped (SIGSTOP) for three heartbeat timeouts while its brokers go on
+/// heartbeating into its sockets; when it runs again it must not take
+/// that silence for dead brokers: the master keeps its epoch.
+#[test]
+fn a_stalled_controller_does_not_depose_a_live_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Proc::start(
+        dir.path(),
+        "controller",
+        &[
+            "controller",
+            "--listen",
+            "127.0.0.1:0",
+            "--heartbeat-timeout-ms",
+            "1500",
+            "--duration",
+            "120",
+        ],
+        "mqlab controller 1 listening on",
+    );
+    let master = broker(dir.path(), "a", "1", c.addr, "controller mode");
+    wait_for(
+        "the first broker elected",
+        10,
+        || master.stderr().contains("now master at epoch 1"),
+        || master.stderr(),
+    );
+    let slave = broker(dir.path(), "b", "2", c.addr, "controller mode");
+    wait_for(
+        "the slave in the in-sync set",
+        20,
+        || master.stderr().contains("-> {1, 2}"),
+        || master.stderr(),
+    );
+    signal(&c, "-STOP");
+    std::thread::sleep(Duration::from_millis(4_500));
+    signal(&c, "-CONT");
+    // Three scanner periods and a broker heartbeat round after it runs.
+    std::thread::sleep(Duration::from_millis(3_000));
+    let r = send(master.addr, 0).expect("an answer");
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    for (who, p) in [("master", &master), ("slave", &slave)] {
+        assert!(
+            !p.stderr().contains("at epoch 2"),
+            "the {who} saw a new epoch after the controller's stall: {}",
+            p.stderr()
+        );
+    }
+    assert!(
+        c.stderr().contains("stalled for"),
+        "the controller did not notice its stall: {}",
+        c.stderr()
+    );
+    slave.stop();
+    master.stop();
+    c.stop();
+}
