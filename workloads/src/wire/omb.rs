@@ -5,9 +5,10 @@
 //!
 //! - per-period lists (`publishRate`, `publishErrorRate`, `consumeRate`,
 //!   `backlog`, `publishLatencyAvg`/`50pct`/.../`Max`,
-//!   `endToEndLatencyAvg`/.../`Max`), one entry per whole wall-clock second
-//!   of the measured run (OMB's period is its 10 s reporting interval;
-//!   `periodSecs` says which);
+//!   `endToEndLatencyAvg`/.../`Max`), one entry per wall-clock second the
+//!   measured run overlaps (OMB's period is its 10 s reporting interval;
+//!   `periodSecs` says which); rates are per second of that second the run
+//!   covered (a second cut by the start or the end counts over its part);
 //! - `aggregated*` over the measured run from the run's full-precision
 //!   histograms: publish latency (ms), publish delay (µs, the intended
 //!   send time to the send: rate-limited runs only, else 0), end-to-end
@@ -167,19 +168,26 @@ pub fn result(i: &OmbInputs<'_>) -> OmbResult {
         period_secs: 1.0,
         ..OmbResult::default()
     };
-    // Whole seconds of the measured run.
-    let first = i.times.measure_from_unix_us.div_ceil(1_000_000);
-    let end = i.times.measured_end_unix_us / 1_000_000;
+    // The seconds the measured run overlaps, each over the part of it the
+    // run covered (slivers under 0.1 s left out: their rates are noise).
+    let t = i.times;
+    let first = t.measure_from_unix_us / 1_000_000;
+    let end = t.measured_end_unix_us.div_ceil(1_000_000);
     let (mut produced, mut consumed) = (0u64, 0u64);
-    for (&s, b) in i.series.seconds.range(..end) {
+    let empty = super::series::Second::default();
+    for s in i.series.seconds.keys().next().copied().unwrap_or(first)..end {
+        let b = i.series.seconds.get(&s).unwrap_or(&empty);
         produced += b.msgs;
         consumed += b.consumed;
-        if s < first {
+        let (from, to) = (s * 1_000_000, (s + 1) * 1_000_000);
+        let covered = to.min(t.measured_end_unix_us) as f64 - from.max(t.start_unix_us) as f64;
+        if s < first || covered < 100_000.0 {
             continue;
         }
-        r.publish_rate.push(b.msgs as f64);
-        r.publish_error_rate.push(b.errors as f64);
-        r.consume_rate.push(b.consumed as f64);
+        let per_s = |n: u64| n as f64 * 1e6 / covered;
+        r.publish_rate.push(per_s(b.msgs));
+        r.publish_error_rate.push(per_s(b.errors));
+        r.consume_rate.push(per_s(b.consumed));
         r.backlog.push(produced.saturating_sub(consumed));
         let (avg, q, max) = stats_us(&b.pub_latency);
         r.publish_latency_avg.push(avg / 1000.0);
@@ -280,7 +288,8 @@ mod tests {
         )
         .unwrap();
         let mut series = WallSeries::default();
-        // Second 10 is warmup, 11 and 12 are measured, 13 is past the end.
+        // Second 10 is half warmup, 11 measured, 12 half measured, 13 past
+        // the end.
         for (s, n) in [(10u64, 5u64), (11, 100), (12, 200), (13, 7)] {
             for k in 0..n {
                 series.record_ack(s * 1_000_000 + k, 1000 + k, 1024);
@@ -303,18 +312,18 @@ mod tests {
             times: WallTimes {
                 start_unix_us: 10_000_000,
                 measure_from_unix_us: 10_500_000,
-                measured_end_unix_us: 13_000_000,
+                measured_end_unix_us: 12_500_000,
             },
             publish: &publish,
             delay: &latency_hist(),
             e2e: Some(&e2e),
         });
-        assert_eq!(r.publish_rate, [100.0, 200.0]);
-        assert_eq!(r.publish_error_rate, [1.0, 0.0]);
-        assert_eq!(r.consume_rate, [0.0, 150.0]);
-        assert_eq!(r.backlog, [105, 155]);
-        assert!(r.publish_latency_max[0] >= 1.099 && r.publish_latency_max[0] < 1.11);
-        assert_eq!(r.end_to_end_latency_50pct.len(), 2);
+        assert_eq!(r.publish_rate, [5.0, 100.0, 400.0]);
+        assert_eq!(r.publish_error_rate, [0.0, 1.0, 0.0]);
+        assert_eq!(r.consume_rate, [0.0, 0.0, 300.0]);
+        assert_eq!(r.backlog, [5, 105, 155]);
+        assert!(r.publish_latency_max[1] >= 1.099 && r.publish_latency_max[1] < 1.11);
+        assert_eq!(r.end_to_end_latency_50pct.len(), 3);
         assert!((r.aggregated_publish_latency_50pct - 5.0).abs() < 0.01);
         assert!((r.aggregated_end_to_end_latency_max - 100.0).abs() < 0.1);
         assert_eq!(r.aggregated_publish_delay_latency_max, 0);
