@@ -10,7 +10,11 @@
 //! (transaction check-backs, membership changes). [`local`] implements
 //! `BrokerApi` for an in-process `mqlab_broker::Broker`, [`tcp`] over
 //! RocketMQ's remoting protocol (the broker's requests arrive as pushes on
-//! the connection the heartbeats go over). Dependencies point one way:
+//! the connection the heartbeats go over). Over several broker groups,
+//! routed by a name server, [`tcp::routed`] has a producer that sends to
+//! masters only and fails over to another group, and a pull consumer that
+//! follows the brokers' `suggestWhichBrokerId` and reads a group's slave
+//! while its master is gone. Dependencies point one way:
 //! this crate on `mqlab-broker` (the shared request types and the local
 //! implementation) on `mqlab-engine`.
 //!
