@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mqlab_protocol::codes::response;
 use mqlab_protocol::{decode_frame, encode_frame, Limits, RemotingCommand};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -384,6 +384,13 @@ const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
 /// past it the connection is not read until some are written.
 const MAX_QUEUED_ANSWER_BYTES: usize = 8 << 20;
 
+/// Bytes a connection reads at once (at least).
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A connection with nothing buffered frees its read buffer after this
+/// long without a byte.
+const RELEASE_IDLE_BUFFER_AFTER: Duration = Duration::from_secs(1);
+
 /// Longest a closing connection waits for its in-flight answers.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -400,7 +407,7 @@ async fn serve(
     counters: &Counters,
 ) -> Result<(), String> {
     let _ = sock.set_nodelay(true);
-    let (mut rd, mut wr) = sock.into_split();
+    let (rd, mut wr) = sock.into_split();
     // Unbounded, yet bounded: answers by the in-flight slots (held until
     // written) and MAX_QUEUED_ANSWER_BYTES, pushes by `queued_pushes`. A
     // completion on an engine thread never blocks here.
@@ -437,8 +444,12 @@ async fn serve(
         opaque: Arc::new(std::sync::atomic::AtomicI32::new(1 << 30)),
     };
     let idle = Duration::from_millis(cfg.idle_timeout_ms.max(1));
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 64 * 1024];
+    // What was read and not yet decoded. A busy connection keeps it; one
+    // idle for `RELEASE_IDLE_BUFFER_AFTER` with nothing buffered frees it,
+    // so thousands of idle connections, or one that once sent a 4 MiB
+    // message, do not each hold a read buffer (issue 16's soak: the heap
+    // grew with the connection count and the largest frames).
+    let mut buf: Vec<u8> = Vec::new();
     let result = loop {
         // Start every complete frame already buffered.
         let mut bad = None;
@@ -499,16 +510,37 @@ async fn serve(
         if let Some(why) = bad {
             break Err(why);
         }
-        let n = tokio::select! {
-            r = tokio::time::timeout(idle, rd.read(&mut chunk)) => match r {
-                Err(_) => break Err(format!("idle for {} ms", idle.as_millis())),
-                Ok(Err(e)) => break Err(format!("read: {e}")),
-                Ok(Ok(0)) => break Ok(()),
-                Ok(Ok(n)) => n,
-            },
+        let waiting = std::time::Instant::now();
+        let ready = tokio::select! {
+            r = tokio::time::timeout(RELEASE_IDLE_BUFFER_AFTER.min(idle), rd.readable()) => r,
             _ = stopped.changed() => break Ok(()),
         };
-        buf.extend_from_slice(&chunk[..n]);
+        let ready = match ready {
+            Ok(r) => r,
+            Err(_) => {
+                if buf.is_empty() {
+                    buf = Vec::new();
+                }
+                let rest = idle.saturating_sub(waiting.elapsed());
+                tokio::select! {
+                    r = tokio::time::timeout(rest, rd.readable()) => match r {
+                        Err(_) => break Err(format!("idle for {} ms", idle.as_millis())),
+                        Ok(r) => r,
+                    },
+                    _ = stopped.changed() => break Ok(()),
+                }
+            }
+        };
+        if let Err(e) = ready {
+            break Err(format!("read: {e}"));
+        }
+        buf.reserve(READ_CHUNK_BYTES);
+        match rd.try_read_buf(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => break Err(format!("read: {e}")),
+        }
     };
     if result.is_err() {
         // A bad or dead peer: drop what is still to be written.
