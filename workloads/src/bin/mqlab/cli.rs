@@ -124,6 +124,15 @@ pub struct MatrixArgs {
     /// Skip the device baseline.
     #[arg(long)]
     pub no_baseline: bool,
+    /// The family of configurations: `store` (flush x backend in
+    /// process) or `wire` (each flush strategy in process and over
+    /// loopback TCP against a mqlab broker the lab starts: what the
+    /// network costs). [default: store]
+    #[arg(long, value_name = "FAMILY")]
+    pub family: Option<mqlab::matrix::Family>,
+    /// Print the families and what each runs, then exit.
+    #[arg(long)]
+    pub list_families: bool,
 }
 
 impl MatrixArgs {
@@ -257,6 +266,7 @@ impl MatrixArgs {
             out: self.out,
             no_plot: self.no_plot,
             no_baseline: self.no_baseline,
+            family: self.family.unwrap_or_default(),
         })
     }
 }

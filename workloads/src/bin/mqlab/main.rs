@@ -21,6 +21,10 @@ fn main() {
     util::install_ctrlc();
     let result = match cli.command {
         Some(Command::Run(a)) => run::cmd_run(a),
+        Some(Command::Matrix(a)) if a.list_families => {
+            print!("{}", matrix::families_text());
+            Ok(())
+        }
         Some(Command::Matrix(a)) => a.request().and_then(matrix::cmd_matrix),
         None => MatrixArgs::parse_default()
             .request()
