@@ -60,14 +60,14 @@ fn bursts_on_the_wire_send_only_in_the_on_phases() {
         let total: u64 = rows.iter().map(|r| r.1).sum();
         assert_eq!(total, acked, "{name}: {rows:?}");
         // Buckets starting 100 ms or more into a pause: at most a few late
-        // answers.
+        // answers (without bursts they would hold 40% of the messages).
         let in_pause: u64 = rows
             .iter()
             .filter(|(t, _)| t % 500 >= 300)
             .map(|r| r.1)
             .sum();
         assert!(
-            in_pause * 50 <= total,
+            in_pause * 10 <= total,
             "{name}: {in_pause} of {total} answered well inside a pause: {rows:?}"
         );
         // Every burst of the run sent.
@@ -80,7 +80,8 @@ fn bursts_on_the_wire_send_only_in_the_on_phases() {
             assert!(sent > 0, "{name}: burst {cycle} sent nothing: {rows:?}");
         }
         if rate.is_some() {
-            // 2,000 msgs/s for 40% of 2 s (4,000 without bursts).
+            // 2,000 msgs/s for 40% of 2 s (4,000 without bursts, or with
+            // a schedule that only waited out the pauses and caught up).
             assert!((1200..=2000).contains(&acked), "{name}: {acked} acked");
             // The schedule moved out of the pauses: sends were not held
             // back until the next burst (that would put the median past
