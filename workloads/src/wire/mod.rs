@@ -96,8 +96,9 @@ pub struct TargetArgs {
     #[arg(long, value_name = "MS")]
     pub send_timeout_ms: Option<u64>,
     /// --target: print RocketMQ's benchmark status line (Send TPS, Max
-    /// RT, Average RT, Send Failed, p50/p99) every SECS; 0 = only the
-    /// closing `[Complete]` line. [default: 1]
+    /// RT, Average RT, Send Failed, p50/p99; or OMB's, see
+    /// --status-format) every SECS; 0 = only the closing line.
+    /// [default: 1]
     #[arg(long, value_name = "SECS")]
     pub status_secs: Option<f64>,
     /// --target: consume the run's messages (one pull loop per queue) to
