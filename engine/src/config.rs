@@ -58,6 +58,12 @@ pub struct StoreConfig {
     /// (`Store::open` reads through `io::overlay::OverlayEnv`). Default
     /// false.
     pub read_only: bool,
+    /// Record every file's durable prefix in `<dir>/powerloss.marks`
+    /// (`io::powerloss`), so that `io::powerloss::apply` (`mqlab
+    /// powerloss`) can turn a killed store into what a power loss would
+    /// have left. A lab switch: the marks grow by a line per sync. Default
+    /// false.
+    pub power_loss_marks: bool,
 }
 
 impl Default for StoreConfig {
@@ -78,6 +84,7 @@ impl Default for StoreConfig {
             flush: FlushConfig::default(),
             store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
             read_only: false,
+            power_loss_marks: false,
         }
     }
 }

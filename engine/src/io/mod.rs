@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 pub mod mmap;
 pub mod overlay;
+pub mod powerloss;
 pub mod pwrite;
 pub mod sim;
 #[cfg(target_os = "linux")]

@@ -175,6 +175,14 @@ impl Store {
                     reason: e.to_string(),
                 })?
         };
+        let env: Arc<dyn Env> = if config.power_loss_marks && !config.read_only {
+            Arc::new(
+                crate::io::powerloss::PowerLossEnv::new(env, dir)
+                    .map_err(|e| Error::io("start power-loss marks", dir, e))?,
+            )
+        } else {
+            env
+        };
         let mut store = Self::open_with_env(env, dir, config)?;
         store._lock = lock;
         store.lock_warning = lock_warning;
