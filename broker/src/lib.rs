@@ -70,6 +70,9 @@ pub mod node;
 pub mod node_config;
 pub mod offsets;
 pub mod remoting;
+/// Helpers for tests and the lab (not the broker's API).
+#[doc(hidden)]
+pub mod testkit;
 mod topics;
 pub mod txn;
 pub mod types;

@@ -8,43 +8,30 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use mqlab_broker::controller::{
-    codes, BrokerIdentity, Controller, ControllerClient, ControllerConfig, Heartbeat,
+    codes, BrokerIdentity, Controller, ControllerClient, ControllerConfig, Heartbeat, ReplicaView,
+    SyncStateSetBody,
 };
+use mqlab_broker::testkit;
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// [`testkit::wait_every`] polling every 20 ms, without a seed.
+fn wait_for(what: &str, secs: u64, done: impl FnMut() -> bool) {
+    testkit::wait_every(Duration::from_millis(20), None, what, secs, done)
 }
 
-fn quorum(n: usize, timeout_ms: u64) -> Vec<Controller> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let peers: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-    listeners
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| {
-            Controller::start_on(
-                l,
-                ControllerConfig {
-                    id: i as u64 + 1,
-                    peers: peers.clone(),
-                    heartbeat_timeout_ms: timeout_ms,
-                    scan_interval_ms: 100,
-                    unclean_election: false,
-                    data_dir: None,
-                },
-            )
-            .unwrap()
-        })
-        .collect()
+/// Puts brokers 1 and 2 of "broker-q" in the in-sync set, master 1 at
+/// epoch 1, over the set `v` names.
+fn sync_both(client: &ControllerClient, v: &ReplicaView) -> ReplicaView {
+    client
+        .alter_sync_state_set(
+            "broker-q",
+            1,
+            1,
+            SyncStateSetBody {
+                sync_state_set: [1, 2].into(),
+                sync_state_set_epoch: v.sync_state_set_epoch,
+            },
+        )
+        .unwrap()
 }
 
 fn me(id: u64) -> BrokerIdentity {
@@ -71,7 +58,7 @@ fn heartbeat(id: u64, max_offset: u64) -> Heartbeat {
 
 #[test]
 fn one_controller_registers_and_elects() {
-    let c = quorum(1, 600);
+    let c = testkit::controllers(1, 600);
     wait_for("a leader", 5, || c[0].is_leader());
     let client = ControllerClient::new(vec![c[0].local_addr()]);
     let v = client.register(&me(1)).unwrap();
@@ -84,17 +71,7 @@ fn one_controller_registers_and_elects() {
         "the first stays master"
     );
     // Broker 2 is in sync.
-    let v = client
-        .alter_sync_state_set(
-            "broker-q",
-            1,
-            1,
-            mqlab_broker::controller::SyncStateSetBody {
-                sync_state_set: [1, 2].into(),
-                sync_state_set_epoch: v.sync_state_set_epoch,
-            },
-        )
-        .unwrap();
+    let v = sync_both(&client, &v);
     assert_eq!(v.sync_state_set, [1, 2].into());
     // Only broker 2 heartbeats: broker 1 dies after its timeout.
     let t = Instant::now();
@@ -119,7 +96,7 @@ fn one_controller_registers_and_elects() {
 
 #[test]
 fn three_controllers_survive_losing_the_leader() {
-    let mut cs = quorum(3, 800);
+    let mut cs = testkit::controllers(3, 800);
     wait_for("one leader", 10, || {
         cs.iter().filter(|c| c.is_leader()).count() == 1
     });
@@ -127,17 +104,7 @@ fn three_controllers_survive_losing_the_leader() {
     let client = ControllerClient::new(addrs.clone());
     assert_eq!(client.register(&me(1)).unwrap().master.unwrap().0, 1);
     let v = client.register(&me(2)).unwrap();
-    client
-        .alter_sync_state_set(
-            "broker-q",
-            1,
-            1,
-            mqlab_broker::controller::SyncStateSetBody {
-                sync_state_set: [1, 2].into(),
-                sync_state_set_epoch: v.sync_state_set_epoch,
-            },
-        )
-        .unwrap();
+    sync_both(&client, &v);
     // Every controller applies the same state.
     wait_for("the state everywhere", 5, || {
         let s = cs[0].state();
@@ -202,17 +169,7 @@ fn a_controller_with_a_data_dir_remembers_its_groups() {
     let client = ControllerClient::new(vec![c.local_addr()]);
     client.register(&me(1)).unwrap();
     let v = client.register(&me(2)).unwrap();
-    client
-        .alter_sync_state_set(
-            "broker-q",
-            1,
-            1,
-            mqlab_broker::controller::SyncStateSetBody {
-                sync_state_set: [1, 2].into(),
-                sync_state_set_epoch: v.sync_state_set_epoch,
-            },
-        )
-        .unwrap();
+    sync_both(&client, &v);
     let before = c.state();
     c.shutdown();
     let c = start();

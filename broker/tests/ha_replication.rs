@@ -17,55 +17,28 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mqlab_broker::ha::{wire, BrokerRole, HaConfig};
+use mqlab_broker::ha::{wire, BrokerRole};
 use mqlab_broker::node::{Node, NodeConfig};
-use mqlab_broker::{MessageQueue, PullRequest, PullStatus};
-use mqlab_engine::{FlushKind, Store, StoreConfig};
-use mqlab_protocol::body::route::TopicRouteData;
-use mqlab_protocol::codes::{request, response};
+use mqlab_broker::testkit::{self, wait_for};
+use mqlab_broker::PullStatus;
+use mqlab_engine::{FlushKind, Store};
+use mqlab_protocol::codes::response;
 use mqlab_protocol::headers::SendMessageResponse;
-use mqlab_protocol::{encode_frame, RemotingCommand};
+use mqlab_protocol::RemotingCommand;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const TOPICS: [&str; 2] = ["HaTopicA", "HaTopicB"];
 
-fn store_config(flush: FlushKind) -> StoreConfig {
-    let mut s = StoreConfig::small();
-    // Several segments in a test: blanks and rolls are replicated too.
-    s.segment_bytes = 128 * 1024;
-    s.max_message_bytes = 32 * 1024;
-    s.flush.kind = flush;
-    s.flush.flush_interval_ms = 5;
-    s.flush.flush_least_pages = 1;
-    s.flush.flush_thorough_interval_ms = 50;
-    s.checkpoint_interval_ms = 50;
-    s
-}
-
-fn ha_config(role: BrokerRole, master: Option<SocketAddr>) -> HaConfig {
-    HaConfig {
-        role,
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        master,
-        heartbeat_interval_ms: 200,
-        housekeeping_interval_ms: 5_000,
-        slave_timeout_ms: 3_000,
-        reconnect_backoff_ms: 20,
-        ..HaConfig::default()
-    }
-}
-
+/// A node of "broker-ha" as `role`, a slave following `master`.
 fn node_config(dir: &Path, role: BrokerRole, master: Option<SocketAddr>) -> NodeConfig {
-    NodeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        embedded_namesrv: None,
-        broker_name: "broker-ha".into(),
-        register_interval_ms: 500,
-        store: store_config(FlushKind::Group),
-        ha: ha_config(role, master),
-        ..NodeConfig::new(dir)
-    }
+    testkit::node_config(
+        dir,
+        "broker-ha",
+        // Several segments in a test: blanks and rolls are replicated too.
+        testkit::store_config(128 * 1024, FlushKind::Group),
+        testkit::ha_config(role, master),
+    )
 }
 
 fn master(dir: &Path, role: BrokerRole) -> Node {
@@ -79,22 +52,6 @@ fn slave(dir: &Path, master: &Node) -> Node {
         master.ha_addr(),
     ))
     .unwrap()
-}
-
-fn wait_for(what: &str, seed: u64, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "seed {seed:#x}: timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn send_frame(topic: &str, queue: u32, body: &[u8], opaque: i32) -> Vec<u8> {
-    let props = format!("KEYS\u{1}k{opaque}\u{2}");
-    common::v2_send_with(opaque, topic, &queue.to_string(), &props, body)
 }
 
 /// Physical offset of a sent message, from its offset message id.
@@ -116,7 +73,10 @@ fn send_n(node: &Node, n: usize, rng: &mut ChaCha8Rng, first: i32) -> Vec<Remoti
                 _ => rng.random_range(1..2_000),
             };
             let body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-            common::roundtrip(&mut c, &send_frame(topic, queue, &body, first + i as i32))
+            common::roundtrip(
+                &mut c,
+                &common::keyed_send(first + i as i32, topic, queue, &body),
+            )
         })
         .collect()
 }
@@ -157,16 +117,7 @@ fn caught_up(master: &Node, slave: &Node) -> bool {
 fn pull_all(node: &Node, topic: &str, queue: u32) -> Vec<Vec<u8>> {
     let r = node
         .broker()
-        .pull(
-            &PullRequest {
-                mq: MessageQueue::new(topic, queue),
-                offset: 0,
-                max_msgs: 10_000,
-                filter: None,
-                suspend_ms: 0,
-            },
-            None,
-        )
+        .pull(&testkit::plain_pull(topic, queue, 0, 10_000), None)
         .unwrap();
     r.msgs.into_iter().map(|m| m.body).collect()
 }
@@ -217,24 +168,18 @@ fn sends_to_the_master_reach_the_slave_byte_for_byte() {
     // A slave refuses sends, as RocketMQ's slave store does.
     let r = common::roundtrip(
         &mut common::connect(s.addr()),
-        &send_frame(TOPICS[0], 0, b"to the slave", 7),
+        &common::keyed_send(7, TOPICS[0], 0, b"to the slave"),
     );
     assert_eq!(r.code, response::SERVICE_NOT_AVAILABLE, "{:?}", r.remark);
     assert!(r.remark.unwrap_or_default().contains("slave"));
     // The route lists the master as 0 and the slave as 1.
     wait_for("the slave's registration", seed, 20, || {
-        let mut req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC, 1)
-            .with_field("topic", TOPICS[0]);
-        req.version = 401;
-        let r = common::roundtrip(&mut common::connect(ns), &encode_frame(&req).unwrap());
-        if r.code != response::SUCCESS {
-            return false;
-        }
-        let route = TopicRouteData::decode(&r.body).unwrap();
-        route.broker_datas.iter().any(|b| {
-            b.broker_name == "broker-ha"
-                && b.broker_addrs.get(&0) == Some(&m.addr().to_string())
-                && b.broker_addrs.get(&1) == Some(&s.addr().to_string())
+        testkit::route(ns, TOPICS[0]).is_some_and(|route| {
+            route.broker_datas.iter().any(|b| {
+                b.broker_name == "broker-ha"
+                    && b.broker_addrs.get(&0) == Some(&m.addr().to_string())
+                    && b.broker_addrs.get(&1) == Some(&s.addr().to_string())
+            })
         })
     });
     let (dm, ds) = (dir.path().join("master"), dir.path().join("slave"));
@@ -289,32 +234,9 @@ fn a_new_slave_starts_at_the_masters_last_segment() {
             let Some(info) = s.store().queue_info(t, q) else {
                 continue;
             };
-            let theirs = m
-                .broker()
-                .pull(
-                    &PullRequest {
-                        mq: MessageQueue::new(t, q),
-                        offset: info.min_offset,
-                        max_msgs: 10_000,
-                        filter: None,
-                        suspend_ms: 0,
-                    },
-                    None,
-                )
-                .unwrap();
-            let mine = s
-                .broker()
-                .pull(
-                    &PullRequest {
-                        mq: MessageQueue::new(t, q),
-                        offset: info.min_offset,
-                        max_msgs: 10_000,
-                        filter: None,
-                        suspend_ms: 0,
-                    },
-                    None,
-                )
-                .unwrap();
+            let req = testkit::plain_pull(t, q, info.min_offset, 10_000);
+            let theirs = m.broker().pull(&req, None).unwrap();
+            let mine = s.broker().pull(&req, None).unwrap();
             assert_eq!(mine.msgs, theirs.msgs, "seed {seed:#x}: {t}:{q}");
             some += mine.msgs.len();
         }
@@ -379,7 +301,10 @@ fn a_sync_master_answers_once_a_slave_has_the_message() {
         let body: Vec<u8> = (0..rng.random_range(1..3000))
             .map(|_| rng.random())
             .collect();
-        let r = common::roundtrip(&mut c, &send_frame(TOPICS[i % 2], 0, &body, 100 + i as i32));
+        let r = common::roundtrip(
+            &mut c,
+            &common::keyed_send(100 + i as i32, TOPICS[i % 2], 0, &body),
+        );
         let slave_end = s.store().offsets().written;
         let reported = m.ha().master().unwrap().slave_acked();
         assert_eq!(
@@ -399,7 +324,7 @@ fn a_sync_master_answers_once_a_slave_has_the_message() {
     let mut c = common::connect(m.addr());
     let n = 300;
     for i in 0..n {
-        c.write_all(&send_frame(TOPICS[0], 1, b"in flight", 10_000 + i))
+        c.write_all(&common::keyed_send(10_000 + i, TOPICS[0], 1, b"in flight"))
             .unwrap();
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -519,16 +444,7 @@ fn a_slave_never_serves_past_its_flushed_offset() {
         for q in 0..4 {
             let r = s
                 .broker()
-                .pull(
-                    &PullRequest {
-                        mq: MessageQueue::new(t, q),
-                        offset: 0,
-                        max_msgs: 100,
-                        filter: None,
-                        suspend_ms: 0,
-                    },
-                    None,
-                )
+                .pull(&testkit::plain_pull(t, q, 0, 100), None)
                 .unwrap();
             assert!(
                 r.msgs.iter().all(|m| m.next_phys_offset() <= o.flushed),

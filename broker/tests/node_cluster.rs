@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use mqlab_broker::node::{Node, NodeConfig};
+use mqlab_broker::testkit;
 use mqlab_engine::StoreConfig;
-use mqlab_protocol::body::route::TopicRouteData;
 use mqlab_protocol::codes::{request, response};
 use mqlab_protocol::{encode_frame, RemotingCommand};
 
@@ -23,23 +23,9 @@ fn config(dir: &std::path::Path, name: &str) -> NodeConfig {
     }
 }
 
-fn route(ns: std::net::SocketAddr, topic: &str) -> Option<TopicRouteData> {
-    let mut req =
-        RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC, 1).with_field("topic", topic);
-    req.version = 401;
-    let r = common::roundtrip(&mut common::connect(ns), &encode_frame(&req).unwrap());
-    (r.code == response::SUCCESS).then(|| TopicRouteData::decode(&r.body).unwrap())
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// [`testkit::wait_every`] for 20 s, polling every 50 ms, without a seed.
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    testkit::wait_every(Duration::from_millis(50), None, what, 20, done)
 }
 
 #[test]
@@ -68,9 +54,9 @@ fn two_nodes_one_cluster() {
     );
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
     wait_for("both brokers in the route", || {
-        route(ns, "Shared").is_some_and(|r| r.broker_datas.len() == 2)
+        testkit::route(ns, "Shared").is_some_and(|r| r.broker_datas.len() == 2)
     });
-    let r = route(ns, "Shared").unwrap();
+    let r = testkit::route(ns, "Shared").unwrap();
     let b_queues = r
         .queue_datas
         .iter()
@@ -84,7 +70,7 @@ fn two_nodes_one_cluster() {
 
     // B leaves: unregistered, its store shut down cleanly.
     b.shutdown().unwrap();
-    let r = route(ns, "Shared").unwrap();
+    let r = testkit::route(ns, "Shared").unwrap();
     assert_eq!(r.broker_datas.len(), 1);
     assert_eq!(r.broker_datas[0].broker_name, "broker-a");
     assert!(!dir.path().join("broker-b").join("abort").exists());
@@ -143,7 +129,7 @@ fn the_name_server_routes_tbw102_for_auto_creation() {
     let ns = node.embedded_namesrv().unwrap();
     let mut r = None;
     wait_for("the TBW102 route", || {
-        r = route(ns, "TBW102");
+        r = testkit::route(ns, "TBW102");
         r.is_some()
     });
     let r = r.unwrap();

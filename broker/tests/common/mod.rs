@@ -1,5 +1,6 @@
 //! Helpers shared by the wire tests: a broker served on loopback, a
 //! connection and one request/answer exchange, a producer's send frame.
+//! (The pieces of in-process clusters are `mqlab_broker::testkit`'s.)
 
 #![allow(dead_code)]
 
@@ -68,6 +69,12 @@ pub fn v2_send_with(opaque: i32, topic: &str, queue: &str, props: &str, body: &[
         .with_field("k", false)
         .with_body(body.to_vec());
     encode_frame(&req).unwrap()
+}
+
+/// [`v2_send_with`] of `body` to `topic`'s `queue`, keyed `k{opaque}`.
+pub fn keyed_send(opaque: i32, topic: &str, queue: u32, body: &[u8]) -> Vec<u8> {
+    let props = format!("KEYS\u{1}k{opaque}\u{2}");
+    v2_send_with(opaque, topic, &queue.to_string(), &props, body)
 }
 
 /// A connection to `addr` whose reads give up after 10 s.
