@@ -12,22 +12,19 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mqlab_broker::controller::{Controller, ControllerConfig};
+use mqlab_broker::controller::Controller;
 use mqlab_broker::ha::replicas::ControllerMode;
 use mqlab_broker::ha::{BrokerRole, HaConfig};
-use mqlab_broker::namesrv::NameServer;
 use mqlab_broker::node::{Node, NodeConfig};
-use mqlab_broker::remoting::{RemotingServer, ServerConfig};
-use mqlab_engine::{FlushKind, Store, StoreConfig};
-use mqlab_protocol::body::route::TopicRouteData;
-use mqlab_protocol::codes::{request, response};
-use mqlab_protocol::{encode_frame, RemotingCommand};
+use mqlab_broker::remoting::RemotingServer;
+use mqlab_broker::testkit;
+use mqlab_engine::{FlushKind, Store};
+use mqlab_protocol::codes::response;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -36,115 +33,97 @@ const TOPIC: &str = "FailoverTopic";
 /// The controller counts a broker dead after this much silence.
 const HEARTBEAT_TIMEOUT_MS: u64 = 2_500;
 
-fn wait_for(what: &str, seed: u64, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "seed {seed:#x}: timed out after {secs} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// [`testkit::wait_for`], polling every 20 ms.
+fn wait_for(what: &str, seed: u64, secs: u64, done: impl FnMut() -> bool) {
+    testkit::wait_every(Duration::from_millis(20), Some(seed), what, secs, done)
 }
 
-fn controllers(n: usize) -> Vec<Controller> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let peers: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-    listeners
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| {
-            Controller::start_on(
-                l,
-                ControllerConfig {
-                    id: i as u64 + 1,
-                    peers: peers.clone(),
-                    heartbeat_timeout_ms: HEARTBEAT_TIMEOUT_MS,
-                    scan_interval_ms: 100,
-                    unclean_election: false,
-                    data_dir: None,
-                },
-            )
-            .unwrap()
-        })
-        .collect()
-}
-
-fn namesrv() -> RemotingServer {
-    Arc::new(NameServer::new())
-        .serve(ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        })
-        .unwrap()
-}
-
-fn store_config() -> StoreConfig {
-    let mut s = StoreConfig::small();
-    s.segment_bytes = 128 * 1024;
-    s.max_message_bytes = 32 * 1024;
-    s.flush.kind = FlushKind::Group;
-    s.flush.flush_interval_ms = 5;
-    s.flush.flush_least_pages = 1;
-    s.flush.flush_thorough_interval_ms = 50;
-    s.checkpoint_interval_ms = 50;
-    s
-}
-
-fn node_config(
-    dir: &Path,
-    id: u64,
-    ctl: &[SocketAddr],
+/// One test's controllers (with a leader), name server and directory for
+/// its nodes.
+struct Cluster {
+    seed: u64,
+    ctl: Vec<Controller>,
+    ctl_addrs: Vec<SocketAddr>,
     ns: SocketAddr,
-    not_catchup_ms: u64,
-) -> NodeConfig {
-    NodeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        embedded_namesrv: None,
-        namesrv: vec![ns],
-        broker_name: GROUP.into(),
-        register_interval_ms: 500,
-        store: store_config(),
-        ha: HaConfig {
-            role: BrokerRole::SyncMaster,
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            heartbeat_interval_ms: 200,
-            housekeeping_interval_ms: 5_000,
-            slave_timeout_ms: 3_000,
-            reconnect_backoff_ms: 20,
-            max_time_slave_not_catchup_ms: not_catchup_ms,
-            ..HaConfig::default()
-        },
-        broker_id: id,
-        controller: Some(ControllerMode {
-            addrs: ctl.to_vec(),
-            heartbeat_interval_ms: 200,
-            heartbeat_timeout_ms: HEARTBEAT_TIMEOUT_MS,
-        }),
-        ..NodeConfig::new(dir)
-    }
+    _ns_server: RemotingServer,
+    dir: tempfile::TempDir,
 }
 
-/// Starts a node, retrying while a dropped one still holds the directory.
-fn start(cfg: NodeConfig, seed: u64) -> Node {
-    let t = Instant::now();
-    loop {
-        match Node::start(cfg.clone()) {
-            Ok(n) => return n,
-            Err(e) if t.elapsed() < Duration::from_secs(10) => {
-                eprintln!("retrying a node start: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => panic!("seed {seed:#x}: node start: {e}"),
+impl Cluster {
+    fn start(controllers: usize, seed: u64) -> Cluster {
+        let ctl = testkit::controllers(controllers, HEARTBEAT_TIMEOUT_MS);
+        wait_for("a controller leader", seed, 10, || {
+            ctl.iter().filter(|c| c.is_leader()).count() == 1
+        });
+        let ns_server = testkit::namesrv();
+        Cluster {
+            seed,
+            ctl_addrs: ctl.iter().map(|c| c.local_addr()).collect(),
+            ctl,
+            ns: ns_server.local_addr(),
+            _ns_server: ns_server,
+            dir: tempfile::tempdir().unwrap(),
         }
     }
-}
 
-fn send_frame(body: &[u8], queue: u32, opaque: i32) -> Vec<u8> {
-    let props = format!("KEYS\u{1}k{opaque}\u{2}");
-    common::v2_send_with(opaque, TOPIC, &queue.to_string(), &props, body)
+    /// Broker `id` of GROUP on directory `name`: a SYNC_MASTER whose role
+    /// the controllers decide, where an in-sync member that has not caught
+    /// up for `not_catchup_ms` leaves the set.
+    fn config(&self, name: &str, id: u64, not_catchup_ms: u64) -> NodeConfig {
+        NodeConfig {
+            namesrv: vec![self.ns],
+            broker_id: id,
+            controller: Some(ControllerMode {
+                addrs: self.ctl_addrs.clone(),
+                heartbeat_interval_ms: 200,
+                heartbeat_timeout_ms: HEARTBEAT_TIMEOUT_MS,
+            }),
+            ..testkit::node_config(
+                &self.dir.path().join(name),
+                GROUP,
+                testkit::store_config(128 * 1024, FlushKind::Group),
+                HaConfig {
+                    max_time_slave_not_catchup_ms: not_catchup_ms,
+                    ..testkit::ha_config(BrokerRole::SyncMaster, None)
+                },
+            )
+        }
+    }
+
+    /// Starts a node, retrying while a dropped one still holds the
+    /// directory.
+    fn start_node(&self, cfg: NodeConfig) -> Node {
+        testkit::start_node(cfg, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("seed {:#x}: node start: {e}", self.seed))
+    }
+
+    /// Starts [`Cluster::config`]'s node.
+    fn node(&self, name: &str, id: u64, not_catchup_ms: u64) -> Node {
+        self.start_node(self.config(name, id, not_catchup_ms))
+    }
+
+    /// The leader's (master, master epoch, in-sync set) of GROUP.
+    fn sync_set(&self) -> Option<(Option<u64>, u32, BTreeSet<u64>)> {
+        let leader = self.ctl.iter().find(|c| c.is_leader())?;
+        let g = leader.group(GROUP)?;
+        Some((g.master, g.master_epoch, g.sync_state_set))
+    }
+
+    /// The route of TOPIC as the name server has it: GROUP's broker
+    /// addresses by id.
+    fn route(&self) -> Option<BTreeMap<i64, String>> {
+        testkit::route(self.ns, TOPIC)?
+            .broker_datas
+            .into_iter()
+            .find(|b| b.broker_name == GROUP)
+            .map(|b| b.broker_addrs)
+    }
+
+    fn shutdown(self) {
+        for c in self.ctl {
+            c.shutdown();
+        }
+    }
 }
 
 /// Sends `n` seeded messages to `node`; returns (answer code, body) each.
@@ -155,8 +134,8 @@ fn send_n(node: &Node, n: usize, rng: &mut ChaCha8Rng, first: i32) -> Vec<(i32, 
             let len = rng.random_range(16..3_000);
             let body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
             let queue = rng.random_range(0..4);
-            let r = common::roundtrip(&mut c, &send_frame(&body, queue, first + i as i32));
-            (r.code, body)
+            let frame = common::keyed_send(first + i as i32, TOPIC, queue, &body);
+            (common::roundtrip(&mut c, &frame).code, body)
         })
         .collect()
 }
@@ -198,56 +177,25 @@ fn bodies(store: &Store) -> HashSet<Vec<u8>> {
     records(store).into_iter().map(|(_, b)| b).collect()
 }
 
-fn sync_set(c: &[Controller]) -> Option<(Option<u64>, u32, BTreeSet<u64>)> {
-    let leader = c.iter().find(|c| c.is_leader())?;
-    let g = leader.group(GROUP)?;
-    Some((g.master, g.master_epoch, g.sync_state_set))
-}
-
-/// The route of TOPIC as the name server at `ns` has it: our group's
-/// broker addresses by id.
-fn route(ns: SocketAddr) -> Option<std::collections::BTreeMap<i64, String>> {
-    let mut req =
-        RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC, 1).with_field("topic", TOPIC);
-    req.version = 401;
-    let r = common::roundtrip(&mut common::connect(ns), &encode_frame(&req).unwrap());
-    if r.code != response::SUCCESS {
-        return None;
-    }
-    let route = TopicRouteData::decode(&r.body).unwrap();
-    route
-        .broker_datas
-        .into_iter()
-        .find(|b| b.broker_name == GROUP)
-        .map(|b| b.broker_addrs)
-}
-
 #[test]
 fn a_killed_master_fails_over_to_its_in_sync_slave() {
     let seed = 0xfa_0001;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let mut ctl = controllers(3);
-    let ctl_addrs: Vec<SocketAddr> = ctl.iter().map(|c| c.local_addr()).collect();
-    wait_for("a controller leader", seed, 10, || {
-        ctl.iter().filter(|c| c.is_leader()).count() == 1
-    });
-    let ns_server = namesrv();
-    let ns = ns_server.local_addr();
-    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    let mut cl = Cluster::start(3, seed);
 
-    let a = start(node_config(&da, 1, &ctl_addrs, ns, 3_000), seed);
+    let a = cl.node("a", 1, 3_000);
     assert!(
         a.role().is_master(),
         "seed {seed:#x}: the first broker is master"
     );
     assert_eq!((a.epoch(), a.route_id()), (1, 0));
-    let b = start(node_config(&db, 2, &ctl_addrs, ns, 3_000), seed);
+    let b = cl.node("b", 2, 3_000);
     wait_for("B following A", seed, 10, || {
         b.role() == BrokerRole::Slave && b.replication().following() == a.ha_addr()
     });
     wait_for("B in the in-sync set", seed, 15, || {
-        sync_set(&ctl).is_some_and(|(m, _, s)| m == Some(1) && s == BTreeSet::from([1, 2]))
+        cl.sync_set()
+            .is_some_and(|(m, _, s)| m == Some(1) && s == BTreeSet::from([1, 2]))
     });
     // Acknowledged by the sync master: every member of {1, 2} has them.
     let acked = send_n(&a, 300, &mut rng, 1_000);
@@ -255,12 +203,13 @@ fn a_killed_master_fails_over_to_its_in_sync_slave() {
         assert_eq!(*code, response::SUCCESS, "seed {seed:#x}");
     }
     wait_for("A as broker 0 in the route", seed, 10, || {
-        route(ns).is_some_and(|r| r.get(&0) == Some(&a.addr().to_string()))
+        cl.route()
+            .is_some_and(|r| r.get(&0) == Some(&a.addr().to_string()))
     });
 
     // The controller leader goes first, then the master crashes.
-    let leader = ctl.iter().position(|c| c.is_leader()).unwrap();
-    ctl.remove(leader).shutdown();
+    let leader = cl.ctl.iter().position(|c| c.is_leader()).unwrap();
+    cl.ctl.remove(leader).shutdown();
     let a_addr = a.addr();
     let killed = Instant::now();
     drop(a);
@@ -269,7 +218,7 @@ fn a_killed_master_fails_over_to_its_in_sync_slave() {
     eprintln!("failover took {} ms", took.as_millis());
     assert!(took < Duration::from_secs(10), "seed {seed:#x}: {took:?}");
     assert_eq!((b.epoch(), b.route_id()), (2, 0), "seed {seed:#x}");
-    let (m, epoch, set) = sync_set(&ctl).unwrap();
+    let (m, epoch, set) = cl.sync_set().unwrap();
     assert_eq!((m, epoch, set), (Some(2), 2, BTreeSet::from([2])));
 
     // Every acknowledged message is on the new master.
@@ -284,14 +233,14 @@ fn a_killed_master_fails_over_to_its_in_sync_slave() {
         assert_eq!(code, response::SUCCESS, "seed {seed:#x}");
     }
     wait_for("B as broker 0 in the route", seed, 10, || {
-        route(ns).is_some_and(|r| {
+        cl.route().is_some_and(|r| {
             r.get(&0) == Some(&b.addr().to_string())
                 && !r.values().any(|v| *v == a_addr.to_string())
         })
     });
 
     // The old master rejoins as a slave of B and catches up.
-    let a = start(node_config(&da, 1, &ctl_addrs, ns, 3_000), seed);
+    let a = cl.node("a", 1, 3_000);
     wait_for("A following B", seed, 10, || {
         a.role() == BrokerRole::Slave && a.replication().following() == b.ha_addr()
     });
@@ -300,7 +249,8 @@ fn a_killed_master_fails_over_to_its_in_sync_slave() {
         a.store().offsets().committed == b.store().offsets().committed
     });
     wait_for("A back in the in-sync set", seed, 15, || {
-        sync_set(&ctl).is_some_and(|(m, _, s)| m == Some(2) && s == BTreeSet::from([1, 2]))
+        cl.sync_set()
+            .is_some_and(|(m, _, s)| m == Some(2) && s == BTreeSet::from([1, 2]))
     });
     for (code, _) in send_n(&b, 50, &mut rng, 9_000) {
         assert_eq!(code, response::SUCCESS, "seed {seed:#x}");
@@ -310,34 +260,27 @@ fn a_killed_master_fails_over_to_its_in_sync_slave() {
     });
     assert_same_records(a.store(), b.store(), seed);
     wait_for("A as broker 1 in the route", seed, 10, || {
-        route(ns).is_some_and(|r| {
+        cl.route().is_some_and(|r| {
             r.get(&0) == Some(&b.addr().to_string()) && r.get(&1) == Some(&a.addr().to_string())
         })
     });
     a.shutdown().unwrap();
     b.shutdown().unwrap();
-    for c in ctl {
-        c.shutdown();
-    }
+    cl.shutdown();
 }
 
 #[test]
 fn a_demoted_master_truncates_what_the_new_master_never_had() {
     let seed = 0xfa_0002;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let ctl = controllers(1);
-    let ctl_addrs = vec![ctl[0].local_addr()];
-    wait_for("the controller leads", seed, 10, || ctl[0].is_leader());
-    let ns_server = namesrv();
-    let ns = ns_server.local_addr();
-    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    let cl = Cluster::start(1, seed);
     // Members stay in the set for 20 s without catching up: B is still in
     // it when A dies.
-    let a = start(node_config(&da, 1, &ctl_addrs, ns, 20_000), seed);
-    let b = start(node_config(&db, 2, &ctl_addrs, ns, 20_000), seed);
+    let a = cl.node("a", 1, 20_000);
+    let b = cl.node("b", 2, 20_000);
     wait_for("B in the in-sync set", seed, 15, || {
-        sync_set(&ctl).is_some_and(|(_, _, s)| s == BTreeSet::from([1, 2]))
+        cl.sync_set()
+            .is_some_and(|(_, _, s)| s == BTreeSet::from([1, 2]))
     });
     let acked = send_n(&a, 100, &mut rng, 1_000);
     assert!(
@@ -362,7 +305,7 @@ fn a_demoted_master_truncates_what_the_new_master_never_had() {
     drop(a);
 
     // B comes back first: it is in the in-sync set, A is dead: elected.
-    let b = start(node_config(&db, 2, &ctl_addrs, ns, 20_000), seed);
+    let b = cl.node("b", 2, 20_000);
     wait_for("B elected", seed, 20, || b.role().is_master());
     assert_eq!(b.epoch(), 2);
     let b_end = b.store().offsets().written;
@@ -378,7 +321,7 @@ fn a_demoted_master_truncates_what_the_new_master_never_had() {
     );
 
     // A rejoins: it cuts what B never had, then follows B.
-    let a = start(node_config(&da, 1, &ctl_addrs, ns, 20_000), seed);
+    let a = cl.node("a", 1, 20_000);
     wait_for("A following B", seed, 10, || {
         a.role() == BrokerRole::Slave && a.replication().following() == b.ha_addr()
     });
@@ -408,27 +351,20 @@ fn a_demoted_master_truncates_what_the_new_master_never_had() {
     assert_eq!(epochs, vec![(1, 0), (2, b_end)], "seed {seed:#x}");
     a.shutdown().unwrap();
     b.shutdown().unwrap();
-    for c in ctl {
-        c.shutdown();
-    }
+    cl.shutdown();
 }
 
 #[test]
 fn the_in_sync_set_shrinks_without_its_slave_and_grows_back() {
     let seed = 0xfa_0003;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let ctl = controllers(1);
-    let ctl_addrs = vec![ctl[0].local_addr()];
-    wait_for("the controller leads", seed, 10, || ctl[0].is_leader());
-    let ns_server = namesrv();
-    let ns = ns_server.local_addr();
-    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    let cl = Cluster::start(1, seed);
     // A member that has not caught up for 1.5 s leaves the set.
-    let a = start(node_config(&da, 1, &ctl_addrs, ns, 1_500), seed);
-    let b = start(node_config(&db, 2, &ctl_addrs, ns, 1_500), seed);
+    let a = cl.node("a", 1, 1_500);
+    let b = cl.node("b", 2, 1_500);
     wait_for("B in the in-sync set", seed, 15, || {
-        sync_set(&ctl).is_some_and(|(_, _, s)| s == BTreeSet::from([1, 2]))
+        cl.sync_set()
+            .is_some_and(|(_, _, s)| s == BTreeSet::from([1, 2]))
     });
     let sent = send_n(&a, 20, &mut rng, 1_000);
     assert!(
@@ -443,7 +379,7 @@ fn the_in_sync_set_shrinks_without_its_slave_and_grows_back() {
     let t = Instant::now();
     let (code, _) = send_n(&a, 1, &mut rng, 2_000).remove(0);
     assert!(
-        code == response::SLAVE_NOT_AVAILABLE || sync_set(&ctl).is_some_and(|s| s.2.len() == 1),
+        code == response::SLAVE_NOT_AVAILABLE || cl.sync_set().is_some_and(|s| s.2.len() == 1),
         "seed {seed:#x}: code {code}"
     );
     assert!(
@@ -453,15 +389,17 @@ fn the_in_sync_set_shrinks_without_its_slave_and_grows_back() {
     );
     // After haMaxTimeSlaveNotCatchup the set is A alone, which confirms.
     wait_for("the set to shrink", seed, 15, || {
-        sync_set(&ctl).is_some_and(|(_, _, s)| s == BTreeSet::from([1]))
+        cl.sync_set()
+            .is_some_and(|(_, _, s)| s == BTreeSet::from([1]))
     });
     wait_for("A to take the smaller set", seed, 5, || {
         send_n(&a, 1, &mut rng, 3_000)[0].0 == response::SUCCESS
     });
     // B back: it catches up and joins again; sends wait for it.
-    let b = start(node_config(&db, 2, &ctl_addrs, ns, 1_500), seed);
+    let b = cl.node("b", 2, 1_500);
     wait_for("the set to grow", seed, 15, || {
-        sync_set(&ctl).is_some_and(|(_, _, s)| s == BTreeSet::from([1, 2]))
+        cl.sync_set()
+            .is_some_and(|(_, _, s)| s == BTreeSet::from([1, 2]))
     });
     let more = send_n(&a, 20, &mut rng, 4_000);
     assert!(
@@ -479,31 +417,19 @@ fn the_in_sync_set_shrinks_without_its_slave_and_grows_back() {
     );
     b.shutdown().unwrap();
     a.shutdown().unwrap();
-    for c in ctl {
-        c.shutdown();
-    }
+    cl.shutdown();
 }
 
 #[test]
 fn an_operator_moves_the_master_and_the_live_old_one_follows() {
     let seed = 0xfa_0004;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let ctl = controllers(1);
-    let ctl_addrs = vec![ctl[0].local_addr()];
-    wait_for("the controller leads", seed, 10, || ctl[0].is_leader());
-    let ns_server = namesrv();
-    let ns = ns_server.local_addr();
-    let a = start(
-        node_config(&dir.path().join("a"), 1, &ctl_addrs, ns, 5_000),
-        seed,
-    );
-    let b = start(
-        node_config(&dir.path().join("b"), 2, &ctl_addrs, ns, 5_000),
-        seed,
-    );
+    let cl = Cluster::start(1, seed);
+    let a = cl.node("a", 1, 5_000);
+    let b = cl.node("b", 2, 5_000);
     wait_for("B in the in-sync set", seed, 15, || {
-        sync_set(&ctl).is_some_and(|(_, _, s)| s == BTreeSet::from([1, 2]))
+        cl.sync_set()
+            .is_some_and(|(_, _, s)| s == BTreeSet::from([1, 2]))
     });
     let first = send_n(&a, 50, &mut rng, 1_000);
     assert!(
@@ -511,7 +437,7 @@ fn an_operator_moves_the_master_and_the_live_old_one_follows() {
         "seed {seed:#x}"
     );
     // Both alive: an undesignated election keeps the master...
-    let client = mqlab_broker::controller::ControllerClient::new(ctl_addrs.clone());
+    let client = mqlab_broker::controller::ControllerClient::new(cl.ctl_addrs.clone());
     let e = client.elect_master(GROUP, None).unwrap_err();
     assert!(e.contains("2011"), "seed {seed:#x}: {e}");
     // ...a designated one moves it, and both switch while running.
@@ -530,7 +456,8 @@ fn an_operator_moves_the_master_and_the_live_old_one_follows() {
     let (code, _) = send_n(&a, 1, &mut rng, 2_000).remove(0);
     assert_eq!(code, response::SERVICE_NOT_AVAILABLE, "seed {seed:#x}");
     wait_for("A back in the in-sync set", seed, 15, || {
-        sync_set(&ctl).is_some_and(|(m, _, s)| m == Some(2) && s == BTreeSet::from([1, 2]))
+        cl.sync_set()
+            .is_some_and(|(m, _, s)| m == Some(2) && s == BTreeSet::from([1, 2]))
     });
     let second = send_n(&b, 50, &mut rng, 3_000);
     assert!(
@@ -545,9 +472,7 @@ fn an_operator_moves_the_master_and_the_live_old_one_follows() {
     assert_eq!(st.truncations(), 0, "seed {seed:#x}: nothing to cut");
     a.shutdown().unwrap();
     b.shutdown().unwrap();
-    for c in ctl {
-        c.shutdown();
-    }
+    cl.shutdown();
 }
 
 /// A TCP relay for one HA link: slave to master as it comes, master to
@@ -623,19 +548,13 @@ impl SlowLink {
 fn a_slave_joins_the_in_sync_set_holding_every_acknowledged_message() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let seed = 0xfa_0005;
-    let dir = tempfile::tempdir().unwrap();
-    let ctl = controllers(1);
-    let ctl_addrs = vec![ctl[0].local_addr()];
-    wait_for("the controller leads", seed, 10, || ctl[0].is_leader());
-    let ns_server = namesrv();
-    let ns = ns_server.local_addr();
-    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    let cl = Cluster::start(1, seed);
     // A announces the slow link as its HA address.
     let target = Arc::new(std::sync::Mutex::new(None));
     let link = SlowLink::start(target.clone(), Duration::from_millis(30));
-    let mut ca = node_config(&da, 1, &ctl_addrs, ns, 15_000);
+    let mut ca = cl.config("a", 1, 15_000);
     ca.ha.announce = Some(link.addr);
-    let a = start(ca, seed);
+    let a = cl.start_node(ca);
     wait_for("A master", seed, 10, || a.role().is_master());
     *target.lock().unwrap() = Some(a.replication().bound_ha_addr().unwrap());
     // The producer: one connection, sends without pause, keeps the
@@ -653,7 +572,10 @@ fn a_slave_joins_the_in_sync_set_holding_every_acknowledged_message() {
             while !stop.load(Ordering::Acquire) && t.elapsed() < Duration::from_secs(30) {
                 let len = rng.random_range(100..2_000);
                 let body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-                let r = common::roundtrip(&mut c, &send_frame(&body, i % 4, 10_000 + i as i32));
+                let r = common::roundtrip(
+                    &mut c,
+                    &common::keyed_send(10_000 + i as i32, TOPIC, i % 4, &body),
+                );
                 if r.code == response::SUCCESS {
                     acked.push(body);
                 }
@@ -666,9 +588,12 @@ fn a_slave_joins_the_in_sync_set_holding_every_acknowledged_message() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    let b = start(node_config(&db, 2, &ctl_addrs, ns, 15_000), seed);
+    let b = cl.node("b", 2, 15_000);
     let t = Instant::now();
-    while sync_set(&ctl).is_none_or(|(_, _, s)| s != BTreeSet::from([1, 2])) {
+    while cl
+        .sync_set()
+        .is_none_or(|(_, _, s)| s != BTreeSet::from([1, 2]))
+    {
         assert!(
             t.elapsed() < Duration::from_secs(20),
             "seed {seed:#x}: B never joined the in-sync set"
@@ -697,7 +622,5 @@ fn a_slave_joins_the_in_sync_set_holding_every_acknowledged_message() {
     );
     drop(b);
     drop(a);
-    for c in ctl {
-        c.shutdown();
-    }
+    cl.shutdown();
 }

@@ -17,109 +17,88 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mqlab_broker::ha::{BrokerRole, HaConfig};
-use mqlab_broker::namesrv::NameServer;
+use mqlab_broker::ha::BrokerRole;
 use mqlab_broker::node::{Node, NodeConfig};
-use mqlab_broker::remoting::{RemotingServer, ServerConfig};
-use mqlab_broker::{BrokerConfig, MessageQueue, PullRequest, PullStatus};
+use mqlab_broker::remoting::RemotingServer;
+use mqlab_broker::testkit::{self, wait_for};
+use mqlab_broker::{BrokerConfig, MessageQueue, PullStatus};
 use mqlab_client::tcp::pipelined::lookup_route;
 use mqlab_client::tcp::routed::{GroupQueue, RoutedConfig, RoutedConsumer, RoutedProducer};
 use mqlab_client::tcp::TcpBroker;
 use mqlab_client::BrokerApi;
-use mqlab_engine::{FlushKind, Message, StoreConfig};
+use mqlab_engine::{FlushKind, Message};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const TOPIC: &str = "SlaveReads";
 
-fn namesrv() -> RemotingServer {
-    Arc::new(NameServer::new())
-        .serve(ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        })
-        .unwrap()
-}
-
-fn store_config() -> StoreConfig {
-    let mut s = StoreConfig::small();
-    s.segment_bytes = 256 * 1024;
-    s.max_message_bytes = 32 * 1024;
-    s.flush.kind = FlushKind::Group;
-    s.flush.flush_interval_ms = 5;
-    s.flush.flush_least_pages = 1;
-    s.flush.flush_thorough_interval_ms = 50;
-    s.checkpoint_interval_ms = 50;
-    s
-}
-
-fn node_config(
-    dir: &Path,
-    name: &str,
-    role: BrokerRole,
-    master: Option<&Node>,
+/// One test's name server and the directory of its nodes.
+struct Cluster {
+    ns_server: RemotingServer,
     ns: SocketAddr,
-    broker: BrokerConfig,
-) -> NodeConfig {
-    NodeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        embedded_namesrv: None,
-        namesrv: vec![ns],
-        broker_name: name.into(),
-        register_interval_ms: 200,
-        store: store_config(),
-        broker,
-        ha: HaConfig {
-            role,
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            master: master.and_then(|m| m.ha_addr()),
-            heartbeat_interval_ms: 200,
-            housekeeping_interval_ms: 5_000,
-            slave_timeout_ms: 3_000,
-            reconnect_backoff_ms: 20,
-            ..HaConfig::default()
-        },
-        ..NodeConfig::new(dir)
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let ns_server = testkit::namesrv();
+        Cluster {
+            ns: ns_server.local_addr(),
+            ns_server,
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
-}
 
-fn wait_for(what: &str, seed: u64, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "seed {seed:#x}: timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
+    /// A node of broker group `name` on directory `sub` as `role` (a slave
+    /// following `master`), registering every 200 ms, with the broker's
+    /// defaults.
+    fn config(&self, sub: &str, name: &str, role: BrokerRole, master: Option<&Node>) -> NodeConfig {
+        NodeConfig {
+            namesrv: vec![self.ns],
+            register_interval_ms: 200,
+            ..testkit::node_config(
+                &self.dir.path().join(sub),
+                name,
+                testkit::store_config(256 * 1024, FlushKind::Group),
+                testkit::ha_config(role, master.and_then(|m| m.ha_addr())),
+            )
+        }
     }
-}
 
-/// Creates the topic on a master.
-fn create_topic(node: &Node, queues: u32, dir: &Path) {
-    TcpBroker::new(node.addr(), "PG", dir.join("admin"))
-        .create_topic(TOPIC, queues)
-        .unwrap();
-}
+    /// Starts [`Cluster::config`]'s node.
+    fn node(&self, sub: &str, name: &str, role: BrokerRole, master: Option<&Node>) -> Node {
+        Node::start(self.config(sub, name, role, master)).unwrap()
+    }
 
-/// Waits until the route lists `groups` (name -> broker ids), each with
-/// queues.
-fn wait_route(ns: SocketAddr, groups: &[(&str, &[i64])], seed: u64) {
-    wait_for("the route", seed, 20, || {
-        let Ok(Some(r)) = lookup_route(ns, TOPIC, Duration::from_secs(1)) else {
-            return false;
-        };
-        groups.iter().all(|(name, ids)| {
-            r.queue_datas.iter().any(|q| q.broker_name == *name)
-                && r.broker_datas.iter().any(|b| {
-                    b.broker_name == *name
-                        && b.broker_addrs.keys().copied().collect::<Vec<_>>() == *ids
-                })
-        })
-    });
+    /// Creates the topic on a master.
+    fn create_topic(&self, node: &Node, queues: u32) {
+        TcpBroker::new(node.addr(), "PG", self.dir.path().join("admin"))
+            .create_topic(TOPIC, queues)
+            .unwrap();
+    }
+
+    /// Waits until the route lists `groups` (name -> broker ids), each
+    /// with queues.
+    fn wait_route(&self, groups: &[(&str, &[i64])], seed: u64) {
+        wait_for("the route", seed, 20, || {
+            let Ok(Some(r)) = lookup_route(self.ns, TOPIC, Duration::from_secs(1)) else {
+                return false;
+            };
+            groups.iter().all(|(name, ids)| {
+                r.queue_datas.iter().any(|q| q.broker_name == *name)
+                    && r.broker_datas.iter().any(|b| {
+                        b.broker_name == *name
+                            && b.broker_addrs.keys().copied().collect::<Vec<_>>() == *ids
+                    })
+            })
+        });
+    }
+
+    fn shutdown(self) {
+        self.ns_server.shutdown();
+    }
 }
 
 fn caught_up(master: &Node, slave: &Node) -> bool {
@@ -169,40 +148,14 @@ fn consume_until(
 fn producer_and_consumer_ride_out_a_stopped_master() {
     let seed = 0x14_5001;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let ns_server = namesrv();
-    let ns = ns_server.local_addr();
-    let d = dir.path();
-    let a_master = Node::start(node_config(
-        &d.join("a0"),
-        "broker-a",
-        BrokerRole::SyncMaster,
-        None,
-        ns,
-        BrokerConfig::default(),
-    ))
-    .unwrap();
-    let a_slave = Node::start(node_config(
-        &d.join("a1"),
-        "broker-a",
-        BrokerRole::Slave,
-        Some(&a_master),
-        ns,
-        BrokerConfig::default(),
-    ))
-    .unwrap();
-    let b_master = Node::start(node_config(
-        &d.join("b0"),
-        "broker-b",
-        BrokerRole::AsyncMaster,
-        None,
-        ns,
-        BrokerConfig::default(),
-    ))
-    .unwrap();
-    create_topic(&a_master, 4, d);
-    create_topic(&b_master, 4, d);
-    wait_route(ns, &[("broker-a", &[0, 1]), ("broker-b", &[0])], seed);
+    let cl = Cluster::start();
+    let ns = cl.ns;
+    let a_master = cl.node("a0", "broker-a", BrokerRole::SyncMaster, None);
+    let a_slave = cl.node("a1", "broker-a", BrokerRole::Slave, Some(&a_master));
+    let b_master = cl.node("b0", "broker-b", BrokerRole::AsyncMaster, None);
+    cl.create_topic(&a_master, 4);
+    cl.create_topic(&b_master, 4);
+    cl.wait_route(&[("broker-a", &[0, 1]), ("broker-b", &[0])], seed);
 
     let producer = RoutedProducer::new(ns, TOPIC, cfg("PG"));
     let consumer = RoutedConsumer::new(ns, TOPIC, cfg("CG"));
@@ -275,7 +228,7 @@ fn producer_and_consumer_ride_out_a_stopped_master() {
         acked.insert(body, s.broker_name);
     }
     assert!(retried <= 3, "seed {seed:#x}: {retried} sends retried");
-    wait_route(ns, &[("broker-a", &[1]), ("broker-b", &[0])], seed);
+    cl.wait_route(&[("broker-a", &[1]), ("broker-b", &[0])], seed);
 
     // The consumer gets everything acknowledged, what A acknowledged
     // after the first round from A's slave.
@@ -317,17 +270,15 @@ fn producer_and_consumer_ride_out_a_stopped_master() {
     drop(producer);
     b_master.shutdown().unwrap();
     a_slave.shutdown().unwrap();
-    ns_server.shutdown();
+    cl.shutdown();
 }
 
 #[test]
 fn a_master_with_slave_reads_sends_a_slow_consumer_to_the_slave() {
     let seed = 0x14_5002;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let ns_server = namesrv();
-    let ns = ns_server.local_addr();
-    let d = dir.path();
+    let cl = Cluster::start();
+    let ns = cl.ns;
     // 40% of 64 KiB: data more than 26,214 bytes behind the log's end is
     // "no longer in memory".
     let slave_reads = BrokerConfig {
@@ -335,40 +286,28 @@ fn a_master_with_slave_reads_sends_a_slow_consumer_to_the_slave() {
         total_memory_bytes: Some(64 * 1024),
         ..BrokerConfig::default()
     };
-    let master = Node::start(node_config(
-        &d.join("a0"),
-        "broker-a",
-        BrokerRole::AsyncMaster,
-        None,
-        ns,
-        slave_reads.clone(),
-    ))
+    let master = Node::start(NodeConfig {
+        broker: slave_reads.clone(),
+        ..cl.config("a0", "broker-a", BrokerRole::AsyncMaster, None)
+    })
     .unwrap();
-    let slave = Node::start(node_config(
-        &d.join("a1"),
-        "broker-a",
-        BrokerRole::Slave,
-        Some(&master),
-        ns,
-        slave_reads,
-    ))
+    let slave = Node::start(NodeConfig {
+        broker: slave_reads,
+        ..cl.config("a1", "broker-a", BrokerRole::Slave, Some(&master))
+    })
     .unwrap();
     // The same memory without slaveReadEnable: always the master.
-    let plain = Node::start(node_config(
-        &d.join("b0"),
-        "broker-b",
-        BrokerRole::AsyncMaster,
-        None,
-        ns,
-        BrokerConfig {
+    let plain = Node::start(NodeConfig {
+        broker: BrokerConfig {
             total_memory_bytes: Some(64 * 1024),
             ..BrokerConfig::default()
         },
-    ))
+        ..cl.config("b0", "broker-b", BrokerRole::AsyncMaster, None)
+    })
     .unwrap();
-    create_topic(&master, 1, d);
-    create_topic(&plain, 1, d);
-    wait_route(ns, &[("broker-a", &[0, 1]), ("broker-b", &[0])], seed);
+    cl.create_topic(&master, 1);
+    cl.create_topic(&plain, 1);
+    cl.wait_route(&[("broker-a", &[0, 1]), ("broker-b", &[0])], seed);
     // About 400 KiB into each group's one queue.
     let producer = RoutedProducer::new(ns, TOPIC, cfg("PG"));
     let mut sent: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
@@ -457,34 +396,17 @@ fn a_master_with_slave_reads_sends_a_slow_consumer_to_the_slave() {
     slave.shutdown().unwrap();
     master.shutdown().unwrap();
     plain.shutdown().unwrap();
-    ns_server.shutdown();
+    cl.shutdown();
 }
 
 #[test]
 fn a_slave_never_answers_a_pull_past_its_flushed_offset() {
     let seed = 0x14_5003;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let ns_server = namesrv();
-    let ns = ns_server.local_addr();
-    let d = dir.path();
-    let master = Node::start(node_config(
-        &d.join("a0"),
-        "broker-a",
-        BrokerRole::AsyncMaster,
-        None,
-        ns,
-        BrokerConfig::default(),
-    ))
-    .unwrap();
-    let mut scfg = node_config(
-        &d.join("a1"),
-        "broker-a",
-        BrokerRole::Slave,
-        Some(&master),
-        ns,
-        BrokerConfig::default(),
-    );
+    let cl = Cluster::start();
+    let ns = cl.ns;
+    let master = cl.node("a0", "broker-a", BrokerRole::AsyncMaster, None);
+    let mut scfg = cl.config("a1", "broker-a", BrokerRole::Slave, Some(&master));
     // The slave flushes only in thorough rounds, every 1.5 s: in between
     // it has written bytes it has not flushed.
     scfg.store.flush.kind = FlushKind::Async;
@@ -492,10 +414,10 @@ fn a_slave_never_answers_a_pull_past_its_flushed_offset() {
     scfg.store.flush.flush_least_pages = 1 << 20;
     scfg.store.flush.flush_thorough_interval_ms = 1_500;
     let slave = Node::start(scfg).unwrap();
-    create_topic(&master, 2, d);
-    wait_route(ns, &[("broker-a", &[0, 1])], seed);
+    cl.create_topic(&master, 2);
+    cl.wait_route(&[("broker-a", &[0, 1])], seed);
     let producer = RoutedProducer::new(ns, TOPIC, cfg("PG"));
-    let tcp = TcpBroker::new(slave.addr(), "PG", d.join("c"));
+    let tcp = TcpBroker::new(slave.addr(), "PG", cl.dir.path().join("c"));
     let mut next = [0u64; 2];
     let mut served = 0;
     let mut saw_unflushed = false;
@@ -508,13 +430,7 @@ fn a_slave_never_answers_a_pull_past_its_flushed_offset() {
         assert!(producer.send(&Message::new(TOPIC, body)).unwrap().is_ok());
         i += 1;
         for (q, next) in next.iter_mut().enumerate() {
-            let req = PullRequest {
-                mq: MessageQueue::new(TOPIC, q as u32),
-                offset: *next,
-                max_msgs: 32,
-                filter: None,
-                suspend_ms: 0,
-            };
+            let req = testkit::plain_pull(TOPIC, q as u32, *next, 32);
             let (r, suggested) = tcp.pull_suggesting(&req, "CG", None).unwrap();
             // Flushed only grows: read after the answer, it bounds what
             // the slave had flushed when it answered.
@@ -544,13 +460,7 @@ fn a_slave_never_answers_a_pull_past_its_flushed_offset() {
     wait_for("the slave's flush", seed, 20, || caught_up(&master, &slave));
     for (q, next) in next.iter_mut().enumerate() {
         loop {
-            let req = PullRequest {
-                mq: MessageQueue::new(TOPIC, q as u32),
-                offset: *next,
-                max_msgs: 32,
-                filter: None,
-                suspend_ms: 0,
-            };
+            let req = testkit::plain_pull(TOPIC, q as u32, *next, 32);
             let (r, _) = tcp.pull_suggesting(&req, "CG", None).unwrap();
             if r.msgs.is_empty() {
                 break;
@@ -566,37 +476,19 @@ fn a_slave_never_answers_a_pull_past_its_flushed_offset() {
     drop(producer);
     slave.shutdown().unwrap();
     master.shutdown().unwrap();
-    ns_server.shutdown();
+    cl.shutdown();
 }
 
 #[test]
 fn a_crashed_master_still_routed_is_isolated_by_the_producer() {
     let seed = 0x14_5004;
-    let dir = tempfile::tempdir().unwrap();
-    let ns_server = namesrv();
-    let ns = ns_server.local_addr();
-    let d = dir.path();
-    let a = Node::start(node_config(
-        &d.join("a0"),
-        "broker-a",
-        BrokerRole::AsyncMaster,
-        None,
-        ns,
-        BrokerConfig::default(),
-    ))
-    .unwrap();
-    let b = Node::start(node_config(
-        &d.join("b0"),
-        "broker-b",
-        BrokerRole::AsyncMaster,
-        None,
-        ns,
-        BrokerConfig::default(),
-    ))
-    .unwrap();
-    create_topic(&a, 4, d);
-    create_topic(&b, 4, d);
-    wait_route(ns, &[("broker-a", &[0]), ("broker-b", &[0])], seed);
+    let cl = Cluster::start();
+    let ns = cl.ns;
+    let a = cl.node("a0", "broker-a", BrokerRole::AsyncMaster, None);
+    let b = cl.node("b0", "broker-b", BrokerRole::AsyncMaster, None);
+    cl.create_topic(&a, 4);
+    cl.create_topic(&b, 4);
+    cl.wait_route(&[("broker-a", &[0]), ("broker-b", &[0])], seed);
     let plain = RoutedProducer::new(ns, TOPIC, cfg("PG"));
     let isolating = RoutedProducer::new(
         ns,
@@ -639,5 +531,5 @@ fn a_crashed_master_still_routed_is_isolated_by_the_producer() {
     drop(plain);
     drop(isolating);
     b.shutdown().unwrap();
-    ns_server.shutdown();
+    cl.shutdown();
 }
