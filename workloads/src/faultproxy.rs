@@ -14,9 +14,26 @@
 //! Seeded: each connection draws from a ChaCha stream of the proxy's seed
 //! and the connection's number, so a run's drop decisions repeat for the
 //! same chunks. Bounded: one accept thread and two per connection, at most
-//! `max_conns` connections (more are closed at once). The proxy never
-//! looks inside the bytes, so nothing a peer sends can make it panic.
+//! `max_conns` connections (more are closed at once).
+//!
+//! Two additions for `mqlab ha --partition` (controller mode, where a
+//! proxy stands in front of each broker's HA port, announced with
+//! `--ha-announce`, and between each broker and the controller):
+//!
+//! - the upstream may be unknown when the proxy starts (a broker's HA port
+//!   is known only once it says so) and may change (a restarted broker):
+//!   [`FaultProxy::start_lazy`], [`FaultProxy::set_upstream`]; a
+//!   connection accepted while there is none waits for one (5 s at most,
+//!   then it is closed);
+//! - a connection may be *labelled* from the first bytes its client sends
+//!   ([`FaultProxy::with_labeler`]; for HA, the controller-mode hello's
+//!   broker id): a fault set for a label ([`FaultProxy::set_label`])
+//!   applies to that label's connections only, so one slave can be cut
+//!   from a master while the others pass. The labeler only reads a fixed
+//!   prefix and may refuse it; nothing a peer sends can make the proxy
+//!   panic.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -83,8 +100,42 @@ const POLL: Duration = Duration::from_millis(20);
 /// Bytes per read.
 const CHUNK: usize = 16 * 1024;
 
+/// Reads a label from a connection's first bytes (exactly the labeler's
+/// prefix length), or `None`.
+pub type Labeler = fn(&[u8]) -> Option<u64>;
+
+/// No label (not labelled yet, or the labeler refused the prefix).
+const NO_LABEL: u64 = u64::MAX;
+
+/// How long an accepted connection waits for an upstream to be set.
+const UPSTREAM_WAIT: Duration = Duration::from_secs(5);
+
+/// The controller-mode HA hello (`protocol/PROTOCOL.md`, "Controller mode
+/// HA handshake"): magic "MQHA", version, the slave's broker id. A labeler
+/// for [`FaultProxy::with_labeler`] with a 16-byte prefix.
+pub fn ha_hello_broker_id(b: &[u8]) -> Option<u64> {
+    if b.len() < 16 || b[0..4] != 0x4D51_4841u32.to_be_bytes() {
+        return None;
+    }
+    Some(u64::from_be_bytes(b[8..16].try_into().ok()?))
+}
+
+/// Precedence of faults when a connection's label has one and the proxy
+/// has another: the harsher wins.
+fn rank(f: Fault) -> u8 {
+    match f {
+        Fault::Pass => 0,
+        Fault::Delay(_) => 1,
+        Fault::Drop(_) => 2,
+        Fault::Partition => 3,
+    }
+}
+
 struct Shared {
     fault: Mutex<Fault>,
+    upstream: Mutex<Option<SocketAddr>>,
+    labeler: Option<(Labeler, usize)>,
+    by_label: Mutex<HashMap<u64, Fault>>,
     stop: AtomicBool,
     conns: AtomicUsize,
     accepted: AtomicU64,
@@ -95,6 +146,28 @@ struct Shared {
 impl Shared {
     fn fault(&self) -> Fault {
         *self.fault.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The fault for a connection with this label: the proxy's, or the
+    /// label's when that is harsher.
+    fn fault_for(&self, label: u64) -> Fault {
+        let f = self.fault();
+        if label == NO_LABEL {
+            return f;
+        }
+        match self
+            .by_label
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&label)
+        {
+            Some(&l) if rank(l) > rank(f) => l,
+            _ => f,
+        }
+    }
+
+    fn upstream(&self) -> Option<SocketAddr> {
+        *self.upstream.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -130,11 +203,44 @@ impl FaultProxy {
     /// Listens on 127.0.0.1 (a free port) and forwards each connection to
     /// `upstream`; at most `max_conns` at once.
     pub fn start(upstream: SocketAddr, fault: Fault, seed: u64, max_conns: usize) -> Result<Self> {
+        Self::build(Some(upstream), fault, seed, max_conns, None)
+    }
+
+    /// As [`FaultProxy::start`] with no upstream yet: connections wait
+    /// (5 s at most) for [`FaultProxy::set_upstream`].
+    pub fn start_lazy(fault: Fault, seed: u64, max_conns: usize) -> Result<Self> {
+        Self::build(None, fault, seed, max_conns, None)
+    }
+
+    /// As [`FaultProxy::start_lazy`], each connection labelled by
+    /// `labeler` from the first `prefix` bytes its client sends (read
+    /// before anything is forwarded; a client that sends fewer stays
+    /// unlabelled and its bytes pass on at its end).
+    pub fn with_labeler(
+        fault: Fault,
+        seed: u64,
+        max_conns: usize,
+        labeler: Labeler,
+        prefix: usize,
+    ) -> Result<Self> {
+        Self::build(None, fault, seed, max_conns, Some((labeler, prefix.max(1))))
+    }
+
+    fn build(
+        upstream: Option<SocketAddr>,
+        fault: Fault,
+        seed: u64,
+        max_conns: usize,
+        labeler: Option<(Labeler, usize)>,
+    ) -> Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").context("bind the fault proxy")?;
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let shared = Arc::new(Shared {
             fault: Mutex::new(fault),
+            upstream: Mutex::new(upstream),
+            labeler,
+            by_label: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
             conns: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
@@ -144,7 +250,7 @@ impl FaultProxy {
         let sh = shared.clone();
         let accept = std::thread::Builder::new()
             .name("faultproxy-accept".into())
-            .spawn(move || accept_loop(listener, upstream, sh, seed, max_conns.max(1)))
+            .spawn(move || accept_loop(listener, sh, seed, max_conns.max(1)))
             .map_err(|e| anyhow!("spawn the fault proxy: {e}"))?;
         Ok(FaultProxy {
             addr,
@@ -166,6 +272,51 @@ impl FaultProxy {
     /// The mode now.
     pub fn fault(&self) -> Fault {
         self.shared.fault()
+    }
+
+    /// Where new connections go from now on (`None`: they wait for one).
+    /// Open connections keep theirs.
+    pub fn set_upstream(&self, upstream: Option<SocketAddr>) {
+        *self
+            .shared
+            .upstream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = upstream;
+    }
+
+    /// The upstream now.
+    pub fn upstream(&self) -> Option<SocketAddr> {
+        self.shared.upstream()
+    }
+
+    /// Sets (`Some`) or clears the fault of the connections labelled
+    /// `label` (at their next chunk); the harsher of it and the proxy's
+    /// own applies.
+    pub fn set_label(&self, label: u64, fault: Option<Fault>) {
+        let mut m = self
+            .shared
+            .by_label
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match fault {
+            Some(f) => {
+                m.insert(label, f);
+            }
+            None => {
+                m.remove(&label);
+            }
+        }
+    }
+
+    /// Heals everything: the proxy's mode back to pass, every label's
+    /// fault cleared.
+    pub fn heal_all(&self) {
+        self.set(Fault::Pass);
+        self.shared
+            .by_label
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Heals a partition (back to pass).
@@ -206,13 +357,21 @@ impl Drop for FaultProxy {
     }
 }
 
-fn accept_loop(
-    listener: TcpListener,
-    upstream: SocketAddr,
-    sh: Arc<Shared>,
-    seed: u64,
-    max_conns: usize,
-) {
+/// The upstream, waiting for one to be set (5 s at most, while running).
+fn wait_upstream(sh: &Shared) -> Option<SocketAddr> {
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(u) = sh.upstream() {
+            return Some(u);
+        }
+        if sh.stop.load(Ordering::Acquire) || t.elapsed() > UPSTREAM_WAIT {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn accept_loop(listener: TcpListener, sh: Arc<Shared>, seed: u64, max_conns: usize) {
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     let mut n = 0u64;
     while !sh.stop.load(Ordering::Acquire) {
@@ -235,6 +394,10 @@ fn accept_loop(
             let _ = client.shutdown(Shutdown::Both);
             continue;
         }
+        let Some(upstream) = wait_upstream(&sh) else {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        };
         let server = match TcpStream::connect_timeout(&upstream, Duration::from_secs(2)) {
             Ok(s) => s,
             Err(_) => {
@@ -253,13 +416,21 @@ fn accept_loop(
         sh.conns.fetch_add(1, Ordering::AcqRel);
         let closed = Arc::new(AtomicBool::new(false));
         let ended = Arc::new(AtomicUsize::new(0));
+        let label = Arc::new(AtomicU64::new(NO_LABEL));
         let seed_of = |dir: u64| seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ dir;
         for (from, to, dir) in [(client, s2, 1u64), (server, c2, 2u64)] {
-            let (sh2, closed2, ended2) = (sh.clone(), closed.clone(), ended.clone());
+            let conn = Conn {
+                sh: sh.clone(),
+                closed: closed.clone(),
+                ended: ended.clone(),
+                label: label.clone(),
+                // The client's side reads the label first.
+                labels: dir == 1,
+            };
             let rng = ChaCha8Rng::seed_from_u64(seed_of(dir));
             match std::thread::Builder::new()
                 .name("faultproxy-pipe".into())
-                .spawn(move || pipe(from, to, sh2, closed2, ended2, rng))
+                .spawn(move || pipe(from, to, conn, rng))
             {
                 Ok(h) => workers.push(h),
                 Err(_) => {
@@ -276,77 +447,123 @@ fn accept_loop(
     }
 }
 
+/// One direction's share of a connection.
+struct Conn {
+    sh: Arc<Shared>,
+    /// Set when either direction ends: both close.
+    closed: Arc<AtomicBool>,
+    /// Directions ended; the second counts the connection gone.
+    ended: Arc<AtomicUsize>,
+    /// The connection's label ([`NO_LABEL`] until read).
+    label: Arc<AtomicU64>,
+    /// This direction reads the label (the client's).
+    labels: bool,
+}
+
+impl Conn {
+    fn live(&self) -> bool {
+        !self.sh.stop.load(Ordering::Acquire) && !self.closed.load(Ordering::Acquire)
+    }
+
+    fn fault(&self) -> Fault {
+        self.sh.fault_for(self.label.load(Ordering::Acquire))
+    }
+}
+
+/// Reads one chunk: `Some(n)`, or `None` at the end (closed, an error, or
+/// the connection done). Timeouts come back as `Some(0)`.
+fn read_chunk(from: &mut TcpStream, buf: &mut [u8]) -> Option<usize> {
+    match from.read(buf) {
+        Ok(0) => None,
+        Ok(n) => Some(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted
+            ) =>
+        {
+            Some(0)
+        }
+        Err(_) => None,
+    }
+}
+
 /// Forwards `from` to `to` under the mode until either side closes, a drop
 /// closes both, or the proxy stops. The second of the pair to end counts
 /// the connection gone.
-fn pipe(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    sh: Arc<Shared>,
-    closed: Arc<AtomicBool>,
-    ended: Arc<AtomicUsize>,
-    mut rng: ChaCha8Rng,
-) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, c: Conn, mut rng: ChaCha8Rng) {
     let mut buf = vec![0u8; CHUNK];
-    let live = |sh: &Shared, closed: &AtomicBool| {
-        !sh.stop.load(Ordering::Acquire) && !closed.load(Ordering::Acquire)
-    };
-    'outer: while live(&sh, &closed) {
-        // No reading during a partition: what is in flight stays in the
-        // kernel's buffers and the sender is pushed back.
-        if sh.fault() == Fault::Partition {
-            std::thread::sleep(POLL);
-            continue;
-        }
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
+    // The label's prefix, read before anything is forwarded.
+    let mut held: Vec<u8> = Vec::new();
+    if let (true, Some((labeler, prefix))) = (c.labels, c.sh.labeler) {
+        while held.len() < prefix && c.live() {
+            let want = (prefix - held.len()).min(CHUNK);
+            match read_chunk(&mut from, &mut buf[..want]) {
+                Some(n) => held.extend_from_slice(&buf[..n]),
+                None => break,
             }
-            Err(_) => break,
+        }
+        if held.len() >= prefix {
+            if let Some(l) = labeler(&held[..prefix]) {
+                c.label.store(l.min(NO_LABEL - 1), Ordering::Release);
+            }
+        }
+    }
+    'outer: while c.live() {
+        let n = if !held.is_empty() {
+            let n = held.len();
+            buf[..n].copy_from_slice(&held);
+            held.clear();
+            n
+        } else {
+            // No reading during a partition: what is in flight stays in
+            // the kernel's buffers and the sender is pushed back.
+            if c.fault() == Fault::Partition {
+                std::thread::sleep(POLL);
+                continue;
+            }
+            match read_chunk(&mut from, &mut buf) {
+                None => break,
+                Some(0) => continue,
+                Some(n) => n,
+            }
         };
         loop {
-            match sh.fault() {
+            match c.fault() {
                 Fault::Pass => break,
                 Fault::Delay(ms) => {
-                    sleep_while(Duration::from_millis(ms), || live(&sh, &closed));
+                    sleep_while(Duration::from_millis(ms), || c.live());
                     break;
                 }
                 Fault::Drop(p) => {
                     if rng.random_bool(p.clamp(0.0, 1.0)) {
-                        sh.dropped.fetch_add(1, Ordering::Relaxed);
+                        c.sh.dropped.fetch_add(1, Ordering::Relaxed);
                         break 'outer;
                     }
                     break;
                 }
                 // A partition that began with this chunk in hand holds it.
                 Fault::Partition => {
-                    if !live(&sh, &closed) {
+                    if !c.live() {
                         break 'outer;
                     }
                     std::thread::sleep(POLL);
                 }
             }
         }
-        if !live(&sh, &closed) || to.write_all(&buf[..n]).is_err() {
+        if !c.live() || to.write_all(&buf[..n]).is_err() {
             break;
         }
-        sh.forwarded.fetch_add(n as u64, Ordering::Relaxed);
+        c.sh.forwarded.fetch_add(n as u64, Ordering::Relaxed);
     }
-    closed.store(true, Ordering::Release);
+    c.closed.store(true, Ordering::Release);
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
     // The second pipe of the pair to end counts the connection gone.
-    if ended.fetch_add(1, Ordering::AcqRel) == 1 {
-        sh.conns.fetch_sub(1, Ordering::AcqRel);
+    if c.ended.fetch_add(1, Ordering::AcqRel) == 1 {
+        c.sh.conns.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -468,5 +685,71 @@ mod tests {
         let _ = b.read_to_end(&mut rest);
         assert!(rest.is_empty());
         assert_eq!(p.stats().accepted, 2);
+    }
+
+    /// A hello as a controller-mode slave sends it.
+    fn hello(id: u64) -> Vec<u8> {
+        let mut h = 0x4D51_4841u32.to_be_bytes().to_vec();
+        h.extend_from_slice(&1u32.to_be_bytes());
+        h.extend_from_slice(&id.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn labels_cut_one_client_and_upstream_comes_late() {
+        let (up, _h) = echo();
+        let p = FaultProxy::with_labeler(Fault::Pass, 3, 4, ha_hello_broker_id, 16).unwrap();
+        // Connected before the upstream is known: waits for it.
+        let mut a = TcpStream::connect(p.addr()).unwrap();
+        a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        a.write_all(&hello(2)).unwrap();
+        std::thread::sleep(POLL * 2);
+        p.set_upstream(Some(up));
+        let mut got = vec![0u8; 16];
+        a.read_exact(&mut got).unwrap();
+        assert_eq!(got, hello(2));
+        let mut b = TcpStream::connect(p.addr()).unwrap();
+        b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(roundtrip(&mut b, &hello(3)).unwrap(), hello(3));
+        // Label 2 cut: a holds, b passes.
+        p.set_label(2, Some(Fault::Partition));
+        std::thread::sleep(POLL * 3);
+        a.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        a.write_all(b"x").unwrap();
+        let mut one = [0u8; 1];
+        assert!(a.read_exact(&mut one).is_err(), "label 2 forwarded");
+        assert_eq!(roundtrip(&mut b, b"y").unwrap(), b"y");
+        // The proxy's own partition holds b too; healing all frees both.
+        p.set(Fault::Partition);
+        std::thread::sleep(POLL * 3);
+        b.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        b.write_all(b"z").unwrap();
+        assert!(b.read_exact(&mut one).is_err(), "partition forwarded");
+        p.heal_all();
+        for (s, want) in [(&mut a, b"x"), (&mut b, b"z")] {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.read_exact(&mut one).unwrap();
+            assert_eq!(&one, want);
+        }
+        // A short or foreign prefix: unlabelled, passed through.
+        assert_eq!(ha_hello_broker_id(b"MQHA"), None);
+        assert_eq!(ha_hello_broker_id(&[0u8; 16]), None);
+        assert_eq!(ha_hello_broker_id(&hello(7)), Some(7));
+        p.stop();
+    }
+
+    #[test]
+    fn no_upstream_closes_after_the_wait() {
+        let p = FaultProxy::start_lazy(Fault::Pass, 1, 2).unwrap();
+        let mut a = TcpStream::connect(p.addr()).unwrap();
+        a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let t = Instant::now();
+        let mut rest = Vec::new();
+        let _ = a.read_to_end(&mut rest);
+        assert!(rest.is_empty());
+        assert!(t.elapsed() >= UPSTREAM_WAIT - Duration::from_millis(100));
+        assert_eq!(p.upstream(), None);
     }
 }

@@ -24,6 +24,7 @@
 //! written, is 0).
 
 mod failover;
+pub mod partition;
 mod proc;
 mod report;
 mod trial;
@@ -59,7 +60,15 @@ pub use trial::{Sample, Trial, TrialParams};
         Outputs in --out: summary.json (a `modes` list), trials.csv (one line per kill), \
         lag.csv (every sample), ack logs (acks/<mode>/kill-N.csv, the first \
         --keep-ack-logs of each mode), ha_loss_vs_throughput.svg/png.\n\n\
-        --quick (CI): ASYNC_MASTER and SYNC_MASTER, group flush, 1 slave, 3 kills each."
+        --quick (CI): ASYNC_MASTER and SYNC_MASTER, group flush, 1 slave, 3 kills each.\n\n\
+        --partition (issue 16, replication faults): --schedules seeded schedules of network \
+        faults (fault proxies on every broker's controller link and HA port: a slave cut off, \
+        the master cut off and deposed, flapping links, a slow slave) with SIGKILLs of the \
+        master, against a controller-mode group; the producer sends to every broker; after \
+        the heal and convergence, every acknowledged message must be on the final master \
+        (SYNC_MASTER) and no master epoch may have acknowledgements from two brokers \
+        (dual_master_epochs). Outputs summary.json and schedules.jsonl; --replay SEED runs \
+        one schedule."
 )]
 pub struct HaRequest {
     /// Output folder. [default: results/ha/run-<UTC time>]
@@ -115,12 +124,33 @@ pub struct HaRequest {
     pub failover: bool,
     /// With --failover: the controller's heartbeat timeout (a master
     /// silent this long is replaced), ms.
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
-    pub heartbeat_timeout_ms: u64,
+    /// [default: 1000; --partition 3000: three of the brokers' 1 s
+    /// heartbeat periods, so a proxy's few ms do not depose a master]
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_timeout_ms: Option<u64>,
     /// With --failover: load kept on the new master after its first
     /// ack, ms.
     #[arg(long, value_name = "MS", default_value_t = 300)]
     pub post_failover_ms: u64,
+    /// Replication faults (issue 16): seeded partition/flap/slow-link
+    /// schedules with failovers against a controller-mode group (see
+    /// --schedules, --replay).
+    #[arg(long)]
+    pub partition: bool,
+    /// With --partition: schedules to run (round robin over the roles and
+    /// slave counts). [default: 20, --quick 3]
+    #[arg(long, value_name = "N")]
+    pub schedules: Option<usize>,
+    /// With --partition: run the one schedule of this seed (as printed by
+    /// a run), with the first role and slave count given.
+    #[arg(long, value_name = "SEED")]
+    pub replay: Option<u64>,
+    /// With --partition: sends per second to each broker.
+    #[arg(long, value_name = "N", default_value_t = 800)]
+    pub rate: u64,
+    /// With --partition: the brokers' haMaxTimeSlaveNotCatchup, ms.
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    pub catchup_ms: u64,
     /// Ack logs kept per mode (the first N kills').
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub keep_ack_logs: usize,
@@ -237,6 +267,9 @@ fn trial_seed(seed: u64, m: usize, k: usize) -> u64 {
 
 /// `mqlab ha`.
 pub fn cmd_ha(r: HaRequest) -> Result<()> {
+    if r.partition {
+        return cmd_partition(r);
+    }
     let (modes, kills) = plan(&r)?;
     let fault: Fault = r.fault.parse().map_err(|e| anyhow!("--fault: {e}"))?;
     let out = r
@@ -257,7 +290,7 @@ pub fn cmd_ha(r: HaRequest) -> Result<()> {
         sample_ms: r.sample_ms,
         fault,
         failover: r.failover,
-        heartbeat_ms: r.heartbeat_timeout_ms.max(100),
+        heartbeat_ms: r.heartbeat_timeout_ms.unwrap_or(1000).max(100),
         post_failover_ms: r.post_failover_ms,
     };
     let work = out.join("work");
@@ -344,4 +377,240 @@ pub fn cmd_ha(r: HaRequest) -> Result<()> {
         bail!("{} kills failed to run (seed {})", failures.len(), r.seed);
     }
     Ok(())
+}
+
+/// `mqlab ha --partition`.
+fn cmd_partition(r: HaRequest) -> Result<()> {
+    let roles = list(r.roles.as_deref().unwrap_or("SYNC_MASTER,ASYNC_MASTER"));
+    for role in &roles {
+        if !matches!(role.as_str(), "ASYNC_MASTER" | "SYNC_MASTER") {
+            bail!("--roles: {role:?} is not ASYNC_MASTER or SYNC_MASTER");
+        }
+    }
+    let slaves: Vec<usize> = list(r.slaves.as_deref().unwrap_or("2,1"))
+        .iter()
+        .map(|s| {
+            s.parse()
+                .ok()
+                .filter(|n| (1..=3).contains(n))
+                .ok_or_else(|| anyhow!("--slaves: {s:?} is not 1..3"))
+        })
+        .collect::<Result<_>>()?;
+    if roles.is_empty() || slaves.is_empty() {
+        bail!("no role or slave count to run");
+    }
+    let flush = r
+        .flushes
+        .as_deref()
+        .map(list)
+        .and_then(|l| l.first().cloned())
+        .unwrap_or_else(|| "group".into());
+    let _: FlushKind = flush
+        .parse()
+        .map_err(|e| anyhow!("--flushes: {flush:?}: {e}"))?;
+    let out = r.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!("results/ha/partition-{}", crate::util::timestamp()))
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
+    let bin = match &r.bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().context("the mqlab binary")?,
+    };
+    let p = partition::PartitionParams {
+        bin,
+        heartbeat_ms: r.heartbeat_timeout_ms.unwrap_or(3000).max(100),
+        catchup_ms: r.catchup_ms.max(100),
+        rate: r.rate.max(1),
+        inflight: r.inflight.clamp(1, 64),
+        queues: r.queues.max(1),
+        body_bytes: r.body_bytes,
+        flush,
+    };
+    // (schedule index, seed, role, slaves)
+    let plan: Vec<(usize, u64, String, usize)> = match r.replay {
+        Some(seed) => vec![(0, seed, roles[0].clone(), slaves[0])],
+        None => {
+            let n = r.schedules.unwrap_or(if r.quick { 3 } else { 20 });
+            if n == 0 {
+                bail!("--schedules must be at least 1");
+            }
+            (0..n)
+                .map(|i| {
+                    let role = roles[i % roles.len()].clone();
+                    let sl = slaves[(i / roles.len()) % slaves.len()];
+                    (i, trial_seed(r.seed, 1000, i), role, sl)
+                })
+                .collect()
+        }
+    };
+    let work = out.join("work");
+    std::fs::create_dir_all(&work)?;
+    let keep = out.join("kept");
+    println!(
+        "mqlab ha --partition: seed {}, {} schedules, roles {}, slaves {:?}, {} flush, controller heartbeat timeout {} ms, catch-up {} ms, {} sends/s per broker, out {}",
+        r.seed,
+        plan.len(),
+        roles.join(","),
+        slaves,
+        p.flush,
+        p.heartbeat_ms,
+        p.catchup_ms,
+        p.rate,
+        out.display()
+    );
+    let started = Instant::now();
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    let mut lines = String::new();
+    for (i, seed, role, sl) in &plan {
+        if crate::util::stopped() {
+            failures.push("stopped by a signal before every schedule ran".to_string());
+            break;
+        }
+        let replay = format!(
+            "mqlab ha --partition --replay {seed} --roles {role} --slaves {sl} --heartbeat-timeout-ms {} --catchup-ms {} --rate {}",
+            p.heartbeat_ms, p.catchup_ms, p.rate
+        );
+        match partition::run(&p, *i, *seed, role, *sl, &work, &keep) {
+            Ok(t) => {
+                let bad = t.dual_master_epochs > 0
+                    || t.diverged > 0
+                    || (role == "SYNC_MASTER" && t.acked_lost > 0);
+                println!(
+                    "schedule {i} {role}/{sl} (seed {seed}) {}: acked {}, lost {} ({} at older epochs), dual-master epochs {}, epochs with acks {}, final master {} at epoch {}, converged in {:.0} ms, truncations {}, diverged {}, {:.1} s{}",
+                    t.kind,
+                    t.acked,
+                    t.acked_lost,
+                    t.acked_lost_old_epochs,
+                    t.dual_master_epochs,
+                    t.epochs_with_acks,
+                    t.final_master,
+                    t.final_epoch,
+                    t.converge_ms,
+                    t.truncations,
+                    t.diverged,
+                    t.elapsed_s,
+                    if bad { format!("  <-- FAILED CHECK; replay: {replay}") } else { String::new() }
+                );
+                println!("  {}", t.schedule);
+                lines.push_str(&serde_json::to_string(&t)?);
+                lines.push('\n');
+                results.push(t);
+            }
+            Err(e) => {
+                let msg =
+                    format!("schedule {i} {role}/{sl} (seed {seed}): {e:#}; replay: {replay}");
+                eprintln!("mqlab ha: {msg}");
+                failures.push(msg);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::write(out.join("schedules.jsonl"), lines)?;
+    let summary = partition_summary(&r, &p, &roles, &results, &failures, started);
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    println!(
+        "partition_schedules {} (of {}), partition_acked_lost_sync {}, acked lost under ASYNC_MASTER {}, dual_master_epochs {}, diverged {}, failures {}",
+        summary["partition_schedules"],
+        plan.len(),
+        summary["partition_acked_lost_sync"],
+        summary["partition_acked_lost_async"],
+        summary["dual_master_epochs"],
+        summary["diverged"],
+        failures.len()
+    );
+    println!("wrote {}", out.join("summary.json").display());
+    let sync_lost = summary["partition_acked_lost_sync"].as_u64().unwrap_or(0);
+    let dual = summary["dual_master_epochs"].as_u64().unwrap_or(0);
+    let diverged = summary["diverged"].as_u64().unwrap_or(0);
+    if !failures.is_empty() || sync_lost > 0 || dual > 0 || diverged > 0 {
+        bail!(
+            "{} schedules failed to run, {sync_lost} SYNC_MASTER acks lost, {dual} dual-master epochs, {diverged} diverged records (seed {})",
+            failures.len(),
+            r.seed
+        );
+    }
+    Ok(())
+}
+
+fn partition_summary(
+    r: &HaRequest,
+    p: &partition::PartitionParams,
+    roles: &[String],
+    res: &[partition::ScheduleResult],
+    failures: &[String],
+    started: Instant,
+) -> serde_json::Value {
+    use serde_json::json;
+    let sum = |f: &dyn Fn(&partition::ScheduleResult) -> u64, role: Option<&str>| -> u64 {
+        res.iter()
+            .filter(|t| role.is_none_or(|x| t.role == x))
+            .map(f)
+            .sum()
+    };
+    let mut by_kind: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+    for t in res {
+        let k = t.kind.split('(').next().unwrap_or("").to_string();
+        let e = by_kind.entry(k).or_insert_with(|| {
+            json!({"schedules": 0, "kills": 0, "acked": 0, "acked_lost_sync": 0,
+                   "acked_lost_async": 0, "dual_master_epochs": 0, "truncations": 0})
+        });
+        let add = |e: &mut serde_json::Value, key: &str, v: u64| {
+            e[key] = json!(e[key].as_u64().unwrap_or(0) + v);
+        };
+        add(e, "schedules", 1);
+        add(e, "kills", t.kills as u64);
+        add(e, "acked", t.acked);
+        if t.role == "SYNC_MASTER" {
+            add(e, "acked_lost_sync", t.acked_lost);
+        } else {
+            add(e, "acked_lost_async", t.acked_lost);
+        }
+        add(e, "dual_master_epochs", t.dual_master_epochs);
+        add(e, "truncations", t.truncations);
+    }
+    let mut conv: Vec<f64> = res.iter().map(|t| t.converge_ms).collect();
+    conv.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| {
+        if conv.is_empty() {
+            0.0
+        } else {
+            conv[((conv.len() - 1) as f64 * q).round() as usize]
+        }
+    };
+    json!({
+        "generated_by": "mqlab ha --partition",
+        "seed": r.seed,
+        "replay": r.replay,
+        "roles": roles,
+        "flush": p.flush,
+        "heartbeat_timeout_ms": p.heartbeat_ms,
+        "catchup_ms": p.catchup_ms,
+        "rate_per_broker": p.rate,
+        "elapsed_s": started.elapsed().as_secs_f64(),
+        "partition_schedules": res.len(),
+        "partition_schedules_sync": res.iter().filter(|t| t.role == "SYNC_MASTER").count(),
+        "partition_acked_lost_sync": sum(&|t| t.acked_lost, Some("SYNC_MASTER")),
+        "partition_acked_lost_async": sum(&|t| t.acked_lost, Some("ASYNC_MASTER")),
+        "dual_master_epochs": sum(&|t| t.dual_master_epochs, None),
+        "dual_master_epochs_in_log": sum(&|t| t.dual_master_epochs_in_log, None),
+        "epochs_named_twice": sum(&|t| t.epochs_named_twice, None),
+        "diverged": sum(&|t| t.diverged, None),
+        "acked": sum(&|t| t.acked, None),
+        "acked_sync": sum(&|t| t.acked, Some("SYNC_MASTER")),
+        "kills": sum(&|t| t.kills as u64, None),
+        "truncations": sum(&|t| t.truncations, None),
+        "acks_after_newer_epoch": sum(&|t| t.acks_after_newer_epoch, None),
+        "unattributed_lost_acks": sum(&|t| t.unattributed, None),
+        "attribution_mismatch": sum(&|t| t.attribution_mismatch, None),
+        "epochs_with_acks": sum(&|t| t.epochs_with_acks, None),
+        "schedules_with_failover": res.iter().filter(|t| t.final_epoch > 1).count(),
+        "in_sync_full_at_end": res.iter().filter(|t| t.in_sync_full).count(),
+        "converge_ms": {"p50": at(0.5), "p99": at(0.99), "max": conv.last().copied().unwrap_or(0.0)},
+        "by_kind": by_kind,
+        "failures": failures,
+    })
 }

@@ -41,7 +41,20 @@ impl BrokerProc {
     /// the system picks (an embedded name server unless `extra` names
     /// one), plus `extra` options; waits (15 s at most) for its addresses.
     pub fn start(bin: &Path, dir: &Path, name: &str, extra: &[String]) -> Result<BrokerProc> {
-        let data = dir.join(name);
+        Self::start_as(bin, dir, name, name, extra)
+    }
+
+    /// As [`BrokerProc::start`] with its data in `dir/data` and its
+    /// output named `name` (a restarted broker: the same data, another
+    /// log).
+    pub fn start_as(
+        bin: &Path,
+        dir: &Path,
+        data: &str,
+        name: &str,
+        extra: &[String],
+    ) -> Result<BrokerProc> {
+        let data = dir.join(data);
         let mut args: Vec<String> = vec!["broker".into(), "--data-dir".into()];
         args.push(data.to_string_lossy().into_owned());
         for a in [
