@@ -121,6 +121,23 @@ impl std::fmt::Debug for Master {
 /// The replica gate a SYNC_MASTER installs in its store.
 struct Gate(Arc<Shared>);
 
+/// What a stopped master leaves installed in its store: a put that still
+/// wanted a slave's confirmation is answered FLUSH_SLAVE_TIMEOUT, never
+/// PUT_OK on the local flush alone. (Removing the gate instead let a put
+/// written during a role switch be acknowledged unreplicated: a deposed
+/// SYNC_MASTER acknowledged messages its successor never had.) The next
+/// role's service replaces it.
+struct Stopped;
+
+impl ReplicaGate for Stopped {
+    fn when_replicated(&self, _end: u64, done: ReplicaCallback) {
+        done(PutStatus::FlushSlaveTimeout, Some(STOPPED.into()))
+    }
+}
+
+const STOPPED: &str =
+    "the HA service stopped (a role switch or shutdown) before a slave confirmed the message; it stays written";
+
 impl ReplicaGate for Gate {
     fn when_replicated(&self, end: u64, done: ReplicaCallback) {
         let timeout = Duration::from_millis(self.0.cfg.slave_timeout_ms);
@@ -229,7 +246,7 @@ impl Master {
     fn stop(&mut self) {
         let s = &self.shared;
         s.signal.stop();
-        s.store.set_replica_gate(None);
+        s.store.set_replica_gate(Some(Arc::new(Stopped)));
         for c in s.conns.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             c.close();
         }
@@ -243,13 +260,7 @@ impl Master {
         for h in threads {
             let _ = h.join();
         }
-        let all = std::mem::take(&mut s.lock_waiters().by_end);
-        for (_, w) in all {
-            (w.done)(
-                PutStatus::FlushSlaveTimeout,
-                Some("the HA service stopped before a slave confirmed the message".into()),
-            );
-        }
+        s.fail_waiting();
     }
 }
 
@@ -547,7 +558,20 @@ impl Shared {
         }
     }
 
+    /// Answers every waiting put FLUSH_SLAVE_TIMEOUT (the service stopped).
+    fn fail_waiting(&self) {
+        let all = std::mem::take(&mut self.lock_waiters().by_end);
+        for (_, w) in all {
+            (w.done)(PutStatus::FlushSlaveTimeout, Some(STOPPED.into()));
+        }
+    }
+
     fn when_replicated(&self, end: u64, timeout: Duration, done: ReplicaCallback) {
+        // A put that took this gate before the service stopped (an
+        // asynchronous put keeps the gate of its write).
+        if self.signal.stopped() {
+            return done(PutStatus::FlushSlaveTimeout, Some(STOPPED.into()));
+        }
         if self.ctl.is_some() {
             if let Err(why) = self.members_ok() {
                 return done(PutStatus::SlaveNotAvailable, Some(why));
@@ -577,6 +601,12 @@ impl Shared {
             );
         }
         self.signal.notify();
+        // Stopped between the check above and the insert: nobody else
+        // will answer it.
+        if self.signal.stopped() {
+            self.fail_waiting();
+            return;
+        }
         // A report may have come between the check and the insert.
         self.fire_upto(if self.ctl.is_some() {
             self.confirmed()

@@ -234,9 +234,13 @@ impl HaService {
             role => {
                 let listener = listener.ok_or("a master needs its HA listener")?;
                 let m = master::Master::start(store.clone(), cfg, listener, ctl)?;
-                if role == BrokerRole::SyncMaster {
-                    store.set_replica_gate(Some(m.gate()));
-                }
+                // Replaces what a previous role's service left (a stopped
+                // master's gate refuses every put).
+                store.set_replica_gate(if role == BrokerRole::SyncMaster {
+                    Some(m.gate())
+                } else {
+                    None
+                });
                 Ok(HaService {
                     master: Some(m),
                     slave: None,

@@ -312,10 +312,14 @@ impl Replication {
     /// Becomes a slave of the master serving HA on `master` at `epoch`.
     fn become_slave(&self, master: SocketAddr, epoch: u32, my_id: u64) -> Result<(), String> {
         let mut ha = self.ha.lock().unwrap_or_else(|e| e.into_inner());
+        // Sends refused first, then the master's side stopped (its gate
+        // answers what is still waiting FLUSH_SLAVE_TIMEOUT): no put
+        // slips in between to be acknowledged unreplicated by a broker
+        // that is no longer master.
+        self.store.set_slave_mode(true);
         if let Some(mut old) = ha.take() {
             old.shutdown();
         }
-        self.store.set_slave_mode(true);
         let cfg = HaConfig {
             role: BrokerRole::Slave,
             master: Some(master),
