@@ -108,15 +108,7 @@ fn pulled(addr: SocketAddr, topic: &str, queue: u32) -> Vec<u64> {
     cmd.ext_fields = req.to_fields();
     let r = roundtrip(addr, &encode_frame(&cmd).unwrap());
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    let (mut at, mut out) = (0, Vec::new());
-    while at < r.body.len() {
-        let size = u32::from_be_bytes(r.body[at..at + 4].try_into().unwrap()) as usize;
-        out.push(u64::from_be_bytes(
-            r.body[at + 28..at + 36].try_into().unwrap(),
-        ));
-        at += size;
-    }
-    out
+    common::record_offsets(&r.body)
 }
 
 fn phys_of(msg_id: &str) -> u64 {

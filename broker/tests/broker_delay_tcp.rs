@@ -100,15 +100,7 @@ fn pull(addr: SocketAddr, topic: &str, hold_ms: i64) -> Vec<u64> {
         return Vec::new();
     }
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    let (mut at, mut out) = (0, Vec::new());
-    while at < r.body.len() {
-        let size = u32::from_be_bytes(r.body[at..at + 4].try_into().unwrap()) as usize;
-        out.push(u64::from_be_bytes(
-            r.body[at + 28..at + 36].try_into().unwrap(),
-        ));
-        at += size;
-    }
-    out
+    common::record_offsets(&r.body)
 }
 
 /// Pulls until something comes, at most 10 s.

@@ -57,19 +57,6 @@ fn by_key(topic: &str, key: &str, max_num: i32) -> QueryMessageRequest {
     }
 }
 
-/// Physical offsets of the records in a body, in order.
-fn records(body: &[u8]) -> Vec<u64> {
-    let (mut at, mut out) = (0, Vec::new());
-    while at < body.len() {
-        let size = u32::from_be_bytes(body[at..at + 4].try_into().unwrap()) as usize;
-        out.push(u64::from_be_bytes(
-            body[at + 28..at + 36].try_into().unwrap(),
-        ));
-        at += size;
-    }
-    out
-}
-
 #[test]
 fn query_message_finds_by_key_and_answers_22_when_none() {
     let s = setup();
@@ -94,7 +81,7 @@ fn query_message_finds_by_key_and_answers_22_when_none() {
     // Every message of the topic with the key, as stored, oldest first.
     let r = query(addr, &by_key("Orders", "order-1", 32));
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    assert_eq!(records(&r.body), order1);
+    assert_eq!(common::record_offsets(&r.body), order1);
     let mut at = 0;
     for p in &order1 {
         let rec = s.store.record_bytes(*p).unwrap();
@@ -110,7 +97,7 @@ fn query_message_finds_by_key_and_answers_22_when_none() {
 
     // maxNum keeps the newest.
     let r = query(addr, &by_key("Orders", "order-1", 2));
-    assert_eq!(records(&r.body), order1[2..]);
+    assert_eq!(common::record_offsets(&r.body), order1[2..]);
 
     // A unique-key query.
     let r = query(
@@ -121,7 +108,7 @@ fn query_message_finds_by_key_and_answers_22_when_none() {
         },
     );
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    assert_eq!(records(&r.body), [uniq]);
+    assert_eq!(common::record_offsets(&r.body), [uniq]);
 
     // Nothing: an unknown key, a time range before everything, maxNum 0.
     for q in [

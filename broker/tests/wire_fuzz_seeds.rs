@@ -9,6 +9,8 @@
 //! in CI. `MQLAB_WIRE_FUZZ_ITERS=<mutations per target>` (default 300),
 //! `MQLAB_WIRE_FUZZ_SEED=<n>` replays a run (the seed is printed).
 
+mod common;
+
 #[path = "../../protocol/fuzz/src/targets.rs"]
 #[allow(dead_code)]
 mod targets;
@@ -79,15 +81,7 @@ fn mutate(rng: &mut ChaCha8Rng, seed: &[u8]) -> Vec<u8> {
 
 #[test]
 fn every_target_takes_its_seeds_and_their_mutations() {
-    let seed: u64 = std::env::var("MQLAB_WIRE_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = common::env_seed("MQLAB_WIRE_FUZZ_SEED");
     let iters: usize = std::env::var("MQLAB_WIRE_FUZZ_ITERS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -51,6 +51,17 @@ const NON_READERS: usize = 4;
 /// Bytes of the record those connections ask for again and again.
 const BIG_RECORD: usize = 64 * 1024;
 
+/// Stores one record of BIG_RECORD bytes in Good:0 over `conn`; its
+/// physical offset.
+fn store_big_record(conn: &mut std::net::TcpStream) -> u64 {
+    let a = common::roundtrip(
+        conn,
+        &common::v2_send("Good", "0", "", &vec![b'g'; BIG_RECORD]),
+    );
+    assert_eq!(a.code, response::SUCCESS, "{:?}", a.remark);
+    u64::from_str_radix(&a.ext_fields["msgId"][16..], 16).unwrap()
+}
+
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts every panic of the process (runtime and blocking-pool threads
@@ -72,18 +83,6 @@ fn rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
-}
-
-fn seed() -> u64 {
-    std::env::var("MQLAB_WIRE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
 }
 
 fn start_node(dir: &std::path::Path) -> Node {
@@ -1038,12 +1037,7 @@ fn a_client_that_never_reads_is_not_read_either() {
     let node = start_node(dir.path());
     let addr = node.addr();
     let mut conn = common::connect(addr);
-    let a = common::roundtrip(
-        &mut conn,
-        &common::v2_send("Good", "0", "", &vec![b'g'; BIG_RECORD]),
-    );
-    assert_eq!(a.code, response::SUCCESS, "{:?}", a.remark);
-    let offset = u64::from_str_radix(&a.ext_fields["msgId"][16..], 16).unwrap();
+    let offset = store_big_record(&mut conn);
     let rss0 = rss_bytes();
     // 8 MiB of queued answers is 128 of them; with the socket buffers the
     // writes block after a few thousand requests of 1 KiB.
@@ -1074,7 +1068,7 @@ fn a_client_that_never_reads_is_not_read_either() {
 fn hostile_clients_never_stop_the_broker_nor_reach_the_log() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     count_panics();
-    let seed = seed();
+    let seed = common::env_seed("MQLAB_WIRE_SEED");
     println!("seed {seed} (MQLAB_WIRE_SEED={seed} replays this run)");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let started = Instant::now();
@@ -1084,12 +1078,7 @@ fn hostile_clients_never_stop_the_broker_nor_reach_the_log() {
 
     // What the hostile readers ask for: one record of 64 KiB.
     let mut conn = common::connect(addr);
-    let a = common::roundtrip(
-        &mut conn,
-        &common::v2_send("Good", "0", "", &vec![b'g'; BIG_RECORD]),
-    );
-    assert_eq!(a.code, response::SUCCESS, "{:?}", a.remark);
-    let big_offset = u64::from_str_radix(&a.ext_fields["msgId"][16..], 16).unwrap();
+    let big_offset = store_big_record(&mut conn);
     let topics_before = node.broker().topics().len();
     let before = node.store().offsets();
     let good = Arc::new(Good::default());

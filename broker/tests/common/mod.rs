@@ -77,6 +77,34 @@ pub fn keyed_send(opaque: i32, topic: &str, queue: u32, body: &[u8]) -> Vec<u8> 
     v2_send_with(opaque, topic, &queue.to_string(), &props, body)
 }
 
+/// Physical offsets of the records in a pull or query answer's body, in
+/// order.
+pub fn record_offsets(body: &[u8]) -> Vec<u64> {
+    let (mut at, mut out) = (0, Vec::new());
+    while at < body.len() {
+        let size = u32::from_be_bytes(body[at..at + 4].try_into().unwrap()) as usize;
+        out.push(u64::from_be_bytes(
+            body[at + 28..at + 36].try_into().unwrap(),
+        ));
+        at += size;
+    }
+    out
+}
+
+/// The seed in the environment variable `var` (a run to replay), else
+/// one from the clock.
+pub fn env_seed(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
 /// A connection to `addr` whose reads give up after 10 s.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
