@@ -7,7 +7,8 @@ mod common;
 
 use std::sync::Arc;
 
-use mqlab_broker::acl::{sign, Acl};
+use common::signed;
+use mqlab_broker::acl::Acl;
 use mqlab_broker::remoting::{BrokerHandler, RemotingServer, ServerConfig};
 use mqlab_broker::{Broker, BrokerConfig};
 use mqlab_engine::{clock, Store, StoreConfig};
@@ -35,13 +36,6 @@ fn send(topic: &str, body: &[u8]) -> RemotingCommand {
         .with_field("e", 0)
         .with_field("i", "")
         .with_body(body.to_vec())
-}
-
-fn signed(mut req: RemotingCommand, key: &str, secret: &str) -> RemotingCommand {
-    req.ext_fields.insert("AccessKey".into(), key.into());
-    let sig = sign(&req.ext_fields, &req.body, secret);
-    req.ext_fields.insert("Signature".into(), sig);
-    req
 }
 
 #[test]

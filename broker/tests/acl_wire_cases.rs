@@ -18,7 +18,8 @@ mod common;
 
 use std::sync::Arc;
 
-use mqlab_broker::acl::{sign, Acl, ADMIN_CODES};
+use common::signed;
+use mqlab_broker::acl::{Acl, ADMIN_CODES};
 use mqlab_broker::node::{Node, NodeConfig};
 use mqlab_engine::StoreConfig;
 use mqlab_protocol::body::batch::{encode as encode_batch, BatchEntry};
@@ -114,13 +115,6 @@ fn send_back(group: &str, offset: u64) -> RemotingCommand {
         .with_field("originMsgId", "x")
         .with_field("originTopic", "Open")
         .with_field("maxReconsumeTimes", 16)
-}
-
-fn signed(mut req: RemotingCommand, key: &str, secret: &str) -> RemotingCommand {
-    req.ext_fields.insert("AccessKey".into(), key.into());
-    let sig = sign(&req.ext_fields, &req.body, secret);
-    req.ext_fields.insert("Signature".into(), sig);
-    req
 }
 
 fn writer(req: RemotingCommand) -> RemotingCommand {

@@ -70,6 +70,15 @@ fn send_all(
     (0..n).map(|i| got.remove(&i).unwrap()).collect()
 }
 
+/// Every queue of `per_queue` (queue id -> the queue offsets sent to it)
+/// holds offsets 0..`n`, each once, in any order.
+fn assert_offsets_once(per_queue: HashMap<u32, Vec<u64>>, n: u64) {
+    for (q, mut offs) in per_queue {
+        offs.sort_unstable();
+        assert_eq!(offs, (0..n).collect::<Vec<u64>>(), "queue {q}");
+    }
+}
+
 #[test]
 fn five_thousand_sends_with_a_thousand_in_flight_over_two_connections() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,10 +129,7 @@ fn five_thousand_sends_with_a_thousand_in_flight_over_two_connections() {
             .push(m.queue_offset);
     }
     // Every queue offset once: 1,250 messages per queue, offsets 0..1250.
-    for (q, mut offs) in per_queue {
-        offs.sort_unstable();
-        assert_eq!(offs, (0..1250).collect::<Vec<u64>>(), "queue {q}");
-    }
+    assert_offsets_once(per_queue, 1250);
     drop(sender);
     node.shutdown().unwrap();
 }
@@ -183,10 +189,7 @@ fn routed_sends_find_the_broker_through_the_name_server() {
             .or_default()
             .push(s.queue_offset);
     }
-    for (q, mut offs) in per_queue {
-        offs.sort_unstable();
-        assert_eq!(offs, (0..100).collect::<Vec<u64>>(), "queue {q}");
-    }
+    assert_offsets_once(per_queue, 100);
     drop(routed);
     node.shutdown().unwrap();
 }

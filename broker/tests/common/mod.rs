@@ -105,6 +105,15 @@ pub fn env_seed(var: &str) -> u64 {
         })
 }
 
+/// `req` signed by account `key` with `secret` (AccessKey and Signature
+/// fields, as RocketMQ's ACL hook adds them).
+pub fn signed(mut req: RemotingCommand, key: &str, secret: &str) -> RemotingCommand {
+    req.ext_fields.insert("AccessKey".into(), key.into());
+    let sig = mqlab_broker::acl::sign(&req.ext_fields, &req.body, secret);
+    req.ext_fields.insert("Signature".into(), sig);
+    req
+}
+
 /// A connection to `addr` whose reads give up after 10 s.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
