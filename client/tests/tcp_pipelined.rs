@@ -232,6 +232,16 @@ fn frame(cmd: RemotingCommand) -> Vec<u8> {
     encode_frame(&cmd).unwrap()
 }
 
+/// A SUCCESS answer to request `opaque` with no fields.
+fn bare_success(opaque: i32) -> RemotingCommand {
+    RemotingCommand {
+        code: response::SUCCESS,
+        opaque,
+        flag: 1,
+        ..RemotingCommand::default()
+    }
+}
+
 fn small(timeout_ms: u64) -> PipelinedConfig {
     PipelinedConfig {
         connections: 2,
@@ -341,36 +351,19 @@ fn garbage_from_the_server_fails_the_sends_and_nothing_panics() {
     }
     // Well-formed frames with answers that do not decode as a send's.
     let bad_answers: Vec<Answer> = vec![
-        |o| {
-            frame(RemotingCommand {
-                code: response::SUCCESS,
-                opaque: o,
-                flag: 1,
-                ..RemotingCommand::default()
-            })
-        },
+        |o| frame(bare_success(o)),
         |o| {
             frame(
-                RemotingCommand {
-                    code: response::SUCCESS,
-                    opaque: o,
-                    flag: 1,
-                    ..RemotingCommand::default()
-                }
-                .with_field("msgId", "x")
-                .with_field("queueOffset", "-5"),
+                bare_success(o)
+                    .with_field("msgId", "x")
+                    .with_field("queueOffset", "-5"),
             )
         },
         |o| {
             frame(
-                RemotingCommand {
-                    code: response::SUCCESS,
-                    opaque: o,
-                    flag: 1,
-                    ..RemotingCommand::default()
-                }
-                .with_field("msgId", "x")
-                .with_field("queueId", "nine"),
+                bare_success(o)
+                    .with_field("msgId", "x")
+                    .with_field("queueId", "nine"),
             )
         },
     ];
@@ -379,12 +372,7 @@ fn garbage_from_the_server_fails_the_sends_and_nothing_panics() {
         let addr = server(move |s| {
             requests(s, |s, req| {
                 // An answer to a request never made, then the bad one.
-                let _ = s.write_all(&frame(RemotingCommand {
-                    code: response::SUCCESS,
-                    opaque: req.opaque.wrapping_add(1_000_000),
-                    flag: 1,
-                    ..RemotingCommand::default()
-                }));
+                let _ = s.write_all(&frame(bare_success(req.opaque.wrapping_add(1_000_000))));
                 let _ = s.write_all(&make(req.opaque));
                 true
             })
