@@ -50,6 +50,8 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// `controllers` controllers, once one of them leads, and a name
+    /// server.
     fn start(controllers: usize, seed: u64) -> Cluster {
         let ctl = testkit::controllers(controllers, HEARTBEAT_TIMEOUT_MS);
         wait_for("a controller leader", seed, 10, || {
@@ -182,7 +184,6 @@ fn a_killed_master_fails_over_to_its_in_sync_slave() {
     let seed = 0xfa_0001;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut cl = Cluster::start(3, seed);
-
     let a = cl.node("a", 1, 3_000);
     assert!(
         a.role().is_master(),
