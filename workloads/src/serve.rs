@@ -123,6 +123,13 @@ pub struct BrokerRequest {
     /// the consumer pulls that queue from a slave next.
     #[arg(long)]
     pub slave_read_enable: bool,
+    /// Record every store file's durable prefix in
+    /// <data-dir>/powerloss.marks (StoreConfig::power_loss_marks), so that
+    /// `mqlab powerloss --data-dir DIR` can turn the store of a killed
+    /// broker into what a power loss would have left (issue 14; a lab
+    /// switch: the marks grow by a line per sync).
+    #[arg(long)]
+    pub power_loss_marks: bool,
     /// Print a status line every N seconds (0 = never).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub status_secs: u64,
@@ -215,6 +222,7 @@ pub fn node_config(r: &BrokerRequest) -> Result<NodeConfig> {
     if let Some(b) = r.backend {
         cfg.store.backend = b;
     }
+    cfg.store.power_loss_marks |= r.power_loss_marks;
     if let Some(m) = r.metrics {
         cfg.metrics = Some(m);
     }

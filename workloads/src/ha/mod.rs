@@ -25,6 +25,7 @@
 
 mod failover;
 pub mod partition;
+pub mod powerloss;
 mod proc;
 mod report;
 mod trial;
@@ -137,6 +138,18 @@ pub struct HaRequest {
     /// --schedules, --replay).
     #[arg(long)]
     pub partition: bool,
+    /// Power loss (issue 14): every broker runs with power-loss marks;
+    /// at the kill the store of each killed broker is turned into what a
+    /// power loss would have left (`mqlab powerloss`), then every replica
+    /// is verified (see --power-loss-of; summary.json has power_loss,
+    /// window_at_kill_msgs, loss_over_window).
+    #[arg(long)]
+    pub power_loss: bool,
+    /// With --power-loss: who loses power, comma separated: `master` (the
+    /// slaves stay up) and/or `all` (every replica at the same instant).
+    /// [default: master,all]
+    #[arg(long, value_name = "LIST")]
+    pub power_loss_of: Option<String>,
     /// With --partition: schedules to run (round robin over the roles and
     /// slave counts). [default: 20, --quick 3]
     #[arg(long, value_name = "N")]
@@ -269,6 +282,9 @@ fn trial_seed(seed: u64, m: usize, k: usize) -> u64 {
 pub fn cmd_ha(r: HaRequest) -> Result<()> {
     if r.partition {
         return cmd_partition(r);
+    }
+    if r.power_loss {
+        return powerloss::cmd(r);
     }
     let (modes, kills) = plan(&r)?;
     let fault: Fault = r.fault.parse().map_err(|e| anyhow!("--fault: {e}"))?;

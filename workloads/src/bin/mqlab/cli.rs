@@ -84,6 +84,11 @@ pub enum Command {
     /// slave broker processes, SIGKILL of the master at seeded moments,
     /// `verify --acked` on the surviving slave (issue 14).
     Ha(mqlab::ha::HaRequest),
+    /// Turn the store of a killed broker (run with --power-loss-marks)
+    /// into what a power loss at that moment could have left: unsynced
+    /// appended bytes zeroed, in-place files back to their last synced
+    /// copy; prints per file what was dropped (issue 14).
+    Powerloss(mqlab::ha::powerloss::PowerLossRequest),
 }
 
 #[derive(Debug, Args)]

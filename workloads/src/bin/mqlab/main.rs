@@ -45,6 +45,7 @@ fn main() {
         Some(Command::Controller(a)) => serve::cmd_controller(a),
         Some(Command::PeersWire(a)) => mqlab::peers_wire::cmd_peers_wire(a),
         Some(Command::Ha(a)) => mqlab::ha::cmd_ha(a),
+        Some(Command::Powerloss(a)) => mqlab::ha::powerloss::cmd_powerloss(a),
     };
     if let Err(e) = result {
         // One line with every context: "create data dir /x: File exists
