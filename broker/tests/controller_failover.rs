@@ -176,7 +176,7 @@ fn assert_same_records(a: &Store, b: &Store, seed: u64) {
 }
 
 fn bodies(store: &Store) -> HashSet<Vec<u8>> {
-    records(store).into_iter().map(|(_, b)| b).collect()
+    common::stored_bodies(store)
 }
 
 #[test]
@@ -558,36 +558,10 @@ fn a_slave_joins_the_in_sync_set_holding_every_acknowledged_message() {
     let a = cl.start_node(ca);
     wait_for("A master", seed, 10, || a.role().is_master());
     *target.lock().unwrap() = Some(a.replication().bound_ha_addr().unwrap());
-    // The producer: one connection, sends without pause, keeps the
-    // bodies of the SUCCESS answers.
+    // The producer, paced so the slave sometimes has all but the newest
+    // few: it then counts as caught up and can join.
     let stop = Arc::new(AtomicBool::new(false));
-    let addr = a.addr();
-    let producer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            let mut c = common::connect(addr);
-            let mut acked = Vec::new();
-            let t = Instant::now();
-            let mut i = 0;
-            while !stop.load(Ordering::Acquire) && t.elapsed() < Duration::from_secs(30) {
-                let len = rng.random_range(100..2_000);
-                let body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-                let r = common::roundtrip(
-                    &mut c,
-                    &common::keyed_send(10_000 + i as i32, TOPIC, i % 4, &body),
-                );
-                if r.code == response::SUCCESS {
-                    acked.push(body);
-                }
-                i += 1;
-                // Paced, so the slave sometimes has all but the newest
-                // few: it then counts as caught up and can join.
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            acked
-        })
-    };
+    let producer = common::spawn_producer(a.addr(), TOPIC, seed, 0, 5, stop.clone());
     std::thread::sleep(Duration::from_millis(300));
     let b = cl.node("b", 2, 15_000);
     let t = Instant::now();

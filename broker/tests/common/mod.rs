@@ -139,3 +139,54 @@ pub fn roundtrip(s: &mut TcpStream, bytes: &[u8]) -> RemotingCommand {
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// Every body `store` holds (scanned from its first offset).
+pub fn stored_bodies(store: &Store) -> std::collections::HashSet<Vec<u8>> {
+    let mut out = std::collections::HashSet::new();
+    store
+        .scan(store.min_offset(), &mut |m| {
+            out.insert(m.expect("a valid record").body.clone());
+            true
+        })
+        .unwrap();
+    out
+}
+
+/// A producer thread: one connection to `addr`, seeded bodies of 100 to
+/// 2,000 bytes over queues 0..4 of `topic`, `pause_ms` between sends,
+/// until `stop` (30 s at most); returns the bodies answered SUCCESS.
+/// `lane` keeps several producers' opaques and bodies apart.
+pub fn spawn_producer(
+    addr: SocketAddr,
+    topic: &'static str,
+    seed: u64,
+    lane: u32,
+    pause_ms: u64,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    use rand::{Rng, SeedableRng};
+    std::thread::spawn(move || {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (u64::from(lane) << 32));
+        let mut c = connect(addr);
+        let mut acked = Vec::new();
+        let t = std::time::Instant::now();
+        let mut i = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::Acquire)
+            && t.elapsed() < Duration::from_secs(30)
+        {
+            let len = rng.random_range(100..2_000);
+            let body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            let opaque = (lane * 1_000_000 + 10_000 + i) as i32;
+            if roundtrip(&mut c, &keyed_send(opaque, topic, i % 4, &body)).code
+                == mqlab_protocol::codes::response::SUCCESS
+            {
+                acked.push(body);
+            }
+            i += 1;
+            if pause_ms > 0 {
+                std::thread::sleep(Duration::from_millis(pause_ms));
+            }
+        }
+        acked
+    })
+}
