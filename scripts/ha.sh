@@ -9,18 +9,30 @@
 #                            the HA links (a slow link: the slaves lag);
 #   results/ha/failover      FAILOVER_KILLS kills with a controller: the
 #                            slave elected, the producer follows the
-#                            route, failover time measured.
+#                            route, failover time measured;
+#   results/ha/partition     PARTITION_SCHEDULES seeded schedules of
+#                            replication faults (issue 16: partitions,
+#                            flapping and slow links, failovers) against a
+#                            controller-mode group, every broker link
+#                            through a fault proxy; acked loss on the final
+#                            master, dual-master epochs (0 = skip).
 # Each: summary.json, trials.csv, lag.csv, charts, run.log, the first
 # kill's ack log per mode. Niced; roughly 12 x (KILLS x 1.3 s +
 # DELAY_KILLS x 1.5 s + FAILOVER_KILLS x 8 s).
 #
-#   KILLS=40 DELAY_KILLS=20 DELAY=10 FAILOVER_KILLS=8 SEED=1 scripts/ha.sh
+#   KILLS=40 DELAY_KILLS=20 DELAY=10 FAILOVER_KILLS=8 PARTITION_SCHEDULES=200 SEED=1 scripts/ha.sh
+#
+# Only the partition set: KILLS=0 DELAY_KILLS=0 FAILOVER_KILLS=0 scripts/ha.sh
+# (PARTITION_ROLES, PARTITION_SLAVES: the lists it cycles through.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILLS="${KILLS:-40}"
 DELAY_KILLS="${DELAY_KILLS:-20}"
 DELAY="${DELAY:-10}"
 FAILOVER_KILLS="${FAILOVER_KILLS:-8}"
+PARTITION_SCHEDULES="${PARTITION_SCHEDULES:-200}"
+PARTITION_ROLES="${PARTITION_ROLES:-SYNC_MASTER,SYNC_MASTER,ASYNC_MASTER}"
+PARTITION_SLAVES="${PARTITION_SLAVES:-2,1}"
 SEED="${SEED:-1}"
 OUT="${OUT:-results/ha}"
 mkdir -p "$OUT"
@@ -38,3 +50,5 @@ run() { # dir, mqlab ha flags...
 [ "$KILLS" = 0 ] || run "$OUT/pass" --kills "$KILLS" --fault pass
 [ "$DELAY_KILLS" = 0 ] || run "$OUT/delay-${DELAY}ms" --kills "$DELAY_KILLS" --fault "delay:$DELAY"
 [ "$FAILOVER_KILLS" = 0 ] || run "$OUT/failover" --kills "$FAILOVER_KILLS" --failover
+[ "$PARTITION_SCHEDULES" = 0 ] || run "$OUT/partition" --partition --schedules "$PARTITION_SCHEDULES" \
+    --roles "$PARTITION_ROLES" --slaves "$PARTITION_SLAVES"

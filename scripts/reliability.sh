@@ -10,7 +10,10 @@
 #            every seeded suite; default 0), --no-fuzz, --no-kill9,
 #            --no-wire, --no-soak, --soak-secs N (the soak's duration;
 #            full default 600), --wire-only (only the wire suites of
-#            issue 16, their keys merged into an existing summary.json)
+#            issue 16, their keys merged into an existing summary.json),
+#            --no-partition, --partition-only (only the replication
+#            faults of issue 16, their keys merged likewise),
+#            --partition-schedules N (full default 200, quick 6)
 #
 # The wire suites (issue 16): broker/tests/wire_hostile.rs (hostile
 # clients against a Node; full: 9,990 idle connections, the most the
@@ -19,6 +22,14 @@
 # full: 125 cycles each of sync, group, async, pool), protocol/fuzz under
 # libFuzzer (full: 1,000,000 executions per target) and scripts/soak.sh
 # (full: 1,000 + 1,000 connections for 10 minutes).
+#
+# Replication faults (issue 16): `mqlab ha --partition` (full: 200 seeded
+# schedules of partitions of a slave or of the master, flapping and slow
+# links, with SIGKILLs of the master and controller depositions, against a
+# controller-mode group behind fault proxies) fills partition_schedules,
+# partition_acked_lost_sync and dual_master_epochs; its own output goes to
+# partition/ (summary.json, schedules.jsonl, kept/ for a schedule that
+# failed a check).
 #
 # Every suite is an ordinary test file under engine/tests/ whose defaults
 # are CI-sized (`cargo test` runs them); this script raises the counts with
@@ -40,6 +51,8 @@ KILL9=1
 WIRE=1
 SOAK=1
 ENGINE=1
+PARTITION=1
+PARTITION_SCHEDULES=
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; shift ;;
@@ -49,9 +62,12 @@ while [ $# -gt 0 ]; do
         --no-kill9) KILL9=0; shift ;;
         --no-wire) WIRE=0; shift ;;
         --no-soak) SOAK=0; shift ;;
-        --wire-only) ENGINE=0; shift ;;
+        --wire-only) ENGINE=0; PARTITION=0; shift ;;
+        --no-partition) PARTITION=0; shift ;;
+        --partition-only) ENGINE=0; WIRE=0; PARTITION=1; shift ;;
+        --partition-schedules) PARTITION_SCHEDULES=$2; shift 2 ;;
         --soak-secs) SOAK_SECS=$2; shift 2 ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -66,6 +82,7 @@ if [ "$QUICK" = 1 ]; then
     WIRE_IDLE=2000; WIRE_FUZZ_ITERS=1000; WIRE_FUZZ_EXECS=20000
     BROKER_KILL9_CYCLES=3   # per flush strategy, 4 strategies
     SOAK_ARGS=(--producers 50 --consumers 50 --queues 10 --rate 1000 --secs 10 --drain-secs 60)
+    PARTITION_SCHEDULES=${PARTITION_SCHEDULES:-6}
 else
     SIM_POINTS=25000      # x 4 strategies = 100,000 crash points
     FAULT_PUTS=60; FAULT_STRIDE=1
@@ -75,6 +92,7 @@ else
     WIRE_IDLE=9990; WIRE_FUZZ_ITERS=20000; WIRE_FUZZ_EXECS=1000000
     BROKER_KILL9_CYCLES=125 # x 4 strategies = 500 cycles
     SOAK_ARGS=(--secs 600)
+    PARTITION_SCHEDULES=${PARTITION_SCHEDULES:-200}
 fi
 [ -n "$SOAK_SECS" ] && SOAK_ARGS+=(--secs "$SOAK_SECS")
 
@@ -83,7 +101,8 @@ mkdir -p "$LOGS"
 if [ "$ENGINE" = 1 ]; then
     rm -f "$LOGS"/*.log
 else
-    rm -f "$LOGS"/wire_*.log "$LOGS"/broker_kill9.log "$LOGS"/soak.log
+    [ "$WIRE" = 1 ] && rm -f "$LOGS"/wire_*.log "$LOGS"/broker_kill9.log "$LOGS"/soak.log
+    [ "$PARTITION" = 1 ] && rm -f "$LOGS"/ha_partition.log
 fi
 NICE="nice -n 10"
 export CARGO_TERM_COLOR=never
@@ -177,6 +196,16 @@ if [ "$WIRE" = 1 ]; then
     if [ "$SOAK" = 1 ]; then
         step soak scripts/soak.sh "${SOAK_ARGS[@]}" --seed $((SEED + 19)) --out "$OUT/soak"
     fi
+fi
+
+# 6. Replication faults (issue 16): seeded partition schedules with
+#    failovers against a controller-mode group (processes, fault proxies).
+PARTITION_STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+if [ "$PARTITION" = 1 ]; then
+    rm -rf "$OUT/partition"
+    step ha_partition $NICE "$MQLAB_BIN" ha --partition --schedules "$PARTITION_SCHEDULES" \
+        --roles SYNC_MASTER,SYNC_MASTER,ASYNC_MASTER --slaves 2,1 --seed $((SEED + 20)) \
+        --out "$OUT/partition"
 fi
 
 ELAPSED=$(( $(date +%s) - T0 ))
@@ -497,11 +526,10 @@ s.update({
     "broker_kill9_cycles": sum(r["cycles"] for r in k9),
     # sync and group: every acknowledged send must survive the kill.
     "broker_kill9_acked_lost": sum(r["acked_lost"] for r in k9 if r["flush"] in ("sync", "group")),
-    # Replication (issue 16's partition part): for the controller work.
-    "partition_schedules": None,
-    "partition_acked_lost_sync": None,
-    "dual_master_epochs": None,
 })
+# Replication faults: filled by the partition step (below); null until it ran.
+for k in ("partition_schedules", "partition_acked_lost_sync", "dual_master_epochs"):
+    s.setdefault(k, None)
 s["wire"] = {
     "command": command, "started_utc": started, "commit": commit, "quick": quick == "1",
     "seed_base": int(seed),
@@ -514,9 +542,6 @@ s["wire"] = {
                                      if f in ("async", "pool")},
     "libfuzzer": fz,
     "soak": soak,
-    "replication_keys": "partition_schedules, partition_acked_lost_sync and dual_master_epochs "
-                        "are left to the controller work (network partitions between master, "
-                        "slave and controllers); null until it fills them",
 }
 json.dump(s, open(p, "w"), indent=2)
 
@@ -542,7 +567,7 @@ Command: `{command}` (wire suites from {started}, commit {commit}). Keys in `sum
 | broker_kill9_acked_lost | {s['broker_kill9_acked_lost']} | 0 (sync and group) |
 | soak_connections | {f(s['soak_connections'])} | 2,000 in the full run ({cfg.get('producers', 0)} producers, {soak.get('groups', 0)} groups x {cfg.get('queues', 0)} queues of consumers) |
 | soak_rss_max_bytes | {f(s['soak_rss_max_bytes'])} | under {f(cfg.get('rss_bound_bytes', 0))} |
-| partition_schedules, partition_acked_lost_sync, dual_master_epochs | - | left for the controller work |
+| partition_schedules, partition_acked_lost_sync, dual_master_epochs | see "Replication faults" | |
 
 Hostile clients (`broker/tests/wire_hostile.rs`): RSS growth {f(hostile.get('rss_growth_bytes', 0))} bytes
 (bound 384 MiB), {hostile.get('failed', '?')} failed cases. Back-pressure: `{backpressure}`.
@@ -574,6 +599,67 @@ open(rp, "w").write((old + "\n\n" if old else "") + md)
 print(json.dumps({k: s[k] for k in ("wire_fuzz_min_execs_per_target", "wire_fuzz_crashes",
       "wire_hostile_cases", "wire_panics", "soak_connections", "soak_rss_max_bytes",
       "broker_kill9_cycles", "broker_kill9_acked_lost")}, indent=1))
+PY
+# The replication faults' figures, merged into summary.json and the README.
+[ "$PARTITION" = 1 ] && python3 - "$OUT" "$COMMAND" "$PARTITION_STARTED" "$STATUS_JSON" "$COMMIT" <<'PY'
+import json, os, re, sys
+out, command, started, status, commit = sys.argv[1:]
+status = json.loads(status)
+pp = os.path.join(out, "partition", "summary.json")
+ps = json.load(open(pp)) if os.path.exists(pp) else {}
+p = os.path.join(out, "summary.json")
+s = json.load(open(p)) if os.path.exists(p) else {}
+if "ha_partition" in status:
+    s.setdefault("steps_exit_status", {})["ha_partition"] = status["ha_partition"]
+s["passed"] = all(v == 0 for v in s.get("steps_exit_status", {}).values())
+s["partition_schedules"] = ps.get("partition_schedules")
+s["partition_acked_lost_sync"] = ps.get("partition_acked_lost_sync")
+s["dual_master_epochs"] = ps.get("dual_master_epochs")
+keep = ("partition_schedules_sync", "partition_acked_lost_async", "dual_master_epochs_in_log",
+        "epochs_named_twice", "diverged", "acked", "acked_sync", "kills", "truncations",
+        "schedules_with_failover", "acks_after_newer_epoch", "unattributed_lost_acks",
+        "attribution_mismatch", "converge_ms", "by_kind", "failures", "seed", "roles", "flush",
+        "heartbeat_timeout_ms", "catchup_ms", "rate_per_broker", "elapsed_s")
+s["partition"] = {"command": command, "started_utc": started, "commit": commit,
+                  **{k: ps.get(k) for k in keep}}
+json.dump(s, open(p, "w"), indent=2)
+f = lambda n: f"{n:,}" if isinstance(n, int) else str(n)
+rows = "\n".join(f"| {k} | {f(v['schedules'])} | {f(v['kills'])} | {f(v['acked'])} | "
+                 f"{f(v['acked_lost_sync'])} | {f(v['acked_lost_async'])} | {f(v['dual_master_epochs'])} | "
+                 f"{f(v['truncations'])} |" for k, v in sorted((ps.get("by_kind") or {}).items()))
+conv = ps.get("converge_ms") or {}
+fails = ps.get("failures") or []
+md = f"""<!-- partition -->
+## Replication faults (issue 16)
+
+Command: `{command}` (from {started}, commit {commit}): `mqlab ha --partition`, seed {ps.get('seed')},
+roles cycled {ps.get('roles')}, {ps.get('flush')} flush, controller heartbeat timeout
+{ps.get('heartbeat_timeout_ms')} ms, haMaxTimeSlaveNotCatchup {ps.get('catchup_ms')} ms, {ps.get('rate_per_broker')} sends/s
+to every broker. Details and method: `results/ha/README.md` ("Replication faults"); every schedule:
+`partition/schedules.jsonl`.
+
+| figure | value | promise |
+|---|---|---|
+| partition_schedules | {f(s['partition_schedules'])} | >= 200 in the full run ({f(ps.get('partition_schedules_sync'))} under SYNC_MASTER, {f(ps.get('schedules_with_failover'))} ended on another master or epoch, {f(ps.get('kills'))} SIGKILLs) |
+| partition_acked_lost_sync | {f(s['partition_acked_lost_sync'])} | 0 (of {f(ps.get('acked_sync'))} acknowledged under SYNC_MASTER; ASYNC_MASTER lost {f(ps.get('partition_acked_lost_async'))}, allowed) |
+| dual_master_epochs | {f(s['dual_master_epochs'])} | 0 (in the final logs: {f(ps.get('dual_master_epochs_in_log'))}; epochs two brokers announced: {f(ps.get('epochs_named_twice'))}) |
+| diverged records | {f(ps.get('diverged'))} | 0 |
+| schedules that failed to run | {len(fails)} | 0 |
+
+| schedule kind | schedules | kills | acked | lost (SYNC) | lost (ASYNC) | dual-master epochs | truncations |
+|---|---|---|---|---|---|---|---|
+{rows}
+
+Convergence after the heal: p50 {conv.get('p50', 0):.0f} ms, p99 {conv.get('p99', 0):.0f} ms, max {conv.get('max', 0):.0f} ms.
+{chr(10).join('- ' + x[:400] for x in fails)}
+<!-- /partition -->
+"""
+rp = os.path.join(out, "README.md")
+old = open(rp).read() if os.path.exists(rp) else ""
+old = re.sub(r"\n?<!-- partition -->.*<!-- /partition -->\n?", "\n", old, flags=re.S).rstrip("\n")
+open(rp, "w").write((old + "\n\n" if old else "") + md)
+print(json.dumps({k: s[k] for k in ("partition_schedules", "partition_acked_lost_sync",
+      "dual_master_epochs")}, indent=1))
 PY
 RC=0
 for k in "${!STATUS[@]}"; do [ "${STATUS[$k]}" = 0 ] || RC=1; done
