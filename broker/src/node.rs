@@ -63,6 +63,9 @@ pub struct NodeConfig {
     /// Most sends being stored at once; past it a send is answered
     /// SYSTEM_BUSY. Default 10,000.
     pub max_pending_sends: usize,
+    /// A send that waited longer for a thread to store it is answered
+    /// SYSTEM_BUSY [waitTimeMillsInSendQueue], ms. Default 200.
+    pub wait_time_ms_in_send_queue: u64,
     /// Most open client connections; more are closed at once. Default
     /// 10,000.
     pub max_connections: usize,
@@ -100,6 +103,7 @@ impl NodeConfig {
             broker: BrokerConfig::default(),
             acl: None,
             max_pending_sends: 10_000,
+            wait_time_ms_in_send_queue: 200,
             max_connections: 10_000,
             idle_timeout_ms: 120_000,
             metrics: None,
@@ -265,8 +269,9 @@ impl Node {
         }
         let broker = Broker::open(store.clone(), broker_cfg, clock::system())
             .map_err(|e| format!("open broker on {}: {e}", cfg.data_dir.display()))?;
-        let mut handler =
-            BrokerHandler::new(broker.clone(), addr).with_max_pending_sends(cfg.max_pending_sends);
+        let mut handler = BrokerHandler::new(broker.clone(), addr)
+            .with_max_pending_sends(cfg.max_pending_sends)
+            .with_max_queue_wait(Duration::from_millis(cfg.wait_time_ms_in_send_queue));
         if let Some(acl) = &cfg.acl {
             handler = handler.with_acl(acl.clone());
         }

@@ -31,6 +31,7 @@
 //! | `minInSyncReplicas` | controller mode: a SYNC_MASTER answers SLAVE_NOT_AVAILABLE while its in-sync set is smaller | 1 |
 //! | `aclEnable`, `aclFile` | require signed requests, accounts file | false |
 //! | `maxPendingSends` | mqlab's back-pressure limit | 10000 |
+//! | `waitTimeMillsInSendQueue` | a send that waited longer for a thread is answered SYSTEM_BUSY `[TIMEOUT_CLEAN_QUEUE]`, ms | 200 |
 //! | `maxConnections` | mqlab's: most open client connections (more are closed at once) | 10000 |
 //! | `serverChannelMaxIdleTimeSeconds` | a client connection silent this long is closed | 120 |
 //! | `metricsExporterType` | `PROM` serves `GET /metrics` (Prometheus text) on the host and port below; `DISABLE` | DISABLE |
@@ -78,6 +79,7 @@ struct File {
     acl_enable: Option<bool>,
     acl_file: Option<PathBuf>,
     max_pending_sends: Option<usize>,
+    wait_time_mills_in_send_queue: Option<u64>,
     max_connections: Option<usize>,
     server_channel_max_idle_time_seconds: Option<u64>,
     metrics_exporter_type: Option<String>,
@@ -216,6 +218,9 @@ pub fn apply_toml(cfg: &mut NodeConfig, text: &str, base: &Path) -> Result<(), S
     if let Some(n) = f.max_pending_sends {
         cfg.max_pending_sends = n;
     }
+    if let Some(ms) = f.wait_time_mills_in_send_queue {
+        cfg.wait_time_ms_in_send_queue = ms;
+    }
     if let Some(n) = f.max_connections {
         if n == 0 {
             return Err("maxConnections = 0 would refuse every client".into());
@@ -268,6 +273,7 @@ metricsExporterType = "PROM"
 metricsPromExporterPort = 15557
 maxConnections = 64
 serverChannelMaxIdleTimeSeconds = 30
+waitTimeMillsInSendQueue = 1500
 "#,
             Path::new("/etc/mqlab"),
         )
@@ -281,6 +287,7 @@ serverChannelMaxIdleTimeSeconds = 30
         assert_eq!(cfg.store.segment_bytes, 64 << 20);
         assert_eq!(cfg.metrics, Some("127.0.0.1:15557".parse().unwrap()));
         assert_eq!((cfg.max_connections, cfg.idle_timeout_ms), (64, 30_000));
+        assert_eq!(cfg.wait_time_ms_in_send_queue, 1_500);
         for bad in ["maxConnections = 0", "serverChannelMaxIdleTimeSeconds = 0"] {
             let e = apply_toml(&mut NodeConfig::new("/data"), bad, Path::new("/")).unwrap_err();
             assert!(e.contains(bad.split(' ').next().unwrap()), "{e}");

@@ -89,6 +89,11 @@ pub struct BrokerRequest {
     /// answered SYSTEM_BUSY (maxPendingSends). [default: 10000]
     #[arg(long, value_name = "N")]
     pub max_pending_sends: Option<usize>,
+    /// A send that waited longer than this for a thread to store it is
+    /// answered SYSTEM_BUSY [TIMEOUT_CLEAN_QUEUE], ms
+    /// (waitTimeMillsInSendQueue). [default: 200]
+    #[arg(long, value_name = "MS")]
+    pub wait_time_mills_in_send_queue: Option<u64>,
     /// Most open client connections; more are closed at once
     /// (maxConnections). [default: 10000]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -243,6 +248,9 @@ pub fn node_config(r: &BrokerRequest) -> Result<NodeConfig> {
     }
     if let Some(n) = r.max_pending_sends {
         cfg.max_pending_sends = n;
+    }
+    if let Some(ms) = r.wait_time_mills_in_send_queue {
+        cfg.wait_time_ms_in_send_queue = ms;
     }
     if let Some(n) = r.max_connections {
         cfg.max_connections = n as usize;

@@ -127,6 +127,9 @@ pub struct BrokerHandler {
     acl: Option<Arc<crate::acl::Acl>>,
     pub(super) pending: Arc<std::sync::atomic::AtomicUsize>,
     pub(super) max_pending: usize,
+    /// A send that waited longer for a thread is answered SYSTEM_BUSY
+    /// (RocketMQ's `waitTimeMillsInSendQueue`).
+    pub(super) max_queue_wait: std::time::Duration,
     pub(super) stats: Arc<WireStats>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
     hold: Arc<PullHold>,
@@ -141,6 +144,7 @@ impl BrokerHandler {
             acl: None,
             pending: Arc::default(),
             max_pending: 10_000,
+            max_queue_wait: super::send::MAX_QUEUE_WAIT,
             stats: Arc::default(),
             stopping: Arc::default(),
             hold: Arc::default(),
@@ -163,6 +167,14 @@ impl BrokerHandler {
     /// retries) instead of queueing memory.
     pub fn with_max_pending_sends(mut self, n: usize) -> Self {
         self.max_pending = n;
+        self
+    }
+
+    /// A send that waited longer than `wait` for a thread to store it is
+    /// answered SYSTEM_BUSY `[TIMEOUT_CLEAN_QUEUE]` (RocketMQ's
+    /// `waitTimeMillsInSendQueue`; default 200 ms).
+    pub fn with_max_queue_wait(mut self, wait: std::time::Duration) -> Self {
+        self.max_queue_wait = wait;
         self
     }
 

@@ -118,11 +118,11 @@ impl BrokerHandler {
                 "broker busy: {now} sends are being stored (at most {}); retry later",
                 self.max_pending
             ))
-        } else if waited > MAX_QUEUE_WAIT {
+        } else if waited > self.max_queue_wait {
             Some(format!(
                 "[TIMEOUT_CLEAN_QUEUE] broker busy: the send waited {} ms in the queue (at most {} ms); retry later",
                 waited.as_millis(),
-                MAX_QUEUE_WAIT.as_millis()
+                self.max_queue_wait.as_millis()
             ))
         } else {
             None

@@ -52,6 +52,12 @@ impl Broker {
                 "600",
                 "--status-secs",
                 "0",
+                // These tests are not about back-pressure: on a loaded CI
+                // machine a send may wait over RocketMQ's 200 ms for a
+                // thread, and its SYSTEM_BUSY would fail a run that
+                // expects no errors.
+                "--wait-time-mills-in-send-queue",
+                "10000",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
