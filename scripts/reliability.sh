@@ -203,9 +203,14 @@ fi
 PARTITION_STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 if [ "$PARTITION" = 1 ]; then
     rm -rf "$OUT/partition"
-    step ha_partition $NICE "$MQLAB_BIN" ha --partition --schedules "$PARTITION_SCHEDULES" \
+    # A private copy of the binary: brokers are started from it for the
+    # whole run, whatever cargo builds meanwhile.
+    PART_BIN=$(mktemp /tmp/mqlab-partition-bin.XXXXXX)
+    cp "$MQLAB_BIN" "$PART_BIN" && chmod +x "$PART_BIN"
+    step ha_partition $NICE "$PART_BIN" ha --partition --schedules "$PARTITION_SCHEDULES" \
         --roles SYNC_MASTER,SYNC_MASTER,ASYNC_MASTER --slaves 2,1 --seed $((SEED + 20)) \
         --out "$OUT/partition"
+    rm -f "$PART_BIN"
 fi
 
 ELAPSED=$(( $(date +%s) - T0 ))
