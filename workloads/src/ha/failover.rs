@@ -7,9 +7,10 @@
 //! names another master, and sends there. Failover time: last ack from the
 //! old master to the first from the new one. Then every broker left is
 //! stopped cleanly and the new master's store is checked against every
-//! ack, the old master's and the new one's. (The HA links cannot go
-//! through the fault proxy here: a slave learns its master's HA address
-//! from the controller.)
+//! ack, the old master's and the new one's. (The HA links do not go
+//! through the fault proxy here. They can now: a broker announces a proxy
+//! in front of its HA port with `--ha-announce`, which is what
+//! `mqlab ha --partition`, [`super::partition`], does.)
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -22,6 +22,11 @@
 //! a slave's report); ASYNC_MASTER loses at most the lag sampled at the
 //! kill (`loss_over_lag`, lost messages the best slave had already reported
 //! written, is 0).
+//!
+//! `--failover` adds a controller ([`failover`]); `--partition` (issue 16)
+//! runs seeded schedules of network faults and failovers against a
+//! controller-mode group with every broker link behind a fault proxy
+//! ([`partition`]).
 
 mod failover;
 pub mod partition;
