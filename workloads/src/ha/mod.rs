@@ -163,6 +163,11 @@ pub struct HaRequest {
     /// a run), with the first role and slave count given.
     #[arg(long, value_name = "SEED")]
     pub replay: Option<u64>,
+    /// With --partition: the schedule kinds to draw from, comma separated:
+    /// slave-cut, master-cut, master-ctl-cut, master-ha-cut, flap,
+    /// slow-slave, combo, split. [default: all but split]
+    #[arg(long, value_name = "LIST")]
+    pub kinds: Option<String>,
     /// With --partition: sends per second to each broker.
     #[arg(long, value_name = "N", default_value_t = 800)]
     pub rate: u64,
@@ -437,8 +442,23 @@ fn cmd_partition(r: HaRequest) -> Result<()> {
         Some(b) => b.clone(),
         None => std::env::current_exe().context("the mqlab binary")?,
     };
+    let kinds = match r.kinds.as_deref() {
+        None => None,
+        Some(k) => {
+            let l = list(k);
+            for x in &l {
+                if !partition::KINDS.contains(&x.as_str())
+                    && !partition::EXTRA_KINDS.contains(&x.as_str())
+                {
+                    bail!("--kinds: unknown kind {x:?}");
+                }
+            }
+            Some(l)
+        }
+    };
     let p = partition::PartitionParams {
         bin,
+        kinds,
         heartbeat_ms: r.heartbeat_timeout_ms.unwrap_or(3000).max(100),
         catchup_ms: r.catchup_ms.max(100),
         rate: r.rate.max(1),
@@ -489,8 +509,14 @@ fn cmd_partition(r: HaRequest) -> Result<()> {
             break;
         }
         let replay = format!(
-            "mqlab ha --partition --replay {seed} --roles {role} --slaves {sl} --heartbeat-timeout-ms {} --catchup-ms {} --rate {}",
-            p.heartbeat_ms, p.catchup_ms, p.rate
+            "mqlab ha --partition --replay {seed} --roles {role} --slaves {sl} --heartbeat-timeout-ms {} --catchup-ms {} --rate {}{}",
+            p.heartbeat_ms,
+            p.catchup_ms,
+            p.rate,
+            r.kinds
+                .as_deref()
+                .map(|k| format!(" --kinds {k}"))
+                .unwrap_or_default()
         );
         match partition::run(&p, *i, *seed, role, *sl, &work, &keep) {
             Ok(t) => {
@@ -611,6 +637,7 @@ fn partition_summary(
         "heartbeat_timeout_ms": p.heartbeat_ms,
         "catchup_ms": p.catchup_ms,
         "rate_per_broker": p.rate,
+        "kinds": p.kinds,
         "elapsed_s": started.elapsed().as_secs_f64(),
         "partition_schedules": res.len(),
         "partition_schedules_sync": res.iter().filter(|t| t.role == "SYNC_MASTER").count(),

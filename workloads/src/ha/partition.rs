@@ -82,6 +82,8 @@ pub struct PartitionParams {
     pub queues: u32,
     pub body_bytes: usize,
     pub flush: String,
+    /// The kinds to draw from (`None`: [`KINDS`]).
+    pub kinds: Option<Vec<String>>,
 }
 
 /// A broker named by its part in the schedule, bound when first used:
@@ -168,7 +170,9 @@ impl Schedule {
     }
 }
 
-/// The kinds a schedule is drawn from (`combo` overlaps two others).
+/// The kinds a schedule is drawn from by default (`combo` overlaps two of
+/// the others). The default draw is fixed: a seed always gives the same
+/// schedule.
 pub const KINDS: [&str; 7] = [
     "slave-cut",
     "master-cut",
@@ -178,6 +182,11 @@ pub const KINDS: [&str; 7] = [
     "slow-slave",
     "combo",
 ];
+
+/// Kinds drawn only when asked for (`--kinds`): `split` puts the master
+/// and one slave on one side, the controller and the other slave on the
+/// other (needs 2 slaves).
+pub const EXTRA_KINDS: [&str; 1] = ["split"];
 
 fn r(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> u64 {
     rng.random_range(lo..=hi.max(lo))
@@ -298,25 +307,64 @@ fn draw(
             }
             end
         }
+        "split" => {
+            // {master, S0} | {controller, S1}: the controller elects S1
+            // while the master and S0 go on together.
+            let d = r(rng, hb + 1500, hb + 4500);
+            let s1 = Who::Slave(1);
+            for (w, l) in [(m, Link::Ctl), (s, Link::Ctl), (s1, Link::HaOut)] {
+                steps.push((t0, Act::Fault(w, l, Fault::Partition)));
+                steps.push((t0 + d, Act::Heal(w, l)));
+            }
+            let mut end = t0 + d;
+            if rng.random_bool(0.3) {
+                let at = t0 + d + r(rng, 500, 2000);
+                end = kill_restart(rng, steps, Who::Master(1), at, (800, 2500), hb);
+            }
+            end
+        }
         _ => unreachable!("kind {kind}"),
     }
 }
 
-/// The schedule of `seed` for a group with `slaves` slaves.
-pub fn schedule(seed: u64, slaves: usize, hb: u64, catchup: u64) -> Schedule {
+/// The schedule of `seed` for a group with `slaves` slaves, its kind
+/// drawn from `kinds` (`None`: [`KINDS`]; `split` needs 2 slaves and is
+/// left out with fewer).
+pub fn schedule(
+    seed: u64,
+    slaves: usize,
+    hb: u64,
+    catchup: u64,
+    kinds: Option<&[String]>,
+) -> Schedule {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05EE_D0F5_C4ED);
-    let kinds: Vec<&str> = KINDS
-        .iter()
-        .copied()
-        // One slave: cutting it is still a schedule; nothing needs two.
-        .filter(|_| slaves >= 1)
-        .collect();
+    let kinds: Vec<&str> = match kinds {
+        None => KINDS.to_vec(),
+        Some(k) => k
+            .iter()
+            .map(|x| x.as_str())
+            .filter(|x| slaves >= 2 || *x != "split")
+            .collect(),
+    };
+    let kinds = if kinds.is_empty() {
+        vec!["slave-cut"]
+    } else {
+        kinds
+    };
     let kind = kinds[rng.random_range(0..kinds.len())];
+    // What a combo overlaps: the others (the first six of KINDS by
+    // default).
+    let parts: Vec<&str> = kinds.iter().copied().filter(|k| *k != "combo").collect();
+    let parts = if parts.is_empty() {
+        KINDS[..KINDS.len() - 1].to_vec()
+    } else {
+        parts
+    };
     let mut steps = Vec::new();
     let t0 = r(&mut rng, 200, 800);
     if kind == "combo" {
-        let a = KINDS[rng.random_range(0..KINDS.len() - 1)];
-        let b = KINDS[rng.random_range(0..KINDS.len() - 1)];
+        let a = parts[rng.random_range(0..parts.len())];
+        let b = parts[rng.random_range(0..parts.len())];
         let end_a = draw(a, &mut rng, t0, hb, catchup, &mut steps);
         let t1 = t0 + r(&mut rng, 0, end_a.saturating_sub(t0));
         draw(b, &mut rng, t1, hb, catchup, &mut steps);
@@ -776,7 +824,13 @@ pub fn run(
     keep: &Path,
 ) -> Result<ScheduleResult> {
     let started = Instant::now();
-    let sched = schedule(seed, slaves, p.heartbeat_ms, p.catchup_ms);
+    let sched = schedule(
+        seed,
+        slaves,
+        p.heartbeat_ms,
+        p.catchup_ms,
+        p.kinds.as_deref(),
+    );
     let dir = tempfile::Builder::new()
         .prefix("mqlab-ha-part-")
         .tempdir_in(work)
@@ -1272,8 +1326,8 @@ mod tests {
     fn schedules_repeat_and_cover_every_kind() {
         let mut kinds = BTreeSet::new();
         for seed in 0..200u64 {
-            let a = schedule(seed, 2, 1000, 3000);
-            let b = schedule(seed, 2, 1000, 3000);
+            let a = schedule(seed, 2, 1000, 3000, None);
+            let b = schedule(seed, 2, 1000, 3000, None);
             assert_eq!(a.text(), b.text(), "seed {seed}");
             assert!(!a.steps.is_empty(), "seed {seed}");
             assert!(a.steps.windows(2).all(|w| w[0].0 <= w[1].0), "seed {seed}");
@@ -1292,6 +1346,20 @@ mod tests {
             kinds.insert(a.kind.split('(').next().unwrap().to_string());
         }
         assert_eq!(kinds.len(), KINDS.len(), "{kinds:?}");
+        // Asked-for kinds only; split needs two slaves.
+        let split = vec!["split".to_string()];
+        for seed in 0..20u64 {
+            assert_eq!(schedule(seed, 2, 1000, 3000, Some(&split)).kind, "split");
+            assert_eq!(
+                schedule(seed, 1, 1000, 3000, Some(&split)).kind,
+                "slave-cut"
+            );
+        }
+        // The default draw does not move (replay commands stay valid).
+        assert_eq!(
+            schedule(15755402136606700607, 2, 3000, 3000, None).text(),
+            "slave-cut: 289 partition S0.all; 2892 heal S0.all; 2905 kill -9 M0; 8878 restart M0"
+        );
     }
 
     #[test]
