@@ -164,8 +164,16 @@ pub struct PlTrial {
     /// Non-zero bytes the power loss dropped, per killed store (master
     /// first).
     pub bytes_dropped: Vec<u64>,
-    /// `mqlab verify --acked` per replica (master first): verdict.
+    /// `mqlab verify --acked` per replica (master first): verdict (false
+    /// wherever an acknowledged message is missing, as on a slave behind).
     pub verify_ok: Vec<bool>,
+    /// ... acknowledged lines it found missing or unreachable (through
+    /// the queue or the key).
+    pub verify_missing: Vec<u64>,
+    /// Acknowledged messages in a replica's log that `mqlab verify` could
+    /// not reach through their queue or key, summed over the replicas
+    /// (verify's missing minus the scan's): must be 0.
+    pub unreachable: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
     pub ends: Vec<u64>,
@@ -362,10 +370,12 @@ pub fn run(
 
     // Each replica as it recovers.
     let mut verify_ok = Vec::new();
+    let mut verify_missing = Vec::new();
     let mut scans = Vec::new();
     for r in &replicas {
-        let (_, ok) = verify(&p.bin, &r.dir, ack_log)?;
+        let (missing, ok) = verify(&p.bin, &r.dir, ack_log)?;
         verify_ok.push(ok);
+        verify_missing.push(missing);
         scans.push(scan(&r.dir).with_context(|| format!("scan {}", r.name))?);
     }
     let lost_on = |i: usize| {
@@ -373,6 +383,9 @@ pub fn run(
             .filter(|a| !scans[i].keys.contains(&a.seq))
             .collect::<Vec<_>>()
     };
+    let unreachable = (0..scans.len())
+        .map(|i| verify_missing[i].saturating_sub(lost_on(i).len() as u64))
+        .sum();
     let best = (0..scans.len()).max_by_key(|&i| scans[i].end).unwrap_or(0);
     let lost_best = lost_on(best);
     let lost_master = lost_on(0);
@@ -417,6 +430,8 @@ pub fn run(
         },
         bytes_dropped,
         verify_ok,
+        verify_missing,
+        unreachable,
         duplicated: scans[best].duplicated,
         out_of_order: scans[best].out_of_order,
         ends: scans.iter().map(|s| s.end).collect(),
@@ -581,6 +596,7 @@ pub fn violates(t: &PlTrial, role: &str, flush: &str) -> bool {
     };
     t.loss_over_window > 0
         || t.master_loss_over_window > 0
+        || t.unreachable > 0
         || t.loss_over_lag > 0
         || (durable_flush && t.acked_lost_master > 0)
         || (survivor_must_have_all && t.acked_lost > 0)
@@ -644,6 +660,7 @@ fn summarize(
                 "msgs_per_s": f(&|t| t.msgs_per_s),
                 "send_errors": sum(&|t| t.send_errors),
                 "verify_failed_runs": ts.iter().filter(|t| t.verify_ok.iter().any(|ok| !ok)).count(),
+                "unreachable": sum(&|t| t.unreachable),
                 "violations": bad,
             }));
         }
