@@ -1543,3 +1543,101 @@ fn held_pulls_do_not_starve_sends() {
     assert!(t.elapsed() < Duration::from_secs(5));
     node.shutdown().unwrap();
 }
+
+/// Issue 16: a frame may be 16 MiB, so slow senders that each stop just
+/// short of the end of one could hold 16 MiB apiece until their idle
+/// timeout. Incomplete frames count against one budget over all
+/// connections: with 32 MiB of it, twenty connections each announcing a
+/// 12 MiB frame and sending 4 MiB of it before stalling cannot all keep
+/// theirs; those past the budget are closed, the memory stays within it,
+/// and a well-behaved client is answered throughout.
+#[test]
+fn slow_big_frames_share_one_budget() {
+    use mqlab_broker::remoting::ServerConfig;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    const BUDGET: usize = 32 << 20;
+    const SENDERS: usize = 20;
+    const SENT: usize = 4 << 20;
+    let b = common::wire_broker_with(
+        mqlab_engine::FlushKind::Group,
+        10_000,
+        ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            max_partial_frame_bytes: BUDGET,
+            ..ServerConfig::default()
+        },
+    );
+    let addr = b.server.local_addr();
+    let good = Arc::new(Good::default());
+    let good_thread = good_client(addr, good.clone());
+    let rss0 = rss_bytes();
+    // A frame of 12 MiB announced: length, header length, a small JSON
+    // header, then body bytes that never complete it.
+    let header = br#"{"code":310,"flag":0,"language":"JAVA","opaque":7,"serializeTypeCurrentRPC":"JSON","version":401,"extFields":{}}"#;
+    let total: i32 = 12 << 20;
+    let mut start = Vec::new();
+    start.extend_from_slice(&total.to_be_bytes());
+    start.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    start.extend_from_slice(header);
+    let senders: Vec<TcpStream> = (0..SENDERS)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&start).unwrap();
+            let chunk = vec![b'x'; 64 << 10];
+            for _ in 0..SENT / chunk.len() {
+                if s.write_all(&chunk).is_err() {
+                    break; // closed by the broker: expected past the budget
+                }
+            }
+            s
+        })
+        .collect();
+    // Let the broker read what it was sent.
+    std::thread::sleep(Duration::from_millis(500));
+    // Closed by the broker: the read ends (0 or a reset); open: it times
+    // out (the broker never answers an incomplete frame).
+    let closed = senders
+        .iter()
+        .filter(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut one = [0u8; 1];
+            match (&**s).read(&mut one) {
+                Ok(0) => true,
+                Ok(_) => panic!("an incomplete frame was answered"),
+                Err(e) => !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+            }
+        })
+        .count();
+    let growth = rss_bytes().saturating_sub(rss0);
+    good.stop.store(true, Ordering::Release);
+    good_thread.join().unwrap();
+    println!(
+        "PARTIAL senders={SENDERS} closed={closed} rss_growth_mib={} good_answers={} slowest_us={}",
+        growth >> 20,
+        good.answered.load(Ordering::Relaxed),
+        good.max_wait_us.load(Ordering::Relaxed)
+    );
+    // 20 x 4 MiB = 80 MiB offered, 32 MiB may be held: at least 12 closed.
+    let may_hold = BUDGET / SENT;
+    assert!(
+        closed >= SENDERS - may_hold,
+        "{closed} of {SENDERS} slow senders closed; the budget holds {may_hold}"
+    );
+    assert!(
+        growth < (3 * BUDGET) as u64,
+        "RSS grew by {} MiB with a {} MiB budget",
+        growth >> 20,
+        BUDGET >> 20
+    );
+    assert!(
+        good.answered.load(Ordering::Relaxed) > 0,
+        "the good client was not answered"
+    );
+    let failures = good.failures.lock().unwrap();
+    assert!(failures.is_empty(), "the good client: {failures:?}");
+    drop(senders);
+}

@@ -203,6 +203,12 @@ pub struct ServerConfig {
     pub idle_timeout_ms: u64,
     /// Worker threads of the runtime. Default 2.
     pub worker_threads: usize,
+    /// Most bytes of frames still arriving, over every connection: a
+    /// connection whose incomplete frame would take the total past it is
+    /// closed (a frame may be 16 MiB, so many slow senders could
+    /// otherwise hold 16 MiB each until their idle timeout). Default
+    /// 512 MiB.
+    pub max_partial_frame_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -213,6 +219,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             idle_timeout_ms: 120_000,
             worker_threads: 2,
+            max_partial_frame_bytes: 512 << 20,
         }
     }
 }
@@ -220,6 +227,8 @@ impl Default for ServerConfig {
 #[derive(Debug, Default)]
 struct Counters {
     connections: AtomicUsize,
+    /// Bytes of incomplete frames held, over every connection.
+    partial_bytes: AtomicUsize,
     requests: AtomicU64,
     bad_frames: AtomicU64,
 }
@@ -374,6 +383,53 @@ async fn accept_loop(
     }
 }
 
+/// One connection's share of [`Counters::partial_bytes`]: the bytes of
+/// the incomplete frame it holds; given back when it ends.
+struct PartialFrame<'a> {
+    counters: &'a Counters,
+    max: usize,
+    held: usize,
+}
+
+impl PartialFrame<'_> {
+    /// Now `now` bytes are held. Growing past the server's budget is
+    /// refused (nothing counted): the caller closes the connection.
+    fn hold(&mut self, now: usize) -> Result<(), String> {
+        if now > self.held {
+            let more = now - self.held;
+            let total = self
+                .counters
+                .partial_bytes
+                .fetch_add(more, Ordering::AcqRel)
+                + more;
+            if total > self.max {
+                self.counters
+                    .partial_bytes
+                    .fetch_sub(more, Ordering::AcqRel);
+                return Err(format!(
+                    "an incomplete frame of {now} bytes would take the frames still arriving \
+                     past {} bytes over all connections (max_partial_frame_bytes)",
+                    self.max
+                ));
+            }
+        } else {
+            self.counters
+                .partial_bytes
+                .fetch_sub(self.held - now, Ordering::AcqRel);
+        }
+        self.held = now;
+        Ok(())
+    }
+}
+
+impl Drop for PartialFrame<'_> {
+    fn drop(&mut self) {
+        self.counters
+            .partial_bytes
+            .fetch_sub(self.held, Ordering::AcqRel);
+    }
+}
+
 /// Most requests of one connection being handled or answered and not yet
 /// written at once; past it the connection is not read until an answer
 /// is written (back-pressure on the peer, also on one that never reads
@@ -450,6 +506,11 @@ async fn serve(
     // message, do not each hold a read buffer (issue 16's soak: the heap
     // grew with the connection count and the largest frames).
     let mut buf: Vec<u8> = Vec::new();
+    let mut partial = PartialFrame {
+        counters,
+        max: cfg.max_partial_frame_bytes,
+        held: 0,
+    };
     let result = loop {
         // Start every complete frame already buffered.
         let mut bad = None;
@@ -508,6 +569,10 @@ async fn serve(
             }
         }
         if let Some(why) = bad {
+            break Err(why);
+        }
+        // What is left is the start of a frame still arriving.
+        if let Err(why) = partial.hold(buf.len()) {
             break Err(why);
         }
         let waiting = std::time::Instant::now();

@@ -27,6 +27,22 @@ pub struct WireBroker {
 /// [`WireBroker`] with `flush` and at most `max_pending_sends` sends being
 /// stored at once.
 pub fn wire_broker(flush: FlushKind, max_pending_sends: usize) -> WireBroker {
+    wire_broker_with(
+        flush,
+        max_pending_sends,
+        ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ServerConfig::default()
+        },
+    )
+}
+
+/// [`wire_broker`] served with `server`'s settings.
+pub fn wire_broker_with(
+    flush: FlushKind,
+    max_pending_sends: usize,
+    server: ServerConfig,
+) -> WireBroker {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = StoreConfig::small();
     cfg.flush.kind = flush;
@@ -36,14 +52,7 @@ pub fn wire_broker(flush: FlushKind, max_pending_sends: usize) -> WireBroker {
         BrokerHandler::new(broker, "127.0.0.1:10911".parse().unwrap())
             .with_max_pending_sends(max_pending_sends),
     );
-    let server = RemotingServer::start(
-        ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        },
-        handler,
-    )
-    .unwrap();
+    let server = RemotingServer::start(server, handler).unwrap();
     WireBroker { dir, store, server }
 }
 
