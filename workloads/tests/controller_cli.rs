@@ -177,11 +177,12 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool, why: impl Fn() -
     }
 }
 
-#[test]
-fn a_sigkilled_master_is_replaced_by_its_slave() {
-    let dir = tempfile::tempdir().unwrap();
+/// A controller and two controller-mode brokers on loopback: the first
+/// elected master at epoch 1, the second its slave, both in the in-sync
+/// set.
+fn group(dir: &Path) -> (Proc, Proc, Proc) {
     let c = Proc::start(
-        dir.path(),
+        dir,
         "controller",
         &[
             "controller",
@@ -194,14 +195,14 @@ fn a_sigkilled_master_is_replaced_by_its_slave() {
         ],
         "mqlab controller 1 listening on",
     );
-    let mut master = broker(dir.path(), "a", "1", c.addr, "controller mode");
+    let master = broker(dir, "a", "1", c.addr, "controller mode");
     wait_for(
         "the first broker elected",
         10,
         || master.stderr().contains("now master at epoch 1"),
         || master.stderr(),
     );
-    let slave = broker(dir.path(), "b", "2", c.addr, "controller mode");
+    let slave = broker(dir, "b", "2", c.addr, "controller mode");
     wait_for(
         "the second broker following",
         10,
@@ -214,6 +215,13 @@ fn a_sigkilled_master_is_replaced_by_its_slave() {
         || master.stderr().contains("-> {1, 2}"),
         || master.stderr(),
     );
+    (c, master, slave)
+}
+
+#[test]
+fn a_sigkilled_master_is_replaced_by_its_slave() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, mut master, slave) = group(dir.path());
     let n = 100;
     for i in 0..n {
         let r = send(master.addr, i).expect("an answer");
@@ -264,34 +272,7 @@ fn signal(p: &Proc, sig: &str) {
 #[test]
 fn a_stalled_controller_does_not_depose_a_live_master() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Proc::start(
-        dir.path(),
-        "controller",
-        &[
-            "controller",
-            "--listen",
-            "127.0.0.1:0",
-            "--heartbeat-timeout-ms",
-            "1500",
-            "--duration",
-            "120",
-        ],
-        "mqlab controller 1 listening on",
-    );
-    let master = broker(dir.path(), "a", "1", c.addr, "controller mode");
-    wait_for(
-        "the first broker elected",
-        10,
-        || master.stderr().contains("now master at epoch 1"),
-        || master.stderr(),
-    );
-    let slave = broker(dir.path(), "b", "2", c.addr, "controller mode");
-    wait_for(
-        "the slave in the in-sync set",
-        20,
-        || master.stderr().contains("-> {1, 2}"),
-        || master.stderr(),
-    );
+    let (c, master, slave) = group(dir.path());
     signal(&c, "-STOP");
     std::thread::sleep(Duration::from_millis(4_500));
     signal(&c, "-CONT");
