@@ -193,6 +193,7 @@ impl Env for PowerLossEnv {
     }
 
     fn open(&self, path: &Path, opts: OpenOptions) -> io::Result<Arc<dyn File>> {
+        let existed = self.inner.exists(path);
         let file = self.inner.open(path, opts)?;
         if opts.read_only {
             return Ok(file);
@@ -200,9 +201,18 @@ impl Env for PowerLossEnv {
         let Some(rel) = self.rel(path) else {
             return Ok(file);
         };
+        let kind = FileKind::of(&rel);
+        let track = self.track(&rel);
+        if kind == FileKind::Index && existed {
+            // An index file from before this run: its items (where ever
+            // they end) count as durable; only a file created in this run
+            // has its unsynced items dropped.
+            let mut st = track.st.lock().unwrap_or_else(|e| e.into_inner());
+            st.hi = st.hi.max(file.len());
+        }
         Ok(Arc::new(MarkedFile {
-            kind: FileKind::of(&rel),
-            track: self.track(&rel),
+            kind,
+            track,
             rel,
             inner: file,
             marks: self.marks.clone(),
@@ -588,9 +598,12 @@ fn apply_one(dir: &Path, rel: &str, r: &Replayed) -> io::Result<Option<FileLoss>
         FileKind::Append | FileKind::Index => {
             // An index file's header and slots are written in place below
             // its items: only the items past the synced end are dropped.
+            // Without a sync in this run, what an index file held before
+            // counts as durable and its unsynced items are left to
+            // recovery's rebuild (items past the re-dispatch start).
             let cut = match kind {
                 FileKind::Append => r.from,
-                _ => r.from.map(|_| r.end.unwrap_or(0)),
+                _ => r.from.and(r.end),
             };
             if let Some(cut) = cut.filter(|&c| c < len) {
                 loss.bytes_dropped = zero_from(&mut f, cut, len)?;
