@@ -11,10 +11,13 @@
 #   - Debian's redis-server (apt-get install when missing) with appendonly
 #     yes and appendfsync always, then everysec,
 # and sends the same workload to each: 1 KiB bodies (PEERS_WIRE_MSG_BYTES),
-# producers only, each concurrency of PEERS_WIRE_CONC in flight, through
-# mqlab's own client (`mqlab run --target rocketmq://...`, the same for both
-# RocketMQ brokers) or `mqlab peers-wire redis` (pipelined XADDs, the redis
-# crate). Rounds are interleaved (the order of the servers rotates each
+# each concurrency of PEERS_WIRE_CONC in flight, through mqlab's own client
+# (`mqlab run --target rocketmq://...`, the same for both RocketMQ brokers)
+# or `mqlab peers-wire redis` (pipelined XADDs, the redis crate), once per
+# workload of PEERS_WIRE_WORKLOADS: `produce` (producers only) and
+# `produce+consume` (consumers in the same run: `run --target ...
+# --consume true`, one pull loop per queue, or `peers-wire redis
+# --consumers PEERS_WIRE_REDIS_CONSUMERS`, XREADGROUP in one group). Rounds are interleaved (the order of the servers rotates each
 # round) and the device is measured in every round (`mqlab baseline`:
 # 4 KiB pwrite+fdatasync rate, buffered write bandwidth). Then
 # `mqlab peers-wire report` writes summary.json (`engines`: the median over
@@ -28,6 +31,8 @@
 #   PEERS_WIRE_SECS       measured seconds per point [3]
 #   PEERS_WIRE_WARMUP     warmup seconds per point [1]
 #   PEERS_WIRE_CONC       sends in flight, space separated [1 16 256 1024]
+#   PEERS_WIRE_WORKLOADS  produce and/or produce+consume [produce produce+consume]
+#   PEERS_WIRE_REDIS_CONSUMERS  Redis consumer connections in produce+consume [2]
 #   PEERS_WIRE_MSG_BYTES  body bytes [1024]
 #   PEERS_WIRE_MQLAB      mqlab broker configs, flush-backend
 #                         [sync-pwrite group-pwrite async-pwrite pool-pwrite group-uring async-mmap]
@@ -51,6 +56,11 @@ ROUNDS="${PEERS_WIRE_ROUNDS:-3}"
 SECS="${PEERS_WIRE_SECS:-3}"
 WARMUP="${PEERS_WIRE_WARMUP:-1}"
 CONC="${PEERS_WIRE_CONC:-1 16 256 1024}"
+WORKLOADS="${PEERS_WIRE_WORKLOADS:-produce produce+consume}"
+REDIS_CONSUMERS="${PEERS_WIRE_REDIS_CONSUMERS:-2}"
+for wl in $WORKLOADS; do
+    case "$wl" in produce | produce+consume) ;; *) echo "PEERS_WIRE_WORKLOADS: $wl? (produce, produce+consume)" >&2; exit 2 ;; esac
+done
 MSG="${PEERS_WIRE_MSG_BYTES:-1024}"
 MQLAB_CONFIGS="${PEERS_WIRE_MQLAB:-sync-pwrite group-pwrite async-pwrite pool-pwrite group-uring async-mmap}"
 ONLY="${PEERS_WIRE_ONLY:-mqlab rocketmq-rust redis}"
@@ -134,6 +144,7 @@ rmq_version() { "$RMQ_ROOT/bin/$1" --version 2>/dev/null | tr '\n' ' ' || echo '
 {
     echo "scripts/peers-wire.sh"
     echo "PEERS_WIRE_ROUNDS=$ROUNDS PEERS_WIRE_SECS=$SECS PEERS_WIRE_WARMUP=$WARMUP PEERS_WIRE_CONC='$CONC' PEERS_WIRE_MSG_BYTES=$MSG"
+    echo "PEERS_WIRE_WORKLOADS='$WORKLOADS' PEERS_WIRE_REDIS_CONSUMERS=$REDIS_CONSUMERS"
     echo "PEERS_WIRE_MQLAB='$MQLAB_CONFIGS' PEERS_WIRE_ONLY='$ONLY' PEERS_WIRE_DIR=$DATA"
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(uname -r), $(nproc) cores, filesystem $(stat -f -c %T "$DATA")"
     echo "mqlab: $MQLAB, tree $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- engine broker client protocol workloads || echo ' + uncommitted changes')"
@@ -268,25 +279,32 @@ start_redis() { # always|everysec dir
 }
 
 # --- One point ---------------------------------------------------------------
-# run_point round engine durability c kind(rocketmq|redis) target dir
+# run_point round engine durability c kind(rocketmq|redis) target dir workload
+# Folders: runs/r<round>/<engine>-<durability>/c<C> (produce),
+# .../pc-c<C> (produce+consume).
 run_point() {
-    local r=$1 engine=$2 dur=$3 c=$4 kind=$5 target=$6 d=$7
-    local rel="runs/r$r/$engine-$dur/c$c" status=ok
-    local tmp="$d/run-c$c"
-    local limit=$((${SECS%.*} + ${WARMUP%.*} + 60))
+    local r=$1 engine=$2 dur=$3 c=$4 kind=$5 target=$6 d=$7 wl=$8
+    local tag="c$c" consume=false consumers=0
+    if [ "$wl" = produce+consume ]; then
+        tag="pc-c$c" consume=true consumers=$REDIS_CONSUMERS
+    fi
+    local rel="runs/r$r/$engine-$dur/$tag" status=ok
+    local tmp="$d/run-$tag"
+    # Consumers catch up for at most 10 s after the producers stop.
+    local limit=$((${SECS%.*} + ${WARMUP%.*} + 70))
     mkdir -p "$OUT/$rel"
     if [ "$kind" = redis ]; then
         local conns=2
         [ "$c" -lt 2 ] && conns=1
         timeout "$limit" "$MQLAB" peers-wire redis --target "$target" --inflight "$c" \
             --connections "$conns" --msg-size "$MSG" --duration "$SECS" --warmup "$WARMUP" \
-            --out "$tmp" >"$tmp.out" 2>&1 || status="exit $?"
+            --consumers "$consumers" --out "$tmp" >"$tmp.out" 2>&1 || status="exit $?"
     else
         local p=2
         [ "$c" -lt 2 ] && p=1
         timeout "$limit" "$MQLAB" run --target "$target" --producers "$p" --inflight $((c / p)) \
-            --msg-size "$MSG" --duration "$SECS" --warmup "$WARMUP" --consume false \
-            --topic pw --status-secs 0 --name "$engine-c$c" --out "$tmp" >"$tmp.out" 2>&1 ||
+            --msg-size "$MSG" --duration "$SECS" --warmup "$WARMUP" --consume "$consume" \
+            --topic pw --status-secs 0 --name "$engine-$tag" --out "$tmp" >"$tmp.out" 2>&1 ||
             status="exit $?"
     fi
     [ -f "$tmp/summary.json" ] && cp "$tmp/summary.json" "$OUT/$rel/"
@@ -294,9 +312,9 @@ run_point() {
     if [ "$status" != ok ]; then
         status="$status: $(tail -n 2 "$tmp.out" 2>/dev/null | tr '\n"\\' "  '" | cut -c1-300)"
     fi
-    log "round $r $engine ($dur) c=$c: $(grep -hoE '[0-9,]+ msgs/s|msgs_per_s=[0-9]+' "$tmp.out" | head -1) $status"
-    printf '{"round":%d,"engine":"%s","durability":"%s","concurrency":%d,"msg_bytes":%d,"dir":"%s","status":"%s"}\n' \
-        "$r" "$engine" "$dur" "$c" "$MSG" "$rel" "$status" >>"$RUNS"
+    log "round $r $engine ($dur, $wl) c=$c: $(grep -hoE '[0-9,]+ msgs/s|msgs_per_s=[0-9]+' "$tmp.out" | head -2 | tr '\n' ' ')$status"
+    printf '{"round":%d,"engine":"%s","durability":"%s","workload":"%s","concurrency":%d,"msg_bytes":%d,"dir":"%s","status":"%s"}\n' \
+        "$r" "$engine" "$dur" "$wl" "$c" "$MSG" "$rel" "$status" >>"$RUNS"
     rm -rf "$tmp"
 }
 
@@ -326,13 +344,18 @@ run_server() {
             start_redis "$fs" "$d" || ok=0
             ;;
     esac
+    local wl c
     if [ "$ok" = 1 ]; then
-        for c in $CONC; do run_point "$r" "$engine" "$dur" "$c" "$kind" "$target" "$d"; done
+        for wl in $WORKLOADS; do
+            for c in $CONC; do run_point "$r" "$engine" "$dur" "$c" "$kind" "$target" "$d" "$wl"; done
+        done
     else
         log "round $r: $name did not start (logs/r$r-${name//:/-}*.log)"
-        for c in $CONC; do
-            printf '{"round":%d,"engine":"%s","durability":"%s","concurrency":%d,"msg_bytes":%d,"dir":"runs/r%d/%s-%s/c%d","status":"server did not start"}\n' \
-                "$r" "$engine" "$dur" "$c" "$MSG" "$r" "$engine" "$dur" "$c" >>"$RUNS"
+        for wl in $WORKLOADS; do
+            for c in $CONC; do
+                printf '{"round":%d,"engine":"%s","durability":"%s","workload":"%s","concurrency":%d,"msg_bytes":%d,"dir":"runs/r%d/%s-%s/c%d","status":"server did not start"}\n' \
+                    "$r" "$engine" "$dur" "$wl" "$c" "$MSG" "$r" "$engine" "$dur" "$c" >>"$RUNS"
+            done
         done
     fi
     stop_servers

@@ -12,6 +12,13 @@
 //!   over rounds; `device`; `ratios`), `DIR/table.csv`, `DIR/table.md` and
 //!   the chart `DIR/peers-wire.{svg,png}` (msgs/s vs in flight per engine).
 //!
+//! Workloads (`workload` in runs.jsonl and in every row): `produce`
+//! (producers only) and `produce+consume` (consumers reading the same
+//! stream or topic during the run: `run --target ... --consume true`, or
+//! `peers-wire redis --consumers N`); their rows carry the consumers'
+//! figures (`consume_msgs_per_s`, end-to-end p50/p99), and each workload
+//! gets its own ratios. runs.jsonl lines without `workload` are `produce`.
+//!
 //! Durability classes: `sync` when the ack waits for an fdatasync/fsync
 //! covering the message (mqlab `sync` and `group`, rocketmq-rust
 //! SYNC_FLUSH, Redis `appendfsync always`), `async` otherwise (mqlab
@@ -78,11 +85,23 @@ struct RunLine {
     durability: String,
     concurrency: u64,
     msg_bytes: u64,
+    /// `produce` or `produce+consume`.
+    #[serde(default = "produce")]
+    workload: String,
     /// The run's folder, relative to the report's folder.
     dir: String,
     /// `ok` or why the run failed.
     status: String,
 }
+
+fn produce() -> String {
+    PRODUCE.into()
+}
+
+/// The producers-only workload.
+pub const PRODUCE: &str = "produce";
+/// Producers and consumers in the same run.
+pub const PRODUCE_CONSUME: &str = "produce+consume";
 
 /// The figures every run's summary.json has under these names (mqlab's
 /// `run --target` and `peers-wire redis` alike).
@@ -92,6 +111,11 @@ struct RunFigures {
     ack_latency_us: Lat,
     #[serde(default)]
     errors: BTreeMap<String, u64>,
+    /// With consumers (at the top level of both summaries).
+    #[serde(default)]
+    consume_msgs_per_s: Option<f64>,
+    #[serde(default)]
+    e2e_latency_us: Option<Lat>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +131,8 @@ pub struct EngineRow {
     pub engine: String,
     /// `sync` (ack after fdatasync) or `async`.
     pub durability: String,
+    /// `produce` (producers only) or `produce+consume`.
+    pub workload: String,
     /// Sends in flight.
     pub concurrency: u64,
     /// Body bytes.
@@ -126,6 +152,14 @@ pub struct EngineRow {
     pub send_errors: u64,
     /// Rounds that failed, with why.
     pub failures: Vec<String>,
+    /// produce+consume: median over rounds of the consumers' msgs/s
+    /// (everything consumed over the run's time, warmup and catch-up
+    /// included).
+    pub consume_msgs_per_s: Option<f64>,
+    /// produce+consume: median over rounds of the end-to-end (send to
+    /// consume) p50 and p99, µs.
+    pub e2e_p50_us: Option<u64>,
+    pub e2e_p99_us: Option<u64>,
 }
 
 /// A ratio the issue asks for.
@@ -216,7 +250,7 @@ fn read_device(dir: &Path) -> Vec<DeviceRound> {
 
 /// Median rows, in the order engines first appear in runs.jsonl.
 fn aggregate(dir: &Path, runs: &[RunLine]) -> Vec<EngineRow> {
-    type Key = (String, String, u64, u64);
+    type Key = (String, String, u64, u64, String);
     let mut order: Vec<Key> = Vec::new();
     let mut groups: BTreeMap<Key, Vec<&RunLine>> = BTreeMap::new();
     for r in runs {
@@ -225,6 +259,7 @@ fn aggregate(dir: &Path, runs: &[RunLine]) -> Vec<EngineRow> {
             r.durability.clone(),
             r.concurrency,
             r.msg_bytes,
+            r.workload.clone(),
         );
         if !groups.contains_key(&k) {
             order.push(k.clone());
@@ -245,6 +280,7 @@ fn aggregate(dir: &Path, runs: &[RunLine]) -> Vec<EngineRow> {
                 .iter()
                 .position(|e| e.0 == k.0 && e.1 == k.1)
                 .unwrap_or(0),
+            k.4 != PRODUCE,
             k.3,
             k.2,
         )
@@ -253,6 +289,7 @@ fn aggregate(dir: &Path, runs: &[RunLine]) -> Vec<EngineRow> {
     for k in order {
         let lines = &groups[&k];
         let (mut tput, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ctput, mut e50, mut e99) = (Vec::new(), Vec::new(), Vec::new());
         let mut failures = Vec::new();
         let mut send_errors = 0;
         for l in lines {
@@ -266,6 +303,11 @@ fn aggregate(dir: &Path, runs: &[RunLine]) -> Vec<EngineRow> {
                     p50.push(f.ack_latency_us.p50 as f64);
                     p99.push(f.ack_latency_us.p99 as f64);
                     send_errors += f.errors.values().sum::<u64>();
+                    if let (Some(c), Some(e)) = (f.consume_msgs_per_s, &f.e2e_latency_us) {
+                        ctput.push(c);
+                        e50.push(e.p50 as f64);
+                        e99.push(e.p99 as f64);
+                    }
                 }
                 Some(f) => {
                     send_errors += f.errors.values().sum::<u64>();
@@ -278,9 +320,11 @@ fn aggregate(dir: &Path, runs: &[RunLine]) -> Vec<EngineRow> {
             tput.iter().copied().fold(f64::INFINITY, f64::min),
             tput.iter().copied().fold(0.0, f64::max),
         );
+        let consumed = !ctput.is_empty();
         rows.push(EngineRow {
             engine: k.0.clone(),
             durability: k.1.clone(),
+            workload: k.4.clone(),
             concurrency: k.2,
             msg_bytes: k.3,
             rounds: tput.len(),
@@ -291,6 +335,9 @@ fn aggregate(dir: &Path, runs: &[RunLine]) -> Vec<EngineRow> {
             msgs_per_s_max: hi.round(),
             send_errors,
             failures,
+            consume_msgs_per_s: consumed.then(|| median(&mut ctput).round()),
+            e2e_p50_us: consumed.then(|| median(&mut e50).round() as u64),
+            e2e_p99_us: consumed.then(|| median(&mut e99).round() as u64),
         });
     }
     rows
@@ -299,6 +346,7 @@ fn aggregate(dir: &Path, runs: &[RunLine]) -> Vec<EngineRow> {
 /// The best mqlab row of a class at one concurrency, and the peer's row.
 fn ratio(
     rows: &[EngineRow],
+    workload: &str,
     class: &str,
     c: u64,
     peer: &str,
@@ -309,14 +357,19 @@ fn ratio(
         .iter()
         .filter(|r| {
             r.engine.starts_with("mqlab-broker")
+                && r.workload == workload
                 && r.durability == class
                 && r.concurrency == c
                 && r.rounds > 0
         })
         .max_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s));
-    let peer_row = rows
-        .iter()
-        .find(|r| r.engine == peer && r.durability == class && r.concurrency == c && r.rounds > 0);
+    let peer_row = rows.iter().find(|r| {
+        r.engine == peer
+            && r.workload == workload
+            && r.durability == class
+            && r.concurrency == c
+            && r.rounds > 0
+    });
     let ratio = match (best, peer_row) {
         (Some(m), Some(p)) if p.msgs_per_s > 0.0 => Some(m.msgs_per_s / p.msgs_per_s),
         _ => None,
@@ -334,6 +387,15 @@ fn ratio(
 }
 
 fn ratios(rows: &[EngineRow]) -> Vec<Ratio> {
+    let mut out = ratios_of(rows, PRODUCE, "");
+    if rows.iter().any(|r| r.workload == PRODUCE_CONSUME) {
+        out.extend(ratios_of(rows, PRODUCE_CONSUME, " (produce+consume)"));
+    }
+    out
+}
+
+/// The ratios of one workload; `tag` ends each `what`.
+fn ratios_of(rows: &[EngineRow], workload: &str, tag: &str) -> Vec<Ratio> {
     let mut out = Vec::new();
     for class in ["sync", "async"] {
         let flush = if class == "sync" {
@@ -344,30 +406,33 @@ fn ratios(rows: &[EngineRow]) -> Vec<Ratio> {
         for c in [16, 256, 1024] {
             out.push(ratio(
                 rows,
+                workload,
                 class,
                 c,
                 "rocketmq-rust-broker",
                 &format!("rocketmq-rust-broker {flush}"),
-                format!("mqlab / rocketmq-rust, {class}, {c} in flight"),
+                format!("mqlab / rocketmq-rust, {class}, {c} in flight{tag}"),
             ));
         }
     }
     out.push(ratio(
         rows,
+        workload,
         "sync",
         16,
         "redis-streams",
         "redis-streams appendfsync always",
-        "mqlab / Redis appendfsync always, sync, 16 in flight".into(),
+        format!("mqlab / Redis appendfsync always, sync, 16 in flight{tag}"),
     ));
     // Not a target of the issue: the async class against everysec.
     let mut r = ratio(
         rows,
+        workload,
         "async",
         16,
         "redis-streams",
         "redis-streams appendfsync everysec",
-        "mqlab / Redis appendfsync everysec, async, 16 in flight (no target)".into(),
+        format!("mqlab / Redis appendfsync everysec, async, 16 in flight{tag} (no target)"),
     );
     r.target = 0.0;
     r.met = false;
@@ -377,13 +442,15 @@ fn ratios(rows: &[EngineRow]) -> Vec<Ratio> {
 
 fn table_md(rows: &[EngineRow], ratios: &[Ratio], device: &[DeviceRound]) -> String {
     let mut s = String::new();
-    s.push_str("| engine | durability | in flight | msg B | msgs/s (median) | min..max | p50 µs | p99 µs | rounds | send errors |\n");
-    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("| engine | durability | workload | in flight | msg B | msgs/s (median) | min..max | p50 µs | p99 µs | rounds | send errors | consumed msgs/s | e2e p50 µs | e2e p99 µs |\n");
+    s.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), thousands);
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {}..{} | {} | {} | {}{} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {}..{} | {} | {} | {}{} | {} | {} | {} | {} |\n",
             r.engine,
             r.durability,
+            r.workload,
             r.concurrency,
             r.msg_bytes,
             thousands(r.msgs_per_s),
@@ -398,6 +465,9 @@ fn table_md(rows: &[EngineRow], ratios: &[Ratio], device: &[DeviceRound]) -> Str
                 format!(" ({} failed)", r.failures.len())
             },
             r.send_errors,
+            opt(r.consume_msgs_per_s),
+            opt(r.e2e_p50_us.map(|v| v as f64)),
+            opt(r.e2e_p99_us.map(|v| v as f64)),
         ));
     }
     s.push_str("\n| ratio | mqlab (best of the class) | peer | ratio | target 2x |\n");
@@ -438,13 +508,15 @@ fn table_md(rows: &[EngineRow], ratios: &[Ratio], device: &[DeviceRound]) -> Str
 
 fn table_csv(rows: &[EngineRow]) -> String {
     let mut s = String::from(
-        "engine,durability,concurrency,msg_bytes,msgs_per_s,p50_us,p99_us,rounds,msgs_per_s_min,msgs_per_s_max,send_errors,failed_rounds\n",
+        "engine,durability,workload,concurrency,msg_bytes,msgs_per_s,p50_us,p99_us,rounds,msgs_per_s_min,msgs_per_s_max,send_errors,failed_rounds,consume_msgs_per_s,e2e_p50_us,e2e_p99_us\n",
     );
+    let opt = |v: Option<String>| v.unwrap_or_default();
     for r in rows {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.engine,
             r.durability,
+            r.workload,
             r.concurrency,
             r.msg_bytes,
             r.msgs_per_s,
@@ -454,7 +526,10 @@ fn table_csv(rows: &[EngineRow]) -> String {
             r.msgs_per_s_min,
             r.msgs_per_s_max,
             r.send_errors,
-            r.failures.len()
+            r.failures.len(),
+            opt(r.consume_msgs_per_s.map(|v| v.to_string())),
+            opt(r.e2e_p50_us.map(|v| v.to_string())),
+            opt(r.e2e_p99_us.map(|v| v.to_string())),
         ));
     }
     s
@@ -466,7 +541,11 @@ type Series = Vec<(String, Vec<(f64, f64)>)>;
 fn series(rows: &[EngineRow]) -> Series {
     let mut out: Series = Vec::new();
     for r in rows.iter().filter(|r| r.rounds > 0 && r.msgs_per_s > 0.0) {
-        let label = format!("{} ({})", r.engine, r.durability);
+        let label = if r.workload == PRODUCE {
+            format!("{} ({})", r.engine, r.durability)
+        } else {
+            format!("{} ({}, {})", r.engine, r.durability, r.workload)
+        };
         let p = ((r.concurrency.max(1) as f64).log2(), r.msgs_per_s);
         match out.iter_mut().find(|s| s.0 == label) {
             Some(s) => s.1.push(p),
@@ -602,6 +681,24 @@ mod tests {
         .to_string()
     }
 
+    /// A produce+consume run: the consumers' figures at the top level.
+    fn run_pc(dir: &Path, round: u32, engine: &str, c: u64, msgs: f64, consumed: f64) -> String {
+        let rel = format!("runs/r{round}/{engine}-sync/pc-c{c}");
+        std::fs::create_dir_all(dir.join(&rel)).unwrap();
+        let summary = serde_json::json!({
+            "throughput_msgs_per_s": msgs,
+            "ack_latency_us": {"p50": 100, "p99": 1000},
+            "errors": {},
+            "consume_msgs_per_s": consumed,
+            "e2e_latency_us": {"p50": 300 * round, "p99": 3000 * round}
+        });
+        std::fs::write(dir.join(&rel).join("summary.json"), summary.to_string()).unwrap();
+        serde_json::json!({"round": round, "engine": engine, "durability": "sync",
+            "concurrency": c, "msg_bytes": 1024, "workload": "produce+consume",
+            "dir": rel, "status": "ok"})
+        .to_string()
+    }
+
     #[test]
     fn report_takes_medians_and_the_best_mqlab_of_each_class() {
         let dir = tempfile::tempdir().unwrap();
@@ -634,6 +731,22 @@ mod tests {
             ));
             lines.push(run(d, round, "redis-streams", "sync", 16, 800.0 * scale));
             lines.push(run(d, round, "redis-streams", "async", 16, 9000.0 * scale));
+            lines.push(run_pc(
+                d,
+                round,
+                "mqlab-broker-group-pwrite",
+                16,
+                900.0 * scale,
+                800.0 * scale,
+            ));
+            lines.push(run_pc(
+                d,
+                round,
+                "redis-streams",
+                16,
+                300.0 * scale,
+                250.0 * scale,
+            ));
         }
         // A failed round counts in `failures`, not in the median.
         lines.push(
@@ -649,10 +762,20 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap())
                 .unwrap();
         let engines = s["engines"].as_array().unwrap();
-        assert_eq!(engines.len(), 5);
+        assert_eq!(engines.len(), 7);
         let group = &engines[0];
         assert_eq!(group["engine"], "mqlab-broker-group-pwrite");
+        assert_eq!(group["workload"], "produce");
         assert_eq!(group["msgs_per_s"], 2000.0);
+        assert!(group["consume_msgs_per_s"].is_null());
+        // The same engine's produce+consume row follows its produce rows.
+        let pc = &engines[1];
+        assert_eq!(pc["engine"], "mqlab-broker-group-pwrite");
+        assert_eq!(pc["workload"], "produce+consume");
+        assert_eq!(pc["msgs_per_s"], 1800.0);
+        assert_eq!(pc["consume_msgs_per_s"], 1600.0);
+        assert_eq!(pc["e2e_p50_us"], 600);
+        assert_eq!(pc["e2e_p99_us"], 6000);
         assert_eq!(group["p50_us"], 200);
         assert_eq!(group["p99_us"], 2000);
         assert_eq!(group["rounds"], 3);
@@ -665,7 +788,7 @@ mod tests {
         // Redis's two durability classes stay two rows.
         let redis: Vec<_> = engines
             .iter()
-            .filter(|e| e["engine"] == "redis-streams")
+            .filter(|e| e["engine"] == "redis-streams" && e["workload"] == "produce")
             .collect();
         assert_eq!(redis.len(), 2);
 
@@ -680,6 +803,16 @@ mod tests {
             .unwrap();
         assert_eq!(redis_always["ratio"], 1.25);
         assert_eq!(redis_always["met"], false);
+        // produce+consume has its own ratios.
+        let pc_redis = ratios
+            .iter()
+            .find(|r| {
+                r["what"]
+                    == "mqlab / Redis appendfsync always, sync, 16 in flight (produce+consume)"
+            })
+            .unwrap();
+        assert_eq!(pc_redis["ratio"], 3.0);
+        assert_eq!(pc_redis["met"], true);
         // No rocketmq-rust figure at 256: no ratio, not met.
         assert!(ratios[1]["ratio"].is_null());
         for f in ["table.csv", "table.md", "peers-wire.svg", "peers-wire.png"] {
@@ -687,7 +820,8 @@ mod tests {
         }
         let csv = std::fs::read_to_string(d.join("table.csv")).unwrap();
         assert!(csv.starts_with(
-            "engine,durability,concurrency,msg_bytes,msgs_per_s,p50_us,p99_us,rounds"
+            "engine,durability,workload,concurrency,msg_bytes,msgs_per_s,p50_us,p99_us,rounds"
         ));
+        assert!(csv.contains("mqlab-broker-group-pwrite,sync,produce+consume,16,1024,1800,"));
     }
 }

@@ -14,10 +14,26 @@
 //! always`, only after the event loop's fsync of the AOF (one fsync for
 //! every command read in that loop iteration: group commit), so the
 //! latency is the durable ack's.
+//!
+//! With `--consumers N` (producers + consumers), N more connections read
+//! the stream while it is written, each one a thread looping on
+//! `XREADGROUP GROUP mqlab c<i> COUNT 256 BLOCK 100 NOACK STREAMS <stream> >`
+//! (one consumer group created at `$` before the producers start, so every
+//! entry is delivered to one consumer once, as RocketMQ's clustering
+//! consumers share a topic's queues; NOACK: no pending-entries list, as a
+//! consumer that commits its offset). Each body carries its wall-clock
+//! send time in bytes 12..20 (as `run --target`'s bodies), so a consumer
+//! records end-to-end latency (send to consume) for entries sent after the
+//! warmup. When the producers stop, the consumers read on until they have
+//! every acknowledged entry (at most 10 s). summary.json then has, at
+//! its top level as `run --target`'s, `consumers`, `produced`, `consumed`,
+//! `consume_msgs_per_s` (everything consumed over the time from the start
+//! until the consumers stopped, warmup and catch-up included, as `run
+//! --target` computes it) and `e2e_latency_us`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +69,10 @@ pub struct RedisRequest {
     /// Stream key.
     #[arg(long, default_value = "mqlab", value_name = "KEY")]
     pub stream: String,
+    /// Consumer connections reading the stream during the run (XREADGROUP,
+    /// one group): 0 runs producers only.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub consumers: usize,
     /// Output folder for summary.json (created if missing). [default:
     /// print only]
     #[arg(long, value_name = "DIR")]
@@ -94,18 +114,166 @@ pub struct RedisSummary {
     pub ack_latency_us: LatencySummary,
     /// Error replies by their code (`OOM`, `ERR`, ...), whole run.
     pub errors: BTreeMap<String, u64>,
+    /// With --consumers: what they read, at the top level as `run
+    /// --target` writes its consumers' figures.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub messaging: Option<RedisMessaging>,
+}
+
+/// The consumers' figures, under `run --target`'s names.
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisMessaging {
+    /// Consumer connections.
+    pub consumers: usize,
+    /// Entries acknowledged to the producers over the whole run.
+    pub produced: u64,
+    /// Entries read by the consumers (each once: one group).
+    pub consumed: u64,
+    /// consumed / seconds from the start until the consumers stopped.
+    pub consume_msgs_per_s: f64,
+    /// Send (wall clock, in the body) to read, µs, entries sent after the
+    /// warmup.
+    pub e2e_latency_us: LatencySummary,
+    /// XREADGROUP calls that failed.
+    pub read_errors: u64,
 }
 
 struct Shared {
     measure_from: Instant,
     measure_to: Instant,
+    /// measure_from on the wall clock, µs (what end-to-end latency counts
+    /// from: entries sent before it are warmup).
+    measure_from_wall_us: u64,
     stop: AtomicBool,
+    /// Entries acknowledged over the whole run (all producers).
+    produced: AtomicU64,
+    /// Entries read (all consumers).
+    consumed: AtomicU64,
+    /// Set once the producers are done: consumers stop when they have read
+    /// `produced`, or at `consumers_deadline_ms` after this.
+    producers_done: AtomicBool,
 }
 
 struct ConnResult {
     hist: Histogram<u64>,
     acked: u64,
     errors: BTreeMap<String, u64>,
+}
+
+/// Consumer group name.
+const GROUP: &str = "mqlab";
+
+/// Where a body carries its wall-clock send time (µs, little endian), as
+/// `run --target`'s bodies do.
+const SENT_AT: std::ops::Range<usize> = 12..20;
+
+fn wall_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+struct ConsumerResult {
+    e2e: Histogram<u64>,
+    read_errors: u64,
+}
+
+/// The entries of one XREADGROUP reply: (id, body) pairs. RESP2 shape:
+/// `[[stream, [[id, [field, value, ...]], ...]], ...]`, or nil on timeout.
+fn reply_bodies(v: &Value, out: &mut Vec<Vec<u8>>) {
+    let Value::Array(streams) = v else {
+        return;
+    };
+    for s in streams {
+        let Value::Array(kv) = s else { continue };
+        let Some(Value::Array(entries)) = kv.get(1) else {
+            continue;
+        };
+        for e in entries {
+            let Value::Array(e) = e else { continue };
+            let Some(Value::Array(fields)) = e.get(1) else {
+                continue;
+            };
+            let mut body = Vec::new();
+            for pair in fields.chunks(2) {
+                if let [Value::BulkString(f), Value::BulkString(b)] = pair {
+                    if f.as_slice() == b"b" {
+                        body = b.clone();
+                    }
+                }
+            }
+            out.push(body);
+        }
+    }
+}
+
+/// One consumer's loop: XREADGROUP until the producers are done and every
+/// acknowledged entry is read (or the catch-up deadline).
+fn consume(
+    client: &redis::Client,
+    sh: &Shared,
+    id: usize,
+    stream: &str,
+    catch_up: Duration,
+) -> Result<ConsumerResult> {
+    let mut con = connection(client)?;
+    let mut res = ConsumerResult {
+        e2e: latency_hist(),
+        read_errors: 0,
+    };
+    let consumer = format!("c{id}");
+    let mut bodies = Vec::new();
+    let mut done_at: Option<Instant> = None;
+    loop {
+        if sh.producers_done.load(Ordering::Acquire) {
+            let t = *done_at.get_or_insert_with(Instant::now);
+            if sh.consumed.load(Ordering::Acquire) >= sh.produced.load(Ordering::Acquire)
+                || t.elapsed() >= catch_up
+            {
+                break;
+            }
+        }
+        if util::stopped() {
+            break;
+        }
+        let reply: redis::RedisResult<Value> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&consumer)
+            .arg("COUNT")
+            .arg(256)
+            .arg("BLOCK")
+            .arg(100)
+            .arg("NOACK")
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(">")
+            .query(&mut con);
+        let reply = match reply {
+            Ok(v) => v,
+            Err(_) => {
+                res.read_errors += 1;
+                if res.read_errors > 100 {
+                    bail!("XREADGROUP failed 100 times");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        bodies.clear();
+        reply_bodies(&reply, &mut bodies);
+        let now = wall_us();
+        for b in &bodies {
+            if let Some(sent) = b.get(SENT_AT) {
+                let sent = u64::from_le_bytes(sent.try_into().expect("8 bytes"));
+                if sent >= sh.measure_from_wall_us {
+                    res.e2e.saturating_record(now.saturating_sub(sent).max(1));
+                }
+            }
+        }
+        sh.consumed.fetch_add(bodies.len() as u64, Ordering::AcqRel);
+    }
+    Ok(res)
 }
 
 /// The server's answer to one query, as a string (`?` when it has none).
@@ -154,6 +322,10 @@ fn drive(
         errors: BTreeMap::new(),
     };
     let mut pending: VecDeque<Instant> = VecDeque::with_capacity(window);
+    // This connection's copy of the body: bytes 12..20 get each entry's
+    // wall-clock send time (for the consumers' end-to-end latency).
+    let mut body = body.to_vec();
+    let stamp = body.len() >= SENT_AT.end;
     let mut buf: Vec<u8> = Vec::with_capacity(window.min(256) * (body.len() + 96));
     // Refill once this many slots are free (one write for all of them).
     let refill_at = (window / 16).max(1);
@@ -162,6 +334,10 @@ fn drive(
         let issuing = !sh.stop.load(Ordering::Relaxed) && Instant::now() < sh.measure_to;
         if issuing && window - pending.len() >= refill_at {
             let now = Instant::now();
+            let now_wall = wall_us();
+            if stamp {
+                body[SENT_AT].copy_from_slice(&now_wall.to_le_bytes());
+            }
             while pending.len() < window {
                 redis::cmd("XADD")
                     .arg(stream)
@@ -169,7 +345,7 @@ fn drive(
                     .arg("k")
                     .arg(format!("k{id}-{seq}"))
                     .arg("b")
-                    .arg(body)
+                    .arg(body.as_slice())
                     .write_packed_command(&mut buf);
                 pending.push_back(now);
                 seq += 1;
@@ -186,12 +362,14 @@ fn drive(
             Value::ServerError(e) => {
                 *res.errors.entry(e.code().to_string()).or_default() += 1;
             }
-            _ if now >= sh.measure_from && now <= sh.measure_to => {
-                res.acked += 1;
-                let us = now.duration_since(sent).as_micros().max(1) as u64;
-                res.hist.saturating_record(us);
+            _ => {
+                sh.produced.fetch_add(1, Ordering::AcqRel);
+                if now >= sh.measure_from && now <= sh.measure_to {
+                    res.acked += 1;
+                    let us = now.duration_since(sent).as_micros().max(1) as u64;
+                    res.hist.saturating_record(us);
+                }
             }
-            _ => {}
         }
         if util::stopped() {
             sh.stop.store(true, Ordering::Relaxed);
@@ -220,6 +398,18 @@ pub fn cmd_redis(req: RedisRequest) -> Result<()> {
     // A stream left by an earlier run would make this one's AOF and memory
     // bigger: start from none.
     let _: i64 = redis::cmd("DEL").arg(&req.stream).query(&mut admin)?;
+    if req.consumers > 0 {
+        // One group from the (empty) stream's end: every entry of this run
+        // goes to one consumer.
+        let _: Value = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&req.stream)
+            .arg(GROUP)
+            .arg("$")
+            .arg("MKSTREAM")
+            .query(&mut admin)
+            .context("XGROUP CREATE")?;
+    }
     let _ = admin.check_connection();
 
     let conns = req.connections.min(req.inflight);
@@ -228,8 +418,18 @@ pub fn cmd_redis(req: RedisRequest) -> Result<()> {
     let sh = Arc::new(Shared {
         measure_from: start + Duration::from_secs_f64(req.warmup),
         measure_to: start + Duration::from_secs_f64(req.warmup + req.duration),
+        measure_from_wall_us: wall_us() + (req.warmup * 1e6) as u64,
         stop: AtomicBool::new(false),
+        produced: AtomicU64::new(0),
+        consumed: AtomicU64::new(0),
+        producers_done: AtomicBool::new(false),
     });
+    let consumer_handles: Vec<_> = (0..req.consumers)
+        .map(|i| {
+            let (client, sh, stream) = (client.clone(), sh.clone(), req.stream.clone());
+            std::thread::spawn(move || consume(&client, &sh, i, &stream, Duration::from_secs(10)))
+        })
+        .collect();
     let handles: Vec<_> = (0..conns)
         .map(|i| {
             let window = req.inflight / conns + usize::from(i < req.inflight % conns);
@@ -258,6 +458,20 @@ pub fn cmd_redis(req: RedisRequest) -> Result<()> {
             Err(_) => failure = Some(anyhow::anyhow!("a connection thread panicked")),
         }
     }
+    sh.producers_done.store(true, Ordering::Release);
+    let mut e2e = latency_hist();
+    let mut read_errors = 0;
+    for h in consumer_handles {
+        match h.join() {
+            Ok(Ok(r)) => {
+                e2e.add(&r.e2e).ok();
+                read_errors += r.read_errors;
+            }
+            Ok(Err(e)) => failure = failure.or(Some(e.context("XREADGROUP"))),
+            Err(_) => failure = Some(anyhow::anyhow!("a consumer thread panicked")),
+        }
+    }
+    let consumed_secs = start.elapsed().as_secs_f64();
     if let Some(e) = failure {
         return Err(e.context(format!("XADD to {}", req.target)));
     }
@@ -285,6 +499,17 @@ pub fn cmd_redis(req: RedisRequest) -> Result<()> {
         throughput_mib_per_s: msgs * req.msg_size as f64 / (1 << 20) as f64,
         ack_latency_us: LatencySummary::of(&hist),
         errors,
+        messaging: (req.consumers > 0).then(|| {
+            let consumed = sh.consumed.load(Ordering::Acquire);
+            RedisMessaging {
+                consumers: req.consumers,
+                produced: sh.produced.load(Ordering::Acquire),
+                consumed,
+                consume_msgs_per_s: consumed as f64 / consumed_secs.max(1e-9),
+                e2e_latency_us: LatencySummary::of(&e2e),
+                read_errors,
+            }
+        }),
     };
     println!(
         "redis-streams appendfsync={} inflight={} connections={} msg_bytes={} msgs_per_s={:.0} p50_us={} p99_us={} errors={}",
@@ -297,6 +522,17 @@ pub fn cmd_redis(req: RedisRequest) -> Result<()> {
         summary.ack_latency_us.p99,
         summary.errors.values().sum::<u64>()
     );
+    if let Some(m) = &summary.messaging {
+        println!(
+            "consumers={} produced={} consumed={} consume_msgs_per_s={:.0} e2e_p50_us={} e2e_p99_us={}",
+            m.consumers,
+            m.produced,
+            m.consumed,
+            m.consume_msgs_per_s,
+            m.e2e_latency_us.p50,
+            m.e2e_latency_us.p99
+        );
+    }
     if let Some(dir) = &req.out {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let path = dir.join("summary.json");
