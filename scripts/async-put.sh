@@ -22,6 +22,8 @@
 #   ASYNC_PUT_SUBMITTERS [1]  ASYNC_PUT_MSG_BYTES [1024]
 #   ASYNC_PUT_DIR   scratch directory on the disk measured [/work/tmp-bench/async-put]
 #   ASYNC_PUT_OUT   output folder [results/async-put]
+#   ASYNC_PUT_NOTE  a line put at the top of OUT/README.md (e.g. that a run
+#                   was a smoke test on a busy machine) [none]
 #
 # Writes OUT/summary.json (settings, rows: medians per put x backend x in
 # flight, comparisons: put_async / blocking), OUT/runs.jsonl (every point of
@@ -58,9 +60,10 @@ MQLAB_BENCH_DIR="$DATA" MQLAB_BENCH_OUT="$OUT" \
 END_LOAD="$(cat /proc/loadavg)"
 
 {
+    echo "# put_async under group commit vs the device's fdatasync bandwidth (issue 15)"
+    echo
+    if [ -n "${ASYNC_PUT_NOTE:-}" ]; then printf '**%s**\n\n' "$ASYNC_PUT_NOTE"; fi
     cat <<EOF
-# put_async under group commit vs the device's fdatasync bandwidth (issue 15)
-
 Command: \`$COMMAND\`
 (\`cargo bench -p mqlab-bench --bench async_put\`, bench/benches/async_put.rs).
 
