@@ -520,7 +520,16 @@ fn run_point(round: u32, p: Point, s: &Settings, dir: &Path) -> Row {
     if let Ok(st) = Arc::try_unwrap(store) {
         let _ = st.shutdown();
     }
+    // The store's files go after the device measurement: unlinking a
+    // segment just written can keep the file system busy under it.
+    let row = measure_device(row, &load, d, s, dir);
     let _ = std::fs::remove_dir_all(&store_dir);
+    row
+}
+
+/// Fills the row's figures from the load and the counters, then measures
+/// the device at the batch size reached.
+fn measure_device(mut row: Row, load: &Load, d: Snap, s: &Settings, dir: &Path) -> Row {
     let secs = load.elapsed.as_secs_f64().max(1e-9);
     row.secs = (secs * 1000.0).round() / 1000.0;
     row.msgs = load.acked;
