@@ -191,6 +191,7 @@ fn powerloss_command_on_a_killed_broker() {
     );
     // Applied once; the store then recovers.
     assert!(!data.join("powerloss.marks").exists());
-    common::fails(dir.path(), &["powerloss", "--data-dir", "b"]);
+    let again = common::fails(dir.path(), &["powerloss", "--data-dir", "b"]);
+    assert!(again.contains("applied already"), "{again}");
     common::mqlab_ok(dir.path(), &["verify", "--data-dir", "b"]);
 }

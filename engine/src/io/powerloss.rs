@@ -662,6 +662,15 @@ pub fn apply(dir: &Path) -> io::Result<PowerLossReport> {
     let marks = dir.join(MARKS_FILE);
     let text = match std::fs::read(&marks) {
         Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && dir.join(APPLIED_FILE).exists() => {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{} has no {MARKS_FILE} but a {APPLIED_FILE}: the power loss was applied already",
+                    dir.display()
+                ),
+            ))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
