@@ -10,6 +10,11 @@
 #   results/ha/failover      FAILOVER_KILLS kills with a controller: the
 #                            slave elected, the producer follows the
 #                            route, failover time measured;
+#   results/ha/failover-sync SYNC_FAILOVER_KILLS kills per SYNC_MASTER mode
+#                            with a controller (default 200 each: 1,200
+#                            failovers, about 4 hours on 2 cores); every
+#                            acknowledged message must be on the new
+#                            master (0 = skip);
 #   results/ha/partition     PARTITION_SCHEDULES seeded schedules of
 #                            replication faults (issue 16: partitions,
 #                            flapping and slow links, failovers) against a
@@ -18,11 +23,11 @@
 #                            master, dual-master epochs (0 = skip).
 # Each: summary.json, trials.csv, lag.csv, charts, run.log, the first
 # kill's ack log per mode. Niced; roughly 12 x (KILLS x 1.3 s +
-# DELAY_KILLS x 1.5 s + FAILOVER_KILLS x 8 s).
+# DELAY_KILLS x 1.5 s + FAILOVER_KILLS x 8 s) + 6 x SYNC_FAILOVER_KILLS x 12 s.
 #
 #   KILLS=40 DELAY_KILLS=20 DELAY=10 FAILOVER_KILLS=8 PARTITION_SCHEDULES=200 SEED=1 scripts/ha.sh
 #
-# Only the partition set: KILLS=0 DELAY_KILLS=0 FAILOVER_KILLS=0 scripts/ha.sh
+# Only the partition set: KILLS=0 DELAY_KILLS=0 FAILOVER_KILLS=0 SYNC_FAILOVER_KILLS=0 scripts/ha.sh
 # (PARTITION_ROLES, PARTITION_SLAVES: the lists it cycles through.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +35,7 @@ KILLS="${KILLS:-40}"
 DELAY_KILLS="${DELAY_KILLS:-20}"
 DELAY="${DELAY:-10}"
 FAILOVER_KILLS="${FAILOVER_KILLS:-8}"
+SYNC_FAILOVER_KILLS="${SYNC_FAILOVER_KILLS:-200}"
 PARTITION_SCHEDULES="${PARTITION_SCHEDULES:-200}"
 PARTITION_ROLES="${PARTITION_ROLES:-SYNC_MASTER,SYNC_MASTER,ASYNC_MASTER}"
 PARTITION_SLAVES="${PARTITION_SLAVES:-2,1}"
@@ -50,5 +56,6 @@ run() { # dir, mqlab ha flags...
 [ "$KILLS" = 0 ] || run "$OUT/pass" --kills "$KILLS" --fault pass
 [ "$DELAY_KILLS" = 0 ] || run "$OUT/delay-${DELAY}ms" --kills "$DELAY_KILLS" --fault "delay:$DELAY"
 [ "$FAILOVER_KILLS" = 0 ] || run "$OUT/failover" --kills "$FAILOVER_KILLS" --failover
+[ "$SYNC_FAILOVER_KILLS" = 0 ] || run "$OUT/failover-sync" --kills "$SYNC_FAILOVER_KILLS" --failover --roles SYNC_MASTER
 [ "$PARTITION_SCHEDULES" = 0 ] || run "$OUT/partition" --partition --schedules "$PARTITION_SCHEDULES" \
     --roles "$PARTITION_ROLES" --slaves "$PARTITION_SLAVES"
