@@ -133,11 +133,20 @@ impl BrokerProc {
                 }
             }
         };
-        // Keep draining its outputs; a full pipe would stall it. Its
-        // stderr (connections closed, ...) is dropped.
+        // Keep draining its outputs; a full pipe would stall it. Of its
+        // stderr, the first 200 lines saying why a connection was closed
+        // are shown (a problem's cause on the broker's side).
         std::thread::spawn(move || lines.for_each(drop));
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut shown = 0;
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                if shown < 200 && (l.contains("closed") || l.contains("error")) {
+                    eprintln!("broker: {l}");
+                    shown += 1;
+                }
+            }
+        });
         BrokerProc { child, addr }
     }
 
