@@ -651,6 +651,7 @@ fn partition_summary(
         "acked_sync": sum(&|t| t.acked, Some("SYNC_MASTER")),
         "kills": sum(&|t| t.kills as u64, None),
         "truncations": sum(&|t| t.truncations, None),
+        "truncated_bytes": sum(&|t| t.truncated_bytes, None),
         "acks_after_newer_epoch": sum(&|t| t.acks_after_newer_epoch, None),
         "unattributed_lost_acks": sum(&|t| t.unattributed, None),
         "attribution_mismatch": sum(&|t| t.attribution_mismatch, None),

@@ -408,6 +408,7 @@ struct View {
     role: Option<(bool, u32, u64)>,
     in_sync: Vec<u64>,
     truncations: u64,
+    truncated_bytes: u64,
 }
 
 /// A broker's output being followed.
@@ -448,8 +449,9 @@ enum Line {
     Slave(u32, u64),
     /// `in-sync set {..} -> {ids} (epoch K)`
     InSync(Vec<u64>),
-    /// `mqlab ha: truncated ...`
-    Truncated,
+    /// `mqlab ha: broker N: commit log cut from A back to B (N bytes the
+    /// master never had)`: the bytes cut
+    Truncated(u64),
 }
 
 fn parse_line(line: &str) -> Option<Line> {
@@ -481,8 +483,15 @@ fn parse_line(line: &str) -> Option<Line> {
             .collect();
         return Some(Line::InSync(ids));
     }
-    if line.contains("mqlab ha: truncated ") {
-        return Some(Line::Truncated);
+    if let Some(rest) = line.split(": commit log cut from ").nth(1) {
+        let bytes = rest
+            .split(" (")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        return Some(Line::Truncated(bytes));
     }
     None
 }
@@ -541,7 +550,10 @@ impl Watch {
                 }
                 Line::Slave(epoch, master) => v.role = Some((false, epoch, master)),
                 Line::InSync(ids) => v.in_sync = ids,
-                Line::Truncated => v.truncations += 1,
+                Line::Truncated(bytes) => {
+                    v.truncations += 1;
+                    v.truncated_bytes += bytes;
+                }
             }
         }
     }
@@ -606,8 +618,10 @@ pub struct ScheduleResult {
     /// Records of other brokers not at the same offset in the final
     /// master's log.
     pub diverged: u64,
-    /// Truncations the brokers logged.
+    /// Truncations the brokers logged (a commit log cut back at a
+    /// handshake with a new master), and the bytes they cut.
     pub truncations: u64,
+    pub truncated_bytes: u64,
     /// Lost acks no announced master period explains.
     pub unattributed: u64,
     /// Surviving acks whose announced period disagrees with the final
@@ -946,10 +960,13 @@ fn run_in(
     let p = g.p;
     let n = g.nodes.len();
     // Broker 1 first (elected at epoch 1), then its slaves, then every
-    // slave in the in-sync set.
+    // slave in the in-sync set. (A loaded machine may have the controller
+    // re-elect broker 1 at a later epoch meanwhile: still broker 1.)
     g.start(0)?;
-    let master_at_1 = |w: &Watch| w.views[0].role == Some((true, 1, 1));
-    wait_for("broker 1 elected at epoch 1", 15, || {
+    let master_at_1 = |w: &Watch| {
+        matches!(w.views[0].role, Some((true, _, 1))) && w.master().map(|m| m.0) == Some(0)
+    };
+    wait_for("broker 1 elected", 15, || {
         master_at_1(&g.watch.lock().unwrap_or_else(|e| e.into_inner()))
     })
     .map_err(|e| anyhow!("{e}: {}", g.stderr_tails()))?;
@@ -1248,6 +1265,7 @@ fn run_in(
             .count() as u64;
     }
     let truncations = w.views.iter().map(|v| v.truncations).sum();
+    let truncated_bytes = w.views.iter().map(|v| v.truncated_bytes).sum();
     let named_twice = w.named_twice.len() as u64;
     drop(w);
     let send_errors = std::mem::take(&mut *errors.lock().unwrap_or_else(|e| e.into_inner()));
@@ -1280,6 +1298,7 @@ fn run_in(
         final_master: g.nodes[f].id,
         diverged,
         truncations,
+        truncated_bytes,
         unattributed,
         attribution_mismatch: mismatch,
         converge_ms,
@@ -1380,6 +1399,16 @@ mod tests {
         );
         assert_eq!(
             parse_line("mqlab broker broker-a/1: in-sync set {1} -> {1, 2} refused: fenced"),
+            None
+        );
+        assert_eq!(
+            parse_line(
+                "mqlab ha: broker 1: commit log cut from 5000 back to 4000 (1000 bytes the master never had)"
+            ),
+            Some(Line::Truncated(1000))
+        );
+        assert_eq!(
+            parse_line("mqlab ha: truncated /x/commitlog/0 at offset 4000 (1000 bytes): epoch"),
             None
         );
         assert!(parse_line("anything else").is_none());
