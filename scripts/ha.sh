@@ -28,7 +28,9 @@
 #   KILLS=40 DELAY_KILLS=20 DELAY=10 FAILOVER_KILLS=8 PARTITION_SCHEDULES=200 SEED=1 scripts/ha.sh
 #
 # Only the partition set: KILLS=0 DELAY_KILLS=0 FAILOVER_KILLS=0 SYNC_FAILOVER_KILLS=0 scripts/ha.sh
-# (PARTITION_ROLES, PARTITION_SLAVES: the lists it cycles through.)
+# (PARTITION_ROLES, PARTITION_SLAVES: the lists it cycles through;
+# PARTITION_KINDS, e.g. all eight with split: the kinds drawn, default
+# mqlab ha's seven.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILLS="${KILLS:-40}"
@@ -39,6 +41,7 @@ SYNC_FAILOVER_KILLS="${SYNC_FAILOVER_KILLS:-200}"
 PARTITION_SCHEDULES="${PARTITION_SCHEDULES:-200}"
 PARTITION_ROLES="${PARTITION_ROLES:-SYNC_MASTER,SYNC_MASTER,ASYNC_MASTER}"
 PARTITION_SLAVES="${PARTITION_SLAVES:-2,1}"
+PARTITION_KINDS="${PARTITION_KINDS:-}"
 SEED="${SEED:-1}"
 OUT="${OUT:-results/ha}"
 mkdir -p "$OUT"
@@ -58,4 +61,4 @@ run() { # dir, mqlab ha flags...
 [ "$FAILOVER_KILLS" = 0 ] || run "$OUT/failover" --kills "$FAILOVER_KILLS" --failover
 [ "$SYNC_FAILOVER_KILLS" = 0 ] || run "$OUT/failover-sync" --kills "$SYNC_FAILOVER_KILLS" --failover --roles SYNC_MASTER
 [ "$PARTITION_SCHEDULES" = 0 ] || run "$OUT/partition" --partition --schedules "$PARTITION_SCHEDULES" \
-    --roles "$PARTITION_ROLES" --slaves "$PARTITION_SLAVES"
+    --roles "$PARTITION_ROLES" --slaves "$PARTITION_SLAVES" ${PARTITION_KINDS:+--kinds "$PARTITION_KINDS"}
