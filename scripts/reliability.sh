@@ -185,6 +185,11 @@ if [ "$WIRE" = 1 ]; then
         MQLAB_WIRE_FUZZ_ITERS=$WIRE_FUZZ_ITERS MQLAB_WIRE_FUZZ_SEED=$((SEED + 17)) \
         $NICE cargo test --release -p mqlab-broker --test wire_hostile --test acl_wire_cases \
         --test wire_fuzz_seeds -- --nocapture --test-threads=1
+    # The C++ client beside mqlab's (broker_kill9.rs): the interpreter
+    # .ci/run installs PyPI rocketmq into, when it exists.
+    if [ -z "${MQLAB_INTEROP_PYTHON:-}" ] && [ -x target/interop/venv/bin/python ]; then
+        export MQLAB_INTEROP_PYTHON="$PWD/target/interop/venv/bin/python"
+    fi
     step broker_kill9 env MQLAB_BROKER_KILL9_CYCLES=$BROKER_KILL9_CYCLES \
         MQLAB_BROKER_KILL9_FLUSH=sync,group,async,pool MQLAB_BROKER_KILL9_WORKERS=2 \
         MQLAB_BROKER_KILL9_SEED=$((SEED + 18)) \

@@ -12,6 +12,12 @@
 //! written to the kernel (async acknowledges after the write), pool can
 //! lose what its transient buffer had not committed.
 //!
+//! With the C++ client installed (`MQLAB_INTEROP_PYTHON`, as `.ci/run`
+//! sets it: PyPI `rocketmq` 0.4.4, which bundles librocketmq), a C++
+//! producer process sends beside mqlab's client in every cycle (one
+//! synchronous send at a time), and each SEND_OK it prints goes to the same
+//! ack log; without it the test says so and runs mqlab's client alone.
+//!
 //! CI runs 3 cycles of sync, group and async. Full run (scripts/
 //! reliability.sh): `MQLAB_BROKER_KILL9_CYCLES=<per strategy>`,
 //! `MQLAB_BROKER_KILL9_FLUSH=sync,group,async,pool`,
@@ -35,6 +41,71 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const TOPIC: &str = "Kill9Topic";
+
+/// The C++ producer: sends until killed (or an error), one line per
+/// answer: `sent KEY STATUS MSG_ID QUEUE_OFFSET` (the binding names
+/// SEND_OK `OK`; the id is the message's unique id, which `verify` finds).
+const CPP_PRODUCER: &str = r#"
+import sys
+from rocketmq.client import Producer, Message
+ns, topic, prefix, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+p = Producer('Kill9CppPG')
+p.set_namesrv_addr(ns)
+p.start()
+for i in range(n):
+    key = '%s-%d' % (prefix, i)
+    m = Message(topic)
+    m.set_keys(key)
+    m.set_body('cpp-' + key)
+    try:
+        r = p.send_sync(m)
+    except Exception as e:
+        print('error %s' % e, flush=True)
+        break
+    print('sent %s %s %s %d' % (key, r.status.name, r.msg_id, r.offset), flush=True)
+"#;
+
+/// A C++ producer process on `namesrv`, its SEND_OKs appended to
+/// `ack_log` (queue id left empty: the C++ send result has none) and
+/// counted in `acked`. Returns the process and the thread reading it.
+fn cpp_producer(
+    python: &str,
+    dir: &Path,
+    namesrv: std::net::SocketAddr,
+    prefix: &str,
+    ack_log: Arc<Mutex<std::fs::File>>,
+    acked: Arc<AtomicU64>,
+    own: Arc<AtomicU64>,
+) -> (std::process::Child, std::thread::JoinHandle<u64>) {
+    use std::io::BufRead;
+    let script = dir.join("cpp_producer.py");
+    std::fs::write(&script, CPP_PRODUCER).unwrap();
+    let mut child = Command::new(python)
+        .arg(&script)
+        .arg(namesrv.to_string())
+        .arg(TOPIC)
+        .arg(prefix)
+        .arg(MAX_PER_CYCLE.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the C++ client's python");
+    let out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut n = 0;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if let ["sent", key, "OK", msg_id, offset] = f[..] {
+                writeln!(ack_log.lock().unwrap(), "{TOPIC},,{offset},{msg_id},{key}").unwrap();
+                acked.fetch_add(1, Ordering::AcqRel);
+                own.fetch_add(1, Ordering::AcqRel);
+                n += 1;
+            }
+        }
+        n
+    });
+    (child, reader)
+}
 const QUEUES: u32 = 4;
 /// Most messages one cycle sends (bounds the disk a long run uses).
 const MAX_PER_CYCLE: u64 = 40_000;
@@ -90,12 +161,15 @@ struct Report {
     acked_lost: u64,
     max_lost_one_kill: u64,
     send_failures: u64,
+    /// SEND_OKs of the C++ producer (in `acked` too).
+    cpp_acked: u64,
     elapsed_s: f64,
     failures: Vec<String>,
 }
 
-/// One strategy: `cycles` start-load-kill-verify cycles on one directory.
-fn lineage(flush: &str, cycles: u64, seed: u64) -> Report {
+/// One strategy: `cycles` start-load-kill-verify cycles on one directory
+/// (with a C++ producer beside mqlab's client when `python` is given).
+fn lineage(flush: &str, cycles: u64, seed: u64, python: Option<&str>) -> Report {
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -167,6 +241,27 @@ fn lineage(flush: &str, cycles: u64, seed: u64) -> Report {
                 }
             })
         };
+        let cpp_acks = Arc::new(AtomicU64::new(0));
+        let cpp = python.map(|py| {
+            cpp_producer(
+                py,
+                dir.path(),
+                broker.namesrv,
+                &format!("c{seed}-{cycle}"),
+                ack_log.clone(),
+                acked.clone(),
+                cpp_acks.clone(),
+            )
+        });
+        // The C++ client takes a moment to start (route, connections):
+        // the kill's moment counts from its first acknowledged send (10 s
+        // at most).
+        if cpp.is_some() {
+            let t = Instant::now();
+            while cpp_acks.load(Ordering::Acquire) == 0 && t.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         // The seeded moment: mostly under load, sometimes at once.
         let wait_ms = if rng.random_range(0..10) == 0 {
             rng.random_range(0..20)
@@ -178,6 +273,11 @@ fn lineage(flush: &str, cycles: u64, seed: u64) -> Report {
         stop.store(true, Ordering::Release);
         sender.close();
         producer.join().unwrap();
+        if let Some((mut child, reader)) = cpp {
+            let _ = child.kill();
+            let _ = child.wait();
+            r.cpp_acked += reader.join().unwrap();
+        }
         ack_log.lock().unwrap().flush().unwrap();
         let new_acks = acked.load(Ordering::Acquire) - acked_before;
         if new_acks > 0 {
@@ -230,6 +330,12 @@ fn acknowledged_sends_survive_kill9_of_the_broker_process() {
         .filter(|s| !s.is_empty())
         .collect();
     println!("seed {seed} (MQLAB_BROKER_KILL9_SEED={seed} replays this run)");
+    let python = std::env::var("MQLAB_INTEROP_PYTHON").ok();
+    if python.is_none() {
+        println!(
+            "the C++ client is not installed (MQLAB_INTEROP_PYTHON unset; .ci/run sets it): mqlab's client produces alone"
+        );
+    }
     let todo = Mutex::new(flushes.iter().enumerate().collect::<Vec<_>>());
     let reports = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -238,7 +344,12 @@ fn acknowledged_sends_survive_kill9_of_the_broker_process() {
                 let Some((i, flush)) = todo.lock().unwrap().pop() else {
                     return;
                 };
-                let r = lineage(flush, cycles, seed.wrapping_add(i as u64));
+                let r = lineage(
+                    flush,
+                    cycles,
+                    seed.wrapping_add(i as u64),
+                    python.as_deref(),
+                );
                 println!("BROKER_KILL9 {}", serde_json::to_string(&r).unwrap());
                 reports.lock().unwrap().push(r);
             });
@@ -249,6 +360,12 @@ fn acknowledged_sends_survive_kill9_of_the_broker_process() {
     assert!(failures.is_empty(), "seed {seed}: {failures:#?}");
     for r in &reports {
         assert_eq!(r.cycles, cycles, "{r:?}");
+        assert!(
+            python.is_none() || r.cpp_acked > 0,
+            "{}: the C++ producer had no send acknowledged in {} cycles",
+            r.flush,
+            r.cycles
+        );
         assert!(
             r.cycles_with_acks * 2 >= r.cycles,
             "{}: only {} of {} cycles had acknowledged sends",
