@@ -14,26 +14,20 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use mqlab_client::tcp::pipelined::{lookup_route, PipelinedConfig, PipelinedSender, DEFAULT_TOPIC};
-use mqlab_engine::Message;
+use mqlab_client::tcp::pipelined::{lookup_route, DEFAULT_TOPIC};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::proc::BrokerProc;
 use super::trial::{
-    key, lag_samples, now_us, sample_then_kill, scan, verify, write_ack_log, Ack, Trial,
-    TrialParams, TOPIC,
+    lag_samples, now_us, sample_then_kill, scan, sender_to, verify, write_ack_log, Ack, Current,
+    Producer, Trial, TrialParams, TOPIC,
 };
 use super::Mode;
-
-/// The sender the producer uses now and the master's number (0 the
-/// first, 1 the elected one).
-type Current = (Arc<PipelinedSender>, u8);
 
 fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Result<()> {
     let t = Instant::now();
@@ -62,22 +56,6 @@ fn route_master(ns: SocketAddr) -> Option<SocketAddr> {
         }
     }
     None
-}
-
-fn sender_to(addr: SocketAddr, p: &TrialParams) -> Result<Arc<PipelinedSender>> {
-    PipelinedSender::connect(
-        addr,
-        PipelinedConfig {
-            producer_group: "HaProducer".into(),
-            connections: 1,
-            max_in_flight: p.inflight,
-            timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(2),
-            default_topic_queue_nums: p.queues as i32,
-        },
-    )
-    .map(Arc::new)
-    .map_err(|e| anyhow!("connect to {addr}: {e}"))
 }
 
 /// Runs one kill with failover; the ack log goes to `ack_log`.
@@ -175,51 +153,11 @@ pub fn run(
     let current: Arc<RwLock<Option<Current>>> =
         Arc::new(RwLock::new(Some((sender_to(master.addr, p)?, 0))));
     let t0 = Instant::now();
-    let acks: Arc<Mutex<Vec<Ack>>> = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
-    let errors = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = {
-        let (current, acks, errors, stop) =
-            (current.clone(), acks.clone(), errors.clone(), stop.clone());
-        let body = vec![b'h'; p.body_bytes];
-        let queues = p.queues.max(1) as u64;
-        std::thread::Builder::new()
-            .name("ha-producer".into())
-            .spawn(move || {
-                let mut seq = 0u64;
-                while !stop.load(Ordering::Acquire) {
-                    let cur = current.read().unwrap_or_else(|e| e.into_inner()).clone();
-                    let Some((sender, epoch)) = cur else {
-                        std::thread::sleep(Duration::from_millis(1));
-                        continue;
-                    };
-                    let msg = Message::new(TOPIC, body.clone())
-                        .with_queue((seq % queues) as u32)
-                        .with_keys(key(seq));
-                    let (acks, errors) = (acks.clone(), errors.clone());
-                    let s = seq;
-                    sender.send(&msg, move |r| match r.result {
-                        Ok(sent) if sent.is_ok() => {
-                            let at_us = now_us(t0);
-                            let phys = sent.phys_offset().unwrap_or(u64::MAX);
-                            acks.lock().unwrap_or_else(|e| e.into_inner()).push(Ack {
-                                seq: s,
-                                queue_id: sent.queue_id,
-                                queue_offset: sent.queue_offset,
-                                msg_id: sent.msg_id,
-                                phys,
-                                at_us,
-                                epoch,
-                            });
-                        }
-                        _ => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    });
-                    seq += 1;
-                }
-                seq
-            })?
+    let mut producer = {
+        let current = current.clone();
+        Producer::start("ha-producer", p, t0, move || {
+            current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        })?
     };
 
     let (raw, final_slaves, kill_at_ms, killed_us) =
@@ -233,8 +171,7 @@ pub fn run(
             break a;
         }
         if t.elapsed() > Duration::from_secs(30) {
-            stop.store(true, Ordering::Release);
-            let _ = producer.join();
+            let _ = producer.stop();
             bail!(
                 "no new master in the route 30 s after the kill: {}",
                 slaves
@@ -256,17 +193,16 @@ pub fn run(
     }
     *current.write().unwrap_or_else(|e| e.into_inner()) = Some((sender_to(new_addr, p)?, 1));
     let first_new = || {
-        acks.lock()
+        producer
+            .acks
+            .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .any(|a| a.epoch == 1)
     };
     let got_new = wait_for("an ack from the new master", 15, first_new).is_ok();
     std::thread::sleep(Duration::from_millis(p.post_failover_ms));
-    stop.store(true, Ordering::Release);
-    let sent = producer
-        .join()
-        .map_err(|_| anyhow!("the producer thread panicked"))?;
+    let sent = producer.stop()?;
     if let Some((s, _)) = current.write().unwrap_or_else(|e| e.into_inner()).take() {
         s.wait_idle(Duration::from_secs(10));
         s.close();
@@ -285,8 +221,7 @@ pub fn run(
     let _ = ctl.stop();
     let _ = ns.stop();
 
-    let mut acks = std::mem::take(&mut *acks.lock().unwrap_or_else(|e| e.into_inner()));
-    acks.sort_by_key(|a| a.at_us);
+    let acks = producer.take_acks();
     write_ack_log(ack_log, &acks)?;
     let new_dir: PathBuf = d.join(format!("b{}", elected + 2));
     let (missing, ok) = verify(&p.bin, &new_dir, ack_log)?;
@@ -325,7 +260,7 @@ pub fn run(
         kill_at_ms,
         sent,
         acked: acked_old,
-        send_errors: errors.load(Ordering::Relaxed),
+        send_errors: producer.errors(),
         msgs_per_s: acked_old as f64 / (killed_us.max(1) as f64 / 1e6),
         acked_lost: lost_old,
         acked_lost_worst_slave: lost_old,

@@ -58,7 +58,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use mqlab_client::tcp::pipelined::{response_name, PipelinedConfig, PipelinedSender};
+use mqlab_client::tcp::pipelined::{response_name, PipelinedSender};
 use mqlab_engine::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -649,19 +649,7 @@ fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Result<()> {
 }
 
 fn sender_to(addr: SocketAddr, p: &PartitionParams) -> Result<Arc<PipelinedSender>> {
-    PipelinedSender::connect(
-        addr,
-        PipelinedConfig {
-            producer_group: "HaPartitionProducer".into(),
-            connections: 1,
-            max_in_flight: p.inflight,
-            timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(2),
-            default_topic_queue_nums: p.queues as i32,
-        },
-    )
-    .map(Arc::new)
-    .map_err(|e| anyhow!("connect to {addr}: {e}"))
+    super::trial::pipelined_sender(addr, "HaPartitionProducer", p.inflight, p.queues as usize)
 }
 
 /// The cluster of one schedule.

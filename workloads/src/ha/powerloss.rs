@@ -33,20 +33,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use mqlab_client::tcp::pipelined::{PipelinedConfig, PipelinedSender};
 use mqlab_engine::io::powerloss::{self, PowerLossReport};
-use mqlab_engine::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::proc::{offsets, BrokerProc, Offsets};
-use super::trial::{key, now_us, scan, verify, write_ack_log, Ack, TrialParams, TOPIC};
+use super::trial::{now_us, scan, sender_to, verify, write_ack_log, Ack, Producer, TrialParams};
 use super::{HaRequest, Mode};
 use crate::faultproxy::{Fault, FaultProxy};
 
@@ -245,61 +241,11 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(5));
     }
 
-    let sender = Arc::new(
-        PipelinedSender::connect(
-            master.addr,
-            PipelinedConfig {
-                producer_group: "HaProducer".into(),
-                connections: 1,
-                max_in_flight: p.inflight,
-                timeout: Duration::from_secs(5),
-                connect_timeout: Duration::from_secs(2),
-                default_topic_queue_nums: p.queues as i32,
-            },
-        )
-        .map_err(|e| anyhow!("connect to the master: {e}"))?,
-    );
+    let sender = sender_to(master.addr, p).map_err(|e| anyhow!("connect to the master: {e}"))?;
     let t0 = Instant::now();
-    let acks: Arc<Mutex<Vec<Ack>>> = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
-    let errors = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = {
-        let (sender, acks, errors, stop) =
-            (sender.clone(), acks.clone(), errors.clone(), stop.clone());
-        let body = vec![b'h'; p.body_bytes];
-        let queues = p.queues.max(1);
-        std::thread::Builder::new()
-            .name("ha-pl-producer".into())
-            .spawn(move || {
-                let mut seq = 0u64;
-                while !stop.load(Ordering::Acquire) {
-                    let msg = Message::new(TOPIC, body.clone())
-                        .with_queue((seq % queues as u64) as u32)
-                        .with_keys(key(seq));
-                    let (acks, errors) = (acks.clone(), errors.clone());
-                    let s = seq;
-                    sender.send(&msg, move |r| match r.result {
-                        Ok(sent) if sent.is_ok() => {
-                            let at_us = now_us(t0);
-                            let phys = sent.phys_offset().unwrap_or(u64::MAX);
-                            acks.lock().unwrap_or_else(|e| e.into_inner()).push(Ack {
-                                seq: s,
-                                queue_id: sent.queue_id,
-                                queue_offset: sent.queue_offset,
-                                msg_id: sent.msg_id,
-                                phys,
-                                at_us,
-                                epoch: 0,
-                            });
-                        }
-                        _ => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    });
-                    seq += 1;
-                }
-                seq
-            })?
+    let mut producer = {
+        let sender = sender.clone();
+        Producer::start("ha-pl-producer", p, t0, move || Some((sender.clone(), 0)))?
     };
 
     // Wait for the seeded moment, take the last sample, kill at once.
@@ -321,10 +267,7 @@ pub fn run(
         }
     }
     let killed_us = now_us(t0);
-    stop.store(true, Ordering::Release);
-    let sent = producer
-        .join()
-        .map_err(|_| anyhow!("the producer thread panicked"))?;
+    let sent = producer.stop()?;
     sender.wait_idle(Duration::from_secs(10));
     sender.close();
     if power_off == PowerOff::Master {
@@ -337,8 +280,7 @@ pub fn run(
     for px in proxies {
         px.stop();
     }
-    let mut acks = std::mem::take(&mut *acks.lock().unwrap_or_else(|e| e.into_inner()));
-    acks.sort_by_key(|a| a.at_us);
+    let acks = producer.take_acks();
     write_ack_log(ack_log, &acks)?;
 
     // The power loss, on every killed store.
@@ -402,7 +344,7 @@ pub fn run(
         kill_at_ms,
         sent,
         acked,
-        send_errors: errors.load(Ordering::Relaxed),
+        send_errors: producer.errors(),
         msgs_per_s: acked as f64 / (killed_us.max(1) as f64 / 1e6),
         acked_lost: lost_best.len() as u64,
         survivor: replicas[best].name.clone(),

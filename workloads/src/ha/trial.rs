@@ -125,6 +125,142 @@ pub struct Trial {
     pub lag: Vec<Sample>,
 }
 
+/// mqlab's pipelined sender to a broker as the experiment's producers use
+/// it: one connection, `inflight` sends in flight, `queues` queues for a
+/// topic it creates.
+pub(super) fn pipelined_sender(
+    addr: std::net::SocketAddr,
+    group: &str,
+    inflight: usize,
+    queues: usize,
+) -> Result<Arc<PipelinedSender>> {
+    PipelinedSender::connect(
+        addr,
+        PipelinedConfig {
+            producer_group: group.into(),
+            connections: 1,
+            max_in_flight: inflight,
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            default_topic_queue_nums: queues as i32,
+        },
+    )
+    .map(Arc::new)
+    .map_err(|e| anyhow!("connect to {addr}: {e}"))
+}
+
+/// A trial's sender ([`pipelined_sender`] with the trial's settings).
+pub(super) fn sender_to(
+    addr: std::net::SocketAddr,
+    p: &TrialParams,
+) -> Result<Arc<PipelinedSender>> {
+    pipelined_sender(addr, "HaProducer", p.inflight, p.queues as usize)
+}
+
+/// The sender a producer uses now and the number its acks are tagged
+/// with (a failover trial: 0 the first master, 1 the elected one).
+pub(super) type Current = (Arc<PipelinedSender>, u8);
+
+/// A trial's producer: one thread sending keyed messages of
+/// `p.body_bytes` round-robin over `p.queues` queues through whichever
+/// sender `current` names (none: it waits), every SEND_OK recorded as an
+/// [`Ack`] (time since `t0`, tagged with the sender's number), every other
+/// answer counted in `errors`.
+pub(super) struct Producer {
+    pub acks: Arc<Mutex<Vec<Ack>>>,
+    pub errors: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+impl Producer {
+    pub(super) fn start(
+        name: &str,
+        p: &TrialParams,
+        t0: Instant,
+        current: impl Fn() -> Option<Current> + Send + 'static,
+    ) -> Result<Producer> {
+        let acks: Arc<Mutex<Vec<Ack>>> = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
+        let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, e, st) = (acks.clone(), errors.clone(), stop.clone());
+        let body = vec![b'h'; p.body_bytes];
+        let queues = p.queues.max(1) as u64;
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let mut seq = 0u64;
+                while !st.load(Ordering::Acquire) {
+                    let Some((sender, tag)) = current() else {
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    };
+                    let msg = Message::new(TOPIC, body.clone())
+                        .with_queue((seq % queues) as u32)
+                        .with_keys(key(seq));
+                    let (acks, errors) = (a.clone(), e.clone());
+                    let s = seq;
+                    sender.send(&msg, move |r| match r.result {
+                        Ok(sent) if sent.is_ok() => {
+                            let at_us = now_us(t0);
+                            let phys = sent.phys_offset().unwrap_or(u64::MAX);
+                            acks.lock().unwrap_or_else(|e| e.into_inner()).push(Ack {
+                                seq: s,
+                                queue_id: sent.queue_id,
+                                queue_offset: sent.queue_offset,
+                                msg_id: sent.msg_id,
+                                phys,
+                                at_us,
+                                epoch: tag,
+                            });
+                        }
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                    seq += 1;
+                }
+                seq
+            })?;
+        Ok(Producer {
+            acks,
+            errors,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops sending; how many messages were sent (0 when stopped
+    /// already).
+    pub(super) fn stop(&mut self) -> Result<u64> {
+        self.stop.store(true, Ordering::Release);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow!("the producer thread panicked")),
+            None => Ok(0),
+        }
+    }
+
+    /// Send failures so far.
+    pub(super) fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// The acks so far, taken, in the order they arrived.
+    pub(super) fn take_acks(&self) -> Vec<Ack> {
+        let mut acks = std::mem::take(&mut *self.acks.lock().unwrap_or_else(|e| e.into_inner()));
+        acks.sort_by_key(|a| a.at_us);
+        acks
+    }
+}
+
 pub(super) fn now_us(t0: Instant) -> u64 {
     t0.elapsed().as_micros() as u64
 }
@@ -194,70 +330,17 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(5));
     }
 
-    let sender = Arc::new(
-        PipelinedSender::connect(
-            master.addr,
-            PipelinedConfig {
-                producer_group: "HaProducer".into(),
-                connections: 1,
-                max_in_flight: p.inflight,
-                timeout: Duration::from_secs(5),
-                connect_timeout: Duration::from_secs(2),
-                default_topic_queue_nums: p.queues as i32,
-            },
-        )
-        .map_err(|e| anyhow!("connect to the master: {e}"))?,
-    );
+    let sender = sender_to(master.addr, p).map_err(|e| anyhow!("connect to the master: {e}"))?;
     let t0 = Instant::now();
-    let acks: Arc<Mutex<Vec<Ack>>> = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
-    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = {
-        let (sender, acks, errors, stop) =
-            (sender.clone(), acks.clone(), errors.clone(), stop.clone());
-        let body = vec![b'h'; p.body_bytes];
-        let queues = p.queues.max(1);
-        std::thread::Builder::new()
-            .name("ha-producer".into())
-            .spawn(move || {
-                let mut seq = 0u64;
-                while !stop.load(Ordering::Acquire) {
-                    let msg = Message::new(TOPIC, body.clone())
-                        .with_queue((seq % queues as u64) as u32)
-                        .with_keys(key(seq));
-                    let (acks, errors) = (acks.clone(), errors.clone());
-                    let s = seq;
-                    sender.send(&msg, move |r| match r.result {
-                        Ok(sent) if sent.is_ok() => {
-                            let at_us = now_us(t0);
-                            let phys = sent.phys_offset().unwrap_or(u64::MAX);
-                            acks.lock().unwrap_or_else(|e| e.into_inner()).push(Ack {
-                                seq: s,
-                                queue_id: sent.queue_id,
-                                queue_offset: sent.queue_offset,
-                                msg_id: sent.msg_id,
-                                phys,
-                                at_us,
-                                epoch: 0,
-                            });
-                        }
-                        _ => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    });
-                    seq += 1;
-                }
-                seq
-            })?
+    let mut producer = {
+        let sender = sender.clone();
+        Producer::start("ha-producer", p, t0, move || Some((sender.clone(), 0)))?
     };
 
     // Live samples until the seeded kill, the last one right before it.
     let (raw, final_slaves, kill_at_ms, killed_us) =
         sample_then_kill(&mut master, &slaves, p, t0, &mut rng)?;
-    stop.store(true, Ordering::Release);
-    let sent = producer
-        .join()
-        .map_err(|_| anyhow!("the producer thread panicked"))?;
+    let sent = producer.stop()?;
     sender.wait_idle(Duration::from_secs(10));
     sender.close();
 
@@ -269,8 +352,7 @@ pub fn run(
         px.stop();
     }
 
-    let mut acks = std::mem::take(&mut *acks.lock().unwrap_or_else(|e| e.into_inner()));
-    acks.sort_by_key(|a| a.at_us);
+    let acks = producer.take_acks();
     write_ack_log(ack_log, &acks)?;
 
     // verify --acked and a scan of every slave.
@@ -327,7 +409,7 @@ pub fn run(
         kill_at_ms,
         sent,
         acked,
-        send_errors: errors.load(Ordering::Relaxed),
+        send_errors: producer.errors(),
         msgs_per_s: acked as f64 / (killed_us.max(1) as f64 / 1e6),
         acked_lost,
         acked_lost_worst_slave: worst,
