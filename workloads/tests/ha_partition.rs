@@ -9,8 +9,10 @@
 //! and the schedule's replay command (MQLAB_HA_PARTITION_SEED sets the
 //! seed, MQLAB_HA_PARTITION_SCHEDULES the count).
 
+mod common;
+
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -28,35 +30,23 @@ fn partition_schedules_lose_no_sync_ack_and_never_have_two_masters() {
     let log = dir.path().join("partition.log");
     // SYNC_MASTER with 2 and 1 slaves, then ASYNC_MASTER with 2 (its
     // losses are allowed, its epochs are not).
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mqlab"))
-        .args(["ha", "--partition", "--seed"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mqlab"));
+    cmd.args(["ha", "--partition", "--seed"])
         .arg(seed.to_string())
         .args(["--schedules", &schedules.to_string()])
         .args(["--roles", "SYNC_MASTER,SYNC_MASTER,ASYNC_MASTER"])
         .args(["--slaves", "2,1"])
         .args(["--rate", "400"])
         .arg("--out")
-        .arg(&out)
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(150) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "mqlab ha --partition took over 150 s (seed {seed}):\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+        .arg(&out);
+    let (status, printed) = common::run_logged(
+        cmd,
+        &log,
+        Stdio::null(),
+        Duration::from_secs(150),
+        "mqlab ha --partition",
+        seed,
+    );
     let s: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("summary.json"))
             .unwrap_or_else(|e| panic!("seed {seed}: no summary.json ({e}):\n{printed}")),

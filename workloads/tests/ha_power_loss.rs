@@ -36,45 +36,33 @@ fn power_loss_of_the_master_and_of_every_replica() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("pl");
     let log = dir.path().join("pl.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mqlab"))
-        .args([
-            "ha",
-            "--power-loss",
-            "--roles",
-            "ASYNC_MASTER,SYNC_MASTER",
-            "--flushes",
-            "group,async",
-            "--slaves",
-            "1",
-            "--kills",
-            "1",
-            "--kill-after-ms",
-            "300..700",
-            "--seed",
-        ])
-        .arg(seed.to_string())
-        .arg("--out")
-        .arg(&out)
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "mqlab ha --power-loss took over 120 s (seed {seed}): {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mqlab"));
+    cmd.args([
+        "ha",
+        "--power-loss",
+        "--roles",
+        "ASYNC_MASTER,SYNC_MASTER",
+        "--flushes",
+        "group,async",
+        "--slaves",
+        "1",
+        "--kills",
+        "1",
+        "--kill-after-ms",
+        "300..700",
+        "--seed",
+    ])
+    .arg(seed.to_string())
+    .arg("--out")
+    .arg(&out);
+    let (status, printed) = common::run_logged(
+        cmd,
+        &log,
+        Stdio::inherit(),
+        Duration::from_secs(120),
+        "mqlab ha --power-loss",
+        seed,
+    );
     assert!(status.success(), "seed {seed}: {status}\n{printed}");
     let s = common::json(&out.join("summary.json"));
     assert_eq!(s["power_loss"], true);

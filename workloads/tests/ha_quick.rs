@@ -8,9 +8,11 @@
 //! failover time, and nothing the new master acknowledged lost. Bounded
 //! to 60 s each; a failure prints the seed (MQLAB_HA_SEED sets it).
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn seed() -> u64 {
     std::env::var("MQLAB_HA_SEED")
@@ -24,32 +26,20 @@ fn seed() -> u64 {
 fn quick(dir: &Path, seed: u64, args: &[&str]) -> (serde_json::Value, String) {
     let out = dir.join("ha");
     let log = dir.join("ha.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mqlab"))
-        .args(["ha", "--quick", "--seed"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mqlab"));
+    cmd.args(["ha", "--quick", "--seed"])
         .arg(seed.to_string())
         .args(args)
         .arg("--out")
-        .arg(&out)
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "mqlab ha --quick took over 60 s (seed {seed}): {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+        .arg(&out);
+    let (status, printed) = common::run_logged(
+        cmd,
+        &log,
+        Stdio::inherit(),
+        Duration::from_secs(60),
+        "mqlab ha --quick",
+        seed,
+    );
     assert!(status.success(), "seed {seed}: {status}\n{printed}");
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();

@@ -150,3 +150,38 @@ pub fn small_run(cwd: &Path, data: &str, acks: &str, out: &str) {
     ];
     run_with_acks(cwd, &flags, data, acks, out);
 }
+
+/// Runs `cmd` (its stdout to `log`, stderr as `stderr`) for at most
+/// `limit`; past it the process is killed and the test fails with `what`,
+/// `seed` and the log. Returns the exit status and what it printed.
+pub fn run_logged(
+    mut cmd: Command,
+    log: &Path,
+    stderr: std::process::Stdio,
+    limit: std::time::Duration,
+    what: &str,
+    seed: u64,
+) -> (std::process::ExitStatus, String) {
+    let mut child = cmd
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} took over {} s (seed {seed}):\n{}",
+                limit.as_secs(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    (status, std::fs::read_to_string(log).unwrap_or_default())
+}
