@@ -41,10 +41,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::proc::{offsets, BrokerProc, Offsets};
-use super::trial::{now_us, scan, sender_to, verify, write_ack_log, Ack, Producer, TrialParams};
+use super::proc::{offsets, Offsets};
+use super::trial::{
+    now_us, scan, sender_to, start_group, verify, write_ack_log, Ack, Group, Producer, TrialParams,
+};
 use super::{HaRequest, Mode};
-use crate::faultproxy::{Fault, FaultProxy};
+use crate::faultproxy::Fault;
 
 /// `mqlab powerloss`'s options.
 #[derive(Debug, Clone, clap::Args)]
@@ -195,51 +197,11 @@ pub fn run(
         .prefix("mqlab-ha-pl-")
         .tempdir_in(work)
         .context("trial directory")?;
-    let flush = mode.flush.clone();
-    let mut master = BrokerProc::start(
-        &p.bin,
-        dir.path(),
-        "master",
-        &[
-            "--role".into(),
-            mode.role.clone(),
-            "--flush".into(),
-            flush.clone(),
-            "--power-loss-marks".into(),
-        ],
-    )?;
-    let ha = master
-        .ha
-        .ok_or_else(|| anyhow!("the master printed no HA address"))?;
-    let mut proxies = Vec::new();
-    let mut slaves = Vec::new();
-    for i in 0..mode.slaves {
-        let proxy = FaultProxy::start(ha, p.fault, seed ^ (i as u64 + 1), 8)?;
-        slaves.push(BrokerProc::start(
-            &p.bin,
-            dir.path(),
-            &format!("slave{}", i + 1),
-            &[
-                "--role".into(),
-                "SLAVE".into(),
-                "--ha-master".into(),
-                proxy.addr().to_string(),
-                "--broker-id".into(),
-                (i + 1).to_string(),
-                "--flush".into(),
-                flush.clone(),
-                "--power-loss-marks".into(),
-            ],
-        )?);
-        proxies.push(proxy);
-    }
-    let t = Instant::now();
-    while proxies.iter().any(|p| p.connections() == 0) {
-        if t.elapsed() > Duration::from_secs(10) {
-            bail!("a slave never connected to the master");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let Group {
+        mut master,
+        mut slaves,
+        proxies,
+    } = start_group(p, mode, seed, dir.path(), &["--power-loss-marks".into()])?;
 
     let sender = sender_to(master.addr, p).map_err(|e| anyhow!("connect to the master: {e}"))?;
     let t0 = Instant::now();

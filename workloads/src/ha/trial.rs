@@ -269,6 +269,69 @@ pub(super) fn key(seq: u64) -> String {
     format!("k{seq}")
 }
 
+/// A master `mqlab broker` and its slaves, each slave's HA link through
+/// a seeded fault proxy, every slave connected.
+pub(super) struct Group {
+    pub master: BrokerProc,
+    pub slaves: Vec<BrokerProc>,
+    pub proxies: Vec<FaultProxy>,
+}
+
+/// Starts `mode`'s group in `dir` (`extra` flags for every broker), and
+/// waits (10 s at most) until every slave is connected through its proxy.
+pub(super) fn start_group(
+    p: &TrialParams,
+    mode: &Mode,
+    seed: u64,
+    dir: &Path,
+    extra: &[String],
+) -> Result<Group> {
+    let flush = mode.flush.to_string();
+    let mut args = vec![
+        "--role".to_string(),
+        mode.role.clone(),
+        "--flush".into(),
+        flush.clone(),
+    ];
+    args.extend(extra.iter().cloned());
+    let master = BrokerProc::start(&p.bin, dir, "master", &args)?;
+    let ha = master
+        .ha
+        .ok_or_else(|| anyhow!("the master printed no HA address"))?;
+    let mut proxies = Vec::new();
+    let mut slaves = Vec::new();
+    for i in 0..mode.slaves {
+        let proxy = FaultProxy::start(ha, p.fault, seed ^ (i as u64 + 1), 8)?;
+        let mut args = vec![
+            "--role".to_string(),
+            "SLAVE".into(),
+            "--ha-master".into(),
+            proxy.addr().to_string(),
+            "--broker-id".into(),
+            (i + 1).to_string(),
+            "--flush".into(),
+            flush.clone(),
+        ];
+        args.extend(extra.iter().cloned());
+        let slave = BrokerProc::start(&p.bin, dir, &format!("slave{}", i + 1), &args)?;
+        proxies.push(proxy);
+        slaves.push(slave);
+    }
+    // Every slave connected (through its proxy) before the load starts.
+    let t = Instant::now();
+    while proxies.iter().any(|p| p.connections() == 0) {
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!("a slave never connected to the master");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(Group {
+        master,
+        slaves,
+        proxies,
+    })
+}
+
 /// Runs one kill in a fresh directory under `work`; the ack log goes to
 /// `ack_log`.
 pub fn run(
@@ -284,51 +347,11 @@ pub fn run(
         .prefix("mqlab-ha-")
         .tempdir_in(work)
         .context("trial directory")?;
-    let flush = mode.flush.to_string();
-    let mut master = BrokerProc::start(
-        &p.bin,
-        dir.path(),
-        "master",
-        &[
-            "--role".into(),
-            mode.role.clone(),
-            "--flush".into(),
-            flush.clone(),
-        ],
-    )?;
-    let ha = master
-        .ha
-        .ok_or_else(|| anyhow!("the master printed no HA address"))?;
-    let mut proxies = Vec::new();
-    let mut slaves = Vec::new();
-    for i in 0..mode.slaves {
-        let proxy = FaultProxy::start(ha, p.fault, seed ^ (i as u64 + 1), 8)?;
-        let slave = BrokerProc::start(
-            &p.bin,
-            dir.path(),
-            &format!("slave{}", i + 1),
-            &[
-                "--role".into(),
-                "SLAVE".into(),
-                "--ha-master".into(),
-                proxy.addr().to_string(),
-                "--broker-id".into(),
-                (i + 1).to_string(),
-                "--flush".into(),
-                flush.clone(),
-            ],
-        )?;
-        proxies.push(proxy);
-        slaves.push(slave);
-    }
-    // Every slave connected (through its proxy) before the load starts.
-    let t = Instant::now();
-    while proxies.iter().any(|p| p.connections() == 0) {
-        if t.elapsed() > Duration::from_secs(10) {
-            bail!("a slave never connected to the master");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let Group {
+        mut master,
+        mut slaves,
+        proxies,
+    } = start_group(p, mode, seed, dir.path(), &[])?;
 
     let sender = sender_to(master.addr, p).map_err(|e| anyhow!("connect to the master: {e}"))?;
     let t0 = Instant::now();
