@@ -3,14 +3,15 @@
 //! can be pulled from the slave, the slave refuses sends, and after both
 //! stop cleanly on SIGTERM their commit logs are the same files.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mqlab_broker::remoting::call;
-use mqlab_protocol::codes::{request, response};
+use mqlab_protocol::codes::response;
 use mqlab_protocol::RemotingCommand;
 
 const TOPIC: &str = "HaCliTopic";
@@ -116,33 +117,11 @@ impl Drop for Broker {
 }
 
 fn send(to: SocketAddr, i: usize) -> RemotingCommand {
-    let req = RemotingCommand::request(request::SEND_MESSAGE_V2, i as i32)
-        .with_field("a", "PG")
-        .with_field("b", TOPIC)
-        .with_field("d", 1)
-        .with_field("e", 0)
-        .with_field("i", format!("KEYS\u{1}k{i}\u{2}"))
-        .with_body(format!("replicated message {i}").into_bytes());
-    call(to, &req, Duration::from_secs(10)).unwrap()
+    common::send_keyed(to, TOPIC, i, format!("replicated message {i}")).expect("an answer")
 }
 
-/// The max offset of queue 0 of the topic on `at`, from a pull.
 fn queue_max(at: SocketAddr) -> i64 {
-    let req = RemotingCommand::request(request::PULL_MESSAGE, 1)
-        .with_field("consumerGroup", "HaCliGroup")
-        .with_field("topic", TOPIC)
-        .with_field("queueId", 0)
-        .with_field("queueOffset", 0)
-        .with_field("maxMsgNums", 32)
-        .with_field("sysFlag", 0)
-        .with_field("commitOffset", 0)
-        .with_field("suspendTimeoutMillis", 0)
-        .with_field("subVersion", 0);
-    let r = call(at, &req, Duration::from_secs(10)).unwrap();
-    r.ext_fields
-        .get("maxOffset")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1)
+    common::queue_max(at, TOPIC, "HaCliGroup")
 }
 
 fn commit_log(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {

@@ -10,10 +10,8 @@ mod common;
 mod interop_common;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use hdrhistogram::Histogram;
 use interop_common::Broker;
@@ -341,38 +339,6 @@ fn merge_refuses_what_it_cannot_add() {
     assert!(!cwd.join("m").exists(), "a failed merge left its folder");
 }
 
-/// Runs `cmd` to completion within `secs`; returns (stdout, stderr).
-fn run_both(mut cmd: Command, what: &str, secs: u64) -> (String, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not finish within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    assert!(status.success(), "{what} failed: {status}\n{out}\n{err}");
-    (out, err)
-}
-
 fn unix_now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -405,7 +371,9 @@ fn two_load_hosts_start_together_and_merge() {
             if i == 1 {
                 cmd.args(["--consume", "false"]);
             }
-            std::thread::spawn(move || run_both(cmd, "mqlab run --target --start-at", 120))
+            std::thread::spawn(move || {
+                interop_common::run_client_both(cmd, "mqlab run --target --start-at", 120)
+            })
         })
         .collect();
     let outputs: Vec<(String, String)> = runs.into_iter().map(|t| t.join().unwrap()).collect();

@@ -185,3 +185,42 @@ pub fn run_logged(
     };
     (status, std::fs::read_to_string(log).unwrap_or_default())
 }
+
+/// A SEND_MESSAGE_V2 of `body` with key `k{i}` to queue 0 of `topic` on
+/// the broker at `to` (opaque `i`); None when no answer came in 10 s.
+pub fn send_keyed(
+    to: std::net::SocketAddr,
+    topic: &str,
+    i: usize,
+    body: String,
+) -> Option<mqlab_protocol::RemotingCommand> {
+    use mqlab_protocol::codes::request;
+    let req = mqlab_protocol::RemotingCommand::request(request::SEND_MESSAGE_V2, i as i32)
+        .with_field("a", "PG")
+        .with_field("b", topic)
+        .with_field("d", 1)
+        .with_field("e", 0)
+        .with_field("i", format!("KEYS\u{1}k{i}\u{2}"))
+        .with_body(body.into_bytes());
+    mqlab_broker::remoting::call(to, &req, std::time::Duration::from_secs(10)).ok()
+}
+
+/// The max offset of queue 0 of `topic` on the broker at `at`, from a
+/// pull as consumer group `group`; -1 without an answer.
+pub fn queue_max(at: std::net::SocketAddr, topic: &str, group: &str) -> i64 {
+    use mqlab_protocol::codes::request;
+    let req = mqlab_protocol::RemotingCommand::request(request::PULL_MESSAGE, 1)
+        .with_field("consumerGroup", group)
+        .with_field("topic", topic)
+        .with_field("queueId", 0)
+        .with_field("queueOffset", 0)
+        .with_field("maxMsgNums", 32)
+        .with_field("sysFlag", 0)
+        .with_field("commitOffset", 0)
+        .with_field("suspendTimeoutMillis", 0)
+        .with_field("subVersion", 0);
+    mqlab_broker::remoting::call(at, &req, std::time::Duration::from_secs(10))
+        .ok()
+        .and_then(|r| r.ext_fields.get("maxOffset").and_then(|v| v.parse().ok()))
+        .unwrap_or(-1)
+}

@@ -203,7 +203,12 @@ pub fn verify_acked(dir: &Path, data: &Path, acks: &[Ack]) {
 /// past it), and returns its stdout; a non-zero exit fails the test with
 /// both outputs. The outputs are drained while it runs, so a chatty client
 /// cannot block on a full pipe.
-pub fn run_client(mut cmd: Command, what: &str, secs: u64) -> String {
+pub fn run_client(cmd: Command, what: &str, secs: u64) -> String {
+    run_client_both(cmd, what, secs).0
+}
+
+/// [`run_client`], returning stdout and stderr.
+pub fn run_client_both(mut cmd: Command, what: &str, secs: u64) -> (String, String) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -231,5 +236,5 @@ pub fn run_client(mut cmd: Command, what: &str, secs: u64) -> String {
     };
     let (out, err) = (out.join().unwrap(), err.join().unwrap());
     assert!(status.success(), "{what} failed: {status}\n{out}\n{err}");
-    out
+    (out, err)
 }
