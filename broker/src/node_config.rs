@@ -17,6 +17,7 @@
 //! | `ioBackend` | mqlab's: `pwrite`, `mmap`, `uring` | pwrite |
 //! | `mappedFileSizeCommitLog` | commit-log segment bytes | 1 GiB |
 //! | `maxMessageSize` | largest body, bytes | 4 MiB |
+//! | `warmMapedFileEnable` | write zeros over each commit-log segment before use (a new store's first at open, the next ones on a thread); see `StoreConfig::warm_segments` | false |
 //! | `brokerRole` | `ASYNC_MASTER`, `SYNC_MASTER` or `SLAVE` (see [`crate::ha`]) | ASYNC_MASTER |
 //! | `brokerId` | a slave's id, 1.. (a SLAVE left at 0 gets 1); a master is always 0, as RocketMQ forces it | 0 |
 //! | `haListenPort` | where a master listens for slaves (on brokerIP1) | listenPort + 1 |
@@ -63,6 +64,7 @@ struct File {
     transient_store_pool_enable: Option<bool>,
     io_backend: Option<String>,
     mapped_file_size_commit_log: Option<u64>,
+    warm_maped_file_enable: Option<bool>,
     max_message_size: Option<u32>,
     broker_role: Option<String>,
     broker_id: Option<u64>,
@@ -157,6 +159,9 @@ pub fn apply_toml(cfg: &mut NodeConfig, text: &str, base: &Path) -> Result<(), S
     }
     if let Some(n) = f.mapped_file_size_commit_log {
         cfg.store.segment_bytes = n;
+    }
+    if let Some(w) = f.warm_maped_file_enable {
+        cfg.store.warm_segments = w;
     }
     if let Some(n) = f.max_message_size {
         cfg.store.max_message_bytes = n;
@@ -269,6 +274,7 @@ namesrvAddr = "127.0.0.1:9876;127.0.0.1:9877"
 storePathRootDir = "store-b"
 flushDiskType = "SYNC_FLUSH"
 mappedFileSizeCommitLog = 67108864
+warmMapedFileEnable = true
 metricsExporterType = "PROM"
 metricsPromExporterPort = 15557
 maxConnections = 64
@@ -285,6 +291,7 @@ waitTimeMillsInSendQueue = 1500
         assert_eq!(cfg.data_dir, Path::new("/etc/mqlab/store-b"));
         assert_eq!(cfg.store.flush.kind, FlushKind::Group);
         assert_eq!(cfg.store.segment_bytes, 64 << 20);
+        assert!(cfg.store.warm_segments);
         assert_eq!(cfg.metrics, Some("127.0.0.1:15557".parse().unwrap()));
         assert_eq!((cfg.max_connections, cfg.idle_timeout_ms), (64, 30_000));
         assert_eq!(cfg.wait_time_ms_in_send_queue, 1_500);

@@ -39,6 +39,13 @@ pub struct StoreConfig {
     pub max_message_bytes: u32,
     /// Reserve blocks for (and pre-fault) each new segment. Default false.
     pub preallocate: bool,
+    /// Write zeros over each commit-log segment before it is used, on a
+    /// thread of its own (`log/warm.rs`), so the fdatasyncs that
+    /// acknowledge puts do not also commit ext4 block allocations. Opening
+    /// a new store then writes its first segment (`segment_bytes` of
+    /// zeros) before it returns; each later one is warmed once half of the
+    /// one before is written. Default false [warmMapedFileEnable].
+    pub warm_segments: bool,
     /// Append the whole-record `__CRC32#` property. Default true
     /// [enabledAppendPropCRC].
     pub record_crc: bool,
@@ -76,6 +83,7 @@ impl Default for StoreConfig {
             index_items: DEFAULT_INDEX_ITEMS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             preallocate: false,
+            warm_segments: false,
             record_crc: true,
             check_crc_on_recover: true,
             check_crc_on_read: true,

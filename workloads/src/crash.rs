@@ -263,6 +263,7 @@ pub fn one_crash(p: &CrashParams, index: u32, seed: u64) -> Result<CrashRecord> 
         flush_interval_ms: p.flush_interval_ms,
         group_batch_writes: cfg.flush.group_batch_writes,
         segment_bytes: cfg.segment_bytes,
+        warm_segments: cfg.warm_segments,
         sample_ms: 2,
         timeseries_ms: 1000,
         burst_on_ms: None,

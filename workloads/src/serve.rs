@@ -94,6 +94,13 @@ pub struct BrokerRequest {
     /// (waitTimeMillsInSendQueue). [default: 200]
     #[arg(long, value_name = "MS")]
     pub wait_time_mills_in_send_queue: Option<u64>,
+    /// Write zeros over each commit-log segment before it is used
+    /// (warmMapedFileEnable): a new store's first segment is written
+    /// before the broker listens (1 GiB by default: seconds), the next
+    /// ones on a thread of their own; acknowledging fdatasyncs then do not
+    /// commit ext4 block allocations. [default: false]
+    #[arg(long, value_name = "BOOL")]
+    pub warm_segments: Option<bool>,
     /// Most open client connections; more are closed at once
     /// (maxConnections). [default: 10000]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -251,6 +258,9 @@ pub fn node_config(r: &BrokerRequest) -> Result<NodeConfig> {
     }
     if let Some(ms) = r.wait_time_mills_in_send_queue {
         cfg.wait_time_ms_in_send_queue = ms;
+    }
+    if let Some(w) = r.warm_segments {
+        cfg.store.warm_segments = w;
     }
     if let Some(n) = r.max_connections {
         cfg.max_connections = n as usize;

@@ -69,6 +69,13 @@ pub struct Overrides {
     /// Commit-log segment size in bytes. [default: 1073741824 (1 GiB)]
     #[arg(long, value_name = "BYTES")]
     pub segment_bytes: Option<u64>,
+    /// Write zeros over each commit-log segment before it is used
+    /// (RocketMQ's warmMapedFileEnable): opening writes the first segment
+    /// whole (1 GiB by default: seconds), a background thread the next
+    /// ones; then the fdatasyncs that acknowledge puts do not also commit
+    /// ext4 block allocations. [default: false]
+    #[arg(long, value_name = "BOOL")]
+    pub warm_segments: Option<bool>,
     /// Small store files (StoreConfig::small(): 1 MiB segments, small
     /// consume-queue and index files) for tests and quick checks; the
     /// default is RocketMQ's geometry (1 GiB segments, 420 MB index files).
@@ -122,6 +129,8 @@ pub struct SpecFile {
     pub group_batch_writes: Option<bool>,
     /// Segment size, bytes.
     pub segment_bytes: Option<u64>,
+    /// Write zeros over segments before use.
+    pub warm_segments: Option<bool>,
     /// Bursty load: send for `burst_on_ms`...
     pub burst_on_ms: Option<u64>,
     /// ...then pause for `burst_off_ms`.
@@ -183,6 +192,9 @@ pub struct Workload {
     pub group_batch_writes: bool,
     /// Commit-log segment size, bytes.
     pub segment_bytes: u64,
+    /// Segments written with zeros before use.
+    #[serde(default)]
+    pub warm_segments: bool,
     /// Loss-window sampling period, ms.
     pub sample_ms: u64,
     /// Time-series bucket, ms.
@@ -288,6 +300,7 @@ impl Workload {
                     mqlab_engine::config::DEFAULT_SEGMENT_BYTES
                 },
             ),
+            warm_segments: args.warm_segments.or(spec.warm_segments).unwrap_or(false),
             small_files: args.small_files,
             sample_ms: args.sample_ms.unwrap_or(5),
             timeseries_ms: args
@@ -390,6 +403,7 @@ impl Workload {
         StoreConfig {
             backend: self.backend,
             segment_bytes: self.segment_bytes,
+            warm_segments: self.warm_segments,
             flush: self.flush_config(),
             ..base
         }

@@ -21,6 +21,12 @@ impl CommitLog {
             return Err(Error::Unavailable("store opened read-only".into()));
         }
         let _a = self.append.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = self.warmer.get() {
+            // A segment warmed past the cut would be left beyond a gap.
+            w.discard();
+            let s = self.segment_bytes;
+            self.warm_at.store(end - end % s + s / 2, Ordering::Release);
+        }
         let _c = self.staging.as_ref().map(|st| st.commit_lock());
         let _f = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
         self.check_poison()?;

@@ -18,6 +18,7 @@ mod raw;
 pub mod record;
 pub mod scan;
 mod staging;
+mod warm;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ pub use open::LogOptions;
 pub use raw::RawAppend;
 use record::{CrcCheck, DecodeError, Decoded};
 use staging::Staging;
+pub use warm::Warmer;
 
 /// One segment file.
 pub struct Segment {
@@ -80,6 +82,11 @@ pub struct CommitLog {
     staging: Option<Staging>,
     /// (end offset, store timestamp) of the newest record appended.
     last_append: Mutex<(u64, i64)>,
+    /// Segment warming, once started ([`CommitLog::start_warming`]).
+    warmer: std::sync::OnceLock<Warmer>,
+    /// The write position at which the next segment is to be warmed
+    /// (`u64::MAX`: none pending).
+    warm_at: AtomicU64,
 }
 
 impl CommitLog {
@@ -279,10 +286,14 @@ impl CommitLog {
 
     fn create_segment(&self, base: u64) -> Result<Arc<Segment>> {
         let path = self.series.path(base);
-        let file = self
-            .series
-            .create(base, self.segment_bytes, self.preallocate)
-            .map_err(|e| self.poison("create segment", &path, e))?;
+        let warmed = self.warmer.get().and_then(|w| w.take(base));
+        let file = match warmed {
+            Some(f) => f,
+            None => self
+                .series
+                .create(base, self.segment_bytes, self.preallocate)
+                .map_err(|e| self.poison("create segment", &path, e))?,
+        };
         self.series
             .sync_dir()
             .map_err(|e| self.poison("sync dir", self.series.dir(), e))?;
@@ -291,7 +302,57 @@ impl CommitLog {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(seg.clone());
+        if self.warmer.get().is_some() {
+            // The next one is warmed once half of this one is written.
+            self.warm_at
+                .store(base + self.segment_bytes / 2, Ordering::Release);
+        }
         Ok(seg)
+    }
+
+    /// Starts warming segments (`StoreConfig::warm_segments`; see
+    /// `warm.rs`): called once, after recovery. A log without a segment at
+    /// its write position (a new store) gets that segment warmed before
+    /// this returns (writing `segment_bytes` of zeros); later segments are
+    /// warmed on the warming thread once the write position is half way
+    /// through the segment before.
+    pub fn start_warming(&self) {
+        if self.read_only || self.warmer.get().is_some() {
+            return;
+        }
+        let w = self.warmer.get_or_init(|| {
+            Warmer::start(self.series.clone(), self.segment_bytes, self.preallocate)
+        });
+        let s = self.segment_bytes;
+        let written = self.written.load(Ordering::Acquire);
+        let base = written - written % s;
+        if self.segment_for(base).is_none() {
+            w.request(base);
+            w.wait_idle();
+        } else {
+            self.warm_at.store(base + s / 2, Ordering::Release);
+            self.maybe_warm(written);
+        }
+    }
+
+    /// The warming thread, when warming is on.
+    pub fn warmer(&self) -> Option<&Warmer> {
+        self.warmer.get()
+    }
+
+    /// Asks for the next segment to be warmed once the write position
+    /// `end` has passed the trigger (one atomic load per append).
+    fn maybe_warm(&self, end: u64) {
+        if end < self.warm_at.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(w) = self.warmer.get() {
+            let at = self.warm_at.swap(u64::MAX, Ordering::AcqRel);
+            if at != u64::MAX {
+                let s = self.segment_bytes;
+                w.request(at - at % s + s);
+            }
+        }
     }
 
     /// Appends one message. `properties` is the encoded property string
@@ -376,6 +437,7 @@ impl CommitLog {
                 *q += 1;
             }
             let end = pos + len;
+            self.maybe_warm(end);
             *self.last_append.lock().unwrap_or_else(|e| e.into_inner()) = (end, store_timestamp_ms);
             self.written.store(end, Ordering::Release);
             if self.staging.is_none() {
@@ -591,6 +653,9 @@ impl CommitLog {
     /// and re-growing the file) and deletes every later segment. Used by
     /// recovery only. Returns the paths removed.
     pub fn truncate(&self, end: u64) -> Result<Vec<PathBuf>> {
+        if let Some(w) = self.warmer.get() {
+            w.discard();
+        }
         let mut removed = Vec::new();
         let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
         while segs.last().is_some_and(|last| last.base > end) {

@@ -171,6 +171,8 @@ impl CommitLog {
                 poison_reason: Mutex::new(None),
                 staging,
                 last_append: Mutex::new((0, 0)),
+                warmer: std::sync::OnceLock::new(),
+                warm_at: AtomicU64::new(u64::MAX),
             },
             beyond_gap,
         ))

@@ -169,6 +169,7 @@ impl CommitLog {
             if self.staging.is_none() {
                 self.committed.store(piece_end, Ordering::Release);
             }
+            self.maybe_warm(piece_end);
             at = piece_end;
         }
         for n in notes {

@@ -247,6 +247,9 @@ impl Store {
             .expect("no other reference to the store yet")
             .report = report;
 
+        if config.warm_segments && !config.read_only {
+            inner.log.start_warming();
+        }
         let mut threads = vec![dispatch::spawn(inner.clone())];
         if !config.read_only {
             threads.push(checkpointer::spawn(
@@ -584,6 +587,12 @@ impl Store {
     /// Physical offset of the first stored byte.
     pub fn min_offset(&self) -> u64 {
         self.inner.log.min_offset()
+    }
+
+    /// Commit-log segments written with zeros whole before use since
+    /// open (`StoreConfig::warm_segments`); None when warming is off.
+    pub fn segments_warmed(&self) -> Option<u64> {
+        self.inner.log.warmer().map(|w| w.warmed())
     }
 
     /// Segment size in bytes (from the files when the store existed).

@@ -312,6 +312,7 @@ pub fn execute(r: &TargetRun<'_>) -> Result<(Summary, PathBuf)> {
         ("--flush-interval-ms", o.flush_interval_ms.is_some()),
         ("--group-batch-writes", o.group_batch_writes.is_some()),
         ("--segment-bytes", o.segment_bytes.is_some()),
+        ("--warm-segments", o.warm_segments.is_some()),
         ("--small-files", o.small_files),
         ("--sample-ms", o.sample_ms.is_some()),
     ];
