@@ -12,7 +12,14 @@
 #   PEERS_OUT       output folder [results/peers]
 #   CARGO_TARGET_DIR  [/work/peers-target], kept apart from the workspace's
 #                   target/ so the light default build never sees RocksDB.
-#   PEERS_ONLY      space-separated engine names to keep (all when empty)
+#   PEERS_ONLY      space-separated engine names to keep (all when empty;
+#                   mqlab-pwrite keeps both APIs, mqlab-pwrite-put_async
+#                   only the put_async runs)
+#   PEERS_MQLAB_APIS  put APIs for mqlab's group and async flush configs
+#                   ["blocking async"]: blocking = Store::put from C threads
+#                   (engine mqlab-<backend>), async = Store::put_async with
+#                   C in flight (engine mqlab-<backend>-put_async); sync and
+#                   pool configs and the peers run once, blocking/own driver
 #
 # Installs what the peers need to build (clang and libclang for RocksDB's
 # bindgen) with apt-get when missing. The first build compiles RocksDB's C++
@@ -28,6 +35,16 @@ CONC="${PEERS_CONC:-1 16 256}"
 DATA="${PEERS_DIR:-/work/tmp-bench}"
 OUT="${PEERS_OUT:-$ROOT/results/peers}"
 ONLY="${PEERS_ONLY:-}"
+APIS="${PEERS_MQLAB_APIS:-blocking async}"
+for a in $APIS; do
+    case "$a" in
+    blocking | async) ;;
+    *)
+        echo "peers.sh: PEERS_MQLAB_APIS: $a is not blocking or async" >&2
+        exit 2
+        ;;
+    esac
+done
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/peers-target}"
 
 # RocksDB: librocksdb-sys runs bindgen (clang, libclang) and, by default
@@ -63,7 +80,7 @@ DEV="$OUT/device.jsonl"
 : >"$DEV"
 {
     echo "scripts/peers.sh $ROUNDS"
-    echo "PEERS_SECS=$SECS PEERS_WARMUP=$WARMUP PEERS_CONC='$CONC' PEERS_DIR=$DATA"
+    echo "PEERS_SECS=$SECS PEERS_WARMUP=$WARMUP PEERS_CONC='$CONC' PEERS_DIR=$DATA PEERS_MQLAB_APIS='$APIS'"
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(uname -r), $(nproc) cores"
     echo "filesystem: $(stat -f -c %T "$DATA")"
     echo "rocksdb: $ROCKSDB_VERSION; rocketmq-store: $(grep -A1 'name = "rocketmq-store"' Cargo.lock | sed -n 's/version = //p' | tr -d '"')"
@@ -93,18 +110,37 @@ SMALL=(
     "mqlab-mmap async 128"
 )
 
+# Each config line with the put API it runs with as a 4th field: mqlab's
+# group and async flush lines once per API of PEERS_MQLAB_APIS, every other
+# line once, blocking (the peers have their own drivers).
+with_apis() {
+    local line e f
+    for line in "$@"; do
+        read -r e f _ <<<"$line"
+        if [[ $e == mqlab-* && ($f == group || $f == async) ]]; then
+            for a in $APIS; do echo "$line $a"; done
+        else
+            echo "$line blocking"
+        fi
+    done
+}
+mapfile -t PLAN < <(with_apis "${CONFIGS[@]}")
+mapfile -t SMALL_PLAN < <(with_apis "${SMALL[@]}")
+
 keep() {
     [ -z "$ONLY" ] && return 0
     for e in $ONLY; do [ "$e" = "$1" ] && return 0; done
     return 1
 }
 
-run() { # engine flush bytes conc round
-    keep "$1" || return 0
-    echo "round $5: $1 $2 ${3} B C=$4"
-    "$BIN" run --engine "$1" --flush "$2" --msg-bytes "$3" --concurrency "$4" \
-        --secs "$SECS" --warmup-secs "$WARMUP" --dir "$DATA" --round "$5" --out "$RUNS" \
-        >/dev/null || echo "  failed: $1 $2 $3 C=$4 (see stderr above)"
+run() { # engine flush bytes api conc round
+    local name="$1"
+    [ "$4" = async ] && name="$1-put_async"
+    keep "$1" || keep "$name" || return 0
+    echo "round $6: $name $2 ${3} B C=$5"
+    "$BIN" run --engine "$1" --flush "$2" --msg-bytes "$3" --api "$4" --concurrency "$5" \
+        --secs "$SECS" --warmup-secs "$WARMUP" --dir "$DATA" --round "$6" --out "$RUNS" \
+        >/dev/null || echo "  failed: $name $2 $3 C=$5 (see stderr above)"
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -115,16 +151,16 @@ for ((r = 1; r <= ROUNDS; r++)); do
     rm -f "$OUT/device-round.json"
     # Interleave: rotate the order each round so no engine always runs
     # first (fresh page cache, cool disk) or last.
-    n=${#CONFIGS[@]}
+    n=${#PLAN[@]}
     for ((i = 0; i < n; i++)); do
-        cfg=(${CONFIGS[$(((i + r) % n))]})
+        cfg=(${PLAN[$(((i + r) % n))]})
         for c in $CONC; do
-            run "${cfg[0]}" "${cfg[1]}" "${cfg[2]}" "$c" "$r"
+            run "${cfg[0]}" "${cfg[1]}" "${cfg[2]}" "${cfg[3]}" "$c" "$r"
         done
     done
-    for s in "${SMALL[@]}"; do
+    for s in "${SMALL_PLAN[@]}"; do
         cfg=($s)
-        run "${cfg[0]}" "${cfg[1]}" "${cfg[2]}" 16 "$r"
+        run "${cfg[0]}" "${cfg[1]}" "${cfg[2]}" "${cfg[3]}" 16 "$r"
     done
 done
 

@@ -39,12 +39,12 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use mqlab_bench::{latency_hist, message, record_bytes, scratch, LoadPool, Until};
+use mqlab_bench::{latency_hist, message, record_bytes, scratch, AsyncPuts, LoadPool, Until};
 use mqlab_engine::device::{self, Budget};
 use mqlab_engine::io::{File, OpenOptions};
 use mqlab_engine::{BackendKind, Env, FlushConfig, FlushKind, PutStatus, Store, StoreConfig};
@@ -247,108 +247,25 @@ struct Load {
     hist: Histogram<u64>,
 }
 
-/// One submitting thread's window of asynchronous puts.
-struct Window {
-    inflight: AtomicUsize,
-    acked: AtomicU64,
-    errors: AtomicU64,
-    hist: Mutex<Histogram<u64>>,
-}
-
-/// put_async with `conc` in flight, spread over `submitters` threads.
+/// put_async with `conc` in flight, spread over `submitters` threads
+/// (the shared driver, `mqlab_bench::AsyncPuts`).
 fn run_async(store: &Arc<Store>, p: &Point, s: &Settings, counters: &Counters) -> (Load, Snap) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let measuring = Arc::new(AtomicBool::new(false));
-    let subs = s.submitters.min(p.conc).max(1);
-    let mut handles = Vec::new();
-    let mut windows = Vec::new();
-    for i in 0..subs {
-        let size = p.conc / subs + usize::from(i < p.conc % subs);
-        let w = Arc::new(Window {
-            inflight: AtomicUsize::new(0),
-            acked: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            hist: Mutex::new(latency_hist()),
-        });
-        windows.push(w.clone());
-        let (store, stop, measuring) = (store.clone(), stop.clone(), measuring.clone());
-        let msgs: Vec<_> = (0..8).map(|q| message(s.msg_bytes, q)).collect();
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("async-put-{i}"))
-                .spawn(move || {
-                    let me = std::thread::current();
-                    // Woken once this many slots are free.
-                    let refill = (size / 16).max(1);
-                    let mut n = 0usize;
-                    while !stop.load(Ordering::Relaxed) {
-                        while w.inflight.load(Ordering::Acquire) < size {
-                            w.inflight.fetch_add(1, Ordering::AcqRel);
-                            let (w2, me2, m2) = (w.clone(), me.clone(), measuring.clone());
-                            let t0 = Instant::now();
-                            store.put_async(&msgs[n % msgs.len()], move |r| {
-                                if r.status == PutStatus::PutOk {
-                                    w2.acked.fetch_add(1, Ordering::Relaxed);
-                                    if m2.load(Ordering::Relaxed) {
-                                        let us = t0.elapsed().as_micros() as u64;
-                                        w2.hist.lock().unwrap().saturating_record(us.max(1));
-                                    }
-                                } else {
-                                    w2.errors.fetch_add(1, Ordering::Relaxed);
-                                }
-                                let left = w2.inflight.fetch_sub(1, Ordering::AcqRel) - 1;
-                                if left + refill <= size {
-                                    me2.unpark();
-                                }
-                            });
-                            n += 1;
-                        }
-                        std::thread::park_timeout(Duration::from_millis(5));
-                    }
-                    // Drain: every completion runs before the store stops.
-                    let end = Instant::now() + Duration::from_secs(30);
-                    while w.inflight.load(Ordering::Acquire) > 0 && Instant::now() < end {
-                        std::thread::park_timeout(Duration::from_millis(1));
-                    }
-                })
-                .expect("spawn submitter"),
-        );
-    }
-    let totals = |ws: &[Arc<Window>]| {
-        ws.iter().fold((0, 0), |a, w| {
-            (
-                a.0 + w.acked.load(Ordering::Relaxed),
-                a.1 + w.errors.load(Ordering::Relaxed),
-            )
-        })
-    };
-    std::thread::sleep(Duration::from_secs_f64(s.warmup));
-    let (acked0, err0) = totals(&windows);
-    let before = Snap::take(counters, acked0);
-    let t = Instant::now();
-    measuring.store(true, Ordering::Relaxed);
-    std::thread::sleep(Duration::from_secs_f64(s.secs));
-    measuring.store(false, Ordering::Relaxed);
-    let (acked1, err1) = totals(&windows);
-    let after = Snap::take(counters, acked1);
-    let elapsed = t.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.thread().unpark();
-        h.join().expect("submitter");
-    }
-    let mut hist = latency_hist();
-    for w in &windows {
-        hist.add(&*w.hist.lock().unwrap()).expect("same bounds");
-    }
+    let puts = AsyncPuts::start(store, s.msg_bytes, p.conc, s.submitters);
+    let mut edges = Vec::with_capacity(2);
+    let w = puts.window(
+        Duration::from_secs_f64(s.warmup),
+        Duration::from_secs_f64(s.secs),
+        |acked| edges.push(Snap::take(counters, acked)),
+    );
+    let (hist, _) = puts.finish();
     (
         Load {
-            acked: acked1 - before.acked,
-            errors: err1 - err0,
-            elapsed,
+            acked: w.acked,
+            errors: w.errors,
+            elapsed: w.elapsed,
             hist,
         },
-        after.minus(&before),
+        edges[1].minus(&edges[0]),
     )
 }
 

@@ -7,6 +7,9 @@
 //!   `mqlab_engine::device` that `mqlab baseline` also uses.
 //! - [`closed_loop`]: C threads each doing one operation at a time, until a
 //!   count or a deadline; per-operation latency into an HdrHistogram.
+//! - [`async_closed_loop`] / [`AsyncPuts`]: C puts in flight through
+//!   `Store::put_async` from submitting threads, same histogram and
+//!   [`LoadResult`], every completion counted (acknowledged or failed).
 //! - [`RatioReport`]: each bench's figures next to the matching device
 //!   figure, printed and written as JSON and markdown under
 //!   `target/criterion/mqlab/` (or `$MQLAB_BENCH_OUT`).
@@ -16,7 +19,10 @@
 //! Every ratio is a figure of this run over a device figure of this run
 //! (STYLE.md habit 11); nothing here asserts on time.
 
+mod async_load;
 pub mod report;
+
+pub use async_load::{async_closed_loop, AsyncEnd, AsyncPuts, AsyncRun, AsyncWindow};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

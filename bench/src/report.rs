@@ -5,7 +5,11 @@
 //! Each configuration's figure is the median over its rounds (min and max
 //! kept beside it). Ratios:
 //! - mqlab vs each peer at the same durability class, concurrency and
-//!   message size: the best mqlab backend of that class over the peer;
+//!   message size: the best mqlab configuration of that class (backend
+//!   and put API: engine names ending in [`PUT_ASYNC_SUFFIX`] were driven
+//!   through `Store::put_async`, the others through the blocking
+//!   `Store::put`) over the peer;
+//! - mqlab put_async over blocking put, same backend, class, C and size;
 //! - mqlab vs the device of the same run: `group` over C x fdatasync/s at a
 //!   batch of C records, `sync` over queue-depth-1 fdatasync/s at one
 //!   record, `async` over buffered-write bandwidth in records/s.
@@ -23,6 +27,24 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::DeviceFigures;
+
+/// Suffix of the engine name of an mqlab run driven through
+/// `Store::put_async` (`mqlab-peers run --api async`): `mqlab-pwrite` ->
+/// `mqlab-pwrite-put_async`, `mqlab-pwrite-pool` ->
+/// `mqlab-pwrite-pool-put_async`.
+pub const PUT_ASYNC_SUFFIX: &str = "-put_async";
+
+/// The put API an mqlab engine name says it was driven through:
+/// `put_async` or `put` (blocking); "" for a peer.
+pub fn mqlab_api(engine: &str) -> &'static str {
+    if !engine.starts_with("mqlab-") {
+        ""
+    } else if engine.ends_with(PUT_ASYNC_SUFFIX) {
+        "put_async"
+    } else {
+        "put"
+    }
+}
 
 /// One measured run (one line of the runs file).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -92,11 +114,38 @@ pub struct PeerRatio {
     pub peer_p99_us: u64,
     /// The best mqlab configuration of the class.
     pub mqlab: String,
+    /// Its put API (`put` or `put_async`, see [`mqlab_api`]).
+    #[serde(default)]
+    pub mqlab_api: String,
     /// Its msg/s.
     pub mqlab_msgs_per_s: f64,
     /// Its p99, µs.
     pub mqlab_p99_us: u64,
     /// mqlab msg/s over the peer's.
+    pub ratio: f64,
+}
+
+/// An mqlab backend driven through `put_async` over the same backend
+/// driven through the blocking `put`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ApiRatio {
+    /// The blocking engine name (`mqlab-pwrite`, `mqlab-pwrite-pool`, ...).
+    pub engine: String,
+    /// `sync`, `group` or `async`.
+    pub flush: String,
+    /// Puts in flight.
+    pub concurrency: usize,
+    /// Body bytes.
+    pub msg_bytes: usize,
+    /// Blocking put, msg/s.
+    pub put_msgs_per_s: f64,
+    /// Blocking put, p99 µs.
+    pub put_p99_us: u64,
+    /// put_async, msg/s.
+    pub put_async_msgs_per_s: f64,
+    /// put_async, p99 µs.
+    pub put_async_p99_us: u64,
+    /// put_async msg/s over blocking put msg/s (medians over rounds).
     pub ratio: f64,
 }
 
@@ -134,6 +183,9 @@ pub struct Summary {
     pub peer_ratios: Vec<PeerRatio>,
     /// mqlab over the device.
     pub device_ratios: Vec<DeviceRatio>,
+    /// mqlab put_async over blocking put.
+    #[serde(default)]
+    pub api_ratios: Vec<ApiRatio>,
 }
 
 fn median_f(mut v: Vec<f64>) -> f64 {
@@ -204,9 +256,35 @@ pub fn summarize(runs: &[EngineRun], device: &DeviceFigures) -> Summary {
                 peer_msgs_per_s: p.msgs_per_s,
                 peer_p99_us: p.p99_us,
                 mqlab: m.engine.clone(),
+                mqlab_api: mqlab_api(&m.engine).into(),
                 mqlab_msgs_per_s: m.msgs_per_s,
                 mqlab_p99_us: m.p99_us,
                 ratio: m.msgs_per_s / p.msgs_per_s.max(1e-9),
+            });
+        }
+    }
+    let mut api_ratios = Vec::new();
+    for a in engines.iter().filter(|e| is_mqlab(e)) {
+        let Some(base) = a.engine.strip_suffix(PUT_ASYNC_SUFFIX) else {
+            continue;
+        };
+        let blocking = engines.iter().find(|b| {
+            b.engine == base
+                && b.flush == a.flush
+                && b.concurrency == a.concurrency
+                && b.msg_bytes == a.msg_bytes
+        });
+        if let Some(b) = blocking {
+            api_ratios.push(ApiRatio {
+                engine: base.into(),
+                flush: a.flush.clone(),
+                concurrency: a.concurrency,
+                msg_bytes: a.msg_bytes,
+                put_msgs_per_s: b.msgs_per_s,
+                put_p99_us: b.p99_us,
+                put_async_msgs_per_s: a.msgs_per_s,
+                put_async_p99_us: a.p99_us,
+                ratio: a.msgs_per_s / b.msgs_per_s.max(1e-9),
             });
         }
     }
@@ -265,6 +343,7 @@ pub fn summarize(runs: &[EngineRun], device: &DeviceFigures) -> Summary {
         device: device.clone(),
         peer_ratios,
         device_ratios,
+        api_ratios,
     }
 }
 
@@ -286,10 +365,10 @@ pub fn markdown(s: &Summary) -> String {
             e.rounds
         ));
     }
-    t.push_str("\n## mqlab over each peer (same durability, concurrency, size; target >= 2)\n\n| flush | C | msg B | peer | peer msg/s | peer p99 µs | best mqlab | mqlab msg/s | mqlab p99 µs | ratio |\n|---|---:|---:|---|---:|---:|---|---:|---:|---:|\n");
+    t.push_str("\n## mqlab over each peer (same durability, concurrency, size; target >= 2)\n\nbest mqlab: the fastest mqlab configuration of the class, backend and put API (`put`: blocking `Store::put`, one thread per put in flight; `put_async`: `Store::put_async`, C in flight from one thread, engine names ending in `-put_async`).\n\n| flush | C | msg B | peer | peer msg/s | peer p99 µs | best mqlab | API | mqlab msg/s | mqlab p99 µs | ratio |\n|---|---:|---:|---|---:|---:|---|---|---:|---:|---:|\n");
     for r in &s.peer_ratios {
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {:.0} | {} | {} | {:.0} | {} | **{:.2}** |\n",
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | {} | **{:.2}** |\n",
             r.flush,
             r.concurrency,
             r.msg_bytes,
@@ -297,10 +376,28 @@ pub fn markdown(s: &Summary) -> String {
             r.peer_msgs_per_s,
             r.peer_p99_us,
             r.mqlab,
+            r.mqlab_api,
             r.mqlab_msgs_per_s,
             r.mqlab_p99_us,
             r.ratio
         ));
+    }
+    if !s.api_ratios.is_empty() {
+        t.push_str("\n## mqlab put_async over blocking put (same backend, flush, C, size)\n\n| engine | flush | C | msg B | put msg/s | put p99 µs | put_async msg/s | put_async p99 µs | put_async / put |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for r in &s.api_ratios {
+            t.push_str(&format!(
+                "| {} | {} | {} | {} | {:.0} | {} | {:.0} | {} | **{:.2}** |\n",
+                r.engine,
+                r.flush,
+                r.concurrency,
+                r.msg_bytes,
+                r.put_msgs_per_s,
+                r.put_p99_us,
+                r.put_async_msgs_per_s,
+                r.put_async_p99_us,
+                r.ratio
+            ));
+        }
     }
     t.push_str("\n## mqlab over the device of the same run\n\n| engine | flush | C | msg B | device bound | bound msg/s | ratio | target | p99 / device p99 |\n|---|---|---:|---:|---|---:|---:|---:|---:|\n");
     for r in &s.device_ratios {
@@ -627,5 +724,38 @@ mod tests {
         );
         let table = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
         assert!(table.contains("rocksdb"));
+    }
+
+    #[test]
+    fn put_async_rows_compete_and_are_labelled() {
+        let runs = vec![
+            run("mqlab-pwrite", "group", 256, 100.0, 0),
+            run("mqlab-pwrite-put_async", "group", 256, 250.0, 0),
+            run("mqlab-uring", "group", 256, 120.0, 0),
+            run("rocketmq-store", "group", 256, 50.0, 0),
+            run("mqlab-pwrite-pool", "async", 256, 900.0, 0),
+            run("mqlab-pwrite-put_async", "async", 256, 400.0, 0),
+            run("rocksdb", "async", 256, 100.0, 0),
+        ];
+        let s = summarize(&runs, &DeviceFigures::default());
+        let group = s.peer_ratios.iter().find(|r| r.flush == "group").unwrap();
+        assert_eq!(group.mqlab, "mqlab-pwrite-put_async");
+        assert_eq!(group.mqlab_api, "put_async");
+        assert_eq!(group.ratio, 5.0);
+        let asynch = s.peer_ratios.iter().find(|r| r.flush == "async").unwrap();
+        assert_eq!(asynch.mqlab, "mqlab-pwrite-pool");
+        assert_eq!(asynch.mqlab_api, "put");
+        // put_async over blocking put of the same backend and class only
+        // (no blocking mqlab-pwrite async row here).
+        assert_eq!(s.api_ratios.len(), 1);
+        assert_eq!(s.api_ratios[0].engine, "mqlab-pwrite");
+        assert_eq!(s.api_ratios[0].ratio, 2.5);
+        let md = markdown(&s);
+        assert!(
+            md.contains("| mqlab-pwrite-put_async | put_async | 250 |"),
+            "{md}"
+        );
+        assert!(md.contains("put_async / put"));
+        assert_eq!(mqlab_api("rocksdb"), "");
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! mqlab-peers device --dir D --out device.json [--msg-bytes 1024] [--concurrency 1,16,256]
-//! mqlab-peers run --engine E --flush F --concurrency C --msg-bytes B --secs S --dir D [--out runs.jsonl] [--round N]
+//! mqlab-peers run --engine E --flush F --concurrency C --msg-bytes B --secs S --dir D [--api blocking|async] [--out runs.jsonl] [--round N]
 //! mqlab-peers report --runs runs.jsonl --device device.json --out results/peers
 //! ```
 //!
@@ -15,6 +15,11 @@
 //! (`commit_log_micro_batch_enabled = false`), both with flush group
 //! (SYNC_FLUSH) or async (ASYNC_FLUSH); `rocksdb` with flush group
 //! (`WriteOptions::set_sync(true)`) or async (`set_sync(false)`).
+//!
+//! mqlab is driven through the blocking `Store::put` from C threads
+//! (`--api blocking`, the default) or through `Store::put_async` with C
+//! puts in flight from one submitting thread (`--api async`; the result's
+//! engine name ends in `-put_async`, see `report::PUT_ASYNC_SUFFIX`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,7 +28,9 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use mqlab_bench::report::{self, EngineRun};
-use mqlab_bench::{message, record_bytes, DeviceFigures, LoadPool, LoadResult, Until};
+use mqlab_bench::{
+    async_closed_loop, message, record_bytes, DeviceFigures, LoadPool, LoadResult, Until,
+};
 use mqlab_engine::{BackendKind, FlushConfig, FlushKind, PutStatus, Store, StoreConfig};
 
 /// The engines this build can run, for `--help`.
@@ -117,6 +124,19 @@ struct RunArgs {
     /// mqlab only: pre-fault commit-log segments at creation.
     #[arg(long)]
     preallocate: bool,
+    /// mqlab only: `blocking` (Store::put, one thread per put in flight)
+    /// or `async` (Store::put_async, C in flight from one thread).
+    #[arg(long, value_enum, default_value_t = Api::Blocking)]
+    api: Api,
+}
+
+/// How mqlab is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Api {
+    /// Store::put from C threads, one put each at a time.
+    Blocking,
+    /// Store::put_async, C puts in flight from one submitting thread.
+    Async,
 }
 
 #[derive(Debug, clap::Args)]
@@ -179,10 +199,15 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
         .tempdir_in(base)?;
     let time = Duration::from_secs_f64(secs);
     let warm = Duration::from_secs_f64(warmup);
+    let mqlab = engine.starts_with("mqlab-");
+    if a.api == Api::Async && !mqlab {
+        bail!("--api async drives mqlab only ({engine:?} has its own driver)");
+    }
     let (r, summary_flush) = if let Some(backend) = engine.strip_prefix("mqlab-") {
         let knobs = Knobs {
             index: !a.no_index,
             preallocate: a.preallocate,
+            api: a.api,
         };
         run_mqlab(
             backend,
@@ -205,12 +230,15 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
             dir.path(),
         )?
     };
+    let mut name = engine.clone();
+    if mqlab && flush == "pool" {
+        name.push_str("-pool");
+    }
+    if a.api == Api::Async {
+        name.push_str(report::PUT_ASYNC_SUFFIX);
+    }
     let run = EngineRun {
-        engine: if engine.starts_with("mqlab-") && flush == "pool" {
-            format!("{engine}-pool")
-        } else {
-            engine.clone()
-        },
+        engine: name,
         flush: summary_flush.to_string(),
         concurrency,
         msg_bytes,
@@ -218,11 +246,7 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
         p50_us: r.hist.value_at_quantile(0.5),
         p99_us: r.hist.value_at_quantile(0.99),
         round,
-        record_bytes: if engine.starts_with("mqlab-") {
-            record_bytes(msg_bytes)
-        } else {
-            0
-        },
+        record_bytes: if mqlab { record_bytes(msg_bytes) } else { 0 },
     };
     let line = serde_json::to_string(&run)?;
     println!("{line}");
@@ -256,6 +280,8 @@ struct Knobs {
     index: bool,
     /// Preallocate segments (default off; `--preallocate`).
     preallocate: bool,
+    /// Blocking or asynchronous puts (`--api`).
+    api: Api,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -284,23 +310,79 @@ fn run_mqlab(
         ..StoreConfig::default()
     };
     let store = std::sync::Arc::new(Store::open(dir.join("store"), cfg)?);
+    let r = match knobs.api {
+        Api::Blocking => put_blocking(&store, concurrency, msg_bytes, warm, time),
+        Api::Async => put_async(&store, concurrency, msg_bytes, warm, time),
+    };
+    let store = std::sync::Arc::try_unwrap(store)
+        .map_err(|_| anyhow::anyhow!("store still shared after the run"))?;
+    store.shutdown()?;
+    Ok((r?, kind.ack_wait().name()))
+}
+
+/// `Store::put` from `concurrency` threads; the first failed put is
+/// printed and ends the load, and the run fails.
+fn put_blocking(
+    store: &std::sync::Arc<Store>,
+    concurrency: usize,
+    msg_bytes: usize,
+    warm: Duration,
+    time: Duration,
+) -> Result<LoadResult> {
+    use std::sync::atomic::{AtomicU64, Ordering};
     let msgs: Vec<_> = (0..concurrency)
         .map(|t| message(msg_bytes, t as u32))
         .collect();
-    let s2 = store.clone();
+    let failed = std::sync::Arc::new(AtomicU64::new(0));
+    let (s2, f2) = (store.clone(), failed.clone());
     let r = measure(concurrency, warm, time, move |t| {
         let store = &s2;
         let res = store.put(&msgs[t]);
         if res.status != PutStatus::PutOk {
             eprintln!("put failed: {:?} {:?}", res.status, res.detail);
+            f2.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         true
     });
-    let store = std::sync::Arc::try_unwrap(store)
-        .map_err(|_| anyhow::anyhow!("store still shared after the run"))?;
-    store.shutdown()?;
-    Ok((r, kind.ack_wait().name()))
+    match failed.load(Ordering::Relaxed) {
+        0 => Ok(r),
+        n => bail!("{n} blocking puts failed (printed above)"),
+    }
+}
+
+/// `Store::put_async` with `concurrency` in flight; every completion is
+/// counted, and any failed one fails the run.
+fn put_async(
+    store: &std::sync::Arc<Store>,
+    concurrency: usize,
+    msg_bytes: usize,
+    warm: Duration,
+    time: Duration,
+) -> Result<LoadResult> {
+    let run = async_closed_loop(store, msg_bytes, concurrency, warm, time);
+    let end = &run.end;
+    if end.errors > 0 {
+        eprintln!(
+            "put_async failed: {}",
+            end.first_error.as_deref().unwrap_or("?")
+        );
+        bail!(
+            "{} of {} put_async completions failed (first printed above)",
+            end.errors,
+            end.submitted
+        );
+    }
+    if !end.all_completed() {
+        bail!(
+            "put_async: {} submitted, {} acknowledged, {} failed, {} still in flight after the drain",
+            end.submitted,
+            end.acked,
+            end.errors,
+            end.in_flight
+        );
+    }
+    Ok(run.load)
 }
 
 #[cfg(not(feature = "peers"))]
@@ -369,6 +451,7 @@ mod peers {
     //! The peer engines, driven in-process like mqlab.
 
     use super::*;
+    use anyhow::Context;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     use std::time::Instant;
