@@ -20,6 +20,8 @@
 #   ASYNC_PUT_DEVICE_SECS [2]  ASYNC_PUT_CONC ['16 256 1024']
 #   ASYNC_PUT_MODES ['async blocking']  ASYNC_PUT_BACKENDS [pwrite] (add uring)
 #   ASYNC_PUT_SUBMITTERS [1]  ASYNC_PUT_MSG_BYTES [1024]
+#   ASYNC_PUT_WARM  1: segments written with zeros before use
+#                   (StoreConfig::warm_segments) [0]
 #   ASYNC_PUT_DIR   scratch directory on the disk measured [/work/tmp-bench/async-put]
 #   ASYNC_PUT_OUT   output folder [results/async-put]
 #   ASYNC_PUT_NOTE  a line put at the top of OUT/README.md (e.g. that a run
@@ -40,13 +42,14 @@ MODES="${ASYNC_PUT_MODES:-async blocking}"
 BACKENDS="${ASYNC_PUT_BACKENDS:-pwrite}"
 SUBMITTERS="${ASYNC_PUT_SUBMITTERS:-1}"
 MSG="${ASYNC_PUT_MSG_BYTES:-1024}"
+WARM="${ASYNC_PUT_WARM:-0}"
 DATA="${ASYNC_PUT_DIR:-/work/tmp-bench/async-put}"
 OUT="${ASYNC_PUT_OUT:-$ROOT/results/async-put}"
 case "$OUT" in /*) ;; *) OUT="$ROOT/$OUT" ;; esac
 
 mkdir -p "$DATA" "$OUT"
 rm -f "$OUT/runs.jsonl" "$OUT/summary.json" "$OUT/table.md" "$OUT/table.csv"
-COMMAND="ASYNC_PUT_ROUNDS=$ROUNDS ASYNC_PUT_SECS=$SECS ASYNC_PUT_WARMUP=$WARMUP ASYNC_PUT_DEVICE_SECS=$DEVICE_SECS ASYNC_PUT_CONC='$CONC' ASYNC_PUT_MODES='$MODES' ASYNC_PUT_BACKENDS='$BACKENDS' ASYNC_PUT_SUBMITTERS=$SUBMITTERS ASYNC_PUT_MSG_BYTES=$MSG scripts/async-put.sh"
+COMMAND="ASYNC_PUT_ROUNDS=$ROUNDS ASYNC_PUT_SECS=$SECS ASYNC_PUT_WARMUP=$WARMUP ASYNC_PUT_DEVICE_SECS=$DEVICE_SECS ASYNC_PUT_CONC='$CONC' ASYNC_PUT_MODES='$MODES' ASYNC_PUT_BACKENDS='$BACKENDS' ASYNC_PUT_SUBMITTERS=$SUBMITTERS ASYNC_PUT_MSG_BYTES=$MSG ASYNC_PUT_WARM=$WARM scripts/async-put.sh"
 export CARGO_TERM_COLOR=never
 nice -n 10 cargo bench -p mqlab-bench --bench async_put --no-run >&2
 START_LOAD="$(cat /proc/loadavg)"
@@ -55,7 +58,7 @@ MQLAB_BENCH_DIR="$DATA" MQLAB_BENCH_OUT="$OUT" \
     MQLAB_ASYNC_PUT_WARMUP="$WARMUP" MQLAB_ASYNC_PUT_DEVICE_SECS="$DEVICE_SECS" \
     MQLAB_ASYNC_PUT_CONC="$CONC" MQLAB_ASYNC_PUT_MODES="$MODES" \
     MQLAB_ASYNC_PUT_BACKENDS="$BACKENDS" MQLAB_ASYNC_PUT_SUBMITTERS="$SUBMITTERS" \
-    MQLAB_ASYNC_PUT_MSG_BYTES="$MSG" \
+    MQLAB_ASYNC_PUT_MSG_BYTES="$MSG" MQLAB_ASYNC_PUT_WARM="$WARM" \
     cargo bench -p mqlab-bench --bench async_put 2>&1 | tee "$OUT/output.txt" >&2
 END_LOAD="$(cat /proc/loadavg)"
 

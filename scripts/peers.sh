@@ -15,6 +15,10 @@
 #   PEERS_ONLY      space-separated engine names to keep (all when empty;
 #                   mqlab-pwrite keeps both APIs, mqlab-pwrite-put_async
 #                   only the put_async runs)
+#   PEERS_WARM_SEGMENTS  1: every mqlab run writes zeros over its segments
+#                   before use (StoreConfig::warm_segments, RocketMQ's
+#                   warmMapedFileEnable; opening writes the 1 GiB first
+#                   segment, outside the measured time) [0]
 #   PEERS_MQLAB_APIS  put APIs for mqlab's group and async flush configs
 #                   ["blocking async"]: blocking = Store::put from C threads
 #                   (engine mqlab-<backend>), async = Store::put_async with
@@ -36,6 +40,9 @@ DATA="${PEERS_DIR:-/work/tmp-bench}"
 OUT="${PEERS_OUT:-$ROOT/results/peers}"
 ONLY="${PEERS_ONLY:-}"
 APIS="${PEERS_MQLAB_APIS:-blocking async}"
+WARM="${PEERS_WARM_SEGMENTS:-0}"
+WARM_FLAG=()
+[ "$WARM" = 1 ] && WARM_FLAG=(--warm-segments)
 for a in $APIS; do
     case "$a" in
     blocking | async) ;;
@@ -80,7 +87,7 @@ DEV="$OUT/device.jsonl"
 : >"$DEV"
 {
     echo "scripts/peers.sh $ROUNDS"
-    echo "PEERS_SECS=$SECS PEERS_WARMUP=$WARMUP PEERS_CONC='$CONC' PEERS_DIR=$DATA PEERS_MQLAB_APIS='$APIS'"
+    echo "PEERS_SECS=$SECS PEERS_WARMUP=$WARMUP PEERS_CONC='$CONC' PEERS_DIR=$DATA PEERS_MQLAB_APIS='$APIS' PEERS_WARM_SEGMENTS=$WARM"
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(uname -r), $(nproc) cores"
     echo "filesystem: $(stat -f -c %T "$DATA")"
     echo "rocksdb: $ROCKSDB_VERSION; rocketmq-store: $(grep -A1 'name = "rocketmq-store"' Cargo.lock | sed -n 's/version = //p' | tr -d '"')"
@@ -138,7 +145,9 @@ run() { # engine flush bytes api conc round
     [ "$4" = async ] && name="$1-put_async"
     keep "$1" || keep "$name" || return 0
     echo "round $6: $name $2 ${3} B C=$5"
-    "$BIN" run --engine "$1" --flush "$2" --msg-bytes "$3" --api "$4" --concurrency "$5" \
+    local warm=()
+    case "$1" in mqlab-*) warm=("${WARM_FLAG[@]}") ;; esac
+    "$BIN" run --engine "$1" --flush "$2" --msg-bytes "$3" --api "$4" --concurrency "$5" "${warm[@]}" \
         --secs "$SECS" --warmup-secs "$WARMUP" --dir "$DATA" --round "$6" --out "$RUNS" \
         >/dev/null || echo "  failed: $name $2 $3 C=$5 (see stderr above)"
 }

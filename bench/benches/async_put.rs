@@ -31,7 +31,9 @@
 //! - `MQLAB_ASYNC_PUT_CONC` [16,256,1024], `MQLAB_ASYNC_PUT_MODES`
 //!   [async,blocking], `MQLAB_ASYNC_PUT_BACKENDS` [pwrite] (uring too),
 //!   `MQLAB_ASYNC_PUT_SUBMITTERS` put_async threads [1],
-//!   `MQLAB_ASYNC_PUT_MSG_BYTES` [1024];
+//!   `MQLAB_ASYNC_PUT_MSG_BYTES` [1024], `MQLAB_ASYNC_PUT_WARM` [0] (1:
+//!   `StoreConfig::warm_segments`, segments written with zeros before
+//!   use; the first when the store opens, before the clock starts);
 //! - `MQLAB_BENCH_DIR` the disk measured (stores and device scratch file);
 //! - `MQLAB_BENCH_OUT` output folder [target/criterion/mqlab/async-put]:
 //!   runs.jsonl (one line per point and round), summary.json, table.md,
@@ -182,6 +184,7 @@ struct Settings {
     backends: Vec<BackendKind>,
     submitters: usize,
     msg_bytes: usize,
+    warm_segments: bool,
     out: PathBuf,
 }
 
@@ -232,6 +235,7 @@ impl Settings {
                 .collect(),
             submitters: env_or("MQLAB_ASYNC_PUT_SUBMITTERS", 1usize).max(1),
             msg_bytes: env_or("MQLAB_ASYNC_PUT_MSG_BYTES", 1024),
+            warm_segments: env_or("MQLAB_ASYNC_PUT_WARM", 0u8) == 1,
             out,
         }
     }
@@ -419,6 +423,7 @@ fn run_point(round: u32, p: Point, s: &Settings, dir: &Path) -> Row {
             let cfg = StoreConfig {
                 backend: p.backend,
                 flush: FlushConfig::for_kind(FlushKind::Group),
+                warm_segments: s.warm_segments,
                 ..StoreConfig::default()
             };
             Store::open_with_env(env, &store_dir, cfg).map_err(|e| e.to_string())
@@ -792,6 +797,7 @@ fn main() {
             "modes": s.modes,
             "backends": s.backends.iter().map(|b| b.name()).collect::<Vec<_>>(),
             "submitters": s.submitters,
+            "warm_segments": s.warm_segments,
             "msg_bytes": s.msg_bytes,
             "record_bytes": record_bytes(s.msg_bytes),
             "dir": mqlab_bench::bench_dir().display().to_string(),

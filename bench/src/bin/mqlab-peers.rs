@@ -124,6 +124,12 @@ struct RunArgs {
     /// mqlab only: pre-fault commit-log segments at creation.
     #[arg(long)]
     preallocate: bool,
+    /// mqlab only: write zeros over each commit-log segment before use
+    /// (StoreConfig::warm_segments, RocketMQ's warmMapedFileEnable; the
+    /// first segment is written when the store opens, before the clock
+    /// starts).
+    #[arg(long)]
+    warm_segments: bool,
     /// mqlab only: `blocking` (Store::put, one thread per put in flight)
     /// or `async` (Store::put_async, C in flight from one thread).
     #[arg(long, value_enum, default_value_t = Api::Blocking)]
@@ -207,6 +213,7 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
         let knobs = Knobs {
             index: !a.no_index,
             preallocate: a.preallocate,
+            warm_segments: a.warm_segments,
             api: a.api,
         };
         run_mqlab(
@@ -280,6 +287,8 @@ struct Knobs {
     index: bool,
     /// Preallocate segments (default off; `--preallocate`).
     preallocate: bool,
+    /// Write zeros over segments before use (`--warm-segments`).
+    warm_segments: bool,
     /// Blocking or asynchronous puts (`--api`).
     api: Api,
 }
@@ -307,6 +316,7 @@ fn run_mqlab(
         flush: FlushConfig::for_kind(kind),
         index_enabled: knobs.index,
         preallocate: knobs.preallocate,
+        warm_segments: knobs.warm_segments,
         ..StoreConfig::default()
     };
     let store = std::sync::Arc::new(Store::open(dir.join("store"), cfg)?);
