@@ -19,10 +19,10 @@
 //!
 //! A send is decoded completely (header fields, properties) before
 //! anything reaches the store: a malformed one gets MESSAGE_ILLEGAL or
-//! SYSTEM_ERROR naming the field, and nothing is written. The put blocks
-//! the runtime thread that serves the connection until the flush strategy
-//! acknowledges it; the engine's asynchronous put (issue 13) will lift
-//! that.
+//! SYSTEM_ERROR naming the field, and nothing is written. Plain sends to
+//! existing topics are stored from the connection's reader task (no
+//! blocking-pool hand-off) with the engine's asynchronous put and
+//! answered from its completion; see `send.rs`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -116,7 +116,14 @@ pub fn offset_msg_id(store_host: SocketAddr, phys_offset: u64) -> String {
     }
     b.extend_from_slice(&(store_host.port() as u32).to_be_bytes());
     b.extend_from_slice(&phys_offset.to_be_bytes());
-    b.iter().map(|x| format!("{x:02X}")).collect()
+    // (One allocation: this runs for every send's answer.)
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut id = String::with_capacity(2 * b.len());
+    for x in b {
+        id.push(HEX[usize::from(x >> 4)] as char);
+        id.push(HEX[usize::from(x & 15)] as char);
+    }
+    id
 }
 
 /// Serves a [`Broker`] over the remoting server.
@@ -794,6 +801,27 @@ impl BrokerHandler {
 }
 
 impl Handler for BrokerHandler {
+    /// Plain sends to existing topics that the ACL (if any) accepts are
+    /// stored from the connection's task (`send.rs`: `send_inline` says
+    /// which and what that may wait for); everything else is given back
+    /// for the blocking pool.
+    fn try_inline(
+        &self,
+        req: RemotingCommand,
+        conn: &Conn,
+        reply: Reply,
+    ) -> Option<(RemotingCommand, Reply)> {
+        if !matches!(req.code, request::SEND_MESSAGE | request::SEND_MESSAGE_V2)
+            || self
+                .acl
+                .as_ref()
+                .is_some_and(|acl| acl.check(&req).is_err())
+        {
+            return Some((req, reply));
+        }
+        self.send_inline(req, conn.peer(), reply)
+    }
+
     /// Sends are answered from the put's completion (`send.rs`); every
     /// other request as [`Handler::handle`] answers it.
     fn handle_async(&self, req: RemotingCommand, conn: &Conn, reply: Reply) {

@@ -23,7 +23,8 @@ use mqlab_protocol::codes::{request, response};
 use mqlab_protocol::headers::{SendMessageRequest, SendMessageResponse};
 use mqlab_protocol::{ExtFields, RemotingCommand};
 
-use super::{offset_msg_id, BrokerHandler, WireStats};
+use super::{offset_msg_id, BrokerHandler, Reply, WireStats};
+use crate::broker::Delivery;
 
 /// Longest a send may wait between arriving and being handled before it
 /// is refused SYSTEM_BUSY (RocketMQ's `waitTimeMillsInSendQueue`).
@@ -98,15 +99,115 @@ impl BrokerHandler {
         waited: Duration,
         answer_with: impl FnOnce(RemotingCommand) + Send + 'static,
     ) {
-        // `batch` in the header: a batch body whatever the code says.
-        let batch_field = if req.code == request::SEND_MESSAGE_V2 {
-            "m"
-        } else {
-            "batch"
-        };
-        if req.ext_fields.bool_or_false(batch_field).unwrap_or(false) {
+        if is_batch(&req) {
             return answer_with(self.send_batch(&req, peer));
         }
+        let pending = match self.admit(&req, waited) {
+            Ok(p) => p,
+            Err(resp) => return answer_with(resp),
+        };
+        let msg = match self.decode_send(&mut req, peer) {
+            Ok(m) => m,
+            Err(resp) => {
+                pending.finish(&resp);
+                return answer_with(resp);
+            }
+        };
+        self.store_send(req, msg, pending, answer_with);
+    }
+
+    /// A send handled on its connection's reader task
+    /// ([`super::Handler::try_inline`]), or given back (`Some`) for the
+    /// blocking pool. Taken inline only when nothing on its way can wait
+    /// for long: a plain send (no batch), whose header and properties
+    /// decode, to a topic that exists (creating one persists the topic
+    /// config: blocking pool), neither a half message (the transaction
+    /// service waits for its own put) nor delayed (a scheduler's put
+    /// waits for its flush), and, under `pool` or batched `group`, with
+    /// the staging area at most half full (below). A malformed send is
+    /// given back too: it is refused there exactly as before. The caller
+    /// has checked the ACL.
+    ///
+    /// What then runs on this thread is `Store::put_async`'s append and
+    /// the strategy's registration, which can wait only for:
+    /// - the commit log's append lock, held by other appenders for their
+    ///   own append (a record copy, or a pwrite into the page cache; a
+    ///   segment roll creates and preallocates a file): short, and a
+    ///   pwrite into the page cache is accepted (the kernel's dirty-page
+    ///   throttling may slow it under write-back pressure, as for any
+    ///   appender);
+    /// - room in the staging area (`pool`, batched `group`): an append
+    ///   waits while the area is full, i.e. until the committer (`pool`)
+    ///   or the group service's next write (`group`) drains it, which a
+    ///   hung disk could delay without bound. Hence the staged-bytes check
+    ///   here: with more than half the area staged the send goes to the
+    ///   blocking pool, so an inline append would wait only if the area
+    ///   went from half full to full between the check and the append;
+    /// - the strategy's short-held state locks (group commit's waiter
+    ///   list, the sync completer's queue: unbounded, never waited on;
+    ///   neither is held across an fdatasync) and the replica gate's
+    ///   waiter list (a sync master: registration only).
+    ///
+    /// The store's refusals (slave mode, a demoted master's write block,
+    /// shut down, poisoned) come from the same `put_async` and are
+    /// answered as on the blocking pool. Under `async` and `pool` the
+    /// completion, hence the answer's encoding, runs here too.
+    pub(super) fn send_inline(
+        &self,
+        mut req: RemotingCommand,
+        peer: SocketAddr,
+        reply: Reply,
+    ) -> Option<(RemotingCommand, Reply)> {
+        if is_batch(&req) {
+            return Some((req, reply));
+        }
+        let mut msg = match self.parse_send(&req, peer, false) {
+            Ok(Some(m)) => m,
+            _ => return Some((req, reply)),
+        };
+        if is_half(&msg)
+            || !matches!(self.broker.delivery_of(&msg), Ok(Delivery::Now))
+            || !self.staging_has_room(req.body.len())
+        {
+            return Some((req, reply));
+        }
+        self.stats.inline_sends.fetch_add(1, Ordering::Relaxed);
+        let pending = match self.admit(&req, reply.waited()) {
+            Ok(p) => p,
+            Err(resp) => {
+                reply.send(&resp);
+                return None;
+            }
+        };
+        msg.body = std::mem::take(&mut req.body);
+        self.store_send(req, msg, pending, move |resp| {
+            reply.send(&resp);
+        });
+        None
+    }
+
+    /// Whether a send of `body` bytes may append inline: true without a
+    /// staging area (`sync`, `async`, unbatched `group`), else when at
+    /// most half the area is staged with it (`pool`'s area is
+    /// `pool_buffers` >= 2 segments: two are counted; batched group
+    /// commit's is [`mqlab_engine::flush::group::BATCH_STAGING_BYTES`]).
+    fn staging_has_room(&self, body: usize) -> bool {
+        use mqlab_engine::flush::{group, pool};
+        let store = self.broker.store();
+        let area = match store.flush_name() {
+            group::NAME => group::BATCH_STAGING_BYTES as u64,
+            pool::NAME => store.segment_bytes().saturating_mul(2),
+            _ => return true,
+        };
+        let o = store.offsets();
+        let staged = o.written.saturating_sub(o.committed);
+        staged.saturating_add(body as u64) <= area / 2
+    }
+
+    /// Counts a send as pending, or refuses it SYSTEM_BUSY (counted,
+    /// finished) past `max_pending` sends or after waiting longer than
+    /// `max_queue_wait` for a thread.
+    fn admit(&self, req: &RemotingCommand, waited: Duration) -> Result<Pending, RemotingCommand> {
         let now = self.pending.fetch_add(1, Ordering::AcqRel);
         let pending = Pending {
             count: self.pending.clone(),
@@ -127,22 +228,25 @@ impl BrokerHandler {
         } else {
             None
         };
-        if let Some(why) = busy {
-            let resp = RemotingCommand::response_to(&req, response::SYSTEM_BUSY, Some(why));
-            pending.finish(&resp);
-            return answer_with(resp);
-        }
-        let msg = match self.decode_send(&mut req, peer) {
-            Ok(m) => m,
-            Err(resp) => {
+        match busy {
+            Some(why) => {
+                let resp = RemotingCommand::response_to(req, response::SYSTEM_BUSY, Some(why));
                 pending.finish(&resp);
-                return answer_with(resp);
+                Err(resp)
             }
-        };
-        let half = msg
-            .properties
-            .get(crate::txn::PROPERTY_TRANSACTION_PREPARED)
-            .is_some_and(|v| v == "true");
+            None => Ok(pending),
+        }
+    }
+
+    /// Stores a decoded send and answers from the put's completion.
+    fn store_send(
+        &self,
+        req: RemotingCommand,
+        msg: Message,
+        pending: Pending,
+        answer_with: impl FnOnce(RemotingCommand) + Send + 'static,
+    ) {
+        let half = is_half(&msg);
         let store_host = self.store_host;
         let queue_id = msg.queue_id;
         let done = move |r: PutResult| {
@@ -197,6 +301,26 @@ impl BrokerHandler {
         req: &mut RemotingCommand,
         peer: SocketAddr,
     ) -> Result<Message, RemotingCommand> {
+        let mut msg = self.parse_send(req, peer, true)?.ok_or_else(|| {
+            RemotingCommand::response_to(
+                req,
+                response::SYSTEM_ERROR,
+                Some("the topic was not created".into()),
+            )
+        })?;
+        msg.body = std::mem::take(&mut req.body);
+        Ok(msg)
+    }
+
+    /// The message a send carries without its body, every field checked;
+    /// an unknown topic is created when `create` (autoCreateTopicEnable),
+    /// else `None`. Or the refusal naming the field.
+    fn parse_send(
+        &self,
+        req: &RemotingCommand,
+        peer: SocketAddr,
+        create: bool,
+    ) -> Result<Option<Message>, RemotingCommand> {
         let v2 = req.code == request::SEND_MESSAGE_V2;
         let refuse = |req: &RemotingCommand, code: i32, why: String| {
             RemotingCommand::response_to(req, code, Some(why))
@@ -217,6 +341,7 @@ impl BrokerHandler {
         // queue count the producer proposes (defaultTopicQueueNums).
         let queues = match self.broker.topic_queues(&h.topic) {
             Some(n) => n,
+            None if !create => return Ok(None),
             None => {
                 let n = h.default_topic_queue_nums.clamp(1, 1024) as u32;
                 self.broker
@@ -232,17 +357,33 @@ impl BrokerHandler {
                 format!("queueId {queue_id} is past the topic's {queues} queues"),
             ));
         }
-        Ok(Message {
-            topic: h.topic.clone(),
+        Ok(Some(Message {
             queue_id,
             flag: h.flag,
             sys_flag: h.sys_flag,
-            body: std::mem::take(&mut req.body),
             properties,
             born_timestamp_ms: h.born_timestamp,
             born_host: peer,
             reconsume_times: h.reconsume_times,
             ..Message::new(h.topic, Vec::new())
-        })
+        }))
     }
+}
+
+/// Whether a send's header says `batch` (`m` in V2): a batch body
+/// whatever the code says.
+fn is_batch(req: &RemotingCommand) -> bool {
+    let field = if req.code == request::SEND_MESSAGE_V2 {
+        "m"
+    } else {
+        "batch"
+    };
+    req.ext_fields.bool_or_false(field).unwrap_or(false)
+}
+
+/// A transaction's half message (`TRAN_MSG=true`).
+fn is_half(msg: &Message) -> bool {
+    msg.properties
+        .get(crate::txn::PROPERTY_TRANSACTION_PREPARED)
+        .is_some_and(|v| v == "true")
 }

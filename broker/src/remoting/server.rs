@@ -11,10 +11,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// What serves the requests. Called on the runtime's blocking pool, one
-/// call per request, several at once (also for one connection): a handler
-/// may block (a held pull), or answer later through [`Reply`] so that no
-/// thread waits (a put waiting for its flush).
+/// What serves the requests. Each request is first offered to
+/// [`Handler::try_inline`] on its connection's reader task; what that
+/// gives back (by default everything) is called on the runtime's blocking
+/// pool, one call per request, several at once (also for one connection):
+/// a handler may block there (a held pull), or answer later through
+/// [`Reply`] so that no thread waits (a put waiting for its flush).
 pub trait Handler: Send + Sync + 'static {
     /// Answers `req` (None for one-way requests and anything that must
     /// not be answered). `conn` is the connection it came on: its peer,
@@ -29,6 +31,24 @@ pub trait Handler: Send + Sync + 'static {
         if let Some(resp) = self.handle(req, conn) {
             reply.send(&resp);
         }
+    }
+
+    /// Handles `req` on the connection's reader task, without the
+    /// blocking pool's hand-off (a thread wake-up and a context switch per
+    /// request), or gives it back (`Some`) to be handled by
+    /// [`Handler::handle_async`] on the blocking pool. Only for requests
+    /// that never block for long: while this runs, nothing else of this
+    /// connection is read, and the runtime has few worker threads (2 by
+    /// default) for every connection. `reply` holds the request's
+    /// in-flight slot either way. By default everything is given back.
+    fn try_inline(
+        &self,
+        req: RemotingCommand,
+        conn: &Conn,
+        reply: Reply,
+    ) -> Option<(RemotingCommand, Reply)> {
+        let _ = conn;
+        Some((req, reply))
     }
 }
 
@@ -209,6 +229,9 @@ pub struct ServerConfig {
     /// otherwise hold 16 MiB each until their idle timeout). Default
     /// 512 MiB.
     pub max_partial_frame_bytes: usize,
+    /// Most threads of the runtime's blocking pool, where requests not
+    /// handled inline run (tokio's default: 512).
+    pub blocking_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -220,6 +243,7 @@ impl Default for ServerConfig {
             idle_timeout_ms: 120_000,
             worker_threads: 2,
             max_partial_frame_bytes: 512 << 20,
+            blocking_threads: 512,
         }
     }
 }
@@ -275,6 +299,7 @@ impl RemotingServer {
         listener.set_nonblocking(true)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(cfg.worker_threads.max(1))
+            .max_blocking_threads(cfg.blocking_threads.max(1))
             .thread_name("mqlab-remoting")
             .enable_io()
             .enable_time()
@@ -450,9 +475,11 @@ const RELEASE_IDLE_BUFFER_AFTER: Duration = Duration::from_secs(1);
 /// Longest a closing connection waits for its in-flight answers.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One connection. Requests run on the runtime's blocking pool, so a put
+/// One connection. Requests the handler takes inline
+/// ([`Handler::try_inline`]: sends that never wait) are handled here, on
+/// the reader task; the rest run on the runtime's blocking pool, so a put
 /// waiting for its flush or a held pull never stalls other requests, on
-/// this connection or another; answers go out as they finish, matched by
+/// this connection or another. Answers go out as they finish, matched by
 /// opaque (RocketMQ clients expect that), through one writer.
 async fn serve(
     sock: TcpStream,
@@ -546,19 +573,25 @@ async fn serve(
                             break;
                         }
                     };
-                    let received = std::time::Instant::now();
-                    let (handler, tx, conn, queued) =
-                        (handler.clone(), tx.clone(), conn.clone(), queued.clone());
-                    tokio::task::spawn_blocking(move || {
-                        let reply = Reply {
-                            tx,
-                            oneway: req.is_oneway(),
-                            received,
-                            slot,
-                            queued,
-                        };
-                        handler.handle_async(req, &conn, reply);
-                    });
+                    let reply = Reply {
+                        tx: tx.clone(),
+                        oneway: req.is_oneway(),
+                        received: std::time::Instant::now(),
+                        slot,
+                        queued: queued.clone(),
+                    };
+                    // A panic inline loses that request only (its slot
+                    // comes back with the dropped reply), as one on the
+                    // blocking pool does; the connection goes on.
+                    let inline = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        handler.try_inline(req, &conn, reply)
+                    }));
+                    if let Ok(Some((req, reply))) = inline {
+                        let (handler, conn) = (handler.clone(), conn.clone());
+                        tokio::task::spawn_blocking(move || {
+                            handler.handle_async(req, &conn, reply);
+                        });
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -751,6 +784,73 @@ mod tests {
         }
         assert!(rest.is_empty(), "{} stray bytes", rest.len());
         assert_eq!(seen, (0..n).collect());
+        server.shutdown();
+    }
+
+    /// Code 3 panics inline, code 4 is answered inline, the rest on the
+    /// blocking pool.
+    struct Inline;
+
+    impl Handler for Inline {
+        fn handle(&self, req: RemotingCommand, _conn: &Conn) -> Option<RemotingCommand> {
+            Some(RemotingCommand::response_to(
+                &req,
+                response::SUCCESS,
+                Some("pool".into()),
+            ))
+        }
+        fn try_inline(
+            &self,
+            req: RemotingCommand,
+            _conn: &Conn,
+            reply: Reply,
+        ) -> Option<(RemotingCommand, Reply)> {
+            match req.code {
+                3 => panic!("inline handler fails (expected in this test)"),
+                4 => {
+                    reply.send(&RemotingCommand::response_to(
+                        &req,
+                        response::SUCCESS,
+                        Some("inline".into()),
+                    ));
+                    None
+                }
+                _ => Some((req, reply)),
+            }
+        }
+    }
+
+    #[test]
+    fn requests_taken_inline_are_answered_and_a_panic_there_loses_only_its_request() {
+        let server = RemotingServer::start(
+            ServerConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..ServerConfig::default()
+            },
+            Arc::new(Inline),
+        )
+        .unwrap();
+        let mut s = std::net::TcpStream::connect(server.local_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for (code, opaque) in [(4, 1), (3, 2), (5, 3), (4, 4)] {
+            s.write_all(&encode_frame(&RemotingCommand::request(code, opaque)).unwrap())
+                .unwrap();
+        }
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        let mut got = std::collections::BTreeMap::new();
+        let mut rest = &buf[..];
+        while let Some((cmd, used)) = decode_frame(rest, &Limits::default()).unwrap() {
+            got.insert(cmd.opaque, cmd.remark.unwrap_or_default());
+            rest = &rest[used..];
+        }
+        let want: std::collections::BTreeMap<i32, String> =
+            [(1, "inline"), (3, "pool"), (4, "inline")]
+                .into_iter()
+                .map(|(o, r)| (o, r.to_string()))
+                .collect();
+        assert_eq!(got, want);
         server.shutdown();
     }
 }

@@ -14,6 +14,10 @@ pub struct WireStats {
     pub sends_failed: AtomicU64,
     /// Messages returned by pulls.
     pub pulled: AtomicU64,
+    /// Sends handled on their connection's reader task, without the
+    /// blocking pool (`Handler::try_inline`; included in the two above
+    /// once answered).
+    pub inline_sends: AtomicU64,
     /// Latency of sends, stored or not: from the request reaching the
     /// handler to its answer. Filled by [`WireStats::record_send`].
     pub send_latency: LatencyHistogram,
