@@ -12,10 +12,12 @@ use crate::fields::ExtFields;
 /// Most ext fields in one header.
 pub const MAX_EXT_FIELDS: usize = 256;
 
-fn scalar(v: &Value) -> Option<String> {
+/// A value as the text a String field gets (taken, not copied: the
+/// header's strings move into the command).
+fn scalar(v: Value) -> Option<String> {
     match v {
         Value::Null => None,
-        Value::String(s) => Some(s.clone()),
+        Value::String(s) => Some(s),
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(n.to_string()),
         // fastjson would hand a nested value to a String field as its text.
@@ -32,17 +34,16 @@ pub fn decode(bytes: &[u8], cmd: &mut RemotingCommand) -> Result<(), ProtocolErr
         .map_or(0, |i| i + 1);
     let v: Value =
         serde_json::from_slice(&bytes[..end]).map_err(|e| ProtocolError::Json(e.to_string()))?;
-    let Value::Object(obj) = v else {
+    let Value::Object(mut obj) = v else {
         return Err(ProtocolError::Json(
             "the header is not a JSON object".into(),
         ));
     };
+    let ext = obj.remove("extFields");
     let mut top = BTreeMap::new();
-    for (k, v) in &obj {
-        if k != "extFields" {
-            if let Some(s) = scalar(v) {
-                top.insert(k.clone(), s);
-            }
+    for (k, v) in obj {
+        if let Some(s) = scalar(v) {
+            top.insert(k, s);
         }
     }
     cmd.code = top.i32_opt("code")?.unwrap_or(0);
@@ -55,7 +56,7 @@ pub fn decode(bytes: &[u8], cmd: &mut RemotingCommand) -> Result<(), ProtocolErr
     cmd.remark = top.str_opt("remark").map(str::to_string);
     cmd.serialize_type = SerializeType::Json;
     cmd.ext_fields.clear();
-    match obj.get("extFields") {
+    match ext {
         None | Some(Value::Null) => {}
         Some(Value::Object(ext)) => {
             if ext.len() > MAX_EXT_FIELDS {
@@ -66,7 +67,7 @@ pub fn decode(bytes: &[u8], cmd: &mut RemotingCommand) -> Result<(), ProtocolErr
             }
             for (k, v) in ext {
                 if let Some(s) = scalar(v) {
-                    cmd.ext_fields.insert(k.clone(), s);
+                    cmd.ext_fields.insert(k, s);
                 }
             }
         }
