@@ -34,7 +34,7 @@
 #   PEERS_WIRE_WORKLOADS  produce and/or produce+consume [produce produce+consume]
 #   PEERS_WIRE_REDIS_CONSUMERS  Redis consumer connections in produce+consume [2]
 #   PEERS_WIRE_MSG_BYTES  body bytes [1024]
-#   PEERS_WIRE_MQLAB      mqlab broker configs, flush-backend
+#   PEERS_WIRE_MQLAB      mqlab broker configs, flush-backend[-warm] (-warm: --warm-segments true)
 #                         [sync-pwrite group-pwrite async-pwrite pool-pwrite group-uring async-mmap]
 #   PEERS_WIRE_ONLY       engines to run: any of mqlab rocketmq-rust redis
 #                         [mqlab rocketmq-rust redis]
@@ -212,11 +212,11 @@ keep_log() { # file name
     } >"$OUT/logs/$2.log" 2>/dev/null || true
 }
 
-start_mqlab() { # flush backend dir
+start_mqlab() { # flush backend dir warm(true|false)
     port_free "$MQ_NS" "$MQ_PORT" $((MQ_PORT + 1)) || return 1
     "$MQLAB" broker --data-dir "$3/store" --listen "127.0.0.1:$MQ_PORT" \
         --namesrv-listen "127.0.0.1:$MQ_NS" --flush "$1" --backend "$2" \
-        --status-secs 0 >"$3/server.log" 2>&1 &
+        --warm-segments "${4:-false}" --status-secs 0 >"$3/server.log" 2>&1 &
     PIDS+=($!)
     wait_port "$MQ_NS" 20 && wait_port "$MQ_PORT" 20
 }
@@ -325,11 +325,13 @@ run_server() {
     mkdir -p "$d"
     case "$name" in
         mqlab:*)
-            local fb=${name#mqlab:}
+            local fb=${name#mqlab:} warm=false
+            case "$fb" in *-warm) warm=true fb=${fb%-warm} ;; esac
             local flush=${fb%-*} backend=${fb#*-}
             engine="mqlab-broker-$flush-$backend" kind=rocketmq target="rocketmq://127.0.0.1:$MQ_NS"
+            [ "$warm" = true ] && engine="$engine-warm"
             case $flush in sync | group) dur=sync ;; *) dur=async ;; esac
-            start_mqlab "$flush" "$backend" "$d" || ok=0
+            start_mqlab "$flush" "$backend" "$d" "$warm" || ok=0
             ;;
         rmq:*)
             local ft=${name#rmq:}
