@@ -46,6 +46,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use mqlab_bench::report::median_f;
 use mqlab_bench::{latency_hist, message, record_bytes, scratch, AsyncPuts, LoadPool, Until};
 use mqlab_engine::device::{self, Budget};
 use mqlab_engine::io::{File, OpenOptions};
@@ -510,19 +511,6 @@ fn measure_device(mut row: Row, load: &Load, d: Snap, s: &Settings, dir: &Path) 
 
 // --- Summary -------------------------------------------------------------------
 
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// Medians over rounds of one mode x backend x concurrency.
 #[derive(Debug, Clone, Serialize)]
 struct SummaryRow {
@@ -575,10 +563,10 @@ fn summarize(rows: &[Row], s: &Settings) -> (Vec<SummaryRow>, Vec<Comparison>) {
                     .filter(|r| r.mode == mode && r.backend == backend.name() && r.concurrency == c)
                     .collect();
                 let ok: Vec<&Row> = all.iter().copied().filter(|r| r.status == "ok").collect();
-                let m = |f: &dyn Fn(&Row) -> f64| median(ok.iter().map(|r| f(r)).collect());
+                let m = |f: &dyn Fn(&Row) -> f64| median_f(ok.iter().map(|r| f(r)).collect());
                 let mps: Vec<f64> = ok.iter().map(|r| r.msgs_per_s).collect();
                 let ratios: Vec<f64> = ok.iter().map(|r| r.ratio).collect();
-                let ratio = median(ratios.clone());
+                let ratio = median_f(ratios.clone());
                 let target = (mode == Mode::Async && c == 1024).then_some(0.5);
                 out.push(SummaryRow {
                     mode,
@@ -644,7 +632,7 @@ fn summarize(rows: &[Row], s: &Settings) -> (Vec<SummaryRow>, Vec<Comparison>) {
                         "{backend}, {c} in flight: put_async msgs/s / blocking put msgs/s"
                     ),
                     rounds: per_round.len(),
-                    ratio: median(per_round),
+                    ratio: median_f(per_round),
                 });
             }
         }

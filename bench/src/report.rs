@@ -188,7 +188,9 @@ pub struct Summary {
     pub api_ratios: Vec<ApiRatio>,
 }
 
-fn median_f(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (the mean of the middle two for an even count; 0
+/// when empty).
+pub fn median_f(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
         return 0.0;

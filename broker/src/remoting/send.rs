@@ -188,20 +188,12 @@ impl BrokerHandler {
 
     /// Whether a send of `body` bytes may append inline: true without a
     /// staging area (`sync`, `async`, unbatched `group`), else when at
-    /// most half the area is staged with it (`pool`'s area is
-    /// `pool_buffers` >= 2 segments: two are counted; batched group
-    /// commit's is [`mqlab_engine::flush::group::BATCH_STAGING_BYTES`]).
+    /// most half the area (`Store::staging`) is staged with it.
     fn staging_has_room(&self, body: usize) -> bool {
-        use mqlab_engine::flush::{group, pool};
-        let store = self.broker.store();
-        let area = match store.flush_name() {
-            group::NAME => group::BATCH_STAGING_BYTES as u64,
-            pool::NAME => store.segment_bytes().saturating_mul(2),
-            _ => return true,
-        };
-        let o = store.offsets();
-        let staged = o.written.saturating_sub(o.committed);
-        staged.saturating_add(body as u64) <= area / 2
+        match self.broker.store().staging() {
+            None => true,
+            Some((staged, capacity)) => staged.saturating_add(body as u64) <= capacity as u64 / 2,
+        }
     }
 
     /// Counts a send as pending, or refuses it SYSTEM_BUSY (counted,

@@ -335,6 +335,12 @@ impl CommitLog {
         }
     }
 
+    /// Capacity of the staging area (`pool`, batched `group`), bytes; an
+    /// append waits while it is full. None without one.
+    pub fn staging_capacity(&self) -> Option<usize> {
+        self.staging.as_ref().map(|st| st.capacity_bytes())
+    }
+
     /// The warming thread, when warming is on.
     pub fn warmer(&self) -> Option<&Warmer> {
         self.warmer.get()

@@ -34,6 +34,11 @@ struct StagingBuf {
 }
 
 impl Staging {
+    /// Most bytes staged at once (one put always fits).
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        self.capacity_bytes
+    }
+
     /// An empty staging area holding at most `capacity_bytes`.
     pub(crate) fn new(capacity_bytes: usize) -> Staging {
         Staging {

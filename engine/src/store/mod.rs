@@ -623,6 +623,16 @@ impl Store {
         self.inner.env.name()
     }
 
+    /// Bytes written and not yet committed to the segment files, and the
+    /// capacity of the staging area they sit in (`pool`, batched `group`;
+    /// an append waits while it is full), or None without one.
+    pub fn staging(&self) -> Option<(u64, usize)> {
+        let log = &self.inner.log;
+        let cap = log.staging_capacity()?;
+        let o = log.offsets();
+        Some((o.written.saturating_sub(o.committed), cap))
+    }
+
     /// Name of the flush strategy.
     pub fn flush_name(&self) -> &'static str {
         self.inner.strategy.name()
