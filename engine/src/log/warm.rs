@@ -6,10 +6,11 @@
 //! Why: on ext4 a write into a block the file never had (a fresh sparse or
 //! fallocated segment) allocates it, and the fdatasync that covers the
 //! write must then commit that allocation through the journal. Measured
-//! here (`results/async-put/README.md`): pwrite+fdatasync of 18 KiB runs at
-//! about 6.8k/s into fresh blocks, 11.8k/s into blocks written with zeros
-//! beforehand, 12.8k/s rewriting the same blocks. Writing the zeros ahead
-//! moves the allocation off the acknowledgement path.
+//! here (`scripts/fresh-blocks.py`, `results/async-put/fresh-blocks.txt`):
+//! pwrite+fdatasync of 18 KiB runs at 7.3k/s into fresh blocks, 12.8k/s
+//! into blocks written with zeros beforehand, 13.9k/s rewriting the same
+//! blocks. Writing the zeros ahead moves the allocation off the
+//! acknowledgement path.
 //!
 //! Invariants:
 //! - A file being warmed is in no segment list: nobody reads or appends it
