@@ -36,6 +36,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use mqlab_engine::clock::Clock;
@@ -314,6 +315,8 @@ impl Txn<'_> {
         let now = self.clock.now_ms();
         let reserved_ms = cfg.file_reserved_hours.saturating_mul(3_600_000) as i64;
         let mut looked = 0usize;
+        // Queue offset of the newest re-appended copy, if any.
+        let mut last_copy: Option<u64> = None;
         while half_off < half_max && looked < cfg.max_per_round {
             looked += 1;
             if ended.contains(&half_off) {
@@ -378,6 +381,7 @@ impl Txn<'_> {
             };
             half_off += 1;
             round.checked += 1;
+            last_copy = Some(o.queue_offset);
             let copy = self.store.get(o.phys_offset)?;
             let group = prop(&copy, PROPERTY_PRODUCER_GROUP)
                 .unwrap_or_default()
@@ -385,6 +389,15 @@ impl Txn<'_> {
             if self.ask_producer(&group, copy) {
                 self.state.checks_sent.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        // The copies reach the half queue when the dispatcher builds their
+        // units (asynchronously, after the flush under sync and group).
+        // Passing their originals before that would hide them from
+        // `pending` for a moment, so wait for them (bounded: a stalled
+        // dispatcher only makes `pending` undercount until it catches up).
+        if let Some(q) = last_copy {
+            self.store
+                .wait_queue_offset(HALF_TOPIC, 0, q, Duration::from_secs(5));
         }
         // Op progress: past the longest prefix of ops for half offsets
         // already passed.
@@ -397,6 +410,10 @@ impl Txn<'_> {
 
     /// Half messages not ended, discarded or passed yet (pending).
     pub(crate) fn pending(&self) -> u64 {
+        // Not while a round re-appends copies and moves the half progress:
+        // the queue's end read before the move and its start after would
+        // miss the copies.
+        let _round = self.state.round.lock().unwrap_or_else(|e| e.into_inner());
         let half_mq = MessageQueue::new(HALF_TOPIC, 0);
         let (min, max) = self.queue_range(&half_mq);
         let from = self
