@@ -30,11 +30,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 
-use crate::messaging::figures::Figures;
-use crate::recorder::{latency_hist, LatencySummary, SenderStats};
-use crate::summary::{read_hdr, LossWindowJson, Summary};
+use crate::recorder::{latency_hist, SenderStats};
+use crate::summary::{read_hdr, Summary};
 use crate::table::round3;
-use crate::util::{self, OutDir};
+use crate::util::OutDir;
 use crate::wire::series::{self, WallSeries, WallTimes};
 use crate::wire::{print_result, write_outputs, Outputs};
 
@@ -224,68 +223,38 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Summary> {
                 *extra.entry(k.clone()).or_default() += v;
             }
         }
-        let produced = all.totals().0;
-        Figures {
-            experiment: "target".into(),
-            variant: label.clone(),
-            produced,
-            consumed,
-            consumed_distinct: consumed,
-            consume_msgs_per_s: round3(
+        crate::wire::target_figures(
+            &label,
+            (all.totals().0, consumed),
+            round3(
                 runs.iter()
                     .filter_map(|r| r.summary.messaging.as_ref())
                     .map(|f| f.consume_msgs_per_s)
                     .sum(),
             ),
-            e2e_latency_us: LatencySummary::of(h),
-            backlog_max: backlog_rows
-                .iter()
-                .map(|&(_, p, c)| p.saturating_sub(c))
-                .max()
-                .unwrap_or(0),
-            consumer_queue_max: 0,
-            duplicates: 0,
-            out_of_order: 0,
-            dlq_messages: 0,
-            retry_messages: 0,
-            retried_e2e_latency_us: None,
-            txn_resolution_ms: None,
+            h,
+            &backlog_rows,
             extra,
-        }
+        )
     });
-    let secs = measured_secs.max(1e-9);
-    let summary = Summary {
-        mqlab_version: env!("CARGO_PKG_VERSION").to_string(),
-        name: first.summary.name.clone(),
-        label,
-        command: util::command_line(),
-        started_utc: runs
-            .iter()
-            .map(|r| r.summary.started_utc.clone())
-            .min()
-            .unwrap_or_default(),
-        config: crate::summary::RunConfig {
+    let summary = crate::wire::target_summary(
+        &w,
+        crate::wire::RunFacts {
+            label,
+            started_utc: runs
+                .iter()
+                .map(|r| r.summary.started_utc.clone())
+                .min()
+                .unwrap_or_default(),
             store: first.summary.config.store.clone(),
-            workload: w.clone(),
+            open_ms: runs.iter().map(|r| r.summary.open_ms).fold(0.0, f64::max),
+            machine: first.summary.machine.clone(),
+            interrupted: runs.iter().any(|r| r.summary.interrupted),
+            messaging,
         },
-        duration_s: round3(measured_secs),
-        messages_acked: stats.msgs,
-        bytes_acked: stats.bytes,
-        throughput_msgs_per_s: round3(stats.msgs as f64 / secs),
-        throughput_mib_per_s: round3(stats.bytes as f64 / secs / (1024.0 * 1024.0)),
-        ack_latency_us: LatencySummary::of(&stats.ack),
-        intended_latency_us: (w.rate > 0.0).then(|| LatencySummary::of(&stats.intended)),
-        loss_window: LossWindowJson::default(),
-        errors,
-        offsets_end: Default::default(),
-        open_ms: runs.iter().map(|r| r.summary.open_ms).fold(0.0, f64::max),
-        shutdown_ms: None,
-        baseline: None,
-        ratios: None,
-        machine: first.summary.machine.clone(),
-        interrupted: runs.iter().any(|r| r.summary.interrupted),
-        messaging,
-    };
+        &stats,
+        measured_secs,
+    );
     let mut extra = serde_json::Map::new();
     extra.insert(
         "merged_from".into(),

@@ -619,58 +619,29 @@ pub fn execute(r: &TargetRun<'_>) -> Result<(Summary, PathBuf)> {
         );
         extra.insert("brokers".to_string(), brokers as f64);
         extra.insert("connections_per_broker".to_string(), connections as f64);
-        Figures {
-            experiment: "target".into(),
-            variant: label.clone(),
-            produced: rec.acked(),
-            consumed,
-            consumed_distinct: consumed,
-            consume_msgs_per_s: round3(consumed as f64 / secs.max(1e-9)),
-            e2e_latency_us: LatencySummary::of(hist),
-            backlog_max: rows
-                .iter()
-                .map(|&(_, p, c)| p.saturating_sub(c))
-                .max()
-                .unwrap_or(0),
-            consumer_queue_max: 0,
-            duplicates: 0,
-            out_of_order: 0,
-            dlq_messages: 0,
-            retry_messages: 0,
-            retried_e2e_latency_us: None,
-            txn_resolution_ms: None,
+        target_figures(
+            &label,
+            (rec.acked(), consumed),
+            round3(consumed as f64 / secs.max(1e-9)),
+            hist,
+            &rows,
             extra,
-        }
+        )
     });
-    let secs = measured_secs.max(1e-9);
-    let summary = Summary {
-        mqlab_version: env!("CARGO_PKG_VERSION").to_string(),
-        name: w.name.clone(),
-        label: label.clone(),
-        command: util::command_line(),
-        started_utc,
-        config: RunConfig {
+    let summary = target_summary(
+        &w,
+        RunFacts {
+            label: label.clone(),
+            started_utc,
             store: w.store_config(),
-            workload: w.clone(),
+            open_ms: round3(open_ms),
+            machine,
+            interrupted: util::stopped(),
+            messaging: figures,
         },
-        duration_s: round3(measured_secs),
-        messages_acked: stats.msgs,
-        bytes_acked: stats.bytes,
-        throughput_msgs_per_s: round3(stats.msgs as f64 / secs),
-        throughput_mib_per_s: round3(stats.bytes as f64 / secs / (1024.0 * 1024.0)),
-        ack_latency_us: LatencySummary::of(&stats.ack),
-        intended_latency_us: (w.rate > 0.0).then(|| LatencySummary::of(&stats.intended)),
-        loss_window: LossWindowJson::default(),
-        errors: stats.errors.clone(),
-        offsets_end: Default::default(),
-        open_ms: round3(open_ms),
-        shutdown_ms: None,
-        baseline: None,
-        ratios: None,
-        machine,
-        interrupted: util::stopped(),
-        messaging: figures,
-    };
+        stats,
+        measured_secs,
+    );
     // Counts by wall-clock second: the sends', plus the consumers'.
     if let Some((_, cseries, _, _)) = &e2e {
         finished.series.add(cseries)?;
@@ -696,6 +667,93 @@ pub fn execute(r: &TargetRun<'_>) -> Result<(Summary, PathBuf)> {
     let out = out.keep();
     print_result(&summary, &charts, &out);
     Ok((summary, out))
+}
+
+/// The messaging figures of a `--target` run with consumers, or of a
+/// merge of such runs: `counts` is (produced, consumed); `backlog_rows`
+/// are (second, produced, consumed) as in messaging.csv.
+pub(crate) fn target_figures(
+    label: &str,
+    counts: (u64, u64),
+    consume_msgs_per_s: f64,
+    e2e: &hdrhistogram::Histogram<u64>,
+    backlog_rows: &[(u64, u64, u64)],
+    extra: std::collections::BTreeMap<String, f64>,
+) -> Figures {
+    let (produced, consumed) = counts;
+    Figures {
+        experiment: "target".into(),
+        variant: label.to_string(),
+        produced,
+        consumed,
+        consumed_distinct: consumed,
+        consume_msgs_per_s,
+        e2e_latency_us: LatencySummary::of(e2e),
+        backlog_max: backlog_rows
+            .iter()
+            .map(|&(_, p, c)| p.saturating_sub(c))
+            .max()
+            .unwrap_or(0),
+        consumer_queue_max: 0,
+        duplicates: 0,
+        out_of_order: 0,
+        dlq_messages: 0,
+        retry_messages: 0,
+        retried_e2e_latency_us: None,
+        txn_resolution_ms: None,
+        extra,
+    }
+}
+
+/// What a `--target` run's summary takes from the run (or runs) itself
+/// rather than from its workload and send statistics.
+pub(crate) struct RunFacts {
+    pub label: String,
+    pub started_utc: String,
+    pub store: mqlab_engine::config::StoreConfig,
+    pub open_ms: f64,
+    pub machine: MachineInfo,
+    pub interrupted: bool,
+    pub messaging: Option<Figures>,
+}
+
+/// summary.json of a `--target` run, or of a merge of them (`w` is then
+/// the workload of all hosts together, `stats` their added statistics).
+pub(crate) fn target_summary(
+    w: &Workload,
+    facts: RunFacts,
+    stats: &crate::recorder::SenderStats,
+    measured_secs: f64,
+) -> Summary {
+    let secs = measured_secs.max(1e-9);
+    Summary {
+        mqlab_version: env!("CARGO_PKG_VERSION").to_string(),
+        name: w.name.clone(),
+        label: facts.label,
+        command: util::command_line(),
+        started_utc: facts.started_utc,
+        config: RunConfig {
+            store: facts.store,
+            workload: w.clone(),
+        },
+        duration_s: round3(measured_secs),
+        messages_acked: stats.msgs,
+        bytes_acked: stats.bytes,
+        throughput_msgs_per_s: round3(stats.msgs as f64 / secs),
+        throughput_mib_per_s: round3(stats.bytes as f64 / secs / (1024.0 * 1024.0)),
+        ack_latency_us: LatencySummary::of(&stats.ack),
+        intended_latency_us: (w.rate > 0.0).then(|| LatencySummary::of(&stats.intended)),
+        loss_window: LossWindowJson::default(),
+        errors: stats.errors.clone(),
+        offsets_end: Default::default(),
+        open_ms: facts.open_ms,
+        shutdown_ms: None,
+        baseline: None,
+        ratios: None,
+        machine: facts.machine,
+        interrupted: facts.interrupted,
+        messaging: facts.messaging,
+    }
 }
 
 /// Everything a `--target` run (or a merge of them) writes.
