@@ -104,6 +104,9 @@ impl Broker {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Broker>> {
         cfg.sanitize()?;
+        // Store times and the broker's times from one clock (the
+        // transaction check compares them).
+        store.use_clock(clock.clone());
         let env = store.env();
         let config_dir = store.dir().join("config");
         let topics = TopicTable::load(

@@ -195,6 +195,55 @@ fn never_answered_is_discarded_after_15_checks(t: Transport) {
 
 both!(never_answered_is_discarded_after_15_checks);
 
+/// Each check round re-appends its half messages and moves the half
+/// queue's progress past the originals; a reader of `pending` at any moment
+/// must still count every undecided transaction once (it read 0 for a
+/// moment when the progress moved before the copies' queue units existed).
+fn pending_holds_steady_while_rounds_recheck(t: Transport) {
+    let (lab, clock, bank, tp) = setup(t, S::Unknown);
+    for i in 0..3 {
+        tp.send_in_transaction(Message::new("Pay", format!("open-{i}")));
+    }
+    settle(&lab);
+    assert_eq!(lab.broker.pending_transactions(), 3);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let broker = lab.broker.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut reads, mut wrong) = (0u64, Vec::new());
+            while !stop.load(Ordering::Acquire) {
+                let n = broker.pending_transactions();
+                reads += 1;
+                if n != 3 && wrong.len() < 10 {
+                    wrong.push(n);
+                }
+            }
+            (reads, wrong)
+        })
+    };
+    clock.advance(7_000);
+    for round in 1..=10 {
+        let r = lab.broker.check_transactions_once().unwrap();
+        assert_eq!(r.checked, 3, "round {round}: {r:?}");
+        wait_checks(&bank, 3 * round);
+        clock.advance(30_000);
+    }
+    stop.store(true, Ordering::Release);
+    let (reads, wrong) = reader.join().unwrap();
+    assert!(reads > 0);
+    assert!(
+        wrong.is_empty(),
+        "pending read other than 3 in {reads} reads: {wrong:?}"
+    );
+    assert_eq!(lab.broker.pending_transactions(), 3);
+    tp.shutdown();
+    drop(tp);
+    lab.shutdown();
+}
+
+both!(pending_holds_steady_while_rounds_recheck);
+
 fn seventy_two_hour_rule_discards_unchecked(t: Transport) {
     let (lab, clock, bank, tp) = setup(t, S::CommitMessage);
     tp.send_in_transaction(Message::new("Pay", "ancient"));

@@ -31,9 +31,10 @@ pub use replica::{ReplicaCallback, ReplicaGate};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::clock::Clock;
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::flush::{self, FlushStrategy};
@@ -65,6 +66,14 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+impl Inner {
+    /// Store timestamp for a record appended now: the installed clock's
+    /// time ([`Store::use_clock`]), else the wall clock's.
+    fn store_now_ms(&self) -> i64 {
+        self.clock.get().map_or_else(now_ms, |c| c.now_ms())
+    }
 }
 
 struct Inner {
@@ -99,6 +108,9 @@ struct Inner {
     /// What puts wait for after their flush acknowledgement (a sync
     /// master; see [`Store::set_replica_gate`]).
     replica_gate: RwLock<Option<Arc<dyn ReplicaGate>>>,
+    /// Where store timestamps come from, once installed (else the wall
+    /// clock): see [`Store::use_clock`].
+    clock: OnceLock<Arc<dyn Clock>>,
 }
 
 /// A RocketMQ-compatible message store.
@@ -237,6 +249,7 @@ impl Store {
             write_block: Mutex::new(None),
             slave_mode: AtomicBool::new(false),
             replica_gate: RwLock::new(None),
+            clock: OnceLock::new(),
         });
         let mut report = r.report;
         recovery::complete(&inner, r.crashlike, r.dispatch_from, &mut report)?;
@@ -433,6 +446,16 @@ impl Store {
     /// The four offsets, read with atomics (cheap; call as often as needed).
     pub fn offsets(&self) -> Offsets {
         self.inner.log.offsets()
+    }
+
+    /// Takes the store timestamps of records appended from now on from
+    /// `clock` instead of the wall clock, so that a broker on an injected
+    /// clock (a test's `ManualClock`) compares its own times with store
+    /// times of one clock: the transaction check's "asked less than a
+    /// timeout ago" reads a half message's store time. Only the first call
+    /// installs a clock; it returns whether this one did.
+    pub fn use_clock(&self, clock: Arc<dyn Clock>) -> bool {
+        self.inner.clock.set(clock).is_ok()
     }
 
     /// Physical offset up to which the dispatcher has built queues/index.

@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::{now_ms, Inner, ReplicaGate};
+use super::{Inner, ReplicaGate};
 use crate::error::Result;
 use crate::flush::FlushConfig;
 use crate::log::record;
@@ -251,7 +251,7 @@ impl Inner {
                 props.len()
             )));
         }
-        let store_ts = now_ms();
+        let store_ts = self.store_now_ms();
         let born_ts = if msg.born_timestamp_ms > 0 {
             msg.born_timestamp_ms
         } else {
