@@ -1,6 +1,7 @@
 //! Put statuses as RocketMQ names them: bad input is rejected with
 //! MESSAGE_ILLEGAL before anything is written; a group-commit deadline gives
-//! FLUSH_DISK_TIMEOUT and the message stays written.
+//! FLUSH_DISK_TIMEOUT and the message stays written. Store timestamps come
+//! from the wall clock until a clock is installed (`Store::use_clock`).
 
 mod common;
 
@@ -92,4 +93,28 @@ fn puts_after_poison_are_refused_with_the_reason() {
         err.contains("fsync") || err.contains("EIO") || err.contains("I/O"),
         "{err}"
     );
+}
+
+#[test]
+fn store_timestamps_follow_an_installed_clock() {
+    let (_sim, store) = store(FlushKind::Sync);
+    let before = store.put(&Message::new("Clocked", b"wall".to_vec()));
+    let wall_ts = before.offsets.unwrap().store_timestamp_ms;
+    assert!(wall_ts > 1_600_000_000_000, "wall clock: {wall_ts}");
+    let clock = mqlab_engine::clock::ManualClock::at(1_234_567);
+    assert!(store.use_clock(clock.clone()));
+    assert!(
+        !store.use_clock(mqlab_engine::clock::ManualClock::at(9)),
+        "only the first clock counts"
+    );
+    let r = store.put(&Message::new("Clocked", b"manual".to_vec()));
+    let o = r.offsets.unwrap();
+    assert_eq!(o.store_timestamp_ms, 1_234_567);
+    clock.advance(5);
+    let r2 = store.put(&Message::new("Clocked", b"later".to_vec()));
+    let o2 = r2.offsets.unwrap();
+    assert_eq!(o2.store_timestamp_ms, 1_234_572);
+    let back = store.get(o.phys_offset).unwrap();
+    assert_eq!(back.store_timestamp_ms, 1_234_567);
+    assert_eq!(back.born_timestamp_ms, 1_234_567, "born defaults to store");
 }
