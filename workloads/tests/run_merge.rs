@@ -15,12 +15,11 @@ use std::process::Command;
 
 use hdrhistogram::Histogram;
 use interop_common::Broker;
-use mqlab::messaging::figures::Figures;
 use mqlab::recorder::{latency_hist, LatencySummary, SenderStats};
 use mqlab::spec::{Overrides, SpecFile, Workload};
 use mqlab::summary::{read_hdr, RunConfig, Summary};
 use mqlab::wire::series::{self, WallSeries, WallTimes};
-use mqlab::wire::{write_outputs, Outputs};
+use mqlab::wire::{target_figures, write_outputs, Outputs};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -131,24 +130,14 @@ fn synthetic_run(rng: &mut ChaCha8Rng, dir: &Path, from_s: u64, to_s: u64) -> Sy
         ratios: None,
         machine: Default::default(),
         interrupted: false,
-        messaging: Some(Figures {
-            experiment: "target".into(),
-            variant: "v".into(),
-            produced: s.acks.len() as u64,
-            consumed: s.consumed.len() as u64,
-            consumed_distinct: s.consumed.len() as u64,
-            consume_msgs_per_s: s.consumed.len() as f64 / secs,
-            e2e_latency_us: LatencySummary::of(&e2e),
-            backlog_max: 0,
-            consumer_queue_max: 0,
-            duplicates: 0,
-            out_of_order: 0,
-            dlq_messages: 0,
-            retry_messages: 0,
-            retried_e2e_latency_us: None,
-            txn_resolution_ms: None,
+        messaging: Some(target_figures(
+            "v",
+            (s.acks.len() as u64, s.consumed.len() as u64),
+            s.consumed.len() as f64 / secs,
+            &e2e,
+            &[],
             extra,
-        }),
+        )),
     };
     std::fs::create_dir_all(dir).unwrap();
     write_outputs(

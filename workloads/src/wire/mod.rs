@@ -672,7 +672,7 @@ pub fn execute(r: &TargetRun<'_>) -> Result<(Summary, PathBuf)> {
 /// The messaging figures of a `--target` run with consumers, or of a
 /// merge of such runs: `counts` is (produced, consumed); `backlog_rows`
 /// are (second, produced, consumed) as in messaging.csv.
-pub(crate) fn target_figures(
+pub fn target_figures(
     label: &str,
     counts: (u64, u64),
     consume_msgs_per_s: f64,
