@@ -41,8 +41,7 @@ fn quick(dir: &Path, seed: u64, args: &[&str]) -> (serde_json::Value, String) {
         seed,
     );
     assert!(status.success(), "seed {seed}: {status}\n{printed}");
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s = common::json(&out.join("summary.json"));
     (s, printed)
 }
 

@@ -68,14 +68,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-impl Inner {
-    /// Store timestamp for a record appended now: the installed clock's
-    /// time ([`Store::use_clock`]), else the wall clock's.
-    fn store_now_ms(&self) -> i64 {
-        self.clock.get().map_or_else(now_ms, |c| c.now_ms())
-    }
-}
-
 struct Inner {
     env: Arc<dyn Env>,
     dir: PathBuf,
@@ -111,6 +103,14 @@ struct Inner {
     /// Where store timestamps come from, once installed (else the wall
     /// clock): see [`Store::use_clock`].
     clock: OnceLock<Arc<dyn Clock>>,
+}
+
+impl Inner {
+    /// Store timestamp for a record appended now: the installed clock's
+    /// time ([`Store::use_clock`]), else the wall clock's.
+    fn store_now_ms(&self) -> i64 {
+        self.clock.get().map_or_else(now_ms, |c| c.now_ms())
+    }
 }
 
 /// A RocketMQ-compatible message store.

@@ -68,10 +68,7 @@ pub fn run(
     ack_log: &Path,
 ) -> Result<Trial> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::Builder::new()
-        .prefix("mqlab-ha-fo-")
-        .tempdir_in(work)
-        .context("trial directory")?;
+    let dir = super::trial::trial_dir(work, "mqlab-ha-fo-")?;
     let d = dir.path();
     let hb = p.heartbeat_ms.to_string();
     let ns = BrokerProc::spawn(

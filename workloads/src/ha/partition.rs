@@ -833,10 +833,7 @@ pub fn run(
         p.catchup_ms,
         p.kinds.as_deref(),
     );
-    let dir = tempfile::Builder::new()
-        .prefix("mqlab-ha-part-")
-        .tempdir_in(work)
-        .context("schedule directory")?;
+    let dir = super::trial::trial_dir(work, "mqlab-ha-part-")?;
     let d = dir.path().to_path_buf();
     let ctl = BrokerProc::spawn(
         &p.bin,

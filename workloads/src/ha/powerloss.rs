@@ -193,10 +193,7 @@ pub fn run(
     ack_log: &Path,
 ) -> Result<PlTrial> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::Builder::new()
-        .prefix("mqlab-ha-pl-")
-        .tempdir_in(work)
-        .context("trial directory")?;
+    let dir = super::trial::trial_dir(work, "mqlab-ha-pl-")?;
     let Group {
         mut master,
         mut slaves,

@@ -332,6 +332,15 @@ pub(super) fn start_group(
     })
 }
 
+/// A fresh directory under `work` for one trial (or schedule), its name
+/// starting with `prefix`; removed when dropped.
+pub(super) fn trial_dir(work: &Path, prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(work)
+        .with_context(|| format!("a trial directory under {}", work.display()))
+}
+
 /// Runs one kill in a fresh directory under `work`; the ack log goes to
 /// `ack_log`.
 pub fn run(
@@ -343,10 +352,7 @@ pub fn run(
     ack_log: &Path,
 ) -> Result<Trial> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::Builder::new()
-        .prefix("mqlab-ha-")
-        .tempdir_in(work)
-        .context("trial directory")?;
+    let dir = trial_dir(work, "mqlab-ha-")?;
     let Group {
         mut master,
         mut slaves,
